@@ -1,0 +1,68 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+
+export PYTHONPATH := $(CURDIR)/plugins
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
+export GX_ANALYTICS_ENABLED := False
+export PLE_PG_PORT ?= 54329
+EMBEDDED_DSN := postgresql://postgres@127.0.0.1:$(PLE_PG_PORT)/ple
+# Every command acts on the connection ctb_postgres; without one configured, on the embedded server.
+export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
+
+SCALE ?= 0.01
+PLE := $(BIN)/python -m ple.cli
+
+.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture
+
+help:
+	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
+	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
+	@echo "make fixture SCALE=1.0   (re)build the PLE database on ctb_postgres"
+	@echo "make lint    ruff, with the Airflow (AIR) rules"
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+db: venv
+	@$(PLE) db start >/dev/null
+
+stop: venv
+	$(PLE) db stop
+
+fixture: db
+	$(PLE) fixture --scale $(SCALE) --replace --verbose
+
+airflow-db: venv
+	@mkdir -p $(AIRFLOW_HOME)
+	@$(BIN)/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+demo: export AIRFLOW_CONN_CTB_POSTGRES := $(EMBEDDED_DSN)
+demo: export PLE_TASK_RETRY_DELAY_SECONDS := 1
+demo: db airflow-db
+	$(PLE) demo
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean: stop
+	rm -rf .airflow .pgdata
+
+bench-fixture: db
+	$(BIN)/python bench/fixture_build.py --scale $(or $(BENCH_SCALE),1.0)

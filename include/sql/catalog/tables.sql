@@ -1,0 +1,12 @@
+-- Tables, partitioned tables, views and materialized views of the user schemas.
+-- %(schemas)s NULL means every user schema.
+SELECT n.nspname, c.relname, c.oid::bigint, c.relfilenode::bigint, c.relkind::text,
+       c.reltuples::bigint, obj_description(c.oid, 'pg_class')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm')
+  AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg_temp%%'
+  AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
+ORDER BY 1, 2

@@ -1,0 +1,127 @@
+"""What the live database holds: tables, columns, keys, dependents. Read from pg_catalog.
+
+One query per question, returning plain data, so the plan lint can run on a snapshot of it and a
+test can build that snapshot without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ple.config import OPS_SCHEMA
+from ple.sqlutil import qualified, raw_template
+
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str  # format_type(), e.g. "character varying(50)"
+    type_oid: int
+    not_null: bool
+    has_default: bool
+    generated: bool
+    max_length: int | None  # varchar/char length limit
+
+
+@dataclass
+class TableInfo:
+    name: str  # schema.table
+    oid: int
+    relfilenode: int
+    kind: str  # r table, p partitioned, v view, m materialized view
+    columns: list[ColumnInfo] = field(default_factory=list)
+    primary_key: list[str] = field(default_factory=list)
+    unique_keys: list[list[str]] = field(default_factory=list)
+    estimated_rows: int = 0
+    comment: str | None = None
+
+    def column(self, name: str) -> ColumnInfo | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, TableInfo]
+    schemas: set[str]
+
+    def get(self, name: str) -> TableInfo | None:
+        return self.tables.get(name)
+
+    def exists(self, name: str) -> bool:
+        return name in self.tables
+
+
+def read_catalog(conn: psycopg.Connection, schemas: list[str] | None = None) -> Catalog:
+    """Tables, views and their columns and keys in the user schemas (or only `schemas`)."""
+    rows = conn.execute(raw_template("catalog/tables"), {"schemas": schemas}).fetchall()
+    tables: dict[str, TableInfo] = {}
+    for schema, name, oid, relfilenode, kind, estimated, comment in rows:
+        tables[f"{schema}.{name}"] = TableInfo(
+            f"{schema}.{name}", oid, relfilenode, kind, estimated_rows=max(int(estimated), 0), comment=comment
+        )
+    by_oid = {t.oid: t for t in tables.values()}
+    for oid, name, type_name, type_oid, not_null, has_default, generated, max_length in conn.execute(
+        raw_template("catalog/columns"), {"oids": list(by_oid)}
+    ):
+        by_oid[oid].columns.append(ColumnInfo(name, type_name, type_oid, not_null, has_default, generated, max_length))
+    for oid, contype, columns in conn.execute(raw_template("catalog/keys"), {"oids": list(by_oid)}):
+        if contype == "p":
+            by_oid[oid].primary_key = list(columns)
+        else:
+            by_oid[oid].unique_keys.append(list(columns))
+    schema_names = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+    return Catalog(tables, schema_names)
+
+
+def functions_naming(conn: psycopg.Connection, table_names: list[str]) -> list[tuple[str, str]]:
+    """(function, table) pairs where a function's body names a table: SET SCHEMA will break it."""
+    if not table_names:
+        return []
+    return [
+        (function, table)
+        for function, table in conn.execute(raw_template("catalog/functions_naming"), {"tables": table_names})
+    ]
+
+
+def dependent_views(conn: psycopg.Connection, table_names: list[str]) -> list[tuple[str, str]]:
+    """(view, table) pairs: views that read a table (they follow it by OID through a move)."""
+    if not table_names:
+        return []
+    return list(conn.execute(raw_template("catalog/dependent_views"), {"tables": table_names}))
+
+
+def schema_summary(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
+    """Tables and exact rows per user schema (the tool's own schema excluded)."""
+    tables = [
+        f"{schema}.{name}"
+        for schema, name in conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname <> ALL(%s) "
+            "AND n.nspname NOT LIKE 'pg_temp%%' ORDER BY 1, 2",
+            ([*SYSTEM_SCHEMAS, OPS_SCHEMA],),
+        )
+    ]
+    summary: dict[str, tuple[int, int]] = {}
+    for name, rows in exact_counts(conn, tables).items():
+        schema = name.split(".")[0]
+        count, total = summary.get(schema, (0, 0))
+        summary[schema] = (count + 1, total + rows)
+    return dict(sorted(summary.items()))
+
+
+def exact_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
+    if not tables:
+        return {}
+    statement = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::text, count(*) FROM {}").format(sql.Literal(name), qualified(name)) for name in tables
+    )
+    return dict(conn.execute(statement).fetchall())

@@ -1,0 +1,150 @@
+"""The official EFAST2 record layouts as data, and the canonical DOL tables derived from them.
+
+DOL only ever added columns to these datasets (2009-2025), so the canonical table of a dataset
+has the union of every year's columns, and a file of any year maps onto it by header name.
+
+Canonical column names are the lower-cased DOL header names: one rule, no hand-kept mapping for
+421 columns. The names that the hub+spoke document uses and the files do not have
+(`sponsor_dfe_ein`, `plan_number`, `tot_partcp_eoy_cnt`, `insurance_company_name`,
+`covered_lives`) are stored generated columns, so the document's joins run as written and can never
+disagree with the column they are derived from.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from dataclasses import dataclass
+
+from ple.config import DOL_LAYOUTS_FILE
+
+SIGNATURE_TIMESTAMP = re.compile(r"SIGN(ED)?_DATE$")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # DOL header name, e.g. SPONS_DFE_EIN
+    dol_type: str  # TEXT or NUMERIC as the layout says (the widest over the years)
+    size: int | None
+
+    @property
+    def column(self) -> str:
+        return self.name.lower()
+
+    @property
+    def sql_type(self) -> str:
+        """Canonical PostgreSQL type: identifiers and codes stay text (leading zeros survive)."""
+        if self.name == "FORM_ID":
+            return "integer"
+        if self.dol_type == "NUMERIC":
+            return "numeric"
+        if self.size == 10 and (self.name.endswith("_DATE") or self.name.endswith("_PRD")):
+            return "date"
+        if SIGNATURE_TIMESTAMP.search(self.name):
+            return "timestamptz"
+        return "text"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A DOL dataset (one file type) and the tables it lands in."""
+
+    name: str  # F_5500, F_5500_SF, F_SCH_A
+    table: str  # canonical table, schema-qualified
+    staging_table: str
+    natural_key: tuple[str, ...]
+    surrogate_key: str
+    aliases: tuple[tuple[str, str, str], ...]  # (alias column, type, SQL expression over canonical columns)
+
+
+DATASETS: dict[str, Dataset] = {
+    "F_5500": Dataset(
+        name="F_5500",
+        table="dol.form_5500",
+        staging_table="dol.form_5500_staging",
+        natural_key=("ack_id",),
+        surrogate_key="filing_id",
+        aliases=(
+            ("sponsor_dfe_ein", "text", "spons_dfe_ein"),
+            ("plan_number", "text", "spons_dfe_pn"),
+            ("tot_partcp_eoy_cnt", "numeric", "tot_act_rtd_sep_benef_cnt"),
+        ),
+    ),
+    "F_5500_SF": Dataset(
+        name="F_5500_SF",
+        table="dol.form_5500_sf",
+        staging_table="dol.form_5500_sf_staging",
+        natural_key=("ack_id",),
+        surrogate_key="filing_id",
+        aliases=(("sponsor_dfe_ein", "text", "sf_spons_ein"),),
+    ),
+    "F_SCH_A": Dataset(
+        name="F_SCH_A",
+        table="dol.schedule_a",
+        staging_table="dol.schedule_a_staging",
+        natural_key=("ack_id", "form_id"),
+        surrogate_key="schedule_id",
+        aliases=(
+            ("insurance_company_name", "text", "ins_carrier_name"),
+            (
+                "covered_lives",
+                "integer",
+                r"CASE WHEN ins_prsn_covered_eoy_cnt ~ '^\s*\d{1,9}\s*$' THEN btrim(ins_prsn_covered_eoy_cnt)::integer END",
+            ),
+        ),
+    ),
+}
+
+
+@functools.cache
+def _layout_rows() -> tuple[dict[str, str], ...]:
+    with open(DOL_LAYOUTS_FILE, newline="", encoding="utf-8") as handle:
+        return tuple(csv.DictReader(handle))
+
+
+def years(dataset: str) -> list[int]:
+    return sorted({int(row["form_year"]) for row in _layout_rows() if row["dataset"] == dataset})
+
+
+def fields_for_year(dataset: str, year: int) -> list[Field]:
+    rows = [r for r in _layout_rows() if r["dataset"] == dataset and int(r["form_year"]) == year]
+    rows.sort(key=lambda r: int(r["field_position"]))
+    return [Field(r["field_name"], r["type"], int(r["size"]) if r["size"] else None) for r in rows]
+
+
+@functools.cache
+def union_fields(dataset: str) -> tuple[Field, ...]:
+    """Every column the dataset ever had, in the order of the newest layout (older-only ones last).
+
+    A field whose type changed over the years (SF_TOT_PARTCP_BOY_CNT was TEXT(8), later NUMERIC)
+    takes the later type, so every year's values fit.
+    """
+    by_name: dict[str, Field] = {}
+    order: dict[str, tuple[int, int]] = {}
+    for year in years(dataset):
+        for position, field in enumerate(fields_for_year(dataset, year)):
+            by_name[field.name] = field
+            order[field.name] = (-year, position)
+    newest = max(years(dataset))
+    names = sorted(by_name, key=lambda n: (order[n][0] != -newest, order[n]))
+    return tuple(by_name[n] for n in names)
+
+
+def header_map(dataset: str, header: list[str]) -> tuple[list[str | None], list[str]]:
+    """Map a file's header to canonical columns by name.
+
+    Returns the canonical column for each header position (None for an unknown header) and the
+    unknown header names, which the importer keeps as JSONB extras and reports.
+    """
+    known = {f.name for f in union_fields(dataset)}
+    columns: list[str | None] = []
+    unknown: list[str] = []
+    for raw in header:
+        name = raw.strip().lstrip("\ufeff").upper()
+        if name in known:
+            columns.append(name.lower())
+        else:
+            columns.append(None)
+            unknown.append(raw.strip())
+    return columns, unknown

@@ -1,0 +1,91 @@
+"""Test session: a real PostgreSQL started by the session itself, with the PLE fixture built once.
+
+Tests that change data get their own database cloned from the fixture (CREATE DATABASE ...
+TEMPLATE), so every test starts from the same pre-reorganization state in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.helpers import TEMPLATE_DB, clone_fixture
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """PostgreSQL for this session. Its directory sits outside pytest's 0700 temp tree because
+    the server runs as the unprivileged `postgres` user when the tests run as root."""
+    from ple import embedded_pg
+
+    parent = Path(tempfile.mkdtemp(prefix="ple-test-pg-"))
+    parent.chmod(0o755)
+    server = embedded_pg.start(parent / "data", _free_port())
+    yield server
+    embedded_pg.stop(parent / "data")
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fixture_template(pg_server):
+    """The PLE fixture at TEST_SCALE, built once into a template database."""
+    from ple import embedded_pg
+    from ple.fixture.builder import build
+
+    dsn = embedded_pg.create_database(pg_server, TEMPLATE_DB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        report = build(conn, scale=TEST_SCALE, log=lambda _: None)
+    return {"dsn": dsn, "report": report}
+
+
+@pytest.fixture
+def fresh_db(pg_server, fixture_template, monkeypatch):
+    """A private copy of the fixture; the connection ctb_postgres points at it for the test."""
+    dsn = clone_fixture(pg_server)
+    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
+    yield dsn
+    from ple import embedded_pg
+
+    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+@pytest.fixture
+def conn(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory):
+    """Environment for `airflow` commands: a migrated SQLite metadata DB, our dags and plugins."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        "PLE_TASK_RETRY_DELAY_SECONDS": "1",
+        "PLE_TASK_MAX_RETRY_DELAY_SECONDS": "2",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    return env

@@ -1,0 +1,40 @@
+"""Helpers shared by tests: cloning the fixture database and running DAGs with `airflow dags test`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+from ple import embedded_pg
+
+TEMPLATE_DB = "ple_fixture_template"
+_db_counter = itertools.count(1)
+
+
+def clone_fixture(pg_server, name: str | None = None) -> str:
+    """A private copy of the fixture database (CREATE DATABASE ... TEMPLATE); returns its DSN."""
+    return embedded_pg.create_database(pg_server, name or f"ple_test_{os.getpid()}_{next(_db_counter)}", TEMPLATE_DB)
+
+
+def run_dag(
+    airflow_env: dict, dag_id: str, conf: dict | None = None, dsn: str | None = None, extra_env: dict | None = None
+):
+    """`airflow dags test` in a subprocess; returns the CompletedProcess (stdout+stderr merged)."""
+    env = dict(airflow_env)
+    if dsn:
+        env["AIRFLOW_CONN_CTB_POSTGRES"] = dsn
+    env.update(extra_env or {})
+    args = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    if conf is not None:
+        args += ["-c", json.dumps(conf)]
+    return subprocess.run(args, check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def dag_run_state(output: str) -> str | None:
+    for line in reversed(output.splitlines()):
+        if "DagRun Finished" in line:
+            return "success" if "state=success" in line else "failed"
+    return None
