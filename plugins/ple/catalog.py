@@ -24,8 +24,16 @@ class ColumnInfo:
     type_oid: int
     not_null: bool
     has_default: bool
-    generated: bool
+    generated: bool  # GENERATED ... STORED or an identity column: never written by a merge
     max_length: int | None  # varchar/char length limit
+    type_schema: str = "pg_catalog"
+    type_name: str = "text"  # base type name, e.g. varchar, uuid, error_disposition
+    type_category: str = "S"  # pg_type.typcategory: S string, N numeric, D datetime, U user, E enum, A array
+
+    @property
+    def type_identifier(self) -> sql.Identifier:
+        """The column's base type as a composable identifier (for explicit casts)."""
+        return sql.Identifier(self.type_schema, self.type_name)
 
 
 @dataclass
@@ -52,12 +60,26 @@ class TableInfo:
 class Catalog:
     tables: dict[str, TableInfo]
     schemas: set[str]
+    casts: set[tuple[int, int]] = field(default_factory=set)
 
     def get(self, name: str) -> TableInfo | None:
         return self.tables.get(name)
 
     def exists(self, name: str) -> bool:
         return name in self.tables
+
+    def assignable(self, source: ColumnInfo, target: ColumnInfo) -> bool:
+        """Would INSERT ... SELECT convert source into target without an explicit cast and
+        without truncating? A narrower varchar is not assignable (values could be cut off)."""
+        if target.type_category == "S" and source.type_category == "S":
+            return target.max_length is None or (
+                source.max_length is not None and source.max_length <= target.max_length
+            )
+        if source.type_oid == target.type_oid:
+            return True
+        if target.type_category == "S" and target.max_length is None:
+            return True  # I/O conversion to an unbounded string type
+        return (source.type_oid, target.type_oid) in self.casts
 
 
 def read_catalog(conn: psycopg.Connection, schemas: list[str] | None = None) -> Catalog:
@@ -69,17 +91,16 @@ def read_catalog(conn: psycopg.Connection, schemas: list[str] | None = None) -> 
             f"{schema}.{name}", oid, relfilenode, kind, estimated_rows=max(int(estimated), 0), comment=comment
         )
     by_oid = {t.oid: t for t in tables.values()}
-    for oid, name, type_name, type_oid, not_null, has_default, generated, max_length in conn.execute(
-        raw_template("catalog/columns"), {"oids": list(by_oid)}
-    ):
-        by_oid[oid].columns.append(ColumnInfo(name, type_name, type_oid, not_null, has_default, generated, max_length))
+    for oid, *column in conn.execute(raw_template("catalog/columns"), {"oids": list(by_oid)}):
+        by_oid[oid].columns.append(ColumnInfo(*column))
     for oid, contype, columns in conn.execute(raw_template("catalog/keys"), {"oids": list(by_oid)}):
         if contype == "p":
             by_oid[oid].primary_key = list(columns)
         else:
             by_oid[oid].unique_keys.append(list(columns))
     schema_names = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
-    return Catalog(tables, schema_names)
+    casts = {(s, t) for s, t in conn.execute(raw_template("catalog/casts"))}
+    return Catalog(tables, schema_names, casts)
 
 
 def functions_naming(conn: psycopg.Connection, table_names: list[str]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from ple import config
+from ple.errors import PermanentError
 
 
 def _cmd_db(args) -> int:
@@ -54,6 +55,73 @@ def _cmd_summary(_args) -> int:
     return 0
 
 
+def _executor(conn, mode: str, run_id: str | None = None):
+    import uuid
+
+    from ple.reorg import plan as plan_module
+    from ple.reorg.context import Mode, Settings
+    from ple.reorg.executor import Executor
+
+    return Executor(conn, plan_module.load(), run_id or f"cli__{uuid.uuid4().hex[:12]}", Settings(mode=Mode(mode)))
+
+
+def _cmd_lint(args) -> int:
+    from ple.db import connect
+
+    with connect() as conn:
+        report = _executor(conn, "plan").lint(args.phase or None)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _cmd_approve(args) -> int:
+    from ple.db import connect
+    from ple.reorg import ledger
+    from ple.reorg.plan import load
+
+    plan = load()
+    with connect() as conn:
+        approval_id = ledger.approve(conn, plan.sha256, args.approver, args.note)
+    print(f"APPROVED: plan {plan.path.name} sha256 {plan.sha256} by {args.approver} (approval {approval_id})")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    """Run phases without Airflow (the same executor the DAGs use): plan or apply."""
+    from ple.db import connect
+    from ple.reporting import emit
+
+    with connect() as conn:
+        executor = _executor(conn, args.mode, args.run_id)
+        phases = args.phase or [p.phase for p in executor.plan.phases if p.steps]
+        for phase_id in phases:
+            emit(executor.preflight(phase_id).text)
+            for step in executor.plan.phase(phase_id).steps:
+                emit(executor.run_step(step.step_id).text)
+            emit(executor.verify(phase_id).text)
+            emit(executor.freeze(phase_id).text)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ple.db import connect
+    from ple.reorg import ledger
+
+    with connect() as conn:
+        print(ledger.report(conn, args.phase))
+    return 0
+
+
+def _cmd_revert(args) -> int:
+    from ple.db import connect
+
+    with connect() as conn:
+        executor = _executor(conn, "apply", args.run_id)
+        for report in executor.revert_phase(args.phase):
+            print(report.text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ple", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,11 +140,39 @@ def main(argv: list[str] | None = None) -> int:
     summary = sub.add_parser("summary", help="tables and rows per schema of the target database")
     summary.set_defaults(func=_cmd_summary)
 
+    lint = sub.add_parser("lint", help="lint the CTB plan against the live catalog (writes nothing)")
+    lint.add_argument("--phase", action="append", help="only this phase (repeatable)")
+    lint.set_defaults(func=_cmd_lint)
+
+    approve = sub.add_parser("approve", help="record an approval of the exact current plan file")
+    approve.add_argument("--approver", required=True)
+    approve.add_argument("--note")
+    approve.set_defaults(func=_cmd_approve)
+
+    run = sub.add_parser("run", help="run phases without Airflow (plan: read-only; apply: needs an approval)")
+    run.add_argument("--mode", choices=["plan", "apply"], default="plan")
+    run.add_argument("--phase", action="append", help="only this phase (repeatable); default every phase with actions")
+    run.add_argument("--run-id")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="the ledger report (last attempt of every step)")
+    report.add_argument("--phase")
+    report.set_defaults(func=_cmd_report)
+
+    revert = sub.add_parser("revert", help="undo an applied phase (needs an approval of the plan)")
+    revert.add_argument("--phase", required=True)
+    revert.add_argument("--run-id")
+    revert.set_defaults(func=_cmd_revert)
+
     demo = sub.add_parser("demo", help="the whole product on the embedded database (make demo)")
     demo.set_defaults(func=lambda _args: __import__("ple.demo", fromlist=["main"]).main())
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except PermanentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

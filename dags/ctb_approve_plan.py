@@ -1,0 +1,12 @@
+"""
+# ctb_approve_plan
+
+Records, in the target database (`ple_ops.plan_approval`), that a named person approved the exact
+CTB plan file: its SHA-256 is prefilled in the trigger form. Editing the plan changes the
+checksum and voids the approval; `apply` runs of the phase DAGs refuse without one.
+Command-line equivalent: `make approve APPROVER=<name>`. Airflow DAG, manual trigger only.
+"""
+
+from ple.orchestration.reorg_dags import build_approval_dag
+
+dag = build_approval_dag(doc_md=__doc__)

@@ -1,0 +1,85 @@
+-- The tool's own state in the target database (schema ple_ops). Idempotent: safe to run twice.
+
+CREATE SCHEMA IF NOT EXISTS ple_ops;
+
+-- Approvals of exact plan files. Editing the plan changes its sha256, which voids its approvals.
+CREATE TABLE IF NOT EXISTS ple_ops.plan_approval (
+    approval_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plan_sha256 text NOT NULL CHECK (plan_sha256 ~ '^[0-9a-f]{64}$'),
+    approver text NOT NULL CHECK (btrim(approver) <> ''),
+    approved_at timestamptz NOT NULL DEFAULT now(),
+    note text,
+    revoked_at timestamptz
+);
+
+-- Every attempt of every step: what ran, on which rows, with what proof and outcome.
+CREATE TABLE IF NOT EXISTS ple_ops.action_ledger (
+    attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL,
+    phase text NOT NULL,
+    step_id text NOT NULL,
+    action text NOT NULL,
+    mode text NOT NULL CHECK (mode IN ('apply', 'revert')),
+    sources text[] NOT NULL DEFAULT '{}',
+    target text,
+    plan_sha256 text NOT NULL,
+    sql_text text,
+    rows_before jsonb,
+    rows_after jsonb,
+    checksums_before jsonb,
+    checksums_after jsonb,
+    details jsonb,
+    started_at timestamptz NOT NULL,
+    duration_ms integer NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('applied', 'already_done', 'failed', 'reverted')),
+    error text
+);
+CREATE INDEX IF NOT EXISTS action_ledger_step ON ple_ops.action_ledger (step_id, attempt_id);
+CREATE INDEX IF NOT EXISTS action_ledger_phase ON ple_ops.action_ledger (phase, attempt_id);
+
+-- Counts and content checksums of every table a phase touches, taken by its preflight.
+CREATE TABLE IF NOT EXISTS ple_ops.table_snapshot (
+    run_id text NOT NULL,
+    phase text NOT NULL,
+    table_name text NOT NULL,
+    table_oid bigint NOT NULL,
+    relfilenode bigint NOT NULL,
+    columns text[] NOT NULL,
+    row_count bigint NOT NULL,
+    checksum numeric NOT NULL,
+    json_checksum numeric,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, phase, table_name)
+);
+
+-- Completed (frozen) phases.
+CREATE TABLE IF NOT EXISTS ple_ops.phase_status (
+    phase text PRIMARY KEY,
+    status text NOT NULL CHECK (status IN ('frozen', 'reverted')),
+    run_id text NOT NULL,
+    plan_sha256 text NOT NULL,
+    frozen_tables text[] NOT NULL DEFAULT '{}',
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The CTB class of tables (MV, ARCHIVE, CANONICAL, ...), by OID so it follows moves. The leaf
+-- lock reads it: after the lock, a table without a class in a leaf schema is refused.
+CREATE TABLE IF NOT EXISTS ple_ops.table_registry (
+    table_oid bigint PRIMARY KEY,
+    table_name text NOT NULL,
+    sub_hub text,
+    ctb_class text NOT NULL,
+    phase text,
+    run_id text,
+    previous_comment text,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Archive tables are read-only after their phase is frozen, for everyone including their owner.
+CREATE OR REPLACE FUNCTION ple_ops.forbid_writes() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'table %.% is a frozen CTB archive (%): it is read-only',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+        USING ERRCODE = 'read_only_sql_transaction';
+END
+$fn$;

@@ -1,0 +1,225 @@
+"""The reorganization DAGs, built from the plan file: one DAG per phase, `ctb_reorganization`
+running every phase in order, and `ctb_approve_plan` recording an approval from the UI.
+
+A phase is one task group: preflight -> archive -> merge -> move -> add_pk -> reclassify -> verify
+-> freeze, one task per step (a retry repeats one step), stages without steps left out. The phase
+DAGs and `ctb_reorganization` use the same group builder, so `airflow dags test
+ctb_reorganization` runs every phase to the end without a scheduler.
+
+Across phases, the document's execution order is a per-table ordering (a table is archived before
+anything merges, merged before it is moved or reclassified). Running the phases in document order
+(1A..1K) honours it: the plan lint proves, for every table several phases touch, that its stages
+never go backwards (e.g. outreach.bit_signals: merged in 1F, reclassified in 1G), and fails the
+preflight if an edited plan ever breaks that.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
+
+from ple.orchestration.common import START_DATE, default_args, tags
+from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
+
+PARAMS = {
+    "mode": Param(
+        "plan",
+        type="string",
+        enum=["plan", "apply"],
+        title="Mode",
+        description="plan: lint, render the exact SQL and report live counts; writes nothing. "
+        "apply: carry the phase out (refused unless this exact plan file is approved).",
+    ),
+    "lock_timeout": Param(
+        "2s",
+        type="string",
+        pattern=r"^[0-9]+(ms|s|min)$",
+        description="SET LOCAL lock_timeout of every action transaction",
+    ),
+    "statement_timeout": Param(
+        "30min", type="string", pattern=r"^[0-9]+(ms|s|min|h)$", description="SET LOCAL statement_timeout"
+    ),
+    "lock_retries": Param(
+        5, type="integer", minimum=1, maximum=20, description="tries per action on lock timeouts, with backoff"
+    ),
+    "large_table_rows": Param(
+        1_000_000, type="integer", minimum=0, description="ADD_PK on tables with more rows takes the low-lock path"
+    ),
+    "backfill_batch_pages": Param(
+        1000, type="integer", minimum=1, description="pages per backfill transaction (low-lock ADD_PK)"
+    ),
+    "allow_concurrent_writes": Param(
+        False,
+        type="boolean",
+        description="verify: tolerate rows other sessions changed in merge targets since the preflight snapshot",
+    ),
+}
+
+
+def _executor():
+    from ple.db import connect
+    from ple.reorg.context import Settings
+    from ple.reorg.executor import Executor
+
+    context = get_current_context()
+    conn = connect()
+    return conn, Executor(conn, load(), context["run_id"], Settings.from_params(context["params"]))
+
+
+def _report(result) -> dict:
+    from ple.reporting import emit
+
+    emit(result.text)
+    return {"step": result.step_id, "status": result.status, **result.summary}
+
+
+@task
+def preflight(phase_id: str) -> dict:
+    conn, executor = _executor()
+    with conn:
+        return _report(executor.preflight(phase_id))
+
+
+@task
+def run_step(step_id: str) -> dict:
+    conn, executor = _executor()
+    with conn:
+        return _report(executor.run_step(step_id))
+
+
+@task
+def verify(phase_id: str) -> dict:
+    conn, executor = _executor()
+    with conn:
+        return _report(executor.verify(phase_id))
+
+
+@task
+def freeze(phase_id: str) -> dict:
+    conn, executor = _executor()
+    with conn:
+        return _report(executor.freeze(phase_id))
+
+
+@task
+def pending_decisions(phase_id: str) -> dict:
+    """A phase of questions only: report them with live row counts; nothing to apply."""
+    from ple.catalog import exact_counts, read_catalog
+    from ple.db import connect, transaction
+    from ple.reporting import emit
+
+    phase = load().phase(phase_id)
+    with connect() as conn, transaction(conn, read_only=True):
+        catalog = read_catalog(conn)
+        counts = exact_counts(conn, [a.source for a in phase.pending if catalog.exists(a.source)])
+    for action in phase.pending:
+        emit(f"PENDING {action.source} ({counts.get(action.source, 'missing')} rows): {action.question}")
+    return {"pending": len(phase.pending)}
+
+
+def phase_group(phase: Phase) -> TaskGroup:
+    with TaskGroup(group_id=f"phase_{phase.phase}", tooltip=phase.title) as group:
+        if not phase.steps:
+            pending_decisions.override(task_id="pending_decisions")(phase.phase)
+            return group
+        tasks = [preflight.override(task_id="preflight")(phase.phase)]
+        for stage in STAGES:
+            steps = [s for s in phase.steps if s.stage == stage]
+            if steps:
+                with TaskGroup(group_id=stage):
+                    tasks += [run_step.override(task_id=s.task_id)(s.step_id) for s in steps]
+        tasks.append(verify.override(task_id="verify")(phase.phase))
+        tasks.append(freeze.override(task_id="freeze")(phase.phase))
+        chain(*tasks)
+    return group
+
+
+def _phase_doc(doc_md: str, phase: Phase) -> str:
+    lines = [doc_md.strip(), "", f"## Phase {phase.phase.upper()}: {phase.title}", ""]
+    lines += [
+        f"- `{a.kind}` `{a.source}`"
+        + (f" -> `{a.target}`" if a.target else "")
+        + (f" (`{a.value}`)" if a.value else "")
+        for a in phase.actions
+    ]
+    if phase.decision:
+        lines += ["", f"Decision: {phase.decision}"]
+    return "\n".join(lines)
+
+
+def _dag(dag_id: str, doc_md: str, tag_names: list[str]) -> DAG:
+    return DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        params=PARAMS,
+        tags=tags(*tag_names),
+        doc_md=doc_md,
+    )
+
+
+def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
+    plan = plan or load()
+    dags = []
+    for phase in plan.phases:
+        with _dag(
+            f"ctb_phase_{phase.phase}", _phase_doc(doc_md, phase), ["ctb", f"phase-{phase.phase}", "manual"]
+        ) as dag:
+            phase_group(phase)
+        dags.append(dag)
+    return dags
+
+
+def build_reorganization_dag(doc_md: str, plan: Plan | None = None) -> DAG:
+    plan = plan or load()
+    with _dag("ctb_reorganization", doc_md, ["ctb", "reorganization", "manual"]) as dag:
+        chain(*[phase_group(phase) for phase in plan.phases if phase.steps])
+    return dag
+
+
+def build_approval_dag(doc_md: str) -> DAG:
+    with DAG(
+        dag_id="ctb_approve_plan",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        default_args=default_args(),
+        tags=tags("ctb", "manual"),
+        doc_md=doc_md,
+        params={
+            "approver": Param(
+                type="string", minLength=2, title="Approver", description="your name, as it goes into the ledger"
+            ),
+            "plan_sha256": Param(
+                plan_sha256(),
+                type="string",
+                pattern="^[0-9a-f]{64}$",
+                title="Plan SHA-256",
+                description="the checksum of include/plan/ctb_plan.yaml you reviewed (prefilled with the file's current one)",
+            ),
+            "note": Param("", type="string", title="Note"),
+        },
+    ) as dag:
+
+        @task
+        def record_approval() -> dict:
+            from ple.db import connect
+            from ple.errors import NotApproved
+            from ple.reorg import ledger
+            from ple.reporting import emit
+
+            params = get_current_context()["params"]
+            plan = load()
+            if params["plan_sha256"] != plan.sha256:
+                raise NotApproved(
+                    f"the plan file changed since this form was shown (now {plan.sha256}, form {params['plan_sha256']}): review it again"
+                )
+            with connect() as conn:
+                approval_id = ledger.approve(conn, plan.sha256, params["approver"], params["note"] or None)
+            emit(f"APPROVED plan {plan.sha256} by {params['approver']} (approval {approval_id})")
+            return {"approval_id": approval_id, "plan_sha256": plan.sha256}
+
+        record_approval()
+    return dag

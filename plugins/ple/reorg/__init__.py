@@ -1,0 +1,1 @@
+"""The CTB reorganization engine: plan, lint, actions, executor, ledger."""

@@ -1,0 +1,308 @@
+"""FOLD (MERGE_JSONB and MERGE_COLS): fold side tables into their canonical table by join key.
+
+All side tables of one canonical table in a phase go in a single UPDATE (each extra pass over a
+table writes a new version of every row it touches). Several side rows per key are aggregated,
+never dropped: JSONB arrays keep them all, pivots keep the latest value per pivot key. Side rows
+that match no canonical row are counted and stay in the archived side table. The canonical
+table's own columns are proven unchanged by checksum, inside the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from ple.catalog import TableInfo
+from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg.actions import relocate
+from ple.reorg.context import Context, Outcome, State, Statement
+from ple.reorg.plan import Action
+from ple.reorg.proof import content_columns, fingerprint
+from ple.sqlutil import qualified
+
+
+@dataclass
+class Side:
+    action: Action
+    alias: str
+    select: sql.Composable  # one row per key: k, <new columns>
+    new_columns: list[tuple[str, sql.Composable]]  # (name, type)
+    mapped_key: sql.Composable  # the key of a raw side row `s` (through the bridge, if any)
+    source_from: sql.Composable  # FROM clause of raw side rows (with the bridge join)
+
+
+def new_column_names(action: Action) -> list[str]:
+    if action.kind == "MERGE_JSONB":
+        return [action.column]
+    if action.pivot:
+        return [f"{key}{action.pivot['suffix']}" for key in action.pivot["keys"]]
+    return [name for name, _ in action.columns]
+
+
+def _side(ctx: Context, action: Action, index: int, params: dict) -> Side:
+    source: TableInfo = ctx.catalog.get(action.source)
+    if source is None:
+        raise PlanRejected(f"{action.kind} source {action.source} does not exist")
+    join = action.join
+    if join.via_table:
+        source_from = sql.SQL("{} AS s JOIN {} AS b ON b.{} = s.{}").format(
+            qualified(action.source),
+            qualified(join.via_table),
+            sql.Identifier(join.via_source),
+            sql.Identifier(join.source),
+        )
+        mapped_key = sql.SQL("b.{}").format(sql.Identifier(join.via_target))
+    else:
+        source_from = sql.SQL("{} AS s").format(qualified(action.source))
+        mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
+    tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (source.primary_key or [join.source])]
+    alias = f"side_{index}"
+    if action.kind == "MERGE_JSONB":
+        order = [sql.SQL("s.{}").format(sql.Identifier(action.order_by))] if action.order_by else []
+        aggregate = sql.SQL("jsonb_agg(to_jsonb(s) ORDER BY {})").format(sql.SQL(", ").join(order + tiebreak))
+        value = aggregate if action.shape == "array" else sql.SQL("({}) -> 0").format(aggregate)
+        select = sql.SQL(
+            "SELECT {key} AS k, {value} AS {col}, count(*) AS side_rows FROM {src} WHERE {key} IS NOT NULL GROUP BY 1"
+        ).format(key=mapped_key, value=value, col=sql.Identifier(action.column), src=source_from)
+        new_columns = [(action.column, sql.SQL("jsonb"))]
+    elif action.pivot:
+        pivot = action.pivot
+        value_column = source.column(pivot["value"])
+        parts, new_columns = [], []
+        for n, key in enumerate(pivot["keys"]):
+            name = f"{key}{pivot['suffix']}"
+            param = f"{alias}_pivot_{n}"
+            params[param] = key
+            parts.append(
+                sql.SQL("(array_agg(s.{v} ORDER BY s.{latest} DESC) FILTER (WHERE s.{k} = {p}))[1] AS {name}").format(
+                    v=sql.Identifier(pivot["value"]),
+                    latest=sql.Identifier(pivot["latest_by"]),
+                    k=sql.Identifier(pivot["key"]),
+                    p=sql.Placeholder(param),
+                    name=sql.Identifier(name),
+                )
+            )
+            new_columns.append((name, value_column.type_identifier))
+        select = sql.SQL(
+            "SELECT {key} AS k, {parts}, count(*) AS side_rows FROM {src} WHERE {key} IS NOT NULL GROUP BY 1"
+        ).format(key=mapped_key, parts=sql.SQL(", ").join(parts), src=source_from)
+    else:
+        picks = [
+            sql.SQL("(array_agg(s.{} ORDER BY {}))[1] AS {}").format(
+                sql.Identifier(source_column),
+                sql.SQL(", ").join(t + sql.SQL(" DESC") for t in tiebreak),
+                sql.Identifier(name),
+            )
+            for name, source_column in action.columns
+        ]
+        new_columns = [(name, source.column(source_column).type_identifier) for name, source_column in action.columns]
+        select = sql.SQL(
+            "SELECT {key} AS k, {picks}, count(*) AS side_rows FROM {src} WHERE {key} IS NOT NULL GROUP BY 1"
+        ).format(key=mapped_key, picks=sql.SQL(", ").join(picks), src=source_from)
+    return Side(action, alias, select, new_columns, mapped_key, source_from)
+
+
+def _sides(ctx: Context, step) -> tuple[list[Side], dict]:
+    params: dict = {}
+    return [_side(ctx, action, i, params) for i, action in enumerate(step.actions)], params
+
+
+def _target_key(step) -> str:
+    keys = {a.join.target for a in step.actions}
+    if len(keys) != 1:
+        raise PlanRejected(f"{step.step_id}: folds into one table must share its join column, got {sorted(keys)}")
+    return keys.pop()
+
+
+def update_statement(ctx: Context, step) -> Statement:
+    sides, params = _sides(ctx, step)
+    target_key = _target_key(step)
+    ctes = [sql.SQL("{} AS ({})").format(sql.Identifier(side.alias), side.select) for side in sides]
+    keys = sql.SQL(" UNION ").join(sql.SQL("SELECT k FROM {}").format(sql.Identifier(side.alias)) for side in sides)
+    joins = sql.SQL(" ").join(
+        sql.SQL("LEFT JOIN {a} ON {a}.k = keys.k").format(a=sql.Identifier(side.alias)) for side in sides
+    )
+    sets = sql.SQL(", ").join(
+        sql.SQL("{col} = {a}.{col}").format(col=sql.Identifier(name), a=sql.Identifier(side.alias))
+        for side in sides
+        for name, _ in side.new_columns
+    )
+    query = sql.SQL(
+        "WITH {ctes}, keys AS ({keys}) UPDATE {target} AS t SET {sets} FROM keys {joins} WHERE t.{tk} = keys.k"
+    ).format(
+        ctes=sql.SQL(", ").join(ctes),
+        keys=keys,
+        target=qualified(step.target),
+        sets=sets,
+        joins=joins,
+        tk=sql.Identifier(target_key),
+    )
+    names = ", ".join(a.source for a in step.actions)
+    return Statement(f"fold {names} into {step.target} in one UPDATE", query, params)
+
+
+def add_column_statements(ctx: Context, step) -> list[Statement]:
+    sides, _ = _sides(ctx, step)
+    return [
+        Statement(
+            f"add column {step.target}.{name}",
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                qualified(step.target), sql.Identifier(name), col_type
+            ),
+        )
+        for side in sides
+        for name, col_type in side.new_columns
+    ]
+
+
+def check(ctx: Context, step) -> State:
+    states = {relocate.check(ctx.catalog, a.source, ctx.plan.archive_name(a.source)) for a in step.actions}
+    if len(states) > 1:
+        raise PlanRejected(
+            f"{step.step_id}: some side tables are archived and some are not; fold them one step at a time"
+        )
+    return states.pop()
+
+
+def _locks(step) -> list[Statement]:
+    """Writes to the canonical and side tables wait for the fold; reads go on."""
+    return [
+        Statement(
+            f"block writes to {step.target}",
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(qualified(step.target)),
+        )
+    ] + [
+        Statement(f"block writes to {a.source}", sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(qualified(a.source)))
+        for a in step.actions
+    ]
+
+
+def statements(ctx: Context, step) -> list[Statement]:
+    archives = [
+        s
+        for a in step.actions
+        for s in relocate.statements(ctx.conn, ctx.catalog, a.source, ctx.plan.archive_name(a.source))
+    ]
+    return [*_locks(step), *add_column_statements(ctx, step), update_statement(ctx, step), *archives]
+
+
+def side_counts(ctx: Context, step) -> dict[str, dict]:
+    """Per side table: rows, and rows that match no canonical row (they stay in the archive)."""
+    sides, _ = _sides(ctx, step)
+    target_key = _target_key(step)
+    counts = {}
+    for side in sides:
+        total, unmatched = ctx.conn.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.{tk} = {key})) FROM {src}"
+            ).format(t=qualified(step.target), tk=sql.Identifier(target_key), key=side.mapped_key, src=_raw_from(side)),
+        ).fetchone()
+        counts[side.action.source] = {"rows": total, "unmatched": unmatched}
+    return counts
+
+
+def _raw_from(side: Side) -> sql.Composable:
+    """Raw side rows, keeping those the bridge cannot map (they count as unmatched)."""
+    join = side.action.join
+    if not join.via_table:
+        return side.source_from
+    return sql.SQL("{} AS s LEFT JOIN {} AS b ON b.{} = s.{}").format(
+        qualified(side.action.source),
+        qualified(join.via_table),
+        sql.Identifier(join.via_source),
+        sql.Identifier(join.source),
+    )
+
+
+def preview(ctx: Context, step) -> dict:
+    return {
+        "side_tables": side_counts(ctx, step),
+        "target_rows": ctx.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(step.target))).fetchone()[
+            0
+        ],
+    }
+
+
+def apply(ctx: Context, step) -> Outcome:
+    for lock in _locks(step):
+        ctx.execute(lock)
+    target = ctx.catalog.get(step.target)
+    own_columns = content_columns(target)
+    before = fingerprint(ctx.conn, target, own_columns)
+    counts = side_counts(ctx, step)
+    for statement in add_column_statements(ctx, step):
+        ctx.execute(statement)
+    update = update_statement(ctx, step)
+    updated = ctx.execute(update).rowcount
+    after = fingerprint(ctx.conn, target, own_columns)
+    if (after.rows, after.checksum) != (before.rows, before.checksum):
+        raise VerificationFailed(f"fold into {step.target} changed the table's own columns: {before} -> {after}")
+    _prove_json_folds(ctx, step, counts)
+    for action in step.actions:
+        relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
+    return Outcome(
+        step,
+        "applied",
+        rows_before={a.source: counts[a.source]["rows"] for a in step.actions} | {step.target: before.rows},
+        rows_after={step.target: after.rows}
+        | {ctx.plan.archive_name(a.source): counts[a.source]["rows"] for a in step.actions},
+        checksums_before={step.target: str(before.checksum)},
+        checksums_after={step.target: str(after.checksum)},
+        details={
+            "target_rows_updated": updated,
+            "side_tables": counts,
+            "new_columns": [n for a in step.actions for n in new_column_names(a)],
+            "archived_as": {a.source: ctx.plan.archive_name(a.source) for a in step.actions},
+        },
+    )
+
+
+def _prove_json_folds(ctx: Context, step, counts: dict) -> None:
+    """Every matched side row appears once per key in the folded JSONB of that key."""
+    target_key = _target_key(step)
+    for action in step.actions:
+        if action.kind != "MERGE_JSONB":
+            continue
+        matched = counts[action.source]["rows"] - counts[action.source]["unmatched"]
+        per_key = sql.SQL("jsonb_array_length(d.v)") if action.shape == "array" else sql.SQL("1")
+        folded = ctx.conn.execute(
+            sql.SQL(
+                "SELECT coalesce(sum({per_key}), 0) FROM (SELECT DISTINCT ON ({tk}) {col} AS v FROM {t} WHERE {col} IS NOT NULL) AS d"
+            ).format(
+                per_key=per_key,
+                tk=sql.Identifier(target_key),
+                col=sql.Identifier(action.column),
+                t=qualified(step.target),
+            )
+        ).fetchone()[0]
+        if folded != matched:
+            raise VerificationFailed(
+                f"{action.source}: {matched} matched side rows but {folded} folded into {step.target}.{action.column}"
+            )
+
+
+def verify(ctx: Context, step, located: dict) -> list[str]:
+    problems = []
+    for action in step.actions:
+        archived = ctx.plan.archive_name(action.source)
+        if located.get(action.source) != archived:
+            problems.append(f"{action.source} should now be {archived}, found {located.get(action.source)}")
+    target = ctx.catalog.get(step.target)
+    missing = [n for a in step.actions for n in new_column_names(a) if target.column(n) is None]
+    if missing:
+        problems.append(f"{step.target} lacks the folded columns {missing}")
+    return problems
+
+
+def revert(ctx: Context, step) -> Outcome:
+    """Drop the folded columns (derived data) and put the side tables back."""
+    if check(ctx, step) == State.PENDING:
+        return Outcome(step, "already_done")
+    for action in step.actions:
+        for name in new_column_names(action):
+            ctx.conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(qualified(step.target), sql.Identifier(name))
+            )
+        relocate.apply(ctx.conn, ctx.catalog, ctx.plan.archive_name(action.source), action.source)
+    return Outcome(step, "reverted")

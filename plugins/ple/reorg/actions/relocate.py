@@ -1,0 +1,116 @@
+"""Relocating a table: RENAME and SET SCHEMA. Metadata only, constant time in rows.
+
+Shared by ARCHIVE, MOVE and the archiving of merged sources. The table keeps its OID and its data
+file (relfilenode), which is the proof that not a byte of its content changed. Views follow by
+OID; function bodies that name the table do not (the preflight reports them). Indexes and owned
+sequences whose names start with the old table name are renamed in step, so that names stay
+unique in the target schema (two `pressure_signals_pkey` in `archive` would collide).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+from psycopg import sql
+
+from ple.catalog import Catalog
+from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg.context import State, Statement
+from ple.sqlutil import qualified, raw_template, split_qualified
+
+MAX_NAME = 63
+
+
+def renamed(name: str, old_table: str, new_table: str) -> str:
+    if old_table == new_table or not name.startswith(old_table + "_"):
+        return name
+    new = new_table + name[len(old_table) :]
+    if len(new) > MAX_NAME:
+        new = new[: MAX_NAME - 9] + "_" + hashlib.sha1(new.encode()).hexdigest()[:8]
+    return new
+
+
+def check(catalog: Catalog, source: str, target: str) -> State:
+    here, there = catalog.exists(source), catalog.exists(target)
+    if here and not there:
+        return State.PENDING
+    if there and not here:
+        return State.DONE
+    if here and there:
+        raise PlanRejected(f"both {source} and {target} exist: refusing to guess which one is the real table")
+    raise PlanRejected(f"{source} does not exist (and neither does {target})")
+
+
+def dependents(conn: psycopg.Connection, oid: int) -> list[tuple[str, str]]:
+    return [(kind, name) for kind, name in conn.execute(raw_template("catalog/relation_dependents"), {"oid": oid})]
+
+
+def statements(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> list[Statement]:
+    source_schema, source_table = split_qualified(source)
+    target_schema, target_table = split_qualified(target)
+    info = catalog.get(source)
+    result: list[Statement] = []
+    if source_table != target_table:
+        result.append(
+            Statement(
+                f"rename {source} to {target_table}",
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(source), sql.Identifier(target_table)),
+            )
+        )
+        for kind, name in dependents(conn, info.oid):
+            new_name = renamed(name, source_table, target_table)
+            if new_name != name:
+                result.append(
+                    Statement(
+                        f"rename {kind} {name} with its table",
+                        sql.SQL("ALTER {} {} RENAME TO {}").format(
+                            sql.SQL("INDEX" if kind == "index" else "SEQUENCE"),
+                            sql.Identifier(source_schema, name),
+                            sql.Identifier(new_name),
+                        ),
+                    )
+                )
+    if source_schema != target_schema:
+        result.append(
+            Statement(
+                f"move {source_schema}.{target_table} to schema {target_schema}",
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(source_schema, target_table), sql.Identifier(target_schema)
+                ),
+            )
+        )
+    return result
+
+
+def name_collisions(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> list[str]:
+    """Relation names the relocation would create that already exist (lint: fail before writing)."""
+    source_schema, source_table = split_qualified(source)
+    target_schema, target_table = split_qualified(target)
+    info = catalog.get(source)
+    if info is None:
+        return []
+    wanted = {target_table} | {renamed(n, source_table, target_table) for _, n in dependents(conn, info.oid)}
+    collisions = []
+    for schema in {source_schema, target_schema}:
+        existing = {r[0] for r in conn.execute(raw_template("catalog/relations_in_schema"), {"schema": schema})}
+        mine = {source_table} | {n for _, n in dependents(conn, info.oid)} if schema == source_schema else set()
+        collisions += [f"{schema}.{n}" for n in sorted((wanted & existing) - mine)]
+    return collisions
+
+
+def apply(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> dict:
+    """Relocate in the caller's transaction; prove the same OID and data file now answer to `target`."""
+    info = catalog.get(source)
+    for statement in statements(conn, catalog, source, target):
+        conn.execute(statement.query)
+    row = conn.execute(
+        "SELECT c.oid, c.relfilenode, n.nspname || '.' || c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s",
+        (info.oid,),
+    ).fetchone()
+    if row is None or row[2] != target or row[1] != info.relfilenode:
+        raise VerificationFailed(
+            f"{source} -> {target}: relation {info.oid} is now {row}; expected {target} with the same data file"
+        )
+    return {"oid": info.oid, "relfilenode": info.relfilenode}

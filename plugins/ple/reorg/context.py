@@ -1,0 +1,84 @@
+"""What every action module receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import psycopg
+from psycopg import sql
+
+from ple.catalog import Catalog
+from ple.reorg.plan import Plan, Step
+
+
+class Mode(StrEnum):
+    PLAN = "plan"
+    APPLY = "apply"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run options; every one is a trigger Param of the phase DAGs."""
+
+    mode: Mode = Mode.PLAN
+    lock_timeout: str = "2s"
+    statement_timeout: str = "30min"
+    lock_retries: int = 5
+    large_table_rows: int = 1_000_000  # ADD_PK above this takes the low-lock path
+    backfill_batch_pages: int = 1_000
+    allow_concurrent_writes: bool = False  # verify: tolerate rows changed by others since preflight
+
+    @classmethod
+    def from_params(cls, params: dict) -> Settings:
+        known = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
+        if "mode" in known:
+            known["mode"] = Mode(known["mode"])
+        return cls(**known)
+
+
+@dataclass
+class Statement:
+    """One SQL statement of an action, with its bound values, as plan mode shows it."""
+
+    purpose: str
+    query: sql.Composable
+    params: dict = field(default_factory=dict)
+
+    def render(self, conn: psycopg.Connection) -> str:
+        text = self.query.as_string(conn)
+        if self.params:
+            text += "\n  -- parameters: " + ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return text
+
+
+@dataclass
+class Context:
+    conn: psycopg.Connection
+    plan: Plan
+    run_id: str
+    settings: Settings
+    catalog: Catalog | None = None
+
+    def execute(self, statement: Statement):
+        return self.conn.execute(statement.query, statement.params or None)
+
+
+@dataclass
+class Outcome:
+    """What an action did (or, in plan mode, would do)."""
+
+    step: Step
+    status: str  # applied, already_done, planned
+    statements: list[Statement] = field(default_factory=list)
+    rows_before: dict = field(default_factory=dict)
+    rows_after: dict = field(default_factory=dict)
+    checksums_before: dict = field(default_factory=dict)
+    checksums_after: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    DONE = "done"

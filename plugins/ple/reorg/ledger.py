@@ -1,0 +1,168 @@
+"""The ledger in the target database: approvals, action attempts, snapshots, phase status.
+
+The ledger is the single source of truth for what happened. A successful action writes its ledger
+row in the same transaction as its changes, so the two commit or vanish together.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ple.errors import NotApproved
+from ple.reporting import table
+from ple.sqlutil import raw_template
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    conn.execute(raw_template("ops/schema"))
+
+
+def schema_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]
+
+
+def approve(conn: psycopg.Connection, plan_sha256: str, approver: str, note: str | None = None) -> int:
+    if not approver or not approver.strip():
+        raise NotApproved("an approval needs the approver's name")
+    ensure_schema(conn)
+    return conn.execute(
+        "INSERT INTO ple_ops.plan_approval (plan_sha256, approver, note) VALUES (%s, %s, %s) RETURNING approval_id",
+        (plan_sha256, approver.strip(), note),
+    ).fetchone()[0]
+
+
+def current_approval(conn: psycopg.Connection, plan_sha256: str) -> dict | None:
+    if not schema_exists(conn):
+        return None
+    row = conn.execute(
+        "SELECT approval_id, approver, approved_at FROM ple_ops.plan_approval "
+        "WHERE plan_sha256 = %s AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
+        (plan_sha256,),
+    ).fetchone()
+    return {"approval_id": row[0], "approver": row[1], "approved_at": row[2].isoformat()} if row else None
+
+
+def require_approval(conn: psycopg.Connection, plan_sha256: str) -> dict:
+    approval = current_approval(conn, plan_sha256)
+    if approval is None:
+        raise NotApproved(
+            f"the plan (sha256 {plan_sha256[:12]}...) has no recorded approval in ple_ops.plan_approval; "
+            "the document says execution is BLOCKED until approved. Record one with "
+            "`make approve APPROVER=<name>` or by triggering the DAG ctb_approve_plan; editing the plan "
+            "voids earlier approvals"
+        )
+    return approval
+
+
+def record(
+    conn: psycopg.Connection,
+    *,
+    run_id: str,
+    phase: str,
+    step_id: str,
+    action: str,
+    mode: str,
+    plan_sha256: str,
+    started_at: datetime,
+    duration_ms: int,
+    outcome: str,
+    sources: list[str] | None = None,
+    target: str | None = None,
+    sql_text: str | None = None,
+    rows_before: dict | None = None,
+    rows_after: dict | None = None,
+    checksums_before: dict | None = None,
+    checksums_after: dict | None = None,
+    details: dict | None = None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO ple_ops.action_ledger (run_id, phase, step_id, action, mode, sources, target, plan_sha256,
+            sql_text, rows_before, rows_after, checksums_before, checksums_after, details, started_at,
+            duration_ms, outcome, error)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            run_id,
+            phase,
+            step_id,
+            action,
+            mode,
+            sources or [],
+            target,
+            plan_sha256,
+            sql_text,
+            _json(rows_before),
+            _json(rows_after),
+            _json(checksums_before),
+            _json(checksums_after),
+            _json(details),
+            started_at,
+            duration_ms,
+            outcome,
+            error,
+        ),
+    )
+
+
+def _json(value):
+    return None if value is None else Jsonb(json.loads(json.dumps(value, default=str)))
+
+
+def last_outcomes(conn: psycopg.Connection, phase: str | None = None) -> list[tuple]:
+    """The latest attempt of every step (optionally of one phase), in execution order."""
+    return conn.execute(
+        """
+        SELECT DISTINCT ON (step_id) phase, step_id, action, outcome, rows_before, rows_after,
+               duration_ms, started_at, run_id, error
+        FROM ple_ops.action_ledger
+        WHERE %(phase)s::text IS NULL OR phase = %(phase)s
+        ORDER BY step_id, attempt_id DESC
+        """,
+        {"phase": phase},
+    ).fetchall()
+
+
+def report(conn: psycopg.Connection, phase: str | None = None) -> str:
+    """A phase report: the last attempt of each step, its outcome and rows moved."""
+    if not schema_exists(conn):
+        return "the ledger is empty: nothing has been applied to this database"
+    rows = []
+    for phase_id, step_id, action, outcome, before, after, duration_ms, _started, _run, error in sorted(
+        last_outcomes(conn, phase), key=lambda r: (r[0], r[7])
+    ):
+        rows.append(
+            (
+                phase_id,
+                step_id.split("__", 1)[1],
+                action,
+                outcome,
+                _rows(before),
+                _rows(after),
+                duration_ms,
+                (error or "")[:60],
+            )
+        )
+    attempts = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed') FROM ple_ops.action_ledger "
+        "WHERE %(phase)s::text IS NULL OR phase = %(phase)s",
+        {"phase": phase},
+    ).fetchone()
+    frozen = [
+        r[0] for r in conn.execute("SELECT phase FROM ple_ops.phase_status WHERE status = 'frozen' ORDER BY phase")
+    ]
+    text = table(rows, ("phase", "step", "action", "last outcome", "rows before", "rows after", "ms", "error"))
+    return (
+        f"{text}\n{attempts[0]} attempts recorded ({attempts[1]} failed); frozen phases: {', '.join(frozen) or 'none'}"
+    )
+
+
+def _rows(value) -> int | None:
+    if not value:
+        return None
+    return sum(v for v in value.values() if isinstance(v, int))

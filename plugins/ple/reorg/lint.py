@@ -1,0 +1,414 @@
+"""Plan lint: everything that can be wrong with the plan, found before any write.
+
+Static checks need only the plan; live checks read the catalog and count rows in one read-only
+transaction. Errors block `apply`; warnings and the document findings (where the source document
+is wrong or silent, and what this plan decided) are printed with every report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import psycopg
+from psycopg import sql
+
+from ple.catalog import Catalog, dependent_views, functions_naming, read_catalog
+from ple.errors import PlanRejected
+from ple.reorg.actions import fold, module_for, relocate
+from ple.reorg.actions import merge as merge_action
+from ple.reorg.context import Context, Settings, State
+from ple.reorg.plan import STAGE_OF, STAGES, Plan, Step
+from ple.sqlutil import qualified
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    where: str
+    message: str
+
+
+@dataclass
+class LintReport:
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    document: list[Finding] = field(default_factory=list)
+    info: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def render(self) -> str:
+        lines = []
+        for title, findings in (
+            ("ERRORS (block apply)", self.errors),
+            ("WARNINGS", self.warnings),
+            ("THE DOCUMENT, AND WHAT THIS PLAN DECIDED", self.document),
+            ("INFO", self.info),
+        ):
+            if findings:
+                lines.append(f"{title}: {len(findings)}")
+                lines += [f"  [{f.code}] {f.where}: {f.message}" for f in findings]
+        lines.append("lint: OK" if self.ok else f"lint: FAILED with {len(self.errors)} error(s)")
+        return "\n".join(lines)
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            raise PlanRejected("plan lint failed; nothing was written\n" + self.render())
+
+
+def lint_static(plan: Plan, phases: list[str] | None = None) -> LintReport:
+    report = LintReport()
+    counted = Counter(a.kind for a in plan.actions)
+    summary = {k: v for k, v in plan.document_summary.items() if k != "TOTAL"}
+    for kind in sorted(set(summary) | set(counted)):
+        if summary.get(kind, 0) != counted.get(kind, 0):
+            report.document.append(
+                Finding(
+                    "summary-mismatch",
+                    kind,
+                    f"the document's Action Summary says {summary.get(kind, 0)}, its detailed tables list {counted.get(kind, 0)}",
+                )
+            )
+    if plan.document_summary.get("TOTAL") != len(plan.actions):
+        report.document.append(
+            Finding(
+                "summary-mismatch",
+                "TOTAL",
+                f"the Action Summary says {plan.document_summary.get('TOTAL')}, the detailed tables list {len(plan.actions)} actions",
+            )
+        )
+    for phase in plan.phases:
+        if phase.decision:
+            report.document.append(Finding("decision", f"phase {phase.phase}", phase.decision))
+        for action in phase.actions:
+            if action.decision:
+                report.document.append(
+                    Finding("decision", f"{phase.phase} {action.kind} {action.source}", action.decision)
+                )
+    for name, target in plan.merge_targets.items():
+        if target.decision:
+            report.document.append(Finding("decision", f"merge target {name}", target.decision))
+
+    sources = Counter(a.source for a in plan.actions)
+    for table, n in sources.items():
+        if n > 1:
+            report.errors.append(Finding("claimed-twice", table, f"{n} actions take this table as their source"))
+    relocated_to: dict[str, str] = {}
+    for action in plan.actions:
+        destinations = []
+        if action.kind in ("ARCHIVE", "MOVE"):
+            destinations.append(action.target)
+        if action.kind in ("MERGE", "MERGE_JSONB", "MERGE_COLS"):
+            destinations.append(plan.archive_name(action.source))
+        for destination in destinations:
+            if destination in relocated_to:
+                report.errors.append(
+                    Finding(
+                        "claimed-twice",
+                        destination,
+                        f"both {relocated_to[destination]} and {action.source} would become it",
+                    )
+                )
+            relocated_to[destination] = action.source
+            if destination in sources:
+                report.errors.append(
+                    Finding(
+                        "claimed-twice",
+                        destination,
+                        f"{action.source} would become a table another action uses as its source",
+                    )
+                )
+    moved_away = {a.source for a in plan.actions if a.kind in ("ARCHIVE", "MOVE", "MERGE")}
+    merge_targets_used: dict[str, list] = defaultdict(list)
+    for action in plan.actions:
+        if action.kind in ("MERGE", "MERGE_JSONB", "MERGE_COLS") and action.target in moved_away:
+            report.errors.append(
+                Finding(
+                    "target-moves", action.target, f"{action.source} merges into a table the plan moves or archives"
+                )
+            )
+        if action.kind == "MERGE":
+            if action.target not in plan.merge_targets:
+                report.errors.append(
+                    Finding(
+                        "no-target-spec",
+                        action.target,
+                        "MERGE target without an entry in merge_targets (discriminator column)",
+                    )
+                )
+            if not action.value:
+                report.errors.append(
+                    Finding(
+                        "no-discriminator", f"{action.phase} {action.source}", "MERGE without a discriminator value"
+                    )
+                )
+            merge_targets_used[action.target].append(action)
+    for target, actions in merge_targets_used.items():
+        values = Counter(a.value for a in actions if a.value)
+        for value, n in values.items():
+            if n > 1:
+                report.errors.append(
+                    Finding("discriminator-collision", target, f"value {value!r} is given to {n} sources")
+                )
+
+    # The document's execution order, across phases: per table, stages must not go backwards.
+    order = {p.phase: i for i, p in enumerate(plan.phases)}
+    touches: dict[str, list] = defaultdict(list)
+    for action in plan.actions:
+        stage = STAGE_OF[action.kind]
+        if stage is None:
+            continue
+        for table in {action.source, action.target} - {None}:
+            touches[table].append((order[action.phase], STAGES.index(stage), action))
+    for table, uses in touches.items():
+        uses.sort(key=lambda u: u[0])
+        for (p1, s1, a1), (p2, s2, a2) in pairwise(uses):
+            if p1 != p2 and s2 < s1:
+                report.errors.append(
+                    Finding(
+                        "order",
+                        table,
+                        f"{a2.kind} in phase {a2.phase} runs after {a1.kind} in phase {a1.phase}, against the document's execution order",
+                    )
+                )
+            if a1.kind == "MERGE" and a2.kind == "KEEP_AS_MV" and table == a1.target:
+                report.warnings.append(
+                    Finding(
+                        "mv-merge-target",
+                        table,
+                        f"merge target in phase {a1.phase} and reclassified as a materialized view in phase {a2.phase}",
+                    )
+                )
+    for action in plan.actions:
+        if action.kind == "PENDING":
+            report.info.append(Finding("pending", action.source, f"awaiting a human decision: {action.question}"))
+    if phases is not None:
+        relevant = {t for p in phases for a in plan.phase(p).actions for t in (a.source, a.target) if t}
+
+        def concerns(finding: Finding) -> bool:
+            words = set(finding.where.replace(",", " ").split())
+            return finding.code == "summary-mismatch" or bool(
+                words & (relevant | set(phases) | {f"{p}" for p in phases})
+            )
+
+        report.document = [f for f in report.document if concerns(f)]
+        report.warnings = [f for f in report.warnings if concerns(f)]
+        report.info = [f for f in report.info if concerns(f)]
+    return report
+
+
+def lint_live(
+    conn: psycopg.Connection, plan: Plan, phases: list[str] | None = None, catalog: Catalog | None = None
+) -> LintReport:
+    """Static lint plus everything the live database can tell (read-only)."""
+    report = lint_static(plan, phases)
+    catalog = catalog or read_catalog(conn)
+    ctx = Context(conn, plan, run_id="lint", settings=Settings(), catalog=catalog)
+    selected = [plan.phase(p) for p in phases] if phases else list(plan.phases)
+    moving: list[str] = []
+    for phase in selected:
+        for step in phase.steps:
+            try:
+                state = module_for(step).check(ctx, step)
+            except PlanRejected as exc:
+                report.errors.append(Finding("catalog", step.step_id, str(exc)))
+                continue
+            if state == State.DONE:
+                report.info.append(Finding("done", step.step_id, "already applied"))
+                continue
+            _lint_pending(ctx, step, report)
+            if step.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD"):
+                moving += [a.source for a in step.actions]
+        for action in phase.pending:
+            if not catalog.exists(action.source):
+                report.warnings.append(Finding("catalog", action.source, "pending table does not exist"))
+    for function, table in functions_naming(conn, moving):
+        report.warnings.append(
+            Finding("function-names-table", function, f"its body names {table}, which moves: it will fail until edited")
+        )
+    for view, table in dependent_views(conn, moving):
+        report.info.append(Finding("view-follows", view, f"reads {table}; follows it by OID to its new name"))
+    return report
+
+
+def _lint_pending(ctx: Context, step: Step, report: LintReport) -> None:
+    catalog = ctx.catalog
+    if step.kind in ("ARCHIVE", "MOVE"):
+        for collision in relocate.name_collisions(ctx.conn, catalog, step.action.source, step.action.target):
+            report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+        return
+    if step.kind == "MERGE":
+        _lint_merge(ctx, step, report)
+        return
+    if step.kind == "FOLD":
+        _lint_fold(ctx, step, report)
+
+
+def _lint_merge(ctx: Context, step: Step, report: LintReport) -> None:
+    action = step.action
+    catalog = ctx.catalog
+    for collision in relocate.name_collisions(ctx.conn, catalog, action.source, ctx.plan.archive_name(action.source)):
+        report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+    spec = ctx.plan.merge_targets.get(action.target)
+    target = catalog.get(action.target)
+    source = catalog.get(action.source)
+    if spec is None or target is None or source is None:
+        return
+    mapping = merge_action.mapping(action, spec, source, target, catalog)
+    if mapping.uncovered:
+        report.errors.append(
+            Finding(
+                "required-column",
+                step.step_id,
+                f"target columns {mapping.uncovered} are NOT NULL and nothing fills them",
+            )
+        )
+    for source_column, target_column in mapping.nullable_copies:
+        nulls = ctx.conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+                qualified(action.source), sql.Identifier(source_column)
+            )
+        ).fetchone()[0]
+        if nulls:
+            report.errors.append(
+                Finding(
+                    "required-column",
+                    step.step_id,
+                    f"{nulls} rows have NULL {source_column}, but {action.target}.{target_column} is NOT NULL",
+                )
+            )
+    if mapping.provenance_only:
+        report.info.append(
+            Finding(
+                "provenance-only", step.step_id, f"kept only in ctb_source_row: {', '.join(mapping.provenance_only)}"
+            )
+        )
+    column = target.column(spec.discriminator_column)
+    if column is not None:
+        if column.type_category != "S":
+            report.errors.append(
+                Finding(
+                    "discriminator-type", step.step_id, f"{action.target}.{column.name} is {column.type}, not a string"
+                )
+            )
+        else:
+            provenance = (
+                sql.SQL("AND ctb_source_table IS DISTINCT FROM %s")
+                if target.column("ctb_source_table")
+                else sql.SQL("AND %s::text IS NOT NULL")
+            )
+            clashes = ctx.conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {} = %s {}").format(
+                    qualified(action.target), sql.Identifier(column.name), provenance
+                ),
+                (action.value, action.source),
+            ).fetchone()[0]
+            if clashes:
+                report.errors.append(
+                    Finding(
+                        "discriminator-collision",
+                        step.step_id,
+                        f"{clashes} rows of {action.target} already have {column.name} = {action.value!r}",
+                    )
+                )
+    try:
+        with ctx.conn.transaction():  # a savepoint: a query that fails here must not end the lint
+            preview = merge_action.preview(ctx, step)
+    except PlanRejected as exc:
+        report.errors.append(Finding("merge", step.step_id, str(exc)))
+        return
+    except psycopg.Error as exc:
+        report.errors.append(Finding("merge", step.step_id, f"the merge query does not run: {exc}".splitlines()[0]))
+        return
+    conflicts = preview["key_conflicts_kept_in_archive"]
+    if conflicts and spec.on_key_conflict == "fail":
+        report.errors.append(
+            Finding("key-conflict", step.step_id, f"{conflicts} rows collide with {action.target}'s primary key")
+        )
+    elif conflicts:
+        report.info.append(
+            Finding(
+                "key-conflict",
+                step.step_id,
+                f"{conflicts} rows share a key with {action.target}: the target keeps its row, the source row stays archived",
+            )
+        )
+
+
+def _lint_fold(ctx: Context, step: Step, report: LintReport) -> None:
+    catalog = ctx.catalog
+    errors_before = len(report.errors)
+    target = catalog.get(step.target)
+    if target is None:
+        report.errors.append(Finding("catalog", step.step_id, f"{step.target} does not exist"))
+        return
+    keys = {a.join.target for a in step.actions}
+    if len(keys) > 1:
+        report.errors.append(
+            Finding("join-key", step.step_id, f"side tables join {step.target} on different columns {sorted(keys)}")
+        )
+    for action in step.actions:
+        for collision in relocate.name_collisions(
+            ctx.conn, catalog, action.source, ctx.plan.archive_name(action.source)
+        ):
+            report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+        source = catalog.get(action.source)
+        if source is None:
+            continue
+        join = action.join
+        missing = []
+        if source.column(join.source) is None:
+            missing.append(f"{action.source}.{join.source}")
+        if target.column(join.target) is None:
+            missing.append(f"{step.target}.{join.target}")
+        key_type_source = source.column(join.source)
+        if join.via_table:
+            via = catalog.get(join.via_table)
+            if via is None:
+                missing.append(join.via_table)
+            else:
+                missing += [
+                    f"{join.via_table}.{c}" for c in (join.via_source, join.via_target) if via.column(c) is None
+                ]
+                key_type_source = via.column(join.via_target)
+        if missing:
+            report.errors.append(Finding("join-key", step.step_id, f"join columns missing: {', '.join(missing)}"))
+            continue
+        target_type = target.column(join.target)
+        if key_type_source.type_oid != target_type.type_oid and not (
+            key_type_source.type_category == target_type.type_category == "S"
+        ):
+            report.errors.append(
+                Finding(
+                    "join-key",
+                    step.step_id,
+                    f"{action.source} joins with type {key_type_source.type}, {step.target}.{join.target} is {target.column(join.target).type}",
+                )
+            )
+        for name in fold.new_column_names(action):
+            if target.column(name) is not None:
+                report.errors.append(Finding("column-exists", step.step_id, f"{step.target}.{name} already exists"))
+        needed = [action.order_by] if action.order_by else []
+        if action.pivot:
+            needed += [action.pivot["key"], action.pivot["value"], action.pivot["latest_by"]]
+        needed += [column for _, column in action.columns]
+        for column in needed:
+            if source.column(column) is None:
+                report.errors.append(
+                    Finding("column-missing", step.step_id, f"{action.source}.{column} does not exist")
+                )
+    if len(report.errors) == errors_before:
+        for source, counts in fold.side_counts(ctx, step).items():
+            if counts["unmatched"]:
+                report.warnings.append(
+                    Finding(
+                        "unmatched",
+                        step.step_id,
+                        f"{counts['unmatched']} of {counts['rows']} rows of {source} match no row of {step.target}; "
+                        "they stay in the archived side table",
+                    )
+                )
