@@ -49,17 +49,26 @@ def connect(conn_id: str = CTB_CONN_ID) -> psycopg.Connection:
     return conn
 
 
-def sqlalchemy_url(conn_id: str = CTB_CONN_ID) -> str:
-    """The same connection as a SQLAlchemy URL (Great Expectations speaks SQLAlchemy)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+def sqlalchemy_url(conn: psycopg.Connection) -> str:
+    """The database `conn` is connected to, as a SQLAlchemy URL (Great Expectations speaks
+    SQLAlchemy): the expectations always check the very database the run changed."""
+    from sqlalchemy.engine import URL
 
-    hook = PostgresHook(postgres_conn_id=conn_id)
-    url = hook.sqlalchemy_url
-    query = dict(url.query)
-    for key in ("sslmode", "sslrootcert", "options", "application_name"):
-        if key in hook.connection.extra_dejson and key not in query:
-            query[key] = str(hook.connection.extra_dejson[key])
-    return url.set(query=query).render_as_string(hide_password=False)
+    params = conn.info.get_parameters()
+    query = {
+        k: v
+        for k, v in params.items()
+        if k in ("sslmode", "sslrootcert", "sslcert", "sslkey", "options", "target_session_attrs")
+    }
+    return URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=conn.info.password or None,
+        host=conn.info.host,
+        port=conn.info.port,
+        database=conn.info.dbname,
+        query=query,
+    ).render_as_string(hide_password=False)
 
 
 @contextmanager

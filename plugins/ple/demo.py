@@ -58,12 +58,50 @@ def main() -> int:
     _banner(f"1. build the pre-reorganization PLE database (scale {DEMO_SCALE})")
     cli(["fixture", "--scale", str(DEMO_SCALE), "--replace"])
 
-    _banner("2. nightly Phase 2C audit (ctb_nightly_audit)")
-    output = run_dag("ctb_nightly_audit")
-    print_reports(output)
+    _banner("2. nightly Phase 2C audit, before anything changes (ctb_nightly_audit)")
+    print_reports(run_dag("ctb_nightly_audit"))
 
-    print_summary("tables and rows per schema")
+    _banner("3. the reorganization in plan mode: lint, exact SQL, live counts; writes nothing")
+    planned = run_dag("ctb_reorganization", '{"mode": "plan"}')
+    print_lint_summary(planned)
+
+    _banner("4. apply is refused until the exact plan file is approved")
+    refused = run_dag("ctb_phase_1a", '{"mode": "apply"}', expect_success=False)
+    print("  " + next(line.strip() for line in refused.splitlines() if "NotApproved:" in line))
+
+    _banner("5. APPROVING the plan (make approve APPROVER=make-demo): recorded in ple_ops.plan_approval")
+    cli(["approve", "--approver", "make-demo", "--note", "approved by make demo on the embedded fixture"])
+
+    _banner("6. apply every phase 1A-1K (ctb_reorganization, mode=apply)")
+    run_dag("ctb_reorganization", '{"mode": "apply"}')
+    cli(["report"])
+
+    _banner("7. apply again: every action is already done, nothing changes")
+    run_dag("ctb_reorganization", '{"mode": "apply"}')
+    print_second_run(connect)
+
+    print_summary("tables and rows per schema after the reorganization")
     return 0
+
+
+def print_lint_summary(output: str) -> None:
+    """The document findings and decisions of the first phase's lint, and the plan's size."""
+    reports = [line for line in output.splitlines() if line.startswith(REPORT_PREFIX)]
+    shown = [line for line in reports if "[summary-mismatch]" in line or "lint:" in line]
+    for line in dict.fromkeys(shown):
+        print("  " + line)
+    print(
+        f"  ... {sum('would run' in line for line in reports)} steps rendered with their SQL and live counts (see the task logs)"
+    )
+
+
+def print_second_run(connect_to) -> None:
+    with connect_to() as conn:
+        rows = conn.execute(
+            "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
+            "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
+        ).fetchall()
+    print("  latest outcome of every action step: " + ", ".join(f"{n} {outcome}" for outcome, n in rows))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [
-        all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows) if rows else False
+        bool(rows)
+        and all(row[i] is None or (isinstance(row[i], int | float) and not isinstance(row[i], bool)) for row in rows)
         for i in range(len(headers))
     ]
 

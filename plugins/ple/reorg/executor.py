@@ -402,7 +402,7 @@ class Executor:
             ctx = self._context(catalog)
             for step in phase.steps:
                 problems += module_for(step).verify(ctx, step, located)
-        results = validate(sqlalchemy_url(), suites, name=f"ctb_phase_{phase_id}")
+        results = validate(sqlalchemy_url(self.conn), suites, name=f"ctb_phase_{phase_id}")
         failed = [r for r in results if not r.success]
         text = "\n".join(
             [

@@ -115,39 +115,19 @@ def _json(value):
 
 
 def last_outcomes(conn: psycopg.Connection, phase: str | None = None) -> list[tuple]:
-    """The latest attempt of every step (optionally of one phase), in execution order."""
-    return conn.execute(
-        """
-        SELECT DISTINCT ON (step_id) phase, step_id, action, outcome, rows_before, rows_after,
-               duration_ms, started_at, run_id, error
-        FROM ple_ops.action_ledger
-        WHERE %(phase)s::text IS NULL OR phase = %(phase)s
-        ORDER BY step_id, attempt_id DESC
-        """,
-        {"phase": phase},
-    ).fetchall()
+    """The latest attempt of every step (optionally of one phase), with the rows it handled
+    (for relocations, from the preflight snapshot: they move no rows one by one)."""
+    return conn.execute(raw_template("ops/last_outcomes"), {"phase": phase}).fetchall()
 
 
 def report(conn: psycopg.Connection, phase: str | None = None) -> str:
-    """A phase report: the last attempt of each step, its outcome and rows moved."""
+    """A phase report: the last attempt of each step, its outcome, the rows it handled."""
     if not schema_exists(conn):
         return "the ledger is empty: nothing has been applied to this database"
-    rows = []
-    for phase_id, step_id, action, outcome, before, after, duration_ms, _started, _run, error in sorted(
-        last_outcomes(conn, phase), key=lambda r: (r[0], r[7])
-    ):
-        rows.append(
-            (
-                phase_id,
-                step_id.split("__", 1)[1],
-                action,
-                outcome,
-                _rows(before),
-                _rows(after),
-                duration_ms,
-                (error or "")[:60],
-            )
-        )
+    rows = [
+        (phase_id, step_id.split("__", 1)[1], action, outcome, handled, result, duration_ms, (error or "")[:70])
+        for phase_id, step_id, action, outcome, handled, result, duration_ms, error in last_outcomes(conn, phase)
+    ]
     attempts = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed') FROM ple_ops.action_ledger "
         "WHERE %(phase)s::text IS NULL OR phase = %(phase)s",
@@ -156,13 +136,7 @@ def report(conn: psycopg.Connection, phase: str | None = None) -> str:
     frozen = [
         r[0] for r in conn.execute("SELECT phase FROM ple_ops.phase_status WHERE status = 'frozen' ORDER BY phase")
     ]
-    text = table(rows, ("phase", "step", "action", "last outcome", "rows before", "rows after", "ms", "error"))
+    text = table(rows, ("phase", "step", "action", "last outcome", "rows", "result", "ms", "error"))
     return (
         f"{text}\n{attempts[0]} attempts recorded ({attempts[1]} failed); frozen phases: {', '.join(frozen) or 'none'}"
     )
-
-
-def _rows(value) -> int | None:
-    if not value:
-        return None
-    return sum(v for v in value.values() if isinstance(v, int))

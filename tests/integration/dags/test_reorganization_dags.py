@@ -1,0 +1,56 @@
+"""The reorganization through Airflow itself (`airflow dags test`, no scheduler): plan mode
+writes nothing, apply is refused until approved from the approval DAG, apply runs every phase to
+the end, and a second apply changes nothing."""
+
+import psycopg
+import pytest
+
+from ple.reorg.plan import load
+from tests.helpers import dag_run_state, run_dag
+from tests.reorg_helpers import end_state
+
+pytestmark = pytest.mark.slow
+
+
+def test_reorganization_end_to_end_through_airflow(airflow_env, fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        original = end_state(conn)
+
+        planned = run_dag(airflow_env, "ctb_reorganization", {"mode": "plan"}, fresh_db)
+        assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
+        assert "│ 1b__merge__marketing_failed_company_match: would run" in planned.stdout
+        assert end_state(conn) == original
+
+        refused = run_dag(airflow_env, "ctb_phase_1a", {"mode": "apply"}, fresh_db)
+        assert dag_run_state(refused.stdout) == "failed"
+        assert "BLOCKED until approved" in refused.stdout
+        assert refused.stdout.count("Task failed with exception") == 1  # NotApproved is not retried
+        assert end_state(conn) == original
+
+        approved = run_dag(
+            airflow_env, "ctb_approve_plan", {"approver": "Ada Lovelace", "plan_sha256": load().sha256}, fresh_db
+        )
+        assert dag_run_state(approved.stdout) == "success", approved.stdout[-3000:]
+
+        applied = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, fresh_db)
+        assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
+        steps = len(load().steps)
+        outcomes = dict(
+            conn.execute(
+                "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
+                "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
+            ).fetchall()
+        )
+        assert outcomes == {"applied": steps}
+        reorganized = end_state(conn)
+
+        again = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, fresh_db)
+        assert dag_run_state(again.stdout) == "success", again.stdout[-3000:]
+        latest = dict(
+            conn.execute(
+                "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
+                "WHERE action NOT IN ('PREFLIGHT', 'VERIFY') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
+            ).fetchall()
+        )
+        assert latest == {"already_done": steps + 11}  # every step, and every phase's freeze
+        assert end_state(conn) == reorganized

@@ -1,0 +1,129 @@
+"""Helpers for engine tests: run phases with the executor, and prove no row was lost."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import uuid
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from ple.catalog import read_catalog
+from ple.reorg import ledger
+from ple.reorg import plan as plan_module
+from ple.reorg.context import Mode, Settings
+from ple.reorg.executor import Executor
+from ple.reorg.proof import PROVENANCE_COLUMNS, fingerprint
+
+USER_SCHEMAS = [
+    "archive",
+    "bit",
+    "blog",
+    "cl",
+    "clay",
+    "company",
+    "dol",
+    "intake",
+    "marketing",
+    "outreach",
+    "people",
+    "public",
+    "talent_flow",
+]
+
+
+def raw_plan() -> dict:
+    return yaml.safe_load(plan_module.PLAN_FILE.read_text())
+
+
+def plan_from(raw: dict) -> plan_module.Plan:
+    """A plan built from edited data; its sha256 is that of the edited content."""
+    text = yaml.safe_dump(raw, sort_keys=False).encode()
+    return plan_module.parse(copy.deepcopy(raw), plan_module.PLAN_FILE, hashlib.sha256(text).hexdigest())
+
+
+def executor(conn, plan=None, mode="apply", run_id=None, **settings) -> Executor:
+    plan = plan or plan_module.load()
+    return Executor(conn, plan, run_id or f"test__{uuid.uuid4().hex[:8]}", Settings(mode=Mode(mode), **settings))
+
+
+def approve(conn, plan=None) -> None:
+    ledger.approve(conn, (plan or plan_module.load()).sha256, "pytest")
+
+
+def run_phase(ex: Executor, phase_id: str) -> list:
+    reports = [ex.preflight(phase_id)]
+    reports += [ex.run_step(step.step_id) for step in ex.plan.phase(phase_id).steps]
+    reports.append(ex.verify(phase_id))
+    reports.append(ex.freeze(phase_id))
+    return reports
+
+
+def run_all(ex: Executor) -> list:
+    return [r for p in ex.plan.phases if p.steps for r in run_phase(ex, p.phase)]
+
+
+def table_fingerprints(conn) -> dict[int, tuple]:
+    """Every user table by OID: (name, its columns now, rows, checksum)."""
+    catalog = read_catalog(conn, USER_SCHEMAS)
+    result = {}
+    for table in catalog.tables.values():
+        if table.kind not in ("r", "p"):
+            continue
+        columns = [c for c in table.column_names if c not in PROVENANCE_COLUMNS]
+        fp = fingerprint(conn, table, columns, native_only=table.column("ctb_source_table") is not None)
+        result[table.oid] = (table.name, tuple(columns), fp.rows, fp.checksum)
+    return result
+
+
+def assert_nothing_lost(conn, before: dict[int, tuple]) -> None:
+    """Every table that existed before still exists (by OID, wherever it moved) and holds exactly
+    the rows it held, with the same content over its original columns. Rows a merge added to a
+    target are told apart by provenance and proven separately by the merge's own verify."""
+    catalog = read_catalog(conn, USER_SCHEMAS)
+    by_oid = {t.oid: t for t in catalog.tables.values()}
+    problems = []
+    for oid, (name, columns, rows, checksum) in before.items():
+        table = by_oid.get(oid)
+        if table is None:
+            problems.append(f"{name} vanished")
+            continue
+        fp = fingerprint(conn, table, list(columns), native_only=table.column("ctb_source_table") is not None)
+        if (fp.rows, fp.checksum) != (rows, checksum):
+            problems.append(
+                f"{name} (now {table.name}): rows {rows} -> {fp.rows}, checksum {'equal' if fp.checksum == checksum else 'differs'}"
+            )
+    assert not problems, problems
+
+
+def end_state(conn) -> dict[str, tuple]:
+    """Content of every table by name. Rows a merge added are compared by their provenance (source
+    table, key, full source row): their filled columns may hold the merge's own timestamp."""
+    catalog = read_catalog(conn, USER_SCHEMAS)
+    state = {}
+    for table in catalog.tables.values():
+        if table.kind not in ("r", "p"):
+            continue
+        merged_into = table.column("ctb_source_table") is not None
+        columns = [c for c in table.column_names if c not in PROVENANCE_COLUMNS]
+        native = fingerprint(conn, table, columns, native_only=merged_into)
+        merged = None
+        if merged_into:
+            merged = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), coalesce(sum(hashtextextended(ROW(ctb_source_table, ctb_source_key, ctb_source_row)::text, 0)::numeric), 0) "
+                    "FROM {} WHERE ctb_source_table IS NOT NULL"
+                ).format(sql.Identifier(*table.name.split(".")))
+            ).fetchone()
+        state[table.name] = (tuple(table.column_names), native.rows, native.checksum, merged)
+    return state
+
+
+def count(conn, table: str) -> int:
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))).fetchone()[0]
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True)
