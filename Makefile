@@ -22,7 +22,7 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture
+.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture bench-reorg
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -66,3 +66,6 @@ clean: stop
 
 bench-fixture: db
 	$(BIN)/python bench/fixture_build.py --scale $(or $(BENCH_SCALE),1.0)
+
+bench-reorg: db
+	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --small-scale $(or $(BENCH_SMALL_SCALE),0.1)

@@ -19,13 +19,14 @@ log = logging.getLogger(__name__)
 class TableSuite:
     """Expectations for one table."""
 
-    table: str  # schema.table
+    table: str  # schema.table (with `query`: a label)
+    query: str | None = None  # validate the rows of this query instead of the whole table
     row_count: int | None = None
     not_null: list[str] = field(default_factory=list)
     unique: list[list[str]] = field(default_factory=list)
     value_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     matches_regex: dict[str, str] = field(default_factory=dict)
-    row_condition: str | None = None  # a GX row condition for the regex/range checks (GX syntax)
+    ordered_pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b): a <= b where both are present
 
 
 @dataclass
@@ -55,13 +56,14 @@ def _expectations(suite: TableSuite):
             items.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=columns))
     for column, (low, high) in suite.value_ranges.items():
         items.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high))
-    for column, pattern in suite.matches_regex.items():
-        kwargs = (
-            {"row_condition": suite.row_condition, "condition_parser": "great_expectations"}
-            if suite.row_condition
-            else {}
+    for low, high in suite.ordered_pairs:
+        items.append(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=high, column_B=low, or_equal=True, ignore_row_if="either_value_is_missing"
+            )
         )
-        items.append(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=pattern, **kwargs))
+    for column, pattern in suite.matches_regex.items():
+        items.append(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=pattern))
     return items
 
 
@@ -77,7 +79,10 @@ def validate(sqlalchemy_url: str, suites: list[TableSuite], name: str) -> list[E
     results: list[ExpectationResult] = []
     for number, suite in enumerate(suites):
         schema, table = suite.table.split(".")
-        asset = datasource.add_table_asset(name=f"t{number}_{table}", table_name=table, schema_name=schema)
+        if suite.query:
+            asset = datasource.add_query_asset(name=f"q{number}_{table}", query=suite.query)
+        else:
+            asset = datasource.add_table_asset(name=f"t{number}_{table}", table_name=table, schema_name=schema)
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
         gx_suite = gx.ExpectationSuite(name=f"{name}.{suite.table}")
         for expectation in _expectations(suite):

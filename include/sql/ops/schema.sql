@@ -83,3 +83,40 @@ BEGIN
         USING ERRCODE = 'read_only_sql_transaction';
 END
 $fn$;
+
+-- DOL imports: one row per input file (a CSV, or a member of a zip), keyed by its content's
+-- SHA-256, so the same data imported again is recognised and skipped.
+CREATE TABLE IF NOT EXISTS ple_ops.dol_import (
+    import_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_sha256 text NOT NULL UNIQUE,
+    file_name text NOT NULL,
+    dataset text,
+    form_year integer,
+    encoding text,
+    path text,
+    bytes bigint,
+    data_rows bigint,
+    staged_rows bigint,
+    error_rows bigint,
+    inserted bigint,
+    updated bigint,
+    unchanged bigint,
+    superseded bigint,
+    unknown_columns text[] NOT NULL DEFAULT '{}',
+    record_base bigint,
+    status text NOT NULL CHECK (status IN ('staging', 'staged', 'imported', 'empty', 'skipped', 'failed')),
+    message text,
+    run_id text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+
+-- Rows of an input that could not land, with the reason and the raw line: never dropped.
+CREATE TABLE IF NOT EXISTS ple_ops.dol_import_error (
+    import_id bigint NOT NULL REFERENCES ple_ops.dol_import (import_id),
+    record_no bigint,
+    reason text NOT NULL,
+    raw_line text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS dol_import_error_import ON ple_ops.dol_import_error (import_id);

@@ -56,6 +56,10 @@ class Dataset:
     natural_key: tuple[str, ...]
     surrogate_key: str
     aliases: tuple[tuple[str, str, str], ...]  # (alias column, type, SQL expression over canonical columns)
+    plan_identity: tuple[str, ...] = ()  # a plan's filings for a plan year; the latest received wins
+    ein_columns: tuple[str, ...] = ()  # EINs: 9 digits when present
+    begin_date: str | None = None  # the plan year: begins on or before it ends, lasts at most a year,
+    end_date: str | None = None  # and does not begin after the form year
 
 
 DATASETS: dict[str, Dataset] = {
@@ -70,6 +74,10 @@ DATASETS: dict[str, Dataset] = {
             ("plan_number", "text", "spons_dfe_pn"),
             ("tot_partcp_eoy_cnt", "numeric", "tot_act_rtd_sep_benef_cnt"),
         ),
+        plan_identity=("spons_dfe_ein", "spons_dfe_pn", "form_plan_year_begin_date"),
+        ein_columns=("spons_dfe_ein", "admin_ein", "last_rpt_spons_ein"),
+        begin_date="form_plan_year_begin_date",
+        end_date="form_tax_prd",
     ),
     "F_5500_SF": Dataset(
         name="F_5500_SF",
@@ -78,6 +86,10 @@ DATASETS: dict[str, Dataset] = {
         natural_key=("ack_id",),
         surrogate_key="filing_id",
         aliases=(("sponsor_dfe_ein", "text", "sf_spons_ein"),),
+        plan_identity=("sf_spons_ein", "sf_plan_num", "sf_plan_year_begin_date"),
+        ein_columns=("sf_spons_ein", "sf_admin_ein", "sf_last_rpt_spons_ein"),
+        begin_date="sf_plan_year_begin_date",
+        end_date="sf_tax_prd",
     ),
     "F_SCH_A": Dataset(
         name="F_SCH_A",
@@ -93,6 +105,9 @@ DATASETS: dict[str, Dataset] = {
                 r"CASE WHEN ins_prsn_covered_eoy_cnt ~ '^\s*\d{1,9}\s*$' THEN btrim(ins_prsn_covered_eoy_cnt)::integer END",
             ),
         ),
+        ein_columns=("sch_a_ein", "ins_carrier_ein"),
+        begin_date="sch_a_plan_year_begin_date",
+        end_date="sch_a_plan_year_end_date",
     ),
 }
 

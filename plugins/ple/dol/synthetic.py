@@ -88,3 +88,51 @@ def cast_expression(field: Field, text: str) -> str:
     if field.sql_type == "text":
         return text
     return f"({text})::{field.sql_type}"
+
+
+def write_file(conn, dataset: str, year: int, rows: int, path, ack_ids: list[str] | None = None) -> int:
+    """Write a DOL-shaped CSV (the header of `year`'s layout) of `rows` synthetic rows.
+
+    Streams COPY ... TO STDOUT into the file, so memory does not grow with the file. Schedule A
+    rows attach to `ack_ids` (round robin, FORM_ID numbering the contracts of a filing) when
+    given, else to the ACK_IDs a synthetic F_5500 file of the same size would have. Needs the
+    fixture's pg_temp helpers in the session (ple.fixture.builder.install_helpers).
+    """
+    from psycopg import sql
+
+    from ple.dol.layouts import fields_for_year
+
+    fields = fields_for_year(dataset, year)
+    # COPY takes no bind parameters: the few values are quoted by sql.Literal.
+    acks = sql.Literal(ack_ids or []).as_string(conn) + "::text[]"
+    filings = str(max(rows * 2 // 3, 1))
+    per_filing = f"cardinality({acks})" if ack_ids else filings
+    expressions = []
+    for f in fields:
+        if dataset == "F_SCH_A" and f.name == "ACK_ID":
+            expressions.append(
+                f"({acks})[(g.i - 1) % {per_filing} + 1]"
+                if ack_ids
+                else ack_id_expression(f"(g.i - 1) % {filings} + 1")
+            )
+        elif dataset == "F_SCH_A" and f.name == "FORM_ID":
+            expressions.append(f"((g.i - 1) / {per_filing} + 1)::text")
+        elif f.name.endswith("PLAN_YEAR_BEGIN_DATE"):
+            expressions.append(f"'{year}-01-01'")
+        elif f.name in ("FORM_TAX_PRD", "SF_TAX_PRD", "SCH_A_PLAN_YEAR_END_DATE"):
+            expressions.append(f"'{year}-12-31'")
+        else:
+            expressions.append(text_expression(f).replace("@i", "g.i"))
+    query = sql.SQL("COPY (SELECT {} FROM generate_series(1, {}) AS g(i)) TO STDOUT (FORMAT csv, HEADER true)").format(
+        sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(sql.SQL(e), sql.Identifier(f.name))
+            for e, f in zip(expressions, fields, strict=True)
+        ),
+        sql.Literal(rows),
+    )
+    written = 0
+    with conn.cursor() as cur, open(path, "wb") as out, cur.copy(query) as copy:
+        for chunk in copy:
+            out.write(chunk)
+            written += len(chunk)
+    return written

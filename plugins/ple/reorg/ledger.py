@@ -13,16 +13,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ple.errors import NotApproved
+from ple.ops import ensure_schema, schema_exists
 from ple.reporting import table
 from ple.sqlutil import raw_template
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    conn.execute(raw_template("ops/schema"))
-
-
-def schema_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]
 
 
 def approve(conn: psycopg.Connection, plan_sha256: str, approver: str, note: str | None = None) -> int:

@@ -40,7 +40,7 @@ def new_column_names(action: Action) -> list[str]:
     return [name for name, _ in action.columns]
 
 
-def _side(ctx: Context, action: Action, index: int, params: dict) -> Side:
+def side_for(ctx: Context, action: Action, index: int, params: dict) -> Side:
     source: TableInfo = ctx.catalog.get(action.source)
     if source is None:
         raise PlanRejected(f"{action.kind} source {action.source} does not exist")
@@ -105,7 +105,7 @@ def _side(ctx: Context, action: Action, index: int, params: dict) -> Side:
 
 def _sides(ctx: Context, step) -> tuple[list[Side], dict]:
     params: dict = {}
-    return [_side(ctx, action, i, params) for i, action in enumerate(step.actions)], params
+    return [side_for(ctx, action, i, params) for i, action in enumerate(step.actions)], params
 
 
 def _target_key(step) -> str:

@@ -134,7 +134,7 @@ def _tables(ctx: Context, action: Action) -> tuple[MergeTarget, TableInfo, Table
     return spec, source, target
 
 
-def _target_key_match(spec: MergeTarget, target: TableInfo, fills: list[ColumnFill]) -> sql.Composable | None:
+def target_key_match(spec: MergeTarget, target: TableInfo, fills: list[ColumnFill]) -> sql.Composable | None:
     """`target.pk = <expression of the row being merged>`, to find rows whose key the target has."""
     if not target.primary_key:
         return None
@@ -155,7 +155,7 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
             "(add a fill rule or relax_not_null in merge_targets)"
         )
     plan.params["run_id"] = ctx.run_id
-    key_match = _target_key_match(spec, target, plan.fills)
+    key_match = target_key_match(spec, target, plan.fills)
     conflict_filter = sql.SQL("")
     if key_match is not None and spec.on_key_conflict == "keep_target":
         conflict_filter = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(
@@ -335,7 +335,7 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
         return [f"{action.source} should now be {archived}, found {located.get(action.source)}"]
     spec = ctx.plan.merge_targets[action.target]
     plan = mapping(action, spec, ctx.catalog.get(archived), ctx.catalog.get(action.target), ctx.catalog)
-    key_match = _target_key_match(spec, ctx.catalog.get(action.target), plan.fills)
+    key_match = target_key_match(spec, ctx.catalog.get(action.target), plan.fills)
     total = _merge_set(ctx, archived, None, spec, plan.params)
     kept = _merge_set(ctx, archived, key_match, spec, plan.params, negate=True)
     merged = provenance_fingerprint(ctx.conn, action.target, action.source)

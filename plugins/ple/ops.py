@@ -1,0 +1,16 @@
+"""The tool's own schema (ple_ops) in the target database: ledger, approvals, snapshots, import
+and audit history. Created idempotently by whatever writes first."""
+
+from __future__ import annotations
+
+import psycopg
+
+from ple.sqlutil import raw_template
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    conn.execute(raw_template("ops/schema"))
+
+
+def schema_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]

@@ -1,0 +1,132 @@
+"""The nightly DOL Form 5500 import DAG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from ple import config
+from ple.dol.layouts import DATASETS
+from ple.orchestration.common import START_DATE, default_args, tags
+
+# Downstream DAGs can be scheduled on these (data-aware scheduling): an event is published for a
+# table whenever an import changed it.
+ASSETS = {
+    name: Asset(name=dataset.table, uri=f"postgres://ctb_postgres:5432/ple/{dataset.table.replace('.', '/')}")
+    for name, dataset in DATASETS.items()
+}
+
+
+def _landing_dir(param: str) -> Path:
+    if param:
+        return Path(param)
+    from airflow.sdk import Variable
+
+    return Path(Variable.get(config.DOL_LANDING_DIR_VARIABLE, default=str(config.DOL_DEFAULT_LANDING_DIR)))
+
+
+def build_dol_import_dag(doc_md: str):
+    @dag(
+        dag_id="dol_staging_import",
+        schedule=os.environ.get(config.DOL_IMPORT_SCHEDULE_ENV, config.DEFAULT_DOL_IMPORT_SCHEDULE),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        tags=tags("dol", "import", "nightly"),
+        doc_md=doc_md,
+        params={
+            "landing_dir": Param(
+                "",
+                type="string",
+                title="Landing folder",
+                description=f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
+                f"else {config.DOL_DEFAULT_LANDING_DIR}",
+            ),
+            "urls": Param(
+                [],
+                type="array",
+                items={"type": "string", "pattern": "^https?://"},
+                title="Download first",
+                description="DOL dataset URLs (zips) to fetch into the landing folder before importing",
+            ),
+        },
+    )
+    def dol_staging_import():
+        @task
+        def discover_files() -> list[dict]:
+            from ple.dol import files
+            from ple.reporting import emit
+
+            params = get_current_context()["params"]
+            landing = _landing_dir(params["landing_dir"])
+            landing.mkdir(parents=True, exist_ok=True)
+            for fetched in files.download(params["urls"], landing):
+                emit(f"downloaded {fetched.name}")
+            inputs, skipped = files.discover(landing)
+            for item in skipped:
+                emit(f"skipped {item.name}: {item.reason}")
+            emit(f"{len(inputs)} CSV inputs in {landing}")
+            return [{"path": str(i.path), "member": i.member} for i in inputs]
+
+        @task(
+            map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}"
+        )
+        def import_file(item: dict) -> dict:
+            from ple.db import connect
+            from ple.dol import files, importer
+            from ple.reporting import emit
+
+            source = files.Input(Path(item["path"]), item["member"])
+            with connect() as conn:
+                result = importer.import_file(conn, source, get_current_context()["run_id"])
+            emit(f"{result.name}: {result.status}. {result.message}")
+            return result.as_dict()
+
+        def publisher(name: str):
+            @task(task_id=f"publish_{DATASETS[name].table.split('.')[1]}", outlets=[ASSETS[name]])
+            def publish(results: list[dict]) -> dict:
+                from ple.reporting import emit
+
+                mine = [r for r in results if r["dataset"] == name and r["status"] == "imported"]
+                changed = sum(r["inserted"] + r["updated"] + r["superseded"] for r in mine)
+                if not changed:
+                    raise AirflowSkipException(f"no import changed {DATASETS[name].table}: no asset event")
+                emit(f"{DATASETS[name].table}: {changed} rows changed by {len(mine)} files")
+                return {"table": DATASETS[name].table, "rows_changed": changed}
+
+            return publish
+
+        @task(trigger_rule="all_done")
+        def summary(results: list[dict]) -> None:
+            from ple.reporting import emit, table
+
+            rows = [
+                (
+                    r["name"],
+                    r["dataset"] or "",
+                    r["status"],
+                    r["data_rows"],
+                    r["inserted"],
+                    r["updated"],
+                    r["unchanged"],
+                    r["error_rows"],
+                    r["superseded"],
+                )
+                for r in results
+            ]
+            emit(
+                table(
+                    rows, ("file", "dataset", "status", "rows", "new", "changed", "unchanged", "errors", "superseded")
+                )
+            )
+
+        results = import_file.expand(item=discover_files())
+        for name in DATASETS:
+            publisher(name)(results)
+        summary(results)
+
+    return dol_staging_import()
