@@ -22,7 +22,7 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture bench-reorg
+.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture bench-reorg bench-dol
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -69,3 +69,6 @@ bench-fixture: db
 
 bench-reorg: db
 	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --small-scale $(or $(BENCH_SMALL_SCALE),0.1)
+
+bench-dol: db
+	$(BIN)/python bench/dol_import.py --fraction $(or $(BENCH_FRACTION),1.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -58,6 +59,7 @@ class ImportResult:
     bytes: int = 0
     message: str = ""
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # seconds per stage: where an import spends its time
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -188,9 +190,13 @@ def _problems(dataset: Dataset, form_year: int | None) -> sql.Composable:
         )
     for f in union_fields(dataset.name):
         if f.sql_type in ("date", "timestamptz", "numeric", "integer"):
+            # A plain number is valid without asking the type's input function (the slow part).
+            plain = "s.{c} ~ '^ *-?[0-9]+ *$' OR " if f.sql_type in ("numeric", "integer") else ""
             checks.append(
                 sql.SQL(
-                    "CASE WHEN nullif(btrim(s.{c}), '') IS NOT NULL AND NOT pg_input_is_valid(btrim(s.{c}), {t}) THEN {msg} END"
+                    "CASE WHEN s.{c} IS NULL OR "
+                    + plain
+                    + "s.{c} = '' OR pg_input_is_valid(s.{c}, {t}) THEN NULL ELSE {msg} END"
                 ).format(
                     c=sql.Identifier(f.column),
                     t=sql.Literal(f.sql_type),
@@ -246,11 +252,21 @@ def _quarantine(
     conn, import_id: int, dataset: Dataset, form_year: int | None, header_columns: list[str], base: int
 ) -> int:
     keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
+    repeated = conn.execute(
+        sql.SQL("SELECT count(*) <> count(DISTINCT ({})) FROM {} AS s WHERE s.import_id = %s").format(
+            keys, qualified(dataset.staging_table)
+        ),
+        (import_id,),
+    ).fetchone()[0]
+    # the window that marks repeated keys costs a sort; most files need none
+    duplicate = (
+        sql.SQL("s.record_no <> min(s.record_no) OVER (PARTITION BY {})").format(keys) if repeated else sql.SQL("false")
+    )
     statement = sql.SQL(
         """
         WITH checked AS (
             SELECT s.row_ctid, {problems} AS reason
-            FROM (SELECT s.*, s.ctid AS row_ctid, s.record_no <> min(s.record_no) OVER (PARTITION BY {keys}) AS duplicate
+            FROM (SELECT s.*, s.ctid AS row_ctid, {duplicate} AS duplicate
                   FROM {staging} AS s WHERE s.import_id = %(import_id)s) AS s
         ),
         bad AS (
@@ -264,7 +280,7 @@ def _quarantine(
     ).format(
         problems=_problems(dataset, form_year),
         line=_csv_line(header_columns) if header_columns else sql.SQL("NULL"),
-        keys=keys,
+        duplicate=duplicate,
         staging=qualified(dataset.staging_table),
     )
     return conn.execute(statement, {"import_id": import_id, "base": base}).rowcount
@@ -274,10 +290,18 @@ def _expectations(conn, import_id: int, dataset: Dataset, staged: int, form_year
     """Great Expectations over this import's staged rows: the independent proof of the contract."""
     from ple.expectations import TableSuite, validate
 
+    checked = list(
+        dict.fromkeys(
+            [*dataset.natural_key, *dataset.ein_columns, *[c for c in (dataset.begin_date, dataset.end_date) if c]]
+        )
+    )
     suite = TableSuite(
         table=dataset.staging_table,
-        query=sql.SQL("SELECT * FROM {} WHERE import_id = {}")
-        .format(qualified(dataset.staging_table), sql.Literal(import_id))
+        # only the columns under test: a wide SELECT * makes GX hold the rows in memory
+        query=sql.SQL("SELECT {} FROM {} WHERE import_id = {}")
+        .format(
+            sql.SQL(", ").join(map(sql.Identifier, checked)), qualified(dataset.staging_table), sql.Literal(import_id)
+        )
         .as_string(conn),
         row_count=staged,
         not_null=["ack_id"],
@@ -292,12 +316,11 @@ def _expectations(conn, import_id: int, dataset: Dataset, staged: int, form_year
 
 # ------------------------------------------------------------------------------------- upsert
 def _cast(f: Field) -> sql.Composable:
-    value = (
-        sql.SQL("nullif(btrim(s.{}), '')").format(sql.Identifier(f.column))
-        if f.sql_type != "text"
-        else sql.SQL("nullif(s.{}, '')").format(sql.Identifier(f.column))
-    )
-    return value if f.sql_type == "text" else sql.SQL("{}::{}").format(value, sql.SQL(f.sql_type))
+    """Text to the canonical type (validated before). The input functions of numeric, integer,
+    date and timestamptz skip surrounding blanks themselves."""
+    if f.sql_type == "text":
+        return sql.SQL("s.{}").format(sql.Identifier(f.column))  # COPY (NULL '') already made empty fields NULL
+    return sql.SQL("nullif(s.{}, '')::{}").format(sql.Identifier(f.column), sql.SQL(f.sql_type))
 
 
 def _upsert(conn, import_id: int, dataset: Dataset, form_year: int | None) -> tuple[int, int]:
@@ -322,14 +345,10 @@ def _upsert(conn, import_id: int, dataset: Dataset, form_year: int | None) -> tu
         old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in changing),
         new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in changing),
     )
-    inserted = updated = 0
-    with conn.cursor() as cur:
-        cur.execute(statement, {"import_id": import_id})
-        for (was_insert,) in cur:
-            if was_insert:
-                inserted += 1
-            else:
-                updated += 1
+    counted = sql.SQL(
+        "WITH upserted AS ({}) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"
+    ).format(statement)
+    inserted, updated = conn.execute(counted, {"import_id": import_id}).fetchone()
     return inserted, updated
 
 
@@ -368,6 +387,11 @@ def _supersede(conn, import_id: int, dataset: Dataset) -> int:
 
 
 def _link_schedule_a(conn) -> None:
+    """Schedule A rows point at their filing, whichever of the two arrived first."""
+    if conn.execute("SELECT to_regclass('dol.schedule_a') IS NULL OR to_regclass('dol.form_5500') IS NULL").fetchone()[
+        0
+    ]:
+        return
     conn.execute(
         "UPDATE dol.schedule_a a SET filing_id = f.filing_id FROM dol.form_5500 f "
         "WHERE a.ack_id = f.ack_id AND a.filing_id IS DISTINCT FROM f.filing_id"
@@ -384,12 +408,14 @@ def import_file(conn: psycopg.Connection, source: files.Input, run_id: str = "cl
     started = time.monotonic()
     ensure_schema(conn)
     sha256, size = source.sha256_and_size()
+    checksum_seconds = time.monotonic() - started
     result = ImportResult(source.name, sha256, "imported")
     import_id, previous = _register(conn, source, sha256, run_id)
     if previous in ("imported", "empty"):
         result.status = "already_imported"
         result.message = f"the same bytes were imported before (import {import_id}): nothing to do"
         return result
+    result.timings["checksum"] = round(checksum_seconds, 3)
     try:
         return _import(conn, source, import_id, size, result, started)
     except Exception as exc:
@@ -401,77 +427,69 @@ def import_file(conn: psycopg.Connection, source: files.Input, run_id: str = "cl
         raise
 
 
-def _import(conn, source: files.Input, import_id: int, size: int, result: ImportResult, started: float) -> ImportResult:
-    result.encoding = files.detect_encoding(source)
-    header = files.read_header(source, result.encoding)
-    if not header or header == [""]:
-        result.status = "empty"
-        result.message = "empty file: no header, no rows"
-        with transaction(conn):
-            _finish(conn, import_id, result, "empty")
-        return result
-    dataset_name = files.detect_dataset(header)
-    if dataset_name is None:
-        raise BadInput(
-            f"{source.name}: the header is not that of F_5500, F_5500_SF or F_SCH_A; the file is left in place"
-        )
-    dataset = DATASETS[dataset_name]
-    result.dataset = dataset.name
-    mapped, result.unknown_columns = header_map(dataset.name, header)
-    header_columns = [c for c in mapped if c is not None]
-    result.form_year = source.form_year_from_name()
-    physical = reader.physical_data_lines(source)
+@contextmanager
+def _timed(result: ImportResult, stage: str):
+    started = time.monotonic()
+    yield
+    result.timings[stage] = round(time.monotonic() - started, 3)
 
-    with transaction(conn):
-        for statement in all_ddl(dataset):
-            conn.execute(statement)
+
+def _import(conn, source: files.Input, import_id: int, size: int, result: ImportResult, started: float) -> ImportResult:
+    with _timed(result, "inspect"):
+        result.encoding = files.detect_encoding(source)
+        header = files.read_header(source, result.encoding)
+        if not header or header == [""]:
+            result.status = "empty"
+            result.message = "empty file: no header, no rows"
+            with transaction(conn):
+                _finish(conn, import_id, result, "empty")
+            return result
+        dataset_name = files.detect_dataset(header)
+        if dataset_name is None:
+            raise BadInput(
+                f"{source.name}: the header is not that of F_5500, F_5500_SF or F_SCH_A; the file is left in place"
+            )
+        dataset = DATASETS[dataset_name]
+        result.dataset = dataset.name
+        mapped, result.unknown_columns = header_map(dataset.name, header)
+        header_columns = [c for c in mapped if c is not None]
+        result.form_year = source.form_year_from_name()
+        physical = reader.physical_data_lines(source)
+        with transaction(conn):
+            for statement in all_ddl(dataset):
+                conn.execute(statement)
+
     with transaction(conn, statement_timeout="2h"):
         _lock(conn, dataset)
         conn.execute("SELECT set_config('ple.import_id', %s, true)", (str(import_id),))
         base = conn.execute("SELECT nextval(%s::regclass)", (record_sequence(dataset),)).fetchone()[0]
-        quarantined = 0
-        staged = None
-        if not result.unknown_columns:
-            try:
-                with conn.transaction():  # a savepoint: a COPY that fails falls back to the careful path
-                    staged = _copy_fast(conn, source, dataset, header_columns, result.encoding)
-                    result.path = "copy"
-            except (
-                psycopg.errors.DataError,
-                psycopg.errors.BadCopyFileFormat,
-                psycopg.errors.CharacterNotInRepertoire,
-            ) as exc:
-                log.warning(
-                    "%s: COPY refused the file as it is (%s); taking the careful path",
-                    source.name,
-                    str(exc).splitlines()[0],
-                )
-        if staged is None:
-            staged, quarantined = _copy_careful(conn, import_id, source, dataset, header, result.encoding, base)
-            result.path = "careful"
-        result.data_rows = (
-            physical if staged + quarantined == physical else reader.count_records(source, result.encoding)
-        )
-        if result.form_year is None:
-            result.form_year = _majority_year(conn, import_id, dataset)
-        quarantined += _quarantine(conn, import_id, dataset, result.form_year, header_columns, base)
-        result.staged_rows = staged
-        result.error_rows = quarantined
-        good = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)),
-            (import_id,),
-        ).fetchone()[0]
-        if good + quarantined != result.data_rows:
-            raise BadInput(
-                f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
+        with _timed(result, "stage"):
+            staged, quarantined = _stage(conn, import_id, source, dataset, header, header_columns, result, base)
+            result.data_rows = (
+                physical if staged + quarantined == physical else reader.count_records(source, result.encoding)
             )
-        conn.execute(
-            "UPDATE ple_ops.dol_import SET status = 'staged', record_base = %s WHERE import_id = %s", (base, import_id)
-        )
+        with _timed(result, "validate"):
+            if result.form_year is None:
+                result.form_year = _majority_year(conn, import_id, dataset)
+            quarantined += _quarantine(conn, import_id, dataset, result.form_year, header_columns, base)
+            result.staged_rows, result.error_rows = staged, quarantined
+            good = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)),
+                (import_id,),
+            ).fetchone()[0]
+            if good + quarantined != result.data_rows:
+                raise BadInput(
+                    f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
+                )
+            conn.execute(
+                "UPDATE ple_ops.dol_import SET status = 'staged', record_base = %s WHERE import_id = %s",
+                (base, import_id),
+            )
 
-    _expectations(conn, import_id, dataset, good, result.form_year)
+    with _timed(result, "expectations"):
+        _expectations(conn, import_id, dataset, good, result.form_year)
 
-    with transaction(conn, statement_timeout="2h"):
+    with _timed(result, "upsert"), transaction(conn, statement_timeout="2h"):
         _lock(conn, dataset)
         result.inserted, result.updated = _upsert(conn, import_id, dataset, result.form_year)
         result.unchanged = good - result.inserted - result.updated
@@ -489,6 +507,29 @@ def _import(conn, source: files.Input, import_id: int, size: int, result: Import
         )
         _finish(conn, import_id, result, "imported")
     return result
+
+
+def _stage(conn, import_id, source, dataset, header, header_columns, result, base) -> tuple[int, int]:
+    """COPY the raw bytes (fast path); when COPY refuses the file as it is, the careful path.
+    Returns (rows staged, records quarantined while parsing)."""
+    if not result.unknown_columns:
+        try:
+            with conn.transaction():  # a savepoint: a COPY that fails falls back to the careful path
+                staged = _copy_fast(conn, source, dataset, header_columns, result.encoding)
+            result.path = "copy"
+            return staged, 0
+        except (
+            psycopg.errors.DataError,
+            psycopg.errors.BadCopyFileFormat,
+            psycopg.errors.CharacterNotInRepertoire,
+        ) as exc:
+            log.warning(
+                "%s: COPY refused the file as it is (%s); taking the careful path",
+                source.name,
+                str(exc).splitlines()[0],
+            )
+    result.path = "careful"
+    return _copy_careful(conn, import_id, source, dataset, header, result.encoding, base)
 
 
 def _majority_year(conn, import_id: int, dataset: Dataset) -> int | None:

@@ -69,13 +69,13 @@ def text_expression(field: Field) -> str:
     elif "ADDRESS" in name or name.endswith("_ADDR1") or name.endswith("_ADDR2"):
         value = f"(100 + {h} % 9000)::text || ' ' || pg_temp.fx_pick(ARRAY['MAIN STREET','LISBON STREET','ILLINOIS AVE','P.O. BOX 1407'], {tag}, @i)"
     elif name.endswith("_TEXT"):
-        value = f"upper(pg_temp.fx_sentence({tag}, @i))"
+        value = f"translate(upper(pg_temp.fx_sentence({tag}, @i)), E'\\n\\t', '  ')"  # real DOL text has no line breaks
     elif name.endswith("_CD") or name.endswith("_CODE"):
         value = f"(ARRAY['2','3','4','1A','2E','3D','1A1I'])[1 + {h} % 7]"
     elif name == "FILING_STATUS":
         value = "'FILING_RECEIVED'"
     else:
-        value = f"left(upper(pg_temp.fx_sentence({tag}, @i)), 20)"
+        value = f"left(translate(upper(pg_temp.fx_sentence({tag}, @i)), E'\\n\\t', '  '), 20)"
     if field.size:
         value = f"left({value}, {field.size})"
     if name.endswith(ALWAYS_FILLED_SUFFIXES):

@@ -118,7 +118,8 @@ def create_staging_table(dataset: Dataset) -> list[sql.Composed]:
 
 
 def all_ddl(dataset: Dataset) -> list[sql.Composed]:
-    return [*create_canonical_table(dataset), *create_superseded_table(dataset), *create_staging_table(dataset)]
+    schema = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(split_qualified(dataset.table)[0]))
+    return [schema, *create_canonical_table(dataset), *create_superseded_table(dataset), *create_staging_table(dataset)]
 
 
 def all_datasets() -> list[Dataset]:
