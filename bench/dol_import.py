@@ -43,8 +43,8 @@ def generate(dsn: str, fraction: float) -> dict[str, Path]:
     paths = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         install_helpers(conn, 5500)
-        for dataset, rows in SIZES.items():
-            rows = max(int(rows * fraction), 1)
+        for dataset, full_rows in SIZES.items():
+            rows = max(int(full_rows * fraction), 1)
             path = OUT / f"{dataset.lower()}_{YEAR}_{rows}.csv"
             if not path.exists():
                 started = time.perf_counter()

@@ -8,8 +8,7 @@ import shutil
 import pytest
 
 from ple.dol import files, importer
-from tests.integration.dol.corpus import column, real_rows, renumbered, with_value, write_csv, zipped
-from tests.integration.dol.corpus import REAL_2019
+from tests.integration.dol.corpus import REAL_2019, column, real_rows, renumbered, with_value, write_csv, zipped
 
 
 def run(conn, path, member=None):
@@ -87,7 +86,7 @@ def test_changed_rows_are_updated_and_unchanged_rows_are_not_rewritten(conn, tmp
             "SELECT ack_id, xmin::text FROM dol.form_5500 WHERE ack_id = ANY(%s)", ([r[0] for r in rows],)
         ).fetchall()
     )
-    edited = [with_value(header, rows[0], "PLAN_NAME", 'RENAMED PLAN, "QUOTED"')] + rows[1:]
+    edited = [with_value(header, rows[0], "PLAN_NAME", 'RENAMED PLAN, "QUOTED"'), *rows[1:]]
     result = run(conn, write_csv(tmp_path / "f_5500_2019_b.csv", header, edited))
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 199)
     after = dict(
@@ -163,7 +162,7 @@ def test_unknown_columns_are_kept_as_jsonb_and_missing_columns_are_null(conn, tm
     old_header = header[:100]  # an older year's layout had fewer columns
     with_extra = [*old_header, "NEW_DOL_FIELD_2026"]
     result = run(
-        conn, write_csv(tmp_path / "f_5500_2019_new.csv", with_extra, [r[:100] + [f"v{i}"] for i, r in enumerate(rows)])
+        conn, write_csv(tmp_path / "f_5500_2019_new.csv", with_extra, [[*r[:100], f"v{i}"] for i, r in enumerate(rows)])
     )
     assert result.unknown_columns == ["NEW_DOL_FIELD_2026"]
     assert_every_row_accounted_for(conn, result, 5)
