@@ -122,6 +122,43 @@ def _cmd_revert(args) -> int:
     return 0
 
 
+def _cmd_cleanup(args) -> int:
+    import uuid
+
+    from ple.audit import cleanup
+    from ple.db import connect
+
+    run_id = args.run_id or f"cli__{uuid.uuid4().hex[:12]}"
+    with connect() as conn:
+        for step in cleanup.STEPS:
+            print(cleanup.run_step(conn, step, run_id, apply=args.mode == "apply").describe(args.mode == "apply"))
+    print(
+        f"run id {run_id}"
+        + ("; undo with: python -m ple.cli cleanup-undo --run-id " + run_id if args.mode == "apply" else "")
+    )
+    return 0
+
+
+def _cmd_cleanup_undo(args) -> int:
+    from ple.audit import cleanup
+    from ple.db import connect
+
+    with connect() as conn:
+        for what, rows in cleanup.undo(conn, args.run_id).items():
+            print(f"restored {rows:,} rows ({what})")
+    return 0
+
+
+def _cmd_audit(_args) -> int:
+    from ple.audit.numbers import compute
+    from ple.db import connect
+    from ple.reporting import table
+
+    with connect() as conn:
+        print(table(list(compute(conn).items()), ("number", "value")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ple", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     revert.add_argument("--phase", required=True)
     revert.add_argument("--run-id")
     revert.set_defaults(func=_cmd_revert)
+
+    cleanup = sub.add_parser("cleanup", help="the Phase 2C cleanup (plan: counts only; apply: archive then change)")
+    cleanup.add_argument("--mode", choices=["plan", "apply"], default="plan")
+    cleanup.add_argument("--run-id")
+    cleanup.set_defaults(func=_cmd_cleanup)
+
+    undo = sub.add_parser("cleanup-undo", help="put back every row a cleanup run changed or removed")
+    undo.add_argument("--run-id", required=True)
+    undo.set_defaults(func=_cmd_cleanup_undo)
+
+    audit = sub.add_parser("audit", help="the Phase 2C audit numbers of the target database")
+    audit.set_defaults(func=_cmd_audit)
 
     demo = sub.add_parser("demo", help="the whole product on the embedded database (make demo)")
     demo.set_defaults(func=lambda _args: __import__("ple.demo", fromlist=["main"]).main())

@@ -32,6 +32,6 @@ class BadInput(PermanentError):
 class ThresholdBreached(PermanentError):
     """An audit number broke its threshold or regressed beyond the allowed margin."""
 
-    def __init__(self, message: str, moved: list[dict]):
+    def __init__(self, message: str, moved: list[str]):
         super().__init__(message)
-        self.moved = moved
+        self.moved = moved  # one line per number: "<number> from <previous> to <current>; allowed ..."

@@ -19,7 +19,7 @@ CONTRACT_DAG_IDS = {
     "dol_staging_import",
 }
 # Contract DAGs whose issue is still open; shrinks to empty as they land.
-PENDING_DAG_IDS = {"ctb_phase_2c_data_quality", "ctb_phase_2_leaf_lock"}
+PENDING_DAG_IDS: set[str] = set()
 
 
 @pytest.fixture(scope="module")

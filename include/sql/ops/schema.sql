@@ -120,3 +120,61 @@ CREATE TABLE IF NOT EXISTS ple_ops.dol_import_error (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dol_import_error_import ON ple_ops.dol_import_error (import_id);
+
+-- Nightly audit history: every number of every run, to compare a run with the one before.
+CREATE TABLE IF NOT EXISTS ple_ops.audit_run (
+    run_id text PRIMARY KEY,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    seconds numeric,
+    status text NOT NULL DEFAULT 'computed' CHECK (status IN ('computed', 'passed', 'breached'))
+);
+CREATE TABLE IF NOT EXISTS ple_ops.audit_history (
+    run_id text NOT NULL REFERENCES ple_ops.audit_run (run_id),
+    number text NOT NULL,
+    value bigint NOT NULL,
+    PRIMARY KEY (run_id, number)
+);
+
+-- Phase 2C cleanup: what each step of each run touched, and where the touched rows were saved.
+CREATE TABLE IF NOT EXISTS ple_ops.cleanup_ledger (
+    attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL,
+    step text NOT NULL,
+    mode text NOT NULL CHECK (mode IN ('apply', 'undo')),
+    rows_touched bigint NOT NULL DEFAULT 0,
+    archived_rows bigint NOT NULL DEFAULT 0,
+    artifact text,
+    details jsonb,
+    started_at timestamptz NOT NULL,
+    duration_ms integer NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('applied', 'nothing_to_do', 'failed', 'undone'))
+);
+
+-- Phase 2 leaf lock: tables allowed in the leaf schemas (by name: a table must be assigned before
+-- it is created), and the lock's state.
+CREATE TABLE IF NOT EXISTS ple_ops.ctb_path_assignment (
+    table_name text PRIMARY KEY,
+    sub_hub text NOT NULL,
+    ctb_class text NOT NULL,
+    assigned_at timestamptz NOT NULL DEFAULT now(),
+    assigned_by text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ple_ops.leaf_lock (
+    schema_name text PRIMARY KEY,
+    locked_at timestamptz NOT NULL DEFAULT now(),
+    enforcement text NOT NULL CHECK (enforcement IN ('event_trigger', 'audit_only')),
+    run_id text
+);
+CREATE OR REPLACE FUNCTION ple_ops.enforce_leaf_lock() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    created record;
+BEGIN
+    FOR created IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+        IF EXISTS (SELECT 1 FROM ple_ops.leaf_lock WHERE schema_name = created.schema_name)
+           AND NOT EXISTS (SELECT 1 FROM ple_ops.ctb_path_assignment WHERE table_name = created.object_identity) THEN
+            RAISE EXCEPTION 'leaf lock: % has no CTB path assignment; assign it first (INSERT INTO ple_ops.ctb_path_assignment)',
+                created.object_identity USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END LOOP;
+END
+$fn$;

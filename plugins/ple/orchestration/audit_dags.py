@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from ple import config
 from ple.orchestration.common import START_DATE, default_args, tags
@@ -20,19 +20,72 @@ def build_nightly_audit_dag(doc_md: str):
         default_args=default_args(),
         tags=tags("ctb", "audit", "nightly", "phase-2c"),
         doc_md=doc_md,
+        params={
+            "regression_margin_pct": Param(
+                1.0,
+                type="number",
+                minimum=0,
+                description="a number may grow this much (%) over the previous run before it fails",
+            ),
+            "regression_margin_rows": Param(
+                0, type="integer", minimum=0, description="... or this many rows, whichever is more"
+            ),
+            "lock_timeout": Param(
+                "2s", type="string", pattern=r"^[0-9]+(ms|s|min)$", description="lock_timeout of the audit queries"
+            ),
+        },
     )
     def ctb_nightly_audit():
         @task
         def compute_numbers() -> dict[str, int]:
+            """Every Phase 2C number, in one snapshot, recorded in ple_ops.audit_history."""
+            import time
+
+            from ple.audit import history
             from ple.audit.numbers import compute
             from ple.db import connect
             from ple.reporting import emit, table
 
+            context = get_current_context()
             with connect() as conn:
-                numbers = compute(conn)
+                started = time.monotonic()
+                numbers = compute(conn, lock_timeout=context["params"]["lock_timeout"])
+                seconds = time.monotonic() - started
+                history.record(conn, context["run_id"], numbers, seconds)
             emit(table(list(numbers.items()), ("number", "value")))
+            emit(f"audit computed in {seconds:.2f}s")
             return numbers
 
-        compute_numbers()
+        @task
+        def check_thresholds(numbers: dict[str, int]) -> dict:
+            """The Great Expectations suite of thresholds and regressions; a breach fails at once."""
+            from ple.audit import history
+            from ple.db import connect
+            from ple.errors import ThresholdBreached
+            from ple.orchestration.alerts import Message, send, variable
+            from ple.reporting import emit
+
+            context = get_current_context()
+            params = context["params"]
+            with connect() as conn:
+                bounds, breached = history.judge(
+                    conn, context["run_id"], params["regression_margin_pct"], params["regression_margin_rows"]
+                )
+            for bound in bounds:
+                emit(("BREACHED " if bound in breached else "ok       ") + bound.describe())
+            if breached:
+                raise ThresholdBreached(
+                    f"{len(breached)} audit number(s) broke their threshold or regressed",
+                    [b.describe() for b in breached],
+                )
+            if (variable(config.AUDIT_SUCCESS_SUMMARY_VARIABLE) or "").lower() in ("1", "true", "yes"):
+                summary = "\n".join(f"{name}: {value:,}" for name, value in numbers.items())
+                send(
+                    Message("[PLE] nightly audit passed", f"ctb_nightly_audit passed ({context['run_id']})\n{summary}"),
+                    context,
+                )
+            return {"expectations": len(bounds), "breached": 0}
+
+        check_thresholds(compute_numbers())
 
     return ctb_nightly_audit()

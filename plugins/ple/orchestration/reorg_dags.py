@@ -223,3 +223,31 @@ def build_approval_dag(doc_md: str) -> DAG:
 
         record_approval()
     return dag
+
+
+def build_leaf_lock_dag(doc_md: str) -> DAG:
+    with DAG(
+        dag_id="ctb_phase_2_leaf_lock",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(),
+        tags=tags("ctb", "phase-2", "leaf-lock", "manual"),
+        doc_md=doc_md,
+        params={"mode": PARAMS["mode"]},
+    ) as dag:
+
+        @task
+        def leaf_lock() -> dict:
+            from ple.db import connect
+            from ple.reorg import leaf_lock as lock
+            from ple.reporting import emit
+
+            context = get_current_context()
+            with connect() as conn:
+                emit(lock.run(conn, load(), context["run_id"], apply=context["params"]["mode"] == "apply"))
+            return {"mode": context["params"]["mode"]}
+
+        leaf_lock()
+    return dag

@@ -490,7 +490,9 @@ class Executor:
                         outcome="already_done",
                     )
                     return "already_done"
+                detached = {}
                 for name in archives:
+                    detached[name] = self._detach_foreign_keys(name)
                     self.conn.execute(
                         sql.SQL(
                             "CREATE OR REPLACE TRIGGER ple_ctb_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
@@ -519,12 +521,26 @@ class Executor:
                     started_at=started,
                     duration_ms=_ms_since(started),
                     outcome="applied",
-                    details={"read_only": archives},
+                    details={"read_only": archives, "detached_foreign_keys": {k: v for k, v in detached.items() if v}},
                 )
                 return "applied"
 
         status = self._retrying(work)
         return StepReport(step_id, status, f"{step_id}: {status}; read-only: {', '.join(archives) or 'nothing'}")
+
+    def _detach_foreign_keys(self, archive: str) -> list[str]:
+        """A frozen archive must not constrain the live tables it left: its foreign keys into live
+        tables are dropped (their definitions go to the ledger; revert adds them back)."""
+        keys = self.conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'f' AND confrelid::regclass::text NOT LIKE 'archive.%%'",
+            (archive,),
+        ).fetchall()
+        for name, _definition in keys:
+            self.conn.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified(archive), sql.Identifier(name))
+            )
+        return [f"{name}: {definition}" for name, definition in keys]
 
     # ---------------------------------------------------------------- revert
     def revert_phase(self, phase_id: str) -> list[StepReport]:
@@ -539,6 +555,19 @@ class Executor:
             for name in self.archives_of(phase):
                 if read_catalog(self.conn, [name.split(".")[0]]).exists(name):
                     self.conn.execute(sql.SQL("DROP TRIGGER IF EXISTS ple_ctb_frozen ON {}").format(qualified(name)))
+            frozen = self.conn.execute(
+                "SELECT details FROM ple_ops.action_ledger WHERE step_id = %s AND outcome = 'applied' ORDER BY attempt_id DESC LIMIT 1",
+                (f"{phase_id}__freeze",),
+            ).fetchone()
+            for archive, keys in ((frozen[0] or {}).get("detached_foreign_keys", {}) if frozen else {}).items():
+                for key in keys:
+                    name, definition = key.split(": ", 1)
+                    # the definition is pg_get_constraintdef's own text; NOT VALID: the rows are as they were
+                    self.conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+                            qualified(archive), sql.Identifier(name), sql.SQL(definition)
+                        )
+                    )
             self.conn.execute(
                 "UPDATE ple_ops.phase_status SET status = 'reverted', changed_at = now() WHERE phase = %s", (phase_id,)
             )

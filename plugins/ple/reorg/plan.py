@@ -117,6 +117,7 @@ class Plan:
     archive_schema: str
     merge_targets: dict[str, MergeTarget] = field(hash=False)
     phases: tuple[Phase, ...] = ()
+    leaf_lock: dict = field(default_factory=dict, hash=False)
 
     def phase(self, phase_id: str) -> Phase:
         for phase in self.phases:
@@ -215,7 +216,9 @@ def parse(raw: dict, path: Path = PLAN_FILE, sha256: str = "") -> Plan:
         Phase(p["phase"], p["title"], tuple(_action(p["phase"], a) for a in p["actions"]), p.get("decision"))
         for p in raw["phases"]
     )
-    return Plan(path, sha256, raw["document_summary"], raw["archive_schema"], merge_targets, phases)
+    return Plan(
+        path, sha256, raw["document_summary"], raw["archive_schema"], merge_targets, phases, raw.get("leaf_lock", {})
+    )
 
 
 def load(path: Path = PLAN_FILE) -> Plan:

@@ -1,0 +1,98 @@
+"""Phase 2, the leaf lock: register each sub-hub's tables by class, then refuse new tables in the
+leaf schemas that have no CTB path assignment.
+
+Enforcement is an event trigger (ddl_command_end on CREATE TABLE). Creating one needs superuser
+(on Neon, the neon_superuser role); where the role lacks it, the lock is recorded as audit-only and
+the report lists the unassigned tables instead of refusing them.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors
+
+from ple.catalog import read_catalog
+from ple.db import transaction
+from ple.errors import PlanRejected
+from ple.ops import ensure_schema, schema_exists
+from ple.reorg import ledger
+from ple.reorg.plan import Plan
+
+
+def assignments(plan: Plan) -> list[tuple[str, str, str]]:
+    """(table, sub_hub, class) of every table the Phase 2 table and the tools name."""
+    rows = [
+        (table, sub_hub, ctb_class)
+        for sub_hub, classes in plan.leaf_lock.get("sub_hubs", {}).items()
+        for ctb_class, tables in classes.items()
+        for table in tables
+    ]
+    rows += [
+        (table, sub_hub, "TOOL")
+        for sub_hub, tables in plan.leaf_lock.get("tool_tables", {}).items()
+        for table in tables
+    ]
+    return rows
+
+
+def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
+    lines = []
+    with transaction(conn, read_only=not apply):
+        catalog = read_catalog(conn)
+        frozen = set()
+        if schema_exists(conn):
+            frozen = {r[0] for r in conn.execute("SELECT phase FROM ple_ops.phase_status WHERE status = 'frozen'")}
+        unfinished = [p.phase for p in plan.phases if p.steps and p.phase not in frozen]
+        missing = [t for t, _, c in assignments(plan) if c != "TOOL" and not catalog.exists(t)]
+        schemas = plan.leaf_lock.get("schemas", [])
+        assigned = {t for t, _, _ in assignments(plan)}
+        unassigned = sorted(
+            name
+            for name, table in catalog.tables.items()
+            if name.split(".")[0] in schemas and table.kind in ("r", "p") and name not in assigned
+        )
+        lines.append(f"Phase 1 phases not yet frozen: {', '.join(unfinished) or 'none'}")
+        lines.append(f"Phase 2 tables missing: {', '.join(missing) or 'none'}")
+        lines += [f"  {sub_hub:<16} {ctb_class:<18} {table}" for table, sub_hub, ctb_class in assignments(plan)]
+        lines.append(
+            f"{len(unassigned)} existing tables in leaf schemas have no CTB path (they stay; new ones would be refused)"
+        )
+        if not apply:
+            lines.append("plan mode: nothing written")
+            return "\n".join(lines)
+        if unfinished or missing:
+            raise PlanRejected(
+                "the leaf lock needs Phase 1 complete and every Phase 2 table present:\n" + "\n".join(lines)
+            )
+        ledger.require_approval(conn, plan.sha256)
+        ensure_schema(conn)
+        for table, sub_hub, ctb_class in assignments(plan):
+            conn.execute(
+                "INSERT INTO ple_ops.ctb_path_assignment (table_name, sub_hub, ctb_class, assigned_by) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (table_name) DO UPDATE SET sub_hub = EXCLUDED.sub_hub, ctb_class = EXCLUDED.ctb_class",
+                (table, sub_hub, ctb_class, f"leaf_lock:{run_id}"),
+            )
+            if ctb_class != "TOOL":
+                conn.execute(
+                    "INSERT INTO ple_ops.table_registry (table_oid, table_name, sub_hub, ctb_class, phase, run_id) "
+                    "VALUES (%s::regclass::oid, %s, %s, %s, '2', %s) ON CONFLICT (table_oid) DO UPDATE SET sub_hub = EXCLUDED.sub_hub",
+                    (table, table, sub_hub, ctb_class, run_id),
+                )
+        enforcement = "event_trigger"
+        try:
+            with conn.transaction():
+                if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = 'ple_leaf_lock'").fetchone():
+                    conn.execute(
+                        "CREATE EVENT TRIGGER ple_leaf_lock ON ddl_command_end "
+                        "WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') EXECUTE FUNCTION ple_ops.enforce_leaf_lock()"
+                    )
+        except errors.InsufficientPrivilege:
+            enforcement = "audit_only"
+        for schema in schemas:
+            conn.execute(
+                "INSERT INTO ple_ops.leaf_lock (schema_name, enforcement, run_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT (schema_name) DO UPDATE SET enforcement = EXCLUDED.enforcement",
+                (schema, enforcement, run_id),
+            )
+        lines.append(f"leaf lock on {', '.join(schemas)}: enforcement {enforcement}")
+    return "\n".join(lines)
