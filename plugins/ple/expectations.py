@@ -26,7 +26,7 @@ class TableSuite:
     unique: list[list[str]] = field(default_factory=list)
     value_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     matches_regex: dict[str, str] = field(default_factory=dict)
-    ordered_pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b): a <= b where both are present
+    true_columns: list[str] = field(default_factory=list)  # boolean columns of the query: true or NULL
 
 
 @dataclass
@@ -56,12 +56,8 @@ def _expectations(suite: TableSuite):
             items.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=columns))
     for column, (low, high) in suite.value_ranges.items():
         items.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high))
-    for low, high in suite.ordered_pairs:
-        items.append(
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=high, column_B=low, or_equal=True, ignore_row_if="either_value_is_missing"
-            )
-        )
+    for column in suite.true_columns:
+        items.append(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[True]))
     for column, pattern in suite.matches_regex.items():
         items.append(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=pattern))
     return items
