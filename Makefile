@@ -22,13 +22,16 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
 	@echo "make fixture SCALE=1.0   (re)build the PLE database on ctb_postgres"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
+	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
+	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
+	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -60,6 +63,17 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Record that APPROVER approved the exact current plan file (in ctb_postgres: ple_ops.plan_approval).
+approve: db
+	@test -n "$(APPROVER)" || (echo "usage: make approve APPROVER=<your name>"; exit 2)
+	$(PLE) approve --approver "$(APPROVER)"
+
+lint-plan: db
+	$(PLE) lint
+
+report: db
+	$(PLE) report
 
 clean: stop
 	rm -rf .airflow .pgdata

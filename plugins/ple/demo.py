@@ -12,6 +12,7 @@ import sys
 import time
 
 from ple.catalog import schema_summary
+from ple.config import DOL_SAMPLE_DIR
 from ple.db import connect
 from ple.reporting import REPORT_PREFIX
 
@@ -36,10 +37,11 @@ def run_dag(dag_id: str, conf: str | None = None, expect_success: bool = True) -
     return result.stdout
 
 
-def print_reports(output: str) -> None:
-    """The report lines the DAG's tasks printed, without Airflow's log lines."""
+def print_reports(output: str, only: tuple[str, ...] = ()) -> None:
+    """The report lines the DAG's tasks printed (those containing one of `only`, if given),
+    without Airflow's own log lines."""
     for line in output.splitlines():
-        if line.startswith(REPORT_PREFIX):
+        if line.startswith(REPORT_PREFIX) and (not only or any(word in line for word in only)):
             print("  " + line)
 
 
@@ -80,7 +82,22 @@ def main() -> int:
     run_dag("ctb_reorganization", '{"mode": "apply"}')
     print_second_run(connect)
 
-    print_summary("tables and rows per schema after the reorganization")
+    _banner("8. Phase 2C cleanup (ctb_phase_2c_data_quality): plan, then apply; audit before and after")
+    print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "plan"}'), only=("would touch",))
+    print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "apply"}'))
+
+    _banner("9. nightly audit after the cleanup: thresholds and regressions checked by Great Expectations")
+    print_reports(run_dag("ctb_nightly_audit"), only=("ok ", "BREACHED", "audit computed"))
+
+    _banner("10. nightly DOL import of the shipped samples (dol_staging_import), twice")
+    landing = f'{{"landing_dir": "{DOL_SAMPLE_DIR}"}}'
+    print_reports(
+        run_dag("dol_staging_import", landing), only=("│ file", "│ ---", "imported", "rows changed", "skipped")
+    )
+    print_reports(run_dag("dol_staging_import", landing), only=("already_imported",))
+    print("  second import: every file already imported, no asset event, no row touched")
+
+    print_summary("tables and rows per schema at the end")
     return 0
 
 

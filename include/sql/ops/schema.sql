@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS ple_ops.table_snapshot (
     columns text[] NOT NULL,
     row_count bigint NOT NULL,
     checksum numeric NOT NULL,
-    json_checksum numeric,
     taken_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, phase, table_name)
 );

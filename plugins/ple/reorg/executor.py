@@ -148,8 +148,8 @@ class Executor:
                 )
                 for name, fp in snapshot.items():
                     self.conn.execute(
-                        "INSERT INTO ple_ops.table_snapshot (run_id, phase, table_name, table_oid, relfilenode, columns, row_count, checksum, json_checksum) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        "INSERT INTO ple_ops.table_snapshot (run_id, phase, table_name, table_oid, relfilenode, columns, row_count, checksum) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         (
                             self.run_id,
                             phase_id,
@@ -159,7 +159,6 @@ class Executor:
                             list(fp.columns),
                             fp.rows,
                             fp.checksum,
-                            fp.json_checksum,
                         ),
                     )
                 ledger.record(
@@ -243,7 +242,7 @@ class Executor:
             if table is None or name in result:
                 continue
             merged_into = table.column("ctb_source_table") is not None
-            result[name] = fingerprint(self.conn, table, with_json=not merged_into, native_only=merged_into)
+            result[name] = fingerprint(self.conn, table, native_only=merged_into)
         return result
 
     # ---------------------------------------------------------------- steps

@@ -2,8 +2,8 @@
 
 A table's checksum is the sum over its rows of a 64-bit hash of the row's text, over an explicit
 column list: order-independent, computed in one streaming scan, and unaffected by columns the
-reorganization adds later. Merged rows are proven with a second checksum over `to_jsonb(row)`,
-which is exactly what the merge target keeps as provenance.
+reorganization adds later. Merged rows are proven with a checksum over `to_jsonb(row)`, which is
+exactly what the merge target keeps as provenance (see actions/merge.py).
 """
 
 from __future__ import annotations
@@ -28,17 +28,6 @@ class Fingerprint:
     columns: tuple[str, ...]
     rows: int
     checksum: int
-    json_checksum: int | None = None
-
-    def as_dict(self) -> dict:
-        return {
-            "table": self.table,
-            "oid": self.oid,
-            "relfilenode": self.relfilenode,
-            "rows": self.rows,
-            "checksum": str(self.checksum),
-            **({"json_checksum": str(self.json_checksum)} if self.json_checksum is not None else {}),
-        }
 
 
 def content_columns(table: TableInfo) -> list[str]:
@@ -53,34 +42,18 @@ def native_rows_filter(table: TableInfo) -> sql.Composable:
 
 
 def fingerprint(
-    conn: psycopg.Connection,
-    table: TableInfo,
-    columns: list[str] | None = None,
-    with_json: bool = False,
-    native_only: bool = False,
+    conn: psycopg.Connection, table: TableInfo, columns: list[str] | None = None, native_only: bool = False
 ) -> Fingerprint:
     columns = list(columns or content_columns(table))
-    json_part = (
-        sql.SQL(", coalesce(sum(hashtextextended(to_jsonb(t)::text, 0)::numeric), 0)") if with_json else sql.SQL("")
-    )
     query = sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended(ROW({cols})::text, 0)::numeric), 0){json} FROM {table} AS t {where}"
+        "SELECT count(*), coalesce(sum(hashtextextended(ROW({cols})::text, 0)::numeric), 0) FROM {table} AS t {where}"
     ).format(
         cols=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns),
-        json=json_part,
         table=qualified(table.name),
         where=native_rows_filter(table) if native_only else sql.SQL(""),
     )
-    row = conn.execute(query).fetchone()
-    return Fingerprint(
-        table.name,
-        table.oid,
-        table.relfilenode,
-        tuple(columns),
-        int(row[0]),
-        int(row[1]),
-        int(row[2]) if with_json else None,
-    )
+    rows, checksum = conn.execute(query).fetchone()
+    return Fingerprint(table.name, table.oid, table.relfilenode, tuple(columns), int(rows), int(checksum))
 
 
 def provenance_fingerprint(conn: psycopg.Connection, target: str, source: str) -> tuple[int, int]:
