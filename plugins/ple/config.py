@@ -27,7 +27,6 @@ SMTP_CONN_ID = "ple_smtp"
 ALERT_EMAIL_TO_VARIABLE = "ple_alert_email_to"
 ALERT_EMAIL_FROM_VARIABLE = "ple_alert_email_from"
 AUDIT_SUCCESS_SUMMARY_VARIABLE = "ple_audit_success_summary"
-UI_BASE_URL_VARIABLE = "ple_ui_base_url"
 
 # The DOL import's landing folder defaults to this Variable, then to the project's sample folder.
 DOL_LANDING_DIR_VARIABLE = "dol_landing_dir"

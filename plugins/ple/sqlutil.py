@@ -1,7 +1,7 @@
 """Safe SQL composition: identifiers only through psycopg.sql, templates from include/sql/.
 
-Templates use psycopg's `{name}` placeholders for identifiers and SQL fragments and `%(name)s`
-for values, so a template can never splice a value into the statement text.
+Templates hold fixed SQL with `%(name)s` placeholders for values; statements that need
+identifiers are composed with psycopg.sql, so neither can splice text into a statement.
 """
 
 from __future__ import annotations
@@ -48,19 +48,6 @@ def identifiers(names) -> sql.Composed:
 
 
 @functools.cache
-def _template_text(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
-
-
-def template(name: str, **parts: sql.Composable) -> sql.Composed:
-    """Load include/sql/<name>.sql and fill its `{placeholders}` with composed SQL parts."""
-    return sql.SQL(_template_text(name)).format(**parts)
-
-
 def raw_template(name: str) -> str:
-    """A template with no identifier placeholders (only %(value)s parameters)."""
-    return _template_text(name)
-
-
-def render(statement: sql.Composable, conn) -> str:
-    return statement.as_string(conn)
+    """include/sql/<name>.sql: fixed SQL with %(value)s parameters."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ple.dol.layouts import DATASETS
-
 CHUNK = 1 << 20
 UTF8_BOM = codecs.BOM_UTF8
 YEAR_IN_NAME = re.compile(r"(?<!\d)(20[0-4]\d|19\d\d)(?!\d)")
@@ -147,7 +145,3 @@ def download(urls: list[str], landing_dir: Path, timeout: float = 600) -> list[P
         partial.rename(target)
         fetched.append(target)
     return fetched
-
-
-def known_datasets() -> list[str]:
-    return list(DATASETS)

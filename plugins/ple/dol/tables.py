@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ple.dol.layouts import DATASETS, Dataset, union_fields
+from ple.dol.layouts import Dataset, union_fields
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -120,7 +120,3 @@ def create_staging_table(dataset: Dataset) -> list[sql.Composed]:
 def all_ddl(dataset: Dataset) -> list[sql.Composed]:
     schema = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(split_qualified(dataset.table)[0]))
     return [schema, *create_canonical_table(dataset), *create_superseded_table(dataset), *create_staging_table(dataset)]
-
-
-def all_datasets() -> list[Dataset]:
-    return list(DATASETS.values())
