@@ -53,14 +53,6 @@ class Input:
             with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as handle:
                 yield handle
 
-    def sha256_and_size(self) -> tuple[str, int]:
-        digest, size = hashlib.sha256(), 0
-        with self.open() as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
-
     def form_year_from_name(self) -> int | None:
         match = YEAR_IN_NAME.search(Path(self.member or self.path.name).name)
         return int(match.group(1)) if match else None
@@ -97,6 +89,41 @@ def discover(landing_dir: Path) -> tuple[list[Input], list[Skipped]]:
         else:
             skipped.append(Skipped(path.name, f"not a CSV or zip ({suffix or 'no extension'})"))
     return inputs, skipped
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over a file's bytes tells: identity, size, lines, whether it is UTF-8."""
+
+    sha256: str
+    size: int
+    data_lines: int  # newline-terminated lines after the header (+1 for a last line without one)
+    utf8: bool
+
+
+def scan(source: Input) -> Scan:
+    """One streaming pass: checksum, size, line count and a UTF-8 check (constant memory)."""
+    digest, size, lines, last = hashlib.sha256(), 0, 0, b""
+    decoder, utf8 = codecs.getincrementaldecoder("utf-8")(), True
+    with source.open() as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    if last and last != b"\n":
+        lines += 1
+    return Scan(digest.hexdigest(), size, max(lines - 1, 0), utf8)
 
 
 def detect_encoding(source: Input) -> str:

@@ -417,17 +417,17 @@ def _lock(conn, dataset: Dataset) -> None:
 def import_file(conn: psycopg.Connection, source: files.Input, run_id: str = "cli") -> ImportResult:
     started = time.monotonic()
     ensure_schema(conn)
-    sha256, size = source.sha256_and_size()
+    scanned = files.scan(source)
     checksum_seconds = time.monotonic() - started
-    result = ImportResult(source.name, sha256, "imported")
-    import_id, previous = _register(conn, source, sha256, run_id)
+    result = ImportResult(source.name, scanned.sha256, "imported")
+    import_id, previous = _register(conn, source, scanned.sha256, run_id)
     if previous in ("imported", "empty"):
         result.status = "already_imported"
         result.message = f"the same bytes were imported before (import {import_id}): nothing to do"
         return result
     result.timings["checksum"] = round(checksum_seconds, 3)
     try:
-        return _import(conn, source, import_id, size, result, started)
+        return _import(conn, source, import_id, scanned, result, started)
     except Exception as exc:
         with transaction(conn):
             conn.execute(
@@ -444,9 +444,11 @@ def _timed(result: ImportResult, stage: str):
     result.timings[stage] = round(time.monotonic() - started, 3)
 
 
-def _import(conn, source: files.Input, import_id: int, size: int, result: ImportResult, started: float) -> ImportResult:
+def _import(
+    conn, source: files.Input, import_id: int, scanned: files.Scan, result: ImportResult, started: float
+) -> ImportResult:
     with _timed(result, "inspect"):
-        result.encoding = files.detect_encoding(source)
+        result.encoding = "utf-8" if scanned.utf8 else files.detect_encoding(source)
         header = files.read_header(source, result.encoding)
         if not header or header == [""]:
             result.status = "empty"
@@ -464,7 +466,6 @@ def _import(conn, source: files.Input, import_id: int, size: int, result: Import
         mapped, result.unknown_columns = header_map(dataset.name, header)
         header_columns = [c for c in mapped if c is not None]
         result.form_year = source.form_year_from_name()
-        physical = reader.physical_data_lines(source)
         with transaction(conn):
             for statement in all_ddl(dataset):
                 conn.execute(statement)
@@ -476,7 +477,9 @@ def _import(conn, source: files.Input, import_id: int, size: int, result: Import
         with _timed(result, "stage"):
             staged, quarantined = _stage(conn, import_id, source, dataset, header, header_columns, result, base)
             result.data_rows = (
-                physical if staged + quarantined == physical else reader.count_records(source, result.encoding)
+                scanned.data_lines
+                if staged + quarantined == scanned.data_lines
+                else reader.count_records(source, result.encoding)
             )
         with _timed(result, "validate"):
             if result.form_year is None:
@@ -509,7 +512,7 @@ def _import(conn, source: files.Input, import_id: int, size: int, result: Import
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)), (import_id,)
         )
-        result.bytes = size
+        result.bytes = scanned.size
         result.seconds = time.monotonic() - started
         result.message = (
             f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged, "

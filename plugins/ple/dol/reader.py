@@ -61,22 +61,6 @@ def records(source: Input, encoding: str, width: int) -> Iterator[Record]:
             yield Record(number, raw, fields)
 
 
-def physical_data_lines(source: Input) -> int:
-    """Newline-terminated lines after the header (+1 for a last line without a newline).
-
-    Equals the number of data records unless a quoted field spans lines; the importer compares
-    it with what COPY staged and only parses the file again when they differ.
-    """
-    lines, last = 0, b""
-    with source.open() as handle:
-        while chunk := handle.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last and last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
-
-
 def count_records(source: Input, encoding: str) -> int:
     """Exact CSV data records (slow path; for files with multi-line quoted fields)."""
     with source.open() as handle:
