@@ -62,3 +62,40 @@ def test_tags_from_the_vocabulary_and_docs(parsed):
         assert dag["tags"], dag_id
         assert set(dag["tags"]) <= TAGS, dag_id
         assert len(dag["doc_md"]) > 80, dag_id
+
+
+EXPECTED_PARAMS = {
+    "ctb_phase_1a": {
+        "mode",
+        "lock_timeout",
+        "statement_timeout",
+        "lock_retries",
+        "large_table_rows",
+        "backfill_batch_pages",
+        "allow_concurrent_writes",
+    },
+    "ctb_reorganization": {
+        "mode",
+        "lock_timeout",
+        "statement_timeout",
+        "lock_retries",
+        "large_table_rows",
+        "backfill_batch_pages",
+        "allow_concurrent_writes",
+    },
+    "ctb_approve_plan": {"approver", "plan_sha256", "note"},
+    "ctb_phase_2_leaf_lock": {"mode"},
+    "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
+    "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout"},
+    "dol_staging_import": {"landing_dir", "urls"},
+}
+
+
+def test_every_mode_and_option_is_a_typed_param(parsed):
+    for dag_id, names in EXPECTED_PARAMS.items():
+        params = parsed["dags"][dag_id]["params"]
+        assert set(params) == names, dag_id
+        assert all(schema.get("type") for schema in params.values()), dag_id
+    for dag_id in ("ctb_phase_1a", "ctb_reorganization", "ctb_phase_2c_data_quality", "ctb_phase_2_leaf_lock"):
+        assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply"]
+        assert parsed["dags"][dag_id]["params"]["mode"].get("default", "plan") == "plan"

@@ -7,33 +7,31 @@ import os
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ple import config
-from ple.orchestration.common import START_DATE, default_args, tags
+from ple.orchestration.common import dag_arguments
 
 
 def build_nightly_audit_dag(doc_md: str):
     @dag(
-        dag_id="ctb_nightly_audit",
         schedule=os.environ.get(config.AUDIT_SCHEDULE_VARIABLE_ENV, config.DEFAULT_AUDIT_SCHEDULE),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
-        tags=tags("ctb", "audit", "nightly", "phase-2c"),
-        doc_md=doc_md,
-        params={
-            "regression_margin_pct": Param(
-                1.0,
-                type="number",
-                minimum=0,
-                description="a number may grow this much (%) over the previous run before it fails",
-            ),
-            "regression_margin_rows": Param(
-                0, type="integer", minimum=0, description="... or this many rows, whichever is more"
-            ),
-            "lock_timeout": Param(
-                "2s", type="string", pattern=r"^[0-9]+(ms|s|min)$", description="lock_timeout of the audit queries"
-            ),
-        },
+        **dag_arguments(
+            "ctb_nightly_audit",
+            doc_md,
+            ("ctb", "audit", "nightly", "phase-2c"),
+            params={
+                "regression_margin_pct": Param(
+                    1.0,
+                    type="number",
+                    minimum=0,
+                    description="a number may grow this much (%) over the previous run before it fails",
+                ),
+                "regression_margin_rows": Param(
+                    0, type="integer", minimum=0, description="... or this many rows, whichever is more"
+                ),
+                "lock_timeout": Param(
+                    "2s", type="string", pattern=r"^[0-9]+(ms|s|min)$", description="lock_timeout of the audit queries"
+                ),
+            },
+        ),
     )
     def ctb_nightly_audit():
         @task

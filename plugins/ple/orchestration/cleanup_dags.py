@@ -7,7 +7,7 @@ from pathlib import Path
 from airflow.sdk import Param, chain, dag, get_current_context, task
 
 from ple.audit.cleanup import DEFAULT_ARTIFACTS, STEPS
-from ple.orchestration.common import START_DATE, default_args, tags
+from ple.orchestration.common import dag_arguments
 
 
 def _audit_table(label: str) -> dict[str, int]:
@@ -23,26 +23,24 @@ def _audit_table(label: str) -> dict[str, int]:
 
 def build_cleanup_dag(doc_md: str):
     @dag(
-        dag_id="ctb_phase_2c_data_quality",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
-        tags=tags("ctb", "phase-2c", "data-quality", "manual"),
-        doc_md=doc_md,
-        params={
-            "mode": Param(
-                "plan",
-                type="string",
-                enum=["plan", "apply"],
-                description="plan: how many rows each step would touch, nothing written. apply: archive, then change",
-            ),
-            "lock_timeout": Param("2s", type="string", pattern=r"^[0-9]+(ms|s|min)$"),
-            "artifacts_dir": Param(
-                "", type="string", description=f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
-            ),
-        },
+        **dag_arguments(
+            "ctb_phase_2c_data_quality",
+            doc_md,
+            ("ctb", "phase-2c", "data-quality", "manual"),
+            params={
+                "mode": Param(
+                    "plan",
+                    type="string",
+                    enum=["plan", "apply"],
+                    description="plan: how many rows each step would touch, nothing written. apply: archive, then change",
+                ),
+                "lock_timeout": Param("2s", type="string", pattern=r"^[0-9]+(ms|s|min)$"),
+                "artifacts_dir": Param(
+                    "", type="string", description=f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
+                ),
+            },
+        ),
     )
     def ctb_phase_2c_data_quality():
         @task

@@ -39,6 +39,22 @@ def default_args(**overrides) -> dict:
     return args
 
 
+def dag_arguments(dag_id: str, doc_md: str, tag_names: tuple[str, ...], params: dict | None = None) -> dict:
+    """What every DAG of the bundle is built with (its schedule is given where it is made): one
+    run at a time, no catch-up, the shared owner/retries/alerts, tags from the vocabulary, the DAG
+    file's docstring as doc_md."""
+    return {
+        "dag_id": dag_id,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": default_args(),
+        "tags": tags(*tag_names),
+        "doc_md": doc_md,
+        "params": params or {},
+    }
+
+
 def tags(*names: str) -> list[str]:
     unknown = set(names) - config.TAGS
     if unknown:

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ple import config
 from ple.dol.layouts import DATASETS
-from ple.orchestration.common import START_DATE, default_args, tags
+from ple.orchestration.common import dag_arguments
 
 # Downstream DAGs can be scheduled on these (data-aware scheduling): an event is published for a
 # table whenever an import changed it.
@@ -30,30 +30,28 @@ def _landing_dir(param: str) -> Path:
 
 def build_dol_import_dag(doc_md: str):
     @dag(
-        dag_id="dol_staging_import",
         schedule=os.environ.get(config.DOL_IMPORT_SCHEDULE_ENV, config.DEFAULT_DOL_IMPORT_SCHEDULE),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
-        tags=tags("dol", "import", "nightly"),
-        doc_md=doc_md,
-        params={
-            "landing_dir": Param(
-                "",
-                type="string",
-                title="Landing folder",
-                description=f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
-                f"else {config.DOL_DEFAULT_LANDING_DIR}",
-            ),
-            "urls": Param(
-                [],
-                type="array",
-                items={"type": "string", "pattern": "^https?://"},
-                title="Download first",
-                description="DOL dataset URLs (zips) to fetch into the landing folder before importing",
-            ),
-        },
+        **dag_arguments(
+            "dol_staging_import",
+            doc_md,
+            ("dol", "import", "nightly"),
+            params={
+                "landing_dir": Param(
+                    "",
+                    type="string",
+                    title="Landing folder",
+                    description=f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
+                    f"else {config.DOL_DEFAULT_LANDING_DIR}",
+                ),
+                "urls": Param(
+                    [],
+                    type="array",
+                    items={"type": "string", "pattern": "^https?://"},
+                    title="Download first",
+                    description="DOL dataset URLs (zips) to fetch into the landing folder before importing",
+                ),
+            },
+        ),
     )
     def dol_staging_import():
         @task

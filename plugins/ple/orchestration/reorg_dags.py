@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
-from ple.orchestration.common import START_DATE, default_args, tags
+from ple.orchestration.common import dag_arguments
 from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
 
 PARAMS = {
@@ -147,17 +147,7 @@ def _phase_doc(doc_md: str, phase: Phase) -> str:
 
 
 def _dag(dag_id: str, doc_md: str, tag_names: list[str]) -> DAG:
-    return DAG(
-        dag_id=dag_id,
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
-        params=PARAMS,
-        tags=tags(*tag_names),
-        doc_md=doc_md,
-    )
+    return DAG(schedule=None, **dag_arguments(dag_id, doc_md, tuple(tag_names), PARAMS))
 
 
 def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
@@ -181,26 +171,25 @@ def build_reorganization_dag(doc_md: str, plan: Plan | None = None) -> DAG:
 
 def build_approval_dag(doc_md: str) -> DAG:
     with DAG(
-        dag_id="ctb_approve_plan",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        default_args=default_args(),
-        tags=tags("ctb", "manual"),
-        doc_md=doc_md,
-        params={
-            "approver": Param(
-                type="string", minLength=2, title="Approver", description="your name, as it goes into the ledger"
-            ),
-            "plan_sha256": Param(
-                plan_sha256(),
-                type="string",
-                pattern="^[0-9a-f]{64}$",
-                title="Plan SHA-256",
-                description="the checksum of include/plan/ctb_plan.yaml you reviewed (prefilled with the file's current one)",
-            ),
-            "note": Param("", type="string", title="Note"),
-        },
+        **dag_arguments(
+            "ctb_approve_plan",
+            doc_md,
+            ("ctb", "manual"),
+            {
+                "approver": Param(
+                    type="string", minLength=2, title="Approver", description="your name, as it goes into the ledger"
+                ),
+                "plan_sha256": Param(
+                    plan_sha256(),
+                    type="string",
+                    pattern="^[0-9a-f]{64}$",
+                    title="Plan SHA-256",
+                    description="the checksum of include/plan/ctb_plan.yaml you reviewed (prefilled with the file's current one)",
+                ),
+                "note": Param("", type="string", title="Note"),
+            },
+        ),
     ) as dag:
 
         @task
@@ -227,15 +216,10 @@ def build_approval_dag(doc_md: str) -> DAG:
 
 def build_leaf_lock_dag(doc_md: str) -> DAG:
     with DAG(
-        dag_id="ctb_phase_2_leaf_lock",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
-        tags=tags("ctb", "phase-2", "leaf-lock", "manual"),
-        doc_md=doc_md,
-        params={"mode": PARAMS["mode"]},
+        **dag_arguments(
+            "ctb_phase_2_leaf_lock", doc_md, ("ctb", "phase-2", "leaf-lock", "manual"), {"mode": PARAMS["mode"]}
+        ),
     ) as dag:
 
         @task

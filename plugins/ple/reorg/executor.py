@@ -86,23 +86,35 @@ class Executor:
             return
         try:
             with transaction(self.conn):
-                ledger.record(
-                    self.conn,
-                    run_id=self.run_id,
-                    phase=phase,
-                    step_id=step_id,
-                    action=action,
-                    mode="apply",
-                    plan_sha256=self.plan.sha256,
-                    started_at=started,
-                    duration_ms=_ms_since(started),
-                    outcome="failed",
+                self._ledger(
+                    phase,
+                    step_id,
+                    action,
+                    started,
+                    "failed",
                     sources=list(sources),
                     target=target,
                     error=f"{type(exc).__name__}: {exc}"[:4000],
                 )
         except psycopg.Error:
             pass
+
+    def _ledger(
+        self, phase: str, step_id: str, action: str, started: datetime, outcome: str, mode: str = "apply", **fields
+    ) -> None:
+        ledger.record(
+            self.conn,
+            run_id=self.run_id,
+            phase=phase,
+            step_id=step_id,
+            action=action,
+            mode=mode,
+            plan_sha256=self.plan.sha256,
+            started_at=started,
+            duration_ms=_ms_since(started),
+            outcome=outcome,
+            **fields,
+        )
 
     # ---------------------------------------------------------------- lint
     def lint(self, phases: list[str] | None = None) -> lint.LintReport:
@@ -161,17 +173,12 @@ class Executor:
                             fp.checksum,
                         ),
                     )
-                ledger.record(
-                    self.conn,
-                    run_id=self.run_id,
-                    phase=phase_id,
-                    step_id=step_id,
-                    action="PREFLIGHT",
-                    mode="apply",
-                    plan_sha256=self.plan.sha256,
-                    started_at=started,
-                    duration_ms=_ms_since(started),
-                    outcome="applied",
+                self._ledger(
+                    phase_id,
+                    step_id,
+                    "PREFLIGHT",
+                    started,
+                    "applied",
                     sql_text="\n".join(rendered) or None,
                     rows_before={n: fp.rows for n, fp in snapshot.items()},
                     checksums_before={n: str(fp.checksum) for n, fp in snapshot.items()},
@@ -306,17 +313,12 @@ class Executor:
         return outcome
 
     def _record(self, step: Step, outcome: Outcome, started: datetime, statements=None) -> None:
-        ledger.record(
-            self.conn,
-            run_id=self.run_id,
-            phase=step.phase,
-            step_id=step.step_id,
-            action=step.kind,
-            mode="apply",
-            plan_sha256=self.plan.sha256,
-            started_at=started,
-            duration_ms=_ms_since(started),
-            outcome=outcome.status,
+        self._ledger(
+            step.phase,
+            step.step_id,
+            step.kind,
+            started,
+            outcome.status,
             sources=[a.source for a in step.actions],
             target=step.target,
             sql_text="\n".join(s.render(self.conn) for s in statements) if statements else None,
@@ -414,17 +416,12 @@ class Executor:
         )
         outcome = "applied" if not problems and not failed else "failed"
         with self._transaction():
-            ledger.record(
-                self.conn,
-                run_id=self.run_id,
-                phase=phase_id,
-                step_id=step_id,
-                action="VERIFY",
-                mode="apply",
-                plan_sha256=self.plan.sha256,
-                started_at=started,
-                duration_ms=_ms_since(started),
-                outcome=outcome,
+            self._ledger(
+                phase_id,
+                step_id,
+                "VERIFY",
+                started,
+                outcome,
                 details={
                     "tables": located,
                     "expectations": len(results),
@@ -476,17 +473,12 @@ class Executor:
                     (phase_id, self.plan.sha256),
                 ).fetchone()
                 if done:
-                    ledger.record(
-                        self.conn,
-                        run_id=self.run_id,
-                        phase=phase_id,
-                        step_id=step_id,
-                        action="FREEZE",
-                        mode="apply",
-                        plan_sha256=self.plan.sha256,
-                        started_at=started,
-                        duration_ms=_ms_since(started),
-                        outcome="already_done",
+                    self._ledger(
+                        phase_id,
+                        step_id,
+                        "FREEZE",
+                        started,
+                        "already_done",
                     )
                     return "already_done"
                 detached = {}
@@ -509,17 +501,12 @@ class Executor:
                     "frozen_tables = EXCLUDED.frozen_tables, changed_at = now()",
                     (phase_id, self.run_id, self.plan.sha256, archives),
                 )
-                ledger.record(
-                    self.conn,
-                    run_id=self.run_id,
-                    phase=phase_id,
-                    step_id=step_id,
-                    action="FREEZE",
-                    mode="apply",
-                    plan_sha256=self.plan.sha256,
-                    started_at=started,
-                    duration_ms=_ms_since(started),
-                    outcome="applied",
+                self._ledger(
+                    phase_id,
+                    step_id,
+                    "FREEZE",
+                    started,
+                    "applied",
                     details={"read_only": archives, "detached_foreign_keys": {k: v for k, v in detached.items() if v}},
                 )
                 return "applied"
@@ -578,17 +565,13 @@ class Executor:
                     self._exclusive()
                     outcome = module.revert(self._context(read_catalog(self.conn)), step)
                     if outcome.status == "reverted":
-                        ledger.record(
-                            self.conn,
-                            run_id=self.run_id,
-                            phase=phase_id,
-                            step_id=step.step_id,
-                            action=step.kind,
+                        self._ledger(
+                            phase_id,
+                            step.step_id,
+                            step.kind,
+                            started,
+                            "reverted",
                             mode="revert",
-                            plan_sha256=self.plan.sha256,
-                            started_at=started,
-                            duration_ms=_ms_since(started),
-                            outcome="reverted",
                             sources=[a.source for a in step.actions],
                             target=step.target,
                             details=outcome.details,

@@ -235,11 +235,14 @@ def lint_live(
     return report
 
 
+def _lint_relocation(ctx: Context, step_id: str, source: str, target: str, report: LintReport) -> None:
+    for collision in relocate.name_collisions(ctx.conn, ctx.catalog, source, target):
+        report.errors.append(Finding("name-collision", step_id, f"{collision} already exists"))
+
+
 def _lint_pending(ctx: Context, step: Step, report: LintReport) -> None:
-    catalog = ctx.catalog
     if step.kind in ("ARCHIVE", "MOVE"):
-        for collision in relocate.name_collisions(ctx.conn, catalog, step.action.source, step.action.target):
-            report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+        _lint_relocation(ctx, step.step_id, step.action.source, step.action.target, report)
         return
     if step.kind == "MERGE":
         _lint_merge(ctx, step, report)
@@ -251,8 +254,7 @@ def _lint_pending(ctx: Context, step: Step, report: LintReport) -> None:
 def _lint_merge(ctx: Context, step: Step, report: LintReport) -> None:
     action = step.action
     catalog = ctx.catalog
-    for collision in relocate.name_collisions(ctx.conn, catalog, action.source, ctx.plan.archive_name(action.source)):
-        report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+    _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report)
     spec = ctx.plan.merge_targets.get(action.target)
     target = catalog.get(action.target)
     source = catalog.get(action.source)
@@ -352,10 +354,7 @@ def _lint_fold(ctx: Context, step: Step, report: LintReport) -> None:
             Finding("join-key", step.step_id, f"side tables join {step.target} on different columns {sorted(keys)}")
         )
     for action in step.actions:
-        for collision in relocate.name_collisions(
-            ctx.conn, catalog, action.source, ctx.plan.archive_name(action.source)
-        ):
-            report.errors.append(Finding("name-collision", step.step_id, f"{collision} already exists"))
+        _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report)
         source = catalog.get(action.source)
         if source is None:
             continue

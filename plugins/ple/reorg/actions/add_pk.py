@@ -136,15 +136,7 @@ def apply(ctx: Context, step) -> Outcome:
         after = fingerprint(ctx.conn, table, own)
         if (before.rows, before.checksum) != (after.rows, after.checksum):
             raise VerificationFailed(f"ADD_PK changed {step.action.source}: {before} -> {after}")
-        return Outcome(
-            step,
-            "applied",
-            rows_before={step.action.source: before.rows},
-            rows_after={step.action.source: after.rows},
-            checksums_before={step.action.source: str(before.checksum)},
-            checksums_after={step.action.source: str(after.checksum)},
-            details={"path": "one statement"},
-        )
+        return _proven(step, before, after, {"path": "one statement"})
     return _apply_low_lock(ctx, step, table, own)
 
 
@@ -221,15 +213,23 @@ def _apply_low_lock(ctx: Context, step, table, own: list[str]) -> Outcome:
     )
     if problems and not ctx.settings.allow_concurrent_writes:
         raise VerificationFailed(problems[0])
+    outcome = _proven(
+        step, before, after, {"path": "low-lock", "rows_backfilled": backfilled, "batches": batches, "pages": pages}
+    )
+    outcome.notes = problems
+    return outcome
+
+
+def _proven(step, before, after, details: dict) -> Outcome:
+    table = step.action.source
     return Outcome(
         step,
         "applied",
-        rows_before={step.action.source: before.rows},
-        rows_after={step.action.source: after.rows},
-        checksums_before={step.action.source: str(before.checksum)},
-        checksums_after={step.action.source: str(after.checksum)},
-        details={"path": "low-lock", "rows_backfilled": backfilled, "batches": batches, "pages": pages},
-        notes=problems,
+        rows_before={table: before.rows},
+        rows_after={table: after.rows},
+        checksums_before={table: str(before.checksum)},
+        checksums_after={table: str(after.checksum)},
+        details=details,
     )
 
 
