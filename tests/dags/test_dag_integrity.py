@@ -64,25 +64,18 @@ def test_tags_from_the_vocabulary_and_docs(parsed):
         assert len(dag["doc_md"]) > 80, dag_id
 
 
+REORGANIZATION_PARAMS = {
+    "mode",
+    "lock_timeout",
+    "statement_timeout",
+    "lock_retries",
+    "large_table_rows",
+    "backfill_batch_pages",
+    "allow_concurrent_writes",
+}
 EXPECTED_PARAMS = {
-    "ctb_phase_1a": {
-        "mode",
-        "lock_timeout",
-        "statement_timeout",
-        "lock_retries",
-        "large_table_rows",
-        "backfill_batch_pages",
-        "allow_concurrent_writes",
-    },
-    "ctb_reorganization": {
-        "mode",
-        "lock_timeout",
-        "statement_timeout",
-        "lock_retries",
-        "large_table_rows",
-        "backfill_batch_pages",
-        "allow_concurrent_writes",
-    },
+    "ctb_phase_1a": REORGANIZATION_PARAMS,
+    "ctb_reorganization": REORGANIZATION_PARAMS,
     "ctb_approve_plan": {"approver", "plan_sha256", "note"},
     "ctb_phase_2_leaf_lock": {"mode"},
     "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},

@@ -7,7 +7,7 @@ from pathlib import Path
 from airflow.sdk import Param, chain, dag, get_current_context, task
 
 from ple.audit.cleanup import DEFAULT_ARTIFACTS, STEPS
-from ple.orchestration.common import dag_arguments
+from ple.orchestration.common import dag_arguments, mode_param
 
 
 def _audit_table(label: str) -> dict[str, int]:
@@ -29,11 +29,8 @@ def build_cleanup_dag(doc_md: str):
             doc_md,
             ("ctb", "phase-2c", "data-quality", "manual"),
             params={
-                "mode": Param(
-                    "plan",
-                    type="string",
-                    enum=["plan", "apply"],
-                    description="plan: how many rows each step would touch, nothing written. apply: archive, then change",
+                "mode": mode_param(
+                    "copy every row a step changes or removes to its archive, then change it; plan shows the counts"
                 ),
                 "lock_timeout": Param("2s", type="string", pattern=r"^[0-9]+(ms|s|min)$"),
                 "artifacts_dir": Param(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule
 
 from ple import config
 from ple.orchestration.alerts import alert_on_failure
@@ -37,6 +37,17 @@ def default_args(**overrides) -> dict:
     }
     args.update(overrides)
     return args
+
+
+def mode_param(apply_means: str) -> Param:
+    """The `mode` of every DAG that changes data: `plan` by default, which writes nothing."""
+    return Param(
+        "plan",
+        type="string",
+        enum=["plan", "apply"],
+        title="Mode",
+        description=f"plan: writes nothing. apply: {apply_means}",
+    )
 
 
 def dag_arguments(dag_id: str, doc_md: str, tag_names: tuple[str, ...], params: dict | None = None) -> dict:

@@ -17,17 +17,13 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
-from ple.orchestration.common import dag_arguments
+from ple.orchestration.common import dag_arguments, mode_param
 from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
 
 PARAMS = {
-    "mode": Param(
-        "plan",
-        type="string",
-        enum=["plan", "apply"],
-        title="Mode",
-        description="plan: lint, render the exact SQL and report live counts; writes nothing. "
-        "apply: carry the phase out (refused unless this exact plan file is approved).",
+    "mode": mode_param(
+        "carry the phase out, refused unless this exact plan file is approved; "
+        "plan also lints, renders the exact SQL and reports live counts"
     ),
     "lock_timeout": Param(
         "2s",
@@ -218,7 +214,14 @@ def build_leaf_lock_dag(doc_md: str) -> DAG:
     with DAG(
         schedule=None,
         **dag_arguments(
-            "ctb_phase_2_leaf_lock", doc_md, ("ctb", "phase-2", "leaf-lock", "manual"), {"mode": PARAMS["mode"]}
+            "ctb_phase_2_leaf_lock",
+            doc_md,
+            ("ctb", "phase-2", "leaf-lock", "manual"),
+            {
+                "mode": mode_param(
+                    "register the sub-hubs' tables and lock the leaf schemas (Phase 1 must be frozen, the plan approved)"
+                )
+            },
         ),
     ) as dag:
 
