@@ -24,16 +24,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors that mean "try again later", not "this is wrong".
-TRANSIENT_ERRORS = (
-    errors.LockNotAvailable,  # lock_timeout expired
-    errors.DeadlockDetected,
-    errors.SerializationFailure,
-    errors.AdminShutdown,  # pg_terminate_backend, server restart
-    errors.ConnectionFailure,
-    psycopg.OperationalError,
-)
-
 
 def connect(conn_id: str = CTB_CONN_ID) -> psycopg.Connection:
     """An autocommit psycopg connection to the Airflow connection `conn_id`.

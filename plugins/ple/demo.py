@@ -14,6 +14,7 @@ import time
 from ple.catalog import schema_summary
 from ple.config import DOL_SAMPLE_DIR
 from ple.db import connect
+from ple.reorg.ledger import action_outcomes
 from ple.reporting import REPORT_PREFIX
 
 DEMO_SCALE = float(os.environ.get("PLE_DEMO_SCALE", "0.01"))
@@ -80,7 +81,9 @@ def main() -> int:
 
     _banner("7. apply again: every action is already done, nothing changes")
     run_dag("ctb_reorganization", '{"mode": "apply"}')
-    print_second_run(connect)
+    with connect() as conn:
+        outcomes = action_outcomes(conn)
+    print("  latest outcome of every action step: " + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items()))
 
     _banner("8. Phase 2C cleanup (ctb_phase_2c_data_quality): plan, then apply; audit before and after")
     print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "plan"}'), only=("would touch",))
@@ -110,15 +113,6 @@ def print_lint_summary(output: str) -> None:
     print(
         f"  ... {sum('would run' in line for line in reports)} steps rendered with their SQL and live counts (see the task logs)"
     )
-
-
-def print_second_run(connect_to) -> None:
-    with connect_to() as conn:
-        rows = conn.execute(
-            "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
-            "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
-        ).fetchall()
-    print("  latest outcome of every action step: " + ", ".join(f"{n} {outcome}" for outcome, n in rows))
 
 
 if __name__ == "__main__":

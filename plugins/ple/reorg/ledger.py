@@ -113,6 +113,16 @@ def last_outcomes(conn: psycopg.Connection, phase: str | None = None) -> list[tu
     return conn.execute(raw_template("ops/last_outcomes"), {"phase": phase}).fetchall()
 
 
+def action_outcomes(conn: psycopg.Connection) -> dict[str, int]:
+    """How many action steps (not preflight/verify/freeze) last ended in each outcome."""
+    return dict(
+        conn.execute(
+            "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
+            "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
+        ).fetchall()
+    )
+
+
 def report(conn: psycopg.Connection, phase: str | None = None) -> str:
     """A phase report: the last attempt of each step, its outcome, the rows it handled."""
     if not schema_exists(conn):

@@ -298,17 +298,14 @@ def _lint_merge(ctx: Context, step: Step, report: LintReport) -> None:
                 )
             )
         else:
-            provenance = (
-                sql.SQL("AND ctb_source_table IS DISTINCT FROM %s")
-                if target.column("ctb_source_table")
-                else sql.SQL("AND %s::text IS NOT NULL")
+            query = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                qualified(action.target), sql.Identifier(column.name)
             )
-            clashes = ctx.conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE {} = %s {}").format(
-                    qualified(action.target), sql.Identifier(column.name), provenance
-                ),
-                (action.value, action.source),
-            ).fetchone()[0]
+            params: tuple = (action.value,)
+            if target.column("ctb_source_table"):  # rows this source merged before are its own
+                query += sql.SQL(" AND ctb_source_table IS DISTINCT FROM %s")
+                params += (action.source,)
+            clashes = ctx.conn.execute(query, params).fetchone()[0]
             if clashes:
                 report.errors.append(
                     Finding(

@@ -5,6 +5,7 @@ the end, and a second apply changes nothing."""
 import psycopg
 import pytest
 
+from ple.reorg.ledger import action_outcomes
 from ple.reorg.plan import load
 from tests.helpers import dag_run_state, run_dag
 from tests.reorg_helpers import end_state
@@ -35,22 +36,16 @@ def test_reorganization_end_to_end_through_airflow(airflow_env, fresh_db):
         applied = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, fresh_db)
         assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
         steps = len(load().steps)
-        outcomes = dict(
-            conn.execute(
-                "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
-                "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
-            ).fetchall()
-        )
+        outcomes = action_outcomes(conn)
         assert outcomes == {"applied": steps}
         reorganized = end_state(conn)
 
         again = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, fresh_db)
         assert dag_run_state(again.stdout) == "success", again.stdout[-3000:]
-        latest = dict(
-            conn.execute(
-                "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
-                "WHERE action NOT IN ('PREFLIGHT', 'VERIFY') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
-            ).fetchall()
-        )
-        assert latest == {"already_done": steps + 11}  # every step, and every phase's freeze
+        latest = action_outcomes(conn)
+        frozen = conn.execute(
+            "SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger WHERE action = 'FREEZE' ORDER BY step_id, attempt_id DESC"
+        ).fetchall()
+        assert latest == {"already_done": steps}
+        assert frozen == [("already_done",)] * 11
         assert end_state(conn) == reorganized

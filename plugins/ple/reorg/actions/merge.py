@@ -86,12 +86,13 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
             return _cast(sql.Placeholder(name), column)
         if rule.get("discriminator"):
             return _cast(sql.Placeholder("discriminator"), column)
-        return {
-            "uuid": sql.SQL("md5(%(source_table)s || ':' || k.ctb_key)::uuid"),
-            "merged_at": sql.SQL("now()"),
-            "source_row": _cast(sql.SQL("k.ctb_row"), column),
-            None: None,
-        }[rule.get("generate")]
+        if rule.get("generate") == "uuid":  # deterministic: a retried merge makes the same ids
+            return sql.SQL("md5(%(source_table)s || ':' || k.ctb_key)::uuid")
+        if rule.get("generate") == "merged_at":
+            return sql.SQL("now()")
+        if rule.get("generate") == "source_row":
+            return _cast(sql.SQL("k.ctb_row"), column)
+        return None
 
     for column in target.columns:
         if column.name in PROVENANCE_COLUMNS or column.name == spec.discriminator_column or column.generated:
