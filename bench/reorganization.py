@@ -23,10 +23,9 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from ple import config, embedded_pg
+from ple import approval, config, embedded_pg
 from ple.catalog import read_catalog
 from ple.fixture.builder import build
-from ple.reorg import ledger
 from ple.reorg.actions import fold, merge
 from ple.reorg.context import Context, Mode, Settings
 from ple.reorg.executor import Executor
@@ -114,7 +113,7 @@ def naive_statements(conn, plan: Plan, phase_id: str) -> list[tuple[sql.Composab
 
 def run_tool(dsn: str, plan: Plan) -> tuple[dict[str, float], dict[str, int]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ledger.approve(conn, plan.sha256, "benchmark")
+        approval.approve(conn, approval.reorganization(plan.sha256), "benchmark", via="bench")
         executor = Executor(conn, plan, f"bench__{uuid.uuid4().hex[:8]}", Settings(mode=Mode.APPLY))
         seconds = {}
         for phase in plan.phases:

@@ -1,9 +1,10 @@
 """
 # ctb_approve_plan
 
-Records, in the target database (`ple_ops.plan_approval`), that a named person approved the exact
-CTB plan file: its SHA-256 is prefilled in the trigger form. Editing the plan changes the
-checksum and voids the approval; `apply` runs of the phase DAGs refuse without one.
+Records, in the target database (`ple_ops.approval`), that a named person approved the exact
+CTB plan file (its SHA-256 is prefilled in the trigger form) together with the engine code that
+will carry it out. Editing the plan or the engine voids the approval; `apply` runs of the phase
+DAGs refuse without one.
 Command-line equivalent: `make approve APPROVER=<name>`. Airflow DAG, manual trigger only.
 """
 

@@ -10,8 +10,8 @@ import psycopg
 import yaml
 from psycopg import sql
 
+from ple import approval
 from ple.catalog import read_catalog
-from ple.reorg import ledger
 from ple.reorg import plan as plan_module
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
@@ -50,7 +50,7 @@ def executor(conn, plan=None, mode="apply", run_id=None, **settings) -> Executor
 
 
 def approve(conn, plan=None) -> None:
-    ledger.approve(conn, (plan or plan_module.load()).sha256, "pytest")
+    approval.approve(conn, approval.reorganization((plan or plan_module.load()).sha256), "pytest", via="test")
 
 
 def run_phase(ex: Executor, phase_id: str) -> list:

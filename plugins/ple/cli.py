@@ -75,14 +75,15 @@ def _cmd_lint(args) -> int:
 
 
 def _cmd_approve(args) -> int:
+    from ple import approval
     from ple.db import connect
-    from ple.reorg import ledger
     from ple.reorg.plan import load
 
     plan = load()
+    fingerprint = approval.reorganization(plan.sha256)
     with connect() as conn:
-        approval_id = ledger.approve(conn, plan.sha256, args.approver, args.note)
-    print(f"APPROVED: plan {plan.path.name} sha256 {plan.sha256} by {args.approver} (approval {approval_id})")
+        approval_id = approval.approve(conn, fingerprint, args.approver, via="cli", note=args.note)
+    print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id})")
     return 0
 
 

@@ -72,7 +72,7 @@ def main() -> int:
     refused = run_dag("ctb_phase_1a", '{"mode": "apply"}', expect_success=False)
     print("  " + next(line.strip() for line in refused.splitlines() if "NotApproved:" in line))
 
-    _banner("5. APPROVING the plan (make approve APPROVER=make-demo): recorded in ple_ops.plan_approval")
+    _banner("5. APPROVING the plan (make approve APPROVER=make-demo): recorded in ple_ops.approval")
     cli(["approve", "--approver", "make-demo", "--note", "approved by make demo on the embedded fixture"])
 
     _banner("6. apply every phase 1A-1K (ctb_reorganization, mode=apply)")

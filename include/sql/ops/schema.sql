@@ -2,15 +2,22 @@
 
 CREATE SCHEMA IF NOT EXISTS ple_ops;
 
--- Approvals of exact plan files. Editing the plan changes its sha256, which voids its approvals.
-CREATE TABLE IF NOT EXISTS ple_ops.plan_approval (
+-- Approvals: a subject (reorganization, cleanup, revert ...) and the fingerprint of everything that
+-- decides what the run does (plan, decisions, engine code: see plugins/ple/approval.py). Editing any
+-- part changes the fingerprint, which voids the approvals of the old one.
+CREATE TABLE IF NOT EXISTS ple_ops.approval (
     approval_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    plan_sha256 text NOT NULL CHECK (plan_sha256 ~ '^[0-9a-f]{64}$'),
+    subject text NOT NULL,
+    fingerprint text NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{64}$'),
+    parts jsonb NOT NULL,
     approver text NOT NULL CHECK (btrim(approver) <> ''),
+    approved_via text NOT NULL,
     approved_at timestamptz NOT NULL DEFAULT now(),
     note text,
+    details jsonb NOT NULL DEFAULT '{}',
     revoked_at timestamptz
 );
+CREATE INDEX IF NOT EXISTS approval_fingerprint ON ple_ops.approval (subject, fingerprint, approval_id);
 
 -- Every attempt of every step: what ran, on which rows, with what proof and outcome.
 CREATE TABLE IF NOT EXISTS ple_ops.action_ledger (

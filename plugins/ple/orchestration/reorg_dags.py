@@ -190,9 +190,9 @@ def build_approval_dag(doc_md: str) -> DAG:
 
         @task
         def record_approval() -> dict:
+            from ple import approval
             from ple.db import connect
             from ple.errors import NotApproved
-            from ple.reorg import ledger
             from ple.reporting import emit
 
             params = get_current_context()["params"]
@@ -202,7 +202,13 @@ def build_approval_dag(doc_md: str) -> DAG:
                     f"the plan file changed since this form was shown (now {plan.sha256}, form {params['plan_sha256']}): review it again"
                 )
             with connect() as conn:
-                approval_id = ledger.approve(conn, plan.sha256, params["approver"], params["note"] or None)
+                approval_id = approval.approve(
+                    conn,
+                    approval.reorganization(plan.sha256),
+                    params["approver"],
+                    via="airflow-form",
+                    note=params["note"] or None,
+                )
             emit(f"APPROVED plan {plan.sha256} by {params['approver']} (approval {approval_id})")
             return {"approval_id": approval_id, "plan_sha256": plan.sha256}
 

@@ -79,6 +79,16 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class StepReport:
+    """What one task reports: its status, a text for the log, and a summary for XCom."""
+
+    step_id: str
+    status: str
+    text: str
+    summary: dict = field(default_factory=dict)
+
+
 class State(StrEnum):
     PENDING = "pending"
     DONE = "done"

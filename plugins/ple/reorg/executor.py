@@ -9,27 +9,30 @@ Every `apply` step is one transaction that
   - applies and proves the action, and writes its ledger row, all committing together.
 Lock timeouts are retried with backoff; anything a retry cannot fix raises a PermanentError.
 `plan` mode runs the same checks in READ ONLY transactions and writes nothing at all.
+
+The stages after the steps each have a module of their own, over the same executor:
+verify.py (proof against the preflight snapshot), freeze.py (read-only archives), revert.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from ple import approval
 from ple.catalog import Catalog, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
-from ple.errors import PermanentError, PlanRejected, VerificationFailed
+from ple.errors import PermanentError, PlanRejected
+from ple.ops import ensure_schema
 from ple.reorg import ledger, lint
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.actions import module_for
-from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement
+from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint
-from ple.sqlutil import qualified
 
 ADVISORY_LOCK = "ple.ctb_reorganization"
 # Errors in the data or the SQL: a retry would fail the same way.
@@ -41,27 +44,20 @@ PERMANENT_DB_ERRORS = (
 )
 
 
-@dataclass
-class StepReport:
-    step_id: str
-    status: str
-    text: str
-    summary: dict = field(default_factory=dict)
-
-
 class Executor:
     def __init__(self, conn: psycopg.Connection, plan: Plan, run_id: str, settings: Settings):
         self.conn = conn
         self.plan = plan
         self.run_id = run_id
         self.settings = settings
+        self.fingerprint = approval.reorganization(plan.sha256)
 
     @property
     def applying(self) -> bool:
         return self.settings.mode == Mode.APPLY
 
     # ---------------------------------------------------------------- transactions
-    def _transaction(self, read_only: bool = False):
+    def transaction(self, read_only: bool = False):
         return transaction(
             self.conn,
             lock_timeout=self.settings.lock_timeout,
@@ -69,13 +65,13 @@ class Executor:
             read_only=read_only,
         )
 
-    def _exclusive(self) -> None:
+    def lock_exclusive(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
 
-    def _context(self, catalog: Catalog) -> Context:
+    def context(self, catalog: Catalog) -> Context:
         return Context(self.conn, self.plan, self.run_id, self.settings, catalog)
 
-    def _retrying(self, work):
+    def retrying(self, work):
         return with_lock_retry(work, attempts=self.settings.lock_retries)
 
     def _record_failure(
@@ -86,7 +82,7 @@ class Executor:
             return
         try:
             with transaction(self.conn):
-                self._ledger(
+                self.write_ledger(
                     phase,
                     step_id,
                     action,
@@ -99,7 +95,7 @@ class Executor:
         except psycopg.Error:
             pass
 
-    def _ledger(
+    def write_ledger(
         self, phase: str, step_id: str, action: str, started: datetime, outcome: str, mode: str = "apply", **fields
     ) -> None:
         ledger.record(
@@ -118,7 +114,7 @@ class Executor:
 
     # ---------------------------------------------------------------- lint
     def lint(self, phases: list[str] | None = None) -> lint.LintReport:
-        with self._transaction(read_only=True):
+        with self.transaction(read_only=True):
             return lint.lint_live(self.conn, self.plan, phases)
 
     # ---------------------------------------------------------------- preflight
@@ -128,7 +124,7 @@ class Executor:
         started = datetime.now(UTC)
         step_id = f"{phase_id}__preflight"
         try:
-            with self._transaction(read_only=True):
+            with self.transaction(read_only=True):
                 report = lint.lint_live(self.conn, self.plan, [phase_id])
                 catalog = read_catalog(self.conn)
                 ddl = self._preflight_ddl(phase, catalog)
@@ -139,20 +135,20 @@ class Executor:
                 broken_functions = functions_naming(self.conn, [t for t in moving if catalog.exists(t)])
             report.raise_if_failed()
             if not self.applying:
-                with self._transaction(read_only=True):
+                with self.transaction(read_only=True):
                     snapshot = self._snapshot(phase, read_catalog(self.conn))
                 text = _preflight_text(phase, report, rendered, snapshot, broken_functions, applied=False)
                 return StepReport(step_id, "planned", text, {"tables": len(snapshot), "ddl": len(ddl)})
-            with self._transaction():
-                self._exclusive()
-                approval = ledger.require_approval(self.conn, self.plan.sha256)
-                ledger.ensure_schema(self.conn)
+            with self.transaction():
+                self.lock_exclusive()
+                approved = approval.require(self.conn, self.fingerprint)
+                ensure_schema(self.conn)
             for statement in self._preflight_ddl(phase, read_catalog(self.conn)):
-                self._retrying(lambda statement=statement: self._run_ddl(statement))
+                self.retrying(lambda statement=statement: self._run_ddl(statement))
             for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
                 self._provenance_index(target)
-            with self._transaction():
-                self._exclusive()
+            with self.transaction():
+                self.lock_exclusive()
                 catalog = read_catalog(self.conn)
                 snapshot = self._snapshot(phase, catalog)
                 self.conn.execute(
@@ -173,7 +169,7 @@ class Executor:
                             fp.checksum,
                         ),
                     )
-                self._ledger(
+                self.write_ledger(
                     phase_id,
                     step_id,
                     "PREFLIGHT",
@@ -183,7 +179,7 @@ class Executor:
                     rows_before={n: fp.rows for n, fp in snapshot.items()},
                     checksums_before={n: str(fp.checksum) for n, fp in snapshot.items()},
                     details={
-                        "approval": approval,
+                        "approval": approved,
                         "broken_functions": broken_functions,
                         "lint_warnings": [w.message for w in report.warnings],
                     },
@@ -196,7 +192,7 @@ class Executor:
 
     def _preflight_ddl(self, phase: Phase, catalog: Catalog):
         statements = []
-        ctx = self._context(catalog)
+        ctx = self.context(catalog)
         schemas = {self.plan.archive_schema} | {s.action.target.split(".")[0] for s in phase.steps if s.kind == "MOVE"}
         for schema in sorted(schemas - catalog.schemas):
             statements.append(
@@ -208,8 +204,8 @@ class Executor:
         return statements
 
     def _run_ddl(self, statement) -> None:
-        with self._transaction():
-            self._exclusive()
+        with self.transaction():
+            self.lock_exclusive()
             self.conn.execute(statement.query)
 
     def _provenance_index(self, target: str) -> None:
@@ -227,7 +223,7 @@ class Executor:
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name)))
         self.conn.execute(statement.query)
 
-    def _touched(self, phase: Phase) -> list[tuple[str, str]]:
+    def touched(self, phase: Phase) -> list[tuple[str, str]]:
         """(table as the plan names it, where it is after the phase) for every table it touches."""
         pairs = []
         for step in phase.steps:
@@ -244,7 +240,7 @@ class Executor:
     def _snapshot(self, phase: Phase, catalog: Catalog) -> dict[str, Fingerprint]:
         """Count and checksum every table the phase touches, wherever it stands now."""
         result = {}
-        for name, after in self._touched(phase):
+        for name, after in self.touched(phase):
             table = catalog.get(name) or catalog.get(after)
             if table is None or name in result:
                 continue
@@ -259,8 +255,8 @@ class Executor:
         started = datetime.now(UTC)
         sources = [a.source for a in step.actions]
         if not self.applying:
-            with self._transaction(read_only=True):
-                ctx = self._context(read_catalog(self.conn))
+            with self.transaction(read_only=True):
+                ctx = self.context(read_catalog(self.conn))
                 state = module.check(ctx, step)
                 if state == State.DONE:
                     return StepReport(step_id, "already_done", f"{step_id}: already applied; would change nothing")
@@ -272,7 +268,7 @@ class Executor:
                 text += f"\n-- live: {preview}"
             return StepReport(step_id, "planned", text, preview)
         try:
-            outcome = self._retrying(lambda: self._apply_step(step, module, started))
+            outcome = self.retrying(lambda: self._apply_step(step, module, started))
         except PermanentError as exc:
             self._record_failure(step_id, step.phase, step.kind, started, exc, sources=sources, target=step.target)
             raise
@@ -292,10 +288,10 @@ class Executor:
         )
 
     def _apply_step(self, step: Step, module, started: datetime) -> Outcome:
-        with self._transaction():
-            self._exclusive()
-            ledger.require_approval(self.conn, self.plan.sha256)
-            ctx = self._context(read_catalog(self.conn))
+        with self.transaction():
+            self.lock_exclusive()
+            approval.require(self.conn, self.fingerprint)
+            ctx = self.context(read_catalog(self.conn))
             if module.check(ctx, step) == State.DONE:
                 outcome = Outcome(step, "already_done")
                 self._record(step, outcome, started)
@@ -306,14 +302,14 @@ class Executor:
                 self._record(step, outcome, started, statements)
                 return outcome
         # Multi-transaction actions (the low-lock ADD_PK) run their own transactions.
-        ctx = self._context(read_catalog(self.conn))
+        ctx = self.context(read_catalog(self.conn))
         outcome = module.apply(ctx, step)
-        with self._transaction():
+        with self.transaction():
             self._record(step, outcome, started)
         return outcome
 
     def _record(self, step: Step, outcome: Outcome, started: datetime, statements=None) -> None:
-        self._ledger(
+        self.write_ledger(
             step.phase,
             step.step_id,
             step.kind,
@@ -329,258 +325,21 @@ class Executor:
             details=outcome.details | ({"notes": outcome.notes} if outcome.notes else {}),
         )
 
-    # ---------------------------------------------------------------- verify
-    def _stored_snapshot(self, phase_id: str) -> list[tuple]:
-        rows = self.conn.execute(
-            "SELECT table_name, table_oid, relfilenode, columns, row_count, checksum FROM ple_ops.table_snapshot "
-            "WHERE phase = %s AND run_id = coalesce((SELECT run_id FROM ple_ops.table_snapshot WHERE phase = %s AND run_id = %s LIMIT 1), "
-            "(SELECT run_id FROM ple_ops.table_snapshot WHERE phase = %s ORDER BY taken_at DESC LIMIT 1))",
-            (phase_id, phase_id, self.run_id, phase_id),
-        ).fetchall()
-        if not rows:
-            raise VerificationFailed(f"no preflight snapshot for phase {phase_id}: run the phase's preflight first")
-        return rows
-
-    def _merged_rows(self, target: str) -> int:
-        """Rows the ledger says were merged into `target` (latest applied attempt of each step)."""
-        return self.conn.execute(
-            "SELECT coalesce(sum((rows_after ->> target)::bigint), 0) FROM ("
-            " SELECT DISTINCT ON (step_id) rows_after, target, outcome FROM ple_ops.action_ledger"
-            " WHERE action = 'MERGE' AND target = %s AND outcome = 'applied' ORDER BY step_id, attempt_id DESC) l",
-            (target,),
-        ).fetchone()[0]
-
+    # ---------------------------------------------------------------- verify, freeze, revert
     def verify(self, phase_id: str) -> StepReport:
-        """Counts and checksums against the snapshot, per-action proofs, then Great Expectations."""
-        from ple.db import sqlalchemy_url
-        from ple.expectations import TableSuite, validate
+        from ple.reorg.verify import verify_phase
 
-        phase = self.plan.phase(phase_id)
-        step_id = f"{phase_id}__verify"
-        started = datetime.now(UTC)
-        if not self.applying:
-            tables = self._touched(phase)
-            return StepReport(
-                step_id,
-                "planned",
-                f"{step_id}: would compare {len(tables)} tables with the preflight snapshot and run their expectation suites",
-            )
-        problems, lines, suites = [], [], []
-        with self._transaction(read_only=True):
-            catalog = read_catalog(self.conn)
-            by_oid = {t.oid: t for t in catalog.tables.values()}
-            located = {}
-            for name, oid, _relfilenode, columns, rows, checksum in self._stored_snapshot(phase_id):
-                table = by_oid.get(oid)
-                if table is None:
-                    problems.append(f"{name} (oid {oid}) no longer exists")
-                    continue
-                located[name] = table.name
-                merged_into = table.column("ctb_source_table") is not None
-                now = fingerprint(self.conn, table, list(columns), native_only=merged_into)
-                same = (now.rows, now.checksum) == (rows, int(checksum))
-                lines.append(
-                    f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}"
-                )
-                if not same:
-                    message = f"{name}: rows {rows} -> {now.rows}, content checksum {'equal' if now.checksum == int(checksum) else 'differs'} since the preflight snapshot"
-                    if merged_into and self.settings.allow_concurrent_writes:
-                        lines.append(f"    tolerated (allow_concurrent_writes): {message}")
-                    else:
-                        problems.append(message)
-                expected = rows + (self._merged_rows(table.name) if merged_into else 0)
-                keys = (
-                    [table.primary_key] if table.primary_key and (merged_into or name in self._canonical(phase)) else []
-                )
-                suites.append(
-                    TableSuite(
-                        table.name,
-                        row_count=None if merged_into and self.settings.allow_concurrent_writes else expected,
-                        not_null=keys[0] if keys else [],
-                        unique=keys,
-                    )
-                )
-            ctx = self._context(catalog)
-            for step in phase.steps:
-                problems += module_for(step).verify(ctx, step, located)
-        results = validate(sqlalchemy_url(self.conn), suites, name=f"ctb_phase_{phase_id}")
-        failed = [r for r in results if not r.success]
-        text = "\n".join(
-            [
-                f"{step_id}: {len(located)} tables against the snapshot",
-                *lines,
-                f"  great expectations: {len(results) - len(failed)}/{len(results)} passed",
-                *[f"    {r.describe()}" for r in failed],
-                *[f"  PROBLEM: {p}" for p in problems],
-            ]
-        )
-        outcome = "applied" if not problems and not failed else "failed"
-        with self._transaction():
-            self._ledger(
-                phase_id,
-                step_id,
-                "VERIFY",
-                started,
-                outcome,
-                details={
-                    "tables": located,
-                    "expectations": len(results),
-                    "failed_expectations": [r.describe() for r in failed],
-                    "problems": problems,
-                },
-            )
-        if problems:
-            raise VerificationFailed(text)
-        if failed:
-            from ple.errors import ExpectationFailed
-
-            raise ExpectationFailed(text)
-        return StepReport(step_id, "applied", text, {"tables": len(located), "expectations": len(results)})
-
-    def _canonical(self, phase: Phase) -> set[str]:
-        return {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
-
-    # ---------------------------------------------------------------- freeze
-    def archives_of(self, phase: Phase) -> list[str]:
-        tables = []
-        for step in phase.steps:
-            for action in step.actions:
-                if step.kind == "ARCHIVE":
-                    tables.append(action.target)
-                elif step.kind in ("MERGE", "FOLD"):
-                    tables.append(self.plan.archive_name(action.source))
-        return tables
+        return verify_phase(self, phase_id)
 
     def freeze(self, phase_id: str) -> StepReport:
-        """Record the phase complete; make the archive tables it produced read-only."""
-        phase = self.plan.phase(phase_id)
-        step_id = f"{phase_id}__freeze"
-        archives = self.archives_of(phase)
-        if not self.applying:
-            return StepReport(
-                step_id,
-                "planned",
-                f"{step_id}: would make read-only: {', '.join(archives) or 'nothing'} and mark phase {phase_id} frozen",
-            )
-        started = datetime.now(UTC)
+        from ple.reorg.freeze import freeze_phase
 
-        def work() -> str:
-            with self._transaction():
-                self._exclusive()
-                ledger.require_approval(self.conn, self.plan.sha256)
-                done = self.conn.execute(
-                    "SELECT 1 FROM ple_ops.phase_status WHERE phase = %s AND status = 'frozen' AND plan_sha256 = %s",
-                    (phase_id, self.plan.sha256),
-                ).fetchone()
-                if done:
-                    self._ledger(
-                        phase_id,
-                        step_id,
-                        "FREEZE",
-                        started,
-                        "already_done",
-                    )
-                    return "already_done"
-                detached = {}
-                for name in archives:
-                    detached[name] = self._detach_foreign_keys(name)
-                    self.conn.execute(
-                        sql.SQL(
-                            "CREATE OR REPLACE TRIGGER ple_ctb_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
-                            "FOR EACH STATEMENT EXECUTE FUNCTION ple_ops.forbid_writes({})"
-                        ).format(qualified(name), sql.Literal(f"phase {phase_id}"))
-                    )
-                    self.conn.execute(
-                        "INSERT INTO ple_ops.table_registry (table_oid, table_name, ctb_class, phase, run_id) "
-                        "VALUES (%s::regclass::oid, %s, 'ARCHIVE', %s, %s) ON CONFLICT (table_oid) DO NOTHING",
-                        (name, name, phase_id, self.run_id),
-                    )
-                self.conn.execute(
-                    "INSERT INTO ple_ops.phase_status (phase, status, run_id, plan_sha256, frozen_tables) VALUES (%s, 'frozen', %s, %s, %s) "
-                    "ON CONFLICT (phase) DO UPDATE SET status = 'frozen', run_id = EXCLUDED.run_id, plan_sha256 = EXCLUDED.plan_sha256, "
-                    "frozen_tables = EXCLUDED.frozen_tables, changed_at = now()",
-                    (phase_id, self.run_id, self.plan.sha256, archives),
-                )
-                self._ledger(
-                    phase_id,
-                    step_id,
-                    "FREEZE",
-                    started,
-                    "applied",
-                    details={"read_only": archives, "detached_foreign_keys": {k: v for k, v in detached.items() if v}},
-                )
-                return "applied"
+        return freeze_phase(self, phase_id)
 
-        status = self._retrying(work)
-        return StepReport(step_id, status, f"{step_id}: {status}; read-only: {', '.join(archives) or 'nothing'}")
-
-    def _detach_foreign_keys(self, archive: str) -> list[str]:
-        """A frozen archive must not constrain the live tables it left: its foreign keys into live
-        tables are dropped (their definitions go to the ledger; revert adds them back)."""
-        keys = self.conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = %s::regclass AND contype = 'f' AND confrelid::regclass::text NOT LIKE 'archive.%%'",
-            (archive,),
-        ).fetchall()
-        for name, _definition in keys:
-            self.conn.execute(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified(archive), sql.Identifier(name))
-            )
-        return [f"{name}: {definition}" for name, definition in keys]
-
-    # ---------------------------------------------------------------- revert
     def revert_phase(self, phase_id: str) -> list[StepReport]:
-        """Undo a phase, last step first: thaw its archives, then revert every step. Nothing is lost
-        either way: merged copies are removed only once their originals are back in place."""
-        phase = self.plan.phase(phase_id)
-        reports = []
-        started = datetime.now(UTC)
-        with self._transaction():
-            self._exclusive()
-            ledger.require_approval(self.conn, self.plan.sha256)
-            for name in self.archives_of(phase):
-                if read_catalog(self.conn, [name.split(".")[0]]).exists(name):
-                    self.conn.execute(sql.SQL("DROP TRIGGER IF EXISTS ple_ctb_frozen ON {}").format(qualified(name)))
-            frozen = self.conn.execute(
-                "SELECT details FROM ple_ops.action_ledger WHERE step_id = %s AND outcome = 'applied' ORDER BY attempt_id DESC LIMIT 1",
-                (f"{phase_id}__freeze",),
-            ).fetchone()
-            for archive, keys in ((frozen[0] or {}).get("detached_foreign_keys", {}) if frozen else {}).items():
-                for key in keys:
-                    name, definition = key.split(": ", 1)
-                    # the definition is pg_get_constraintdef's own text; NOT VALID: the rows are as they were
-                    self.conn.execute(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                            qualified(archive), sql.Identifier(name), sql.SQL(definition)
-                        )
-                    )
-            self.conn.execute(
-                "UPDATE ple_ops.phase_status SET status = 'reverted', changed_at = now() WHERE phase = %s", (phase_id,)
-            )
-        for step in reversed(phase.steps):
-            module = module_for(step)
+        from ple.reorg.revert import revert_phase
 
-            def work(step=step, module=module) -> Outcome:
-                with self._transaction():
-                    self._exclusive()
-                    outcome = module.revert(self._context(read_catalog(self.conn)), step)
-                    if outcome.status == "reverted":
-                        self._ledger(
-                            phase_id,
-                            step.step_id,
-                            step.kind,
-                            started,
-                            "reverted",
-                            mode="revert",
-                            sources=[a.source for a in step.actions],
-                            target=step.target,
-                            details=outcome.details,
-                        )
-                    return outcome
-
-            outcome = self._retrying(work)
-            reports.append(StepReport(step.step_id, outcome.status, f"{step.step_id}: {outcome.status}"))
-        return reports
+        return revert_phase(self, phase_id)
 
 
 def _ms_since(started: datetime) -> int:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors
 
+from ple import approval
 from ple.catalog import read_catalog
 from ple.db import transaction
 from ple.errors import PlanRejected
 from ple.ops import ensure_schema, schema_exists
-from ple.reorg import ledger
 from ple.reorg.plan import Plan
 
 
@@ -64,7 +64,7 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
             raise PlanRejected(
                 "the leaf lock needs Phase 1 complete and every Phase 2 table present:\n" + "\n".join(lines)
             )
-        ledger.require_approval(conn, plan.sha256)
+        approval.require(conn, approval.reorganization(plan.sha256))
         ensure_schema(conn)
         for table, sub_hub, ctb_class in assignments(plan):
             conn.execute(

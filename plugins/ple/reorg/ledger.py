@@ -12,43 +12,9 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ple.errors import NotApproved
-from ple.ops import ensure_schema, schema_exists
+from ple.ops import schema_exists
 from ple.reporting import table
 from ple.sqlutil import raw_template
-
-
-def approve(conn: psycopg.Connection, plan_sha256: str, approver: str, note: str | None = None) -> int:
-    if not approver or not approver.strip():
-        raise NotApproved("an approval needs the approver's name")
-    ensure_schema(conn)
-    return conn.execute(
-        "INSERT INTO ple_ops.plan_approval (plan_sha256, approver, note) VALUES (%s, %s, %s) RETURNING approval_id",
-        (plan_sha256, approver.strip(), note),
-    ).fetchone()[0]
-
-
-def current_approval(conn: psycopg.Connection, plan_sha256: str) -> dict | None:
-    if not schema_exists(conn):
-        return None
-    row = conn.execute(
-        "SELECT approval_id, approver, approved_at FROM ple_ops.plan_approval "
-        "WHERE plan_sha256 = %s AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
-        (plan_sha256,),
-    ).fetchone()
-    return {"approval_id": row[0], "approver": row[1], "approved_at": row[2].isoformat()} if row else None
-
-
-def require_approval(conn: psycopg.Connection, plan_sha256: str) -> dict:
-    approval = current_approval(conn, plan_sha256)
-    if approval is None:
-        raise NotApproved(
-            f"the plan (sha256 {plan_sha256[:12]}...) has no recorded approval in ple_ops.plan_approval; "
-            "the document says execution is BLOCKED until approved. Record one with "
-            "`make approve APPROVER=<name>` or by triggering the DAG ctb_approve_plan; editing the plan "
-            "voids earlier approvals"
-        )
-    return approval
 
 
 def record(
