@@ -54,7 +54,9 @@ def pooled_fixture(pg_server, pooled_role):
 
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(POOLED_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(POOLED_DB), sql.Identifier(pooled_role)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(POOLED_DB), sql.Identifier(pooled_role))
+        )
     as_role = f"postgresql://{pooled_role}@127.0.0.1:{pg_server.port}/{POOLED_DB}"
     with psycopg.connect(as_role, autocommit=True) as conn:
         build(conn, scale=TEST_SCALE, log=lambda _: None)
