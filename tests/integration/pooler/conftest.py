@@ -60,6 +60,14 @@ def pooled_fixture(pg_server, pooled_role):
     as_role = f"postgresql://{pooled_role}@127.0.0.1:{pg_server.port}/{POOLED_DB}"
     with psycopg.connect(as_role, autocommit=True) as conn:
         build(conn, scale=TEST_SCALE, log=lambda _: None)
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        # From here on the server logs every statement the role sends (the pooler tests read it to
+        # prove that no prepared statement or session state is left on a pooled server connection).
+        conn.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET log_min_duration_statement = 0").format(
+                sql.Identifier(pooled_role), sql.Identifier(POOLED_DB)
+            )
+        )
     yield pg_server.dsn(POOLED_DB)
     embedded_pg.drop_database(pg_server, POOLED_DB)
 

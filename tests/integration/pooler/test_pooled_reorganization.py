@@ -5,6 +5,7 @@ changes nothing. Every command is the real CLI in its own process, as an operato
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -46,14 +47,20 @@ def _run_phases(dsn: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def first_apply(pooled_dsn, pooled_fixture):
-    """Lint, approve and apply 1A+1B through the pooler; the row check is taken just before."""
+def first_apply(pg_server, pooled_dsn, pooled_fixture):
+    """Lint, approve and apply 1A+1B through the pooler; the row check is taken just before, and
+    the statements the role sent are read back from the server's log."""
     with psycopg.connect(pooled_fixture, autocommit=True) as direct:
         rows_before = rowcheck.take(direct)
+    server_log = pg_server.data_dir / "server.log"
+    log_offset = server_log.stat().st_size
     lint_output = _ok(_cli(pooled_dsn, "lint", *(arg for p in PHASES for arg in ("--phase", p))))
     _ok(_cli(pooled_dsn, "approve", "--approver", "pooler-test"))
     run_output = _run_phases(pooled_dsn)
-    return {"rows_before": rows_before, "lint": lint_output, "run": run_output}
+    with server_log.open(errors="replace") as log:
+        log.seek(log_offset)
+        statements = [line.split("ms  ", 1)[1] for line in log if "LOG:  duration: " in line and "ms  " in line]
+    return {"rows_before": rows_before, "lint": lint_output, "run": run_output, "statements": statements}
 
 
 def test_clients_share_server_backends_as_an_ordinary_role(pooled_dsn):
@@ -91,6 +98,27 @@ def test_lint_approve_and_apply_through_the_pooler(first_apply, pooled_fixture):
         ).fetchone()[0]
         assert frozen == len(PHASES)
         assert rowcheck.missing(first_apply["rows_before"], direct) == []
+
+
+def test_nothing_the_engine_sends_needs_a_session(first_apply):
+    """What breaks behind a transaction-mode pooler, looked for in every statement the role sent
+    (the server's own log): named prepared statements (another client's transaction may get the
+    server connection that holds them, or a later transaction another one), session-level SET and
+    session-level advisory locks (they stay on the server connection for whoever gets it next)."""
+    statements = first_apply["statements"]
+    texts = [re.sub(r"^(statement|(parse|bind|execute) [^:]+): ", "", s) for s in statements]
+    assert sum(s.startswith("execute <unnamed>: ") for s in statements) > 100  # the log really holds the run
+    prepared = [s for s in statements if re.match(r"(parse|bind|execute) (?!<unnamed>)", s)]
+    session_settings = [
+        t
+        for t in texts
+        if re.match(r"(SET|RESET)\b(?!\s+(LOCAL|TRANSACTION|CONSTRAINTS)\b)", t, re.I)
+        or re.search(r"set_config\([^)]*,\s*false\s*\)", t, re.I)
+    ]
+    session_locks = [t for t in texts if re.search(r"pg_(try_)?advisory_lock(_shared)?\(", t)]
+    assert prepared == [], prepared[:5]
+    assert session_settings == [], session_settings[:5]
+    assert session_locks == [], session_locks[:5]
 
 
 def test_a_second_apply_through_the_pooler_changes_nothing(first_apply, pooled_dsn, pooled_fixture):
