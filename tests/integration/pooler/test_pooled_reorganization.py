@@ -119,6 +119,8 @@ def test_nothing_the_engine_sends_needs_a_session(first_apply):
     assert prepared == [], prepared[:5]
     assert session_settings == [], session_settings[:5]
     assert session_locks == [], session_locks[:5]
+    # 1B's merges build their provenance index CONCURRENTLY: one autocommit statement, fine here
+    assert any(re.match(r"CREATE UNIQUE INDEX CONCURRENTLY", t) for t in texts)
 
 
 def test_a_second_apply_through_the_pooler_changes_nothing(first_apply, pooled_dsn, pooled_fixture):
