@@ -3,9 +3,10 @@
 Uses the PostgreSQL 16 binaries that the `pgserver` wheel ships, so a machine needs no server
 package, no Docker and no root service. `PLE_PG_BIN` (a directory holding `initdb`, `pg_ctl` and
 `postgres`, e.g. Debian's /usr/lib/postgresql/15/bin) runs another major version instead: the
-tests, `make db` and `make demo` all start their server here. PostgreSQL refuses to run as root; when we are root the
-server runs as the unprivileged `postgres` system user (created if missing). It listens on
-127.0.0.1 only, with trust authentication: a throwaway database, never a production one.
+tests, `make db` and `make demo` all start their server here. PostgreSQL refuses to run as root;
+when we are root the server runs as the unprivileged `postgres` system user (created if missing).
+It listens on 127.0.0.1 only, with trust authentication: a throwaway database, never a production
+one.
 """
 
 from __future__ import annotations
