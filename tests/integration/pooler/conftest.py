@@ -105,6 +105,7 @@ def pgbouncer(pg_server, pooled_role):
                 break
         except psycopg.OperationalError:
             if process.poll() is not None or time.monotonic() > deadline:
+                process.terminate()
                 log = workdir / "pgbouncer.log"
                 pytest.fail(f"pgbouncer did not start: {log.read_text() if log.exists() else 'no log'}")
             time.sleep(0.2)
