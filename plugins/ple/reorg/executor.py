@@ -33,6 +33,7 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint
+from ple.server import require_supported_server
 
 ADVISORY_LOCK = "ple.ctb_reorganization"
 # Errors in the data or the SQL: a retry would fail the same way.
@@ -120,6 +121,7 @@ class Executor:
     # ---------------------------------------------------------------- preflight
     def preflight(self, phase_id: str) -> StepReport:
         """Lint; then (apply) schemas, discriminator and provenance columns, and the snapshot."""
+        require_supported_server(self.conn)
         phase = self.plan.phase(phase_id)
         started = datetime.now(UTC)
         step_id = f"{phase_id}__preflight"
