@@ -29,6 +29,7 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint
+from ple.server import require_supported_server
 from ple.sqlutil import qualified
 
 ADVISORY_LOCK = "ple.ctb_reorganization"
@@ -124,6 +125,7 @@ class Executor:
     # ---------------------------------------------------------------- preflight
     def preflight(self, phase_id: str) -> StepReport:
         """Lint; then (apply) schemas, discriminator and provenance columns, and the snapshot."""
+        require_supported_server(self.conn)
         phase = self.plan.phase(phase_id)
         started = datetime.now(UTC)
         step_id = f"{phase_id}__preflight"
