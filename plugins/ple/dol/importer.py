@@ -50,6 +50,7 @@ COPY_REFUSALS = (
     psycopg.errors.UntranslatableCharacter,
 )
 STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the transaction, dropped at commit)
+CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
 @dataclass
@@ -157,6 +158,17 @@ def _create_stage(conn, live: target.LiveTable, mapping: target.Mapping) -> None
             sql.Identifier(STAGE)
         )
     )
+
+
+def _constants(conn, live: target.LiveTable, form_year: int) -> None:
+    """The form year typed as the live table declares `form_year` (varchar(10) live, integer on a
+    fresh database): the value is assigned to the column, PostgreSQL converts it."""
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {c} ON COMMIT DROP AS SELECT t.{y} FROM {t} AS t WITH NO DATA").format(
+            c=sql.Identifier(CONSTANTS), y=sql.Identifier(target.FORM_YEAR), t=qualified(live.name)
+        )
+    )
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(CONSTANTS)), (str(form_year),))
 
 
 def _copy_fast(conn, source: files.Input, mapping: target.Mapping, encoding: str) -> int:
@@ -392,7 +404,7 @@ def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, for
         values.append(_extras_value(mapping))
     if form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in columns:
         columns.append(target.FORM_YEAR)
-        values.append(sql.Literal(str(form_year)))  # an untyped literal: the column's own type takes it
+        values.append(sql.SQL("(SELECT c.{} FROM {} AS c)").format(sql.Identifier(target.FORM_YEAR), sql.Identifier(CONSTANTS)))
     compared = [c for c in columns if c not in dataset.natural_key]
     if live.writable(target.SOURCE_IMPORT) and target.SOURCE_IMPORT not in columns:
         columns.append(target.SOURCE_IMPORT)
@@ -413,7 +425,7 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
     values = sql.SQL(
         "SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})"
     ).format(
-        sql.SQL(", ").join(sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.values, load.columns, strict=True)),
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.columns, load.values, strict=True)),
         sql.Identifier(STAGE),
         qualified(superseded),
         sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
@@ -461,13 +473,16 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
         WITH touched AS (
             SELECT DISTINCT {sidentity} FROM {stage} AS s
         ),
-        ranked AS (
-            SELECT f.ack_id, row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
-            FROM {live} f JOIN touched t ON {join}
-            WINDOW w AS (PARTITION BY {fidentity} ORDER BY {order})
+        losers AS MATERIALIZED (
+            SELECT ranked.ack_id, ranked.winner FROM (
+                SELECT f.ack_id, row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
+                FROM {live} f JOIN touched t ON {join}
+                WINDOW w AS (PARTITION BY {fidentity} ORDER BY {order})
+            ) AS ranked
+            WHERE ranked.rank > 1
         ),
         moved AS (
-            DELETE FROM {live} f USING ranked r WHERE f.ack_id = r.ack_id AND r.rank > 1
+            DELETE FROM {live} f USING losers r WHERE f.ack_id = r.ack_id
             RETURNING f.*, r.winner
         )
         INSERT INTO {superseded} ({kept}, superseded_by_ack_id, superseded_at)
@@ -494,15 +509,13 @@ def _link_schedule_a(conn, dataset: Dataset) -> None:
         live = target.inspect(conn, name)
         if live is None or not live.has("filing_id"):
             return
-    side = "a" if dataset.name == "F_SCH_A" else "f"
     conn.execute(
         sql.SQL(
-            "UPDATE {schedule} a SET filing_id = f.filing_id FROM {filings} f "
-            "WHERE a.ack_id = f.ack_id AND a.filing_id IS DISTINCT FROM f.filing_id "
-            "AND {side}.ack_id IN (SELECT s.ack_id FROM {stage} s)"
-        ).format(
-            schedule=qualified(schedule), filings=qualified(filings), side=sql.Identifier(side), stage=sql.Identifier(STAGE)
-        )
+            "WITH links AS MATERIALIZED (SELECT f.ack_id, f.filing_id FROM {filings} f "
+            "JOIN (SELECT DISTINCT s.ack_id FROM {stage} s) k ON k.ack_id = f.ack_id) "
+            "UPDATE {schedule} a SET filing_id = l.filing_id FROM links l "
+            "WHERE a.ack_id = l.ack_id AND a.filing_id IS DISTINCT FROM l.filing_id"
+        ).format(schedule=qualified(schedule), filings=qualified(filings), stage=sql.Identifier(STAGE))
     )
 
 
@@ -678,6 +691,8 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
             )
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE)))  # the upsert's joins plan on real counts
     with _timed(result, "upsert"):
+        if result.form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in mapping.loaded:
+            _constants(conn, live, result.form_year)
         load = _load(dataset, live, mapping, result.form_year, import_id)
         result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
         result.unchanged = good - result.inserted - result.updated - result.already_superseded
