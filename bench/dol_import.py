@@ -5,7 +5,9 @@
           RLS): checksum, typed COPY into staging, set-based validation, upsert, supersede, proof,
           ledger; then Great Expectations once for the run (`prove_run`, timed separately);
   copy    raw COPY of the same file into an all-text table of its header: the physical limit;
-  pandas  pandas.read_csv(dtype=str) + DataFrame.to_sql(method='multi', chunksize=...).
+  pandas  pandas.read_csv(dtype=str) + DataFrame.to_sql(method='multi', chunksize=...), on the
+          first --pandas-rows rows of each file (default 10,000: its full run takes hours at full
+          size), compared by throughput per row.
 
 Every method runs in a fresh child process, with the same timer scope: the timer starts after the
 Python imports and before the connection, and includes any DDL the method needs (COPY's text table,
@@ -78,7 +80,7 @@ def refreshed(path: Path, dataset: str) -> Path:
     return out
 
 
-def child(method: str, dsn: str, dataset: str, path: str, run_id: str) -> dict:
+def child(method: str, dsn: str, dataset: str, path: str, run_id: str, limit: int = 0) -> dict:
     """One method on one file, in a fresh process. Imports happen before the timer."""
     from psycopg import sql
 
@@ -120,7 +122,7 @@ def child(method: str, dsn: str, dataset: str, path: str, run_id: str) -> dict:
                 rows = cur.rowcount
     elif method == "pandas":
         engine = sqlalchemy.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"))
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=limit or None)
         frame.columns = [c.lower() for c in frame.columns]
         chunk = max(65_535 // len(frame.columns) - 1, 1)  # the protocol's limit of parameters per statement
         frame.to_sql(
@@ -138,9 +140,9 @@ def child(method: str, dsn: str, dataset: str, path: str, run_id: str) -> dict:
     return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb, **extra}
 
 
-def run_child(method: str, dsn: str, dataset: str = "", path: Path | str = "", run_id: str = "bench") -> dict:
+def run_child(method: str, dsn: str, dataset: str = "", path: Path | str = "", run_id: str = "bench", limit: int = 0) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", method, dsn, dataset, str(path), run_id],
+        [sys.executable, __file__, "--child", method, dsn, dataset, str(path), run_id, str(limit)],
         check=True,
         capture_output=True,
         text=True,
@@ -162,6 +164,9 @@ def fresh_database(server, name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fraction", type=float, default=float(os.environ.get("BENCH_FRACTION", "1.0")))
+    parser.add_argument(
+        "--pandas-rows", type=int, default=10_000, help="pandas loads the first N rows of each file (0: all); compared per row"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     server = embedded_pg.start(config.EMBEDDED_PG_DIR, config.EMBEDDED_PG_PORT)
@@ -176,14 +181,16 @@ def main() -> None:
         for dataset, path in paths.items():
             source = path if case == "fresh" else refreshed(path, dataset)
             for method in ("ours", "copy", "pandas"):
-                results[(case, dataset, method)] = run_child(method, dsn, dataset, source, f"bench-{case}")
+                limit = args.pandas_rows if method == "pandas" else 0
+                results[(case, dataset, method)] = run_child(method, dsn, dataset, source, f"bench-{case}", limit)
             r = results[(case, dataset, "ours")]
+            p = results[(case, dataset, "pandas")]
             print(f"{case:8}{dataset:10}{r['rows']:>9,} rows  ours {r['seconds']:6.2f}s  copy "
-                  f"{results[(case, dataset, 'copy')]['seconds']:6.2f}s  pandas {results[(case, dataset, 'pandas')]['seconds']:7.2f}s  "
+                  f"{results[(case, dataset, 'copy')]['seconds']:6.2f}s  pandas {p['rows']:,} rows {p['seconds']:7.2f}s  "
                   f"{r['timings']}  new {r['inserted']} changed {r['updated']} unchanged {r['unchanged']}", flush=True)
         results[(case, "all", "prove")] = run_child("prove", dsn, run_id=f"bench-{case}")
 
-    print("\n| case | file | rows | MB | ours, s | raw COPY, s | pandas, s | ours / COPY | ours / pandas | rows rewritten | peak MB ours / pandas |")
+    print("\n| case | file | rows | MB | ours, s | raw COPY, s | pandas, rows/s | ours / COPY | ours / pandas | rows rewritten | peak MB ours / pandas |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case in ("fresh", "refresh"):
         totals = {m: [0, 0.0] for m in ("ours", "copy", "pandas")}
@@ -197,14 +204,14 @@ def main() -> None:
             rewritten = r["ours"]["inserted"] + r["ours"]["updated"]
             print(
                 f"| {case} | {dataset} | {r['ours']['rows']:,} | {source.stat().st_size / 1e6:,.0f} | {r['ours']['seconds']:.2f} | "
-                f"{r['copy']['seconds']:.2f} | {r['pandas']['seconds']:.2f} | {rate['ours'] / rate['copy']:.2f} | "
+                f"{r['copy']['seconds']:.2f} | {rate['pandas']:,.0f} | {rate['ours'] / rate['copy']:.2f} | "
                 f"{rate['ours'] / rate['pandas']:.1f} | {rewritten:,} ({rewritten / max(r['ours']['rows'], 1):.1%}) | "
                 f"{r['ours']['peak_mb']:.0f} / {r['pandas']['peak_mb']:.0f} |"
             )
         rate = {m: rows / seconds for m, (rows, seconds) in totals.items()}
         print(
             f"| {case} | **all** | {totals['ours'][0]:,} | | {totals['ours'][1]:.2f} | {totals['copy'][1]:.2f} | "
-            f"{totals['pandas'][1]:.2f} | **{rate['ours'] / rate['copy']:.2f}** | **{rate['ours'] / rate['pandas']:.1f}** | | |"
+            f"{rate['pandas']:,.0f} | **{rate['ours'] / rate['copy']:.2f}** | **{rate['ours'] / rate['pandas']:.1f}** | | |"
         )
     for case in ("fresh", "refresh"):
         print(f"Great Expectations proof of the {case} run (once, 3 files): {results[(case, 'all', 'prove')]['seconds']:.1f} s")
@@ -216,6 +223,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])))
+        print(json.dumps(child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], int(sys.argv[7]))))
     else:
         main()
