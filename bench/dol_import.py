@@ -126,7 +126,13 @@ def child(method: str, dsn: str, dataset: str, path: str, run_id: str, limit: in
         frame.columns = [c.lower() for c in frame.columns]
         chunk = max(65_535 // len(frame.columns) - 1, 1)  # the protocol's limit of parameters per statement
         frame.to_sql(
-            f"pandas_{dataset.lower()}", engine, schema="public", if_exists="replace", index=False, method="multi", chunksize=chunk
+            f"pandas_{dataset.lower()}",
+            engine,
+            schema="public",
+            if_exists="replace",
+            index=False,
+            method="multi",
+            chunksize=chunk,
         )
         rows = len(frame)
         engine.dispose()
@@ -140,7 +146,9 @@ def child(method: str, dsn: str, dataset: str, path: str, run_id: str, limit: in
     return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb, **extra}
 
 
-def run_child(method: str, dsn: str, dataset: str = "", path: Path | str = "", run_id: str = "bench", limit: int = 0) -> dict:
+def run_child(
+    method: str, dsn: str, dataset: str = "", path: Path | str = "", run_id: str = "bench", limit: int = 0
+) -> dict:
     output = subprocess.run(
         [sys.executable, __file__, "--child", method, dsn, dataset, str(path), run_id, str(limit)],
         check=True,
@@ -165,7 +173,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fraction", type=float, default=float(os.environ.get("BENCH_FRACTION", "1.0")))
     parser.add_argument(
-        "--pandas-rows", type=int, default=10_000, help="pandas loads the first N rows of each file (0: all); compared per row"
+        "--pandas-rows",
+        type=int,
+        default=10_000,
+        help="pandas loads the first N rows of each file (0: all); compared per row",
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -185,21 +196,26 @@ def main() -> None:
                 results[(case, dataset, method)] = run_child(method, dsn, dataset, source, f"bench-{case}", limit)
             r = results[(case, dataset, "ours")]
             p = results[(case, dataset, "pandas")]
-            print(f"{case:8}{dataset:10}{r['rows']:>9,} rows  ours {r['seconds']:6.2f}s  copy "
-                  f"{results[(case, dataset, 'copy')]['seconds']:6.2f}s  pandas {p['rows']:,} rows {p['seconds']:7.2f}s  "
-                  f"{r['timings']}  new {r['inserted']} changed {r['updated']} unchanged {r['unchanged']}", flush=True)
+            print(
+                f"{case:8}{dataset:10}{r['rows']:>9,} rows  ours {r['seconds']:6.2f}s  copy "
+                f"{results[(case, dataset, 'copy')]['seconds']:6.2f}s  pandas {p['rows']:,} rows {p['seconds']:7.2f}s  "
+                f"{r['timings']}  new {r['inserted']} changed {r['updated']} unchanged {r['unchanged']}",
+                flush=True,
+            )
         results[(case, "all", "prove")] = run_child("prove", dsn, run_id=f"bench-{case}")
 
-    print("\n| case | file | rows | MB | ours, s | raw COPY, s | pandas, rows/s | ours / COPY | ours / pandas | rows rewritten | peak MB ours / pandas |")
+    print(
+        "\n| case | file | rows | MB | ours, s | raw COPY, s | pandas, rows/s | ours / COPY | ours / pandas | rows rewritten | peak MB ours / pandas |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for case in ("fresh", "refresh"):
         totals = {m: [0, 0.0] for m in ("ours", "copy", "pandas")}
         for dataset, path in paths.items():
             source = path if case == "fresh" else refreshed(path, dataset)
             r = {m: results[(case, dataset, m)] for m in ("ours", "copy", "pandas")}
-            for m in totals:
-                totals[m][0] += r[m]["rows"]
-                totals[m][1] += r[m]["seconds"]
+            for m, total in totals.items():
+                total[0] += r[m]["rows"]
+                total[1] += r[m]["seconds"]
             rate = {m: r[m]["rows"] / r[m]["seconds"] for m in r}
             rewritten = r["ours"]["inserted"] + r["ours"]["updated"]
             print(
@@ -214,7 +230,9 @@ def main() -> None:
             f"{rate['pandas']:,.0f} | **{rate['ours'] / rate['copy']:.2f}** | **{rate['ours'] / rate['pandas']:.1f}** | | |"
         )
     for case in ("fresh", "refresh"):
-        print(f"Great Expectations proof of the {case} run (once, 3 files): {results[(case, 'all', 'prove')]['seconds']:.1f} s")
+        print(
+            f"Great Expectations proof of the {case} run (once, 3 files): {results[(case, 'all', 'prove')]['seconds']:.1f} s"
+        )
     fresh = sum(results[("fresh", d, "ours")]["seconds"] for d in paths)
     refresh = sum(results[("refresh", d, "ours")]["seconds"] for d in paths)
     print(f"refresh / fresh time, ours: {refresh / fresh:.2f}")

@@ -130,9 +130,9 @@ LEDGER_FIELDS = (
 def _finish(conn, import_id: int, result: ImportResult, status: str) -> None:
     sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(f)) for f in LEDGER_FIELDS)
     conn.execute(
-        sql.SQL("UPDATE ple_ops.dol_import SET status = %s, {}, message = %s, finished_at = now() WHERE import_id = %s").format(
-            sets
-        ),
+        sql.SQL(
+            "UPDATE ple_ops.dol_import SET status = %s, {}, message = %s, finished_at = now() WHERE import_id = %s"
+        ).format(sets),
         (status, *(getattr(result, f) for f in LEDGER_FIELDS), result.message or None, import_id),
     )
 
@@ -201,9 +201,7 @@ def _refusal(exc: Exception, mapping: target.Mapping) -> str:
     return primary
 
 
-def _copy_careful(
-    conn, import_id: int, source: files.Input, mapping: target.Mapping, encoding: str
-) -> tuple[int, int]:
+def _copy_careful(conn, import_id: int, source: files.Input, mapping: target.Mapping, encoding: str) -> tuple[int, int]:
     """Record by record with Python's CSV reader, loaded in batches with COPY: a batch COPY
     refuses is split in halves until the refused records are alone; those, and records that are
     not CSV or have the wrong width, go to the errors table with their raw text.
@@ -290,18 +288,24 @@ def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping,
     for key in dataset.natural_key:
         if key != "ack_id":
             checks.append(
-                sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(sql.Identifier(key), sql.Literal(f"{key.upper()} missing"))
+                sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(
+                    sql.Identifier(key), sql.Literal(f"{key.upper()} missing")
+                )
             )
     for ein in dataset.ein_columns:
         if ein in by_name:
             checks.append(
                 sql.SQL("CASE WHEN s.{c} IS NOT NULL AND {t} !~ '^[0-9]{{9}}$' THEN {msg} END").format(
-                    c=sql.Identifier(by_name[ein]), t=_text(by_name[ein]), msg=sql.Literal(f"{ein.upper()} is not 9 digits")
+                    c=sql.Identifier(by_name[ein]),
+                    t=_text(by_name[ein]),
+                    msg=sql.Literal(f"{ein.upper()} is not 9 digits"),
                 )
             )
-    required = [
-        (c, c) for c in mapping.loaded if live.columns[c].not_null and not live.columns[c].has_default
-    ] + [(alias, source) for alias, source in mapping.aliases if live.columns[alias].not_null and not live.columns[alias].has_default]
+    required = [(c, c) for c in mapping.loaded if live.columns[c].not_null and not live.columns[c].has_default] + [
+        (alias, source)
+        for alias, source in mapping.aliases
+        if live.columns[alias].not_null and not live.columns[alias].has_default
+    ]
     for column, source in required:
         checks.append(
             sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(
@@ -314,8 +318,12 @@ def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping,
         # Late filings for earlier plan years are real (a 2019 dataset holds plan years of 2004 and
         # 2018), so the plan year is checked for its own shape.
         checks.append(
-            sql.SQL("CASE WHEN NOT (s.plan_year_end >= s.plan_year_begin AND s.plan_year_end - s.plan_year_begin < 372) THEN {msg} END").format(
-                msg=sql.Literal(f"plan year {dataset.begin_date.upper()}..{dataset.end_date.upper()} is not a plan year"),
+            sql.SQL(
+                "CASE WHEN NOT (s.plan_year_end >= s.plan_year_begin AND s.plan_year_end - s.plan_year_begin < 372) THEN {msg} END"
+            ).format(
+                msg=sql.Literal(
+                    f"plan year {dataset.begin_date.upper()}..{dataset.end_date.upper()} is not a plan year"
+                ),
             )
         )
     if begin and form_year:
@@ -348,7 +356,9 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
     by_name = _by_name(mapping)
     keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
     repeated = conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT FROM {} AS s GROUP BY {} HAVING count(*) > 1)").format(sql.Identifier(STAGE), keys)
+        sql.SQL("SELECT EXISTS (SELECT FROM {} AS s GROUP BY {} HAVING count(*) > 1)").format(
+            sql.Identifier(STAGE), keys
+        )
     ).fetchone()[0]
     # the window that marks repeated keys costs a sort; most files need none
     duplicate = (
@@ -360,7 +370,7 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
             SELECT c.record_no, c.reason FROM (
                 SELECT s.record_no, {problems} AS reason
                 FROM (SELECT s.*, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
-                      FROM {stage} AS s) AS s
+                      FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
             ) AS c
             WHERE c.reason IS NOT NULL
         ),
@@ -374,8 +384,12 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
         """
     ).format(
         problems=_problems(dataset, live, mapping, form_year),
-        begin=_date_of(live, mapping, by_name[dataset.begin_date]) if dataset.begin_date in by_name else sql.SQL("NULL::date"),
-        end=_date_of(live, mapping, by_name[dataset.end_date]) if dataset.end_date in by_name else sql.SQL("NULL::date"),
+        begin=_date_of(live, mapping, by_name[dataset.begin_date])
+        if dataset.begin_date in by_name
+        else sql.SQL("NULL::date"),
+        end=_date_of(live, mapping, by_name[dataset.end_date])
+        if dataset.end_date in by_name
+        else sql.SQL("NULL::date"),
         line=_csv_line(mapping),
         duplicate=duplicate,
         stage=sql.Identifier(STAGE),
@@ -395,7 +409,8 @@ def _extras_value(mapping: target.Mapping) -> sql.Composable:
     pairs = [sql.SQL("{}, s.{}").format(sql.Literal(name), sql.Identifier(column)) for name, column in mapping.extras]
     # jsonb_build_object takes at most 100 arguments: 50 pairs per call
     parts = [
-        sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(pairs[i : i + 50])) for i in range(0, len(pairs), 50)
+        sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(pairs[i : i + 50]))
+        for i in range(0, len(pairs), 50)
     ]
     return sql.SQL("nullif(jsonb_strip_nulls({}), '{{}}'::jsonb)").format(sql.SQL(" || ").join(parts))
 
@@ -420,7 +435,9 @@ def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, for
         values.append(_extras_value(mapping))
     if form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in columns:
         columns.append(target.FORM_YEAR)
-        values.append(sql.SQL("(SELECT c.{} FROM {} AS c)").format(sql.Identifier(target.FORM_YEAR), sql.Identifier(CONSTANTS)))
+        values.append(
+            sql.SQL("(SELECT c.{} FROM {} AS c)").format(sql.Identifier(target.FORM_YEAR), sql.Identifier(CONSTANTS))
+        )
     compared = [c for c in columns if c not in dataset.natural_key]
     if live.writable(target.SOURCE_IMPORT) and target.SOURCE_IMPORT not in columns:
         columns.append(target.SOURCE_IMPORT)
@@ -435,13 +452,11 @@ def managed_columns(live: target.LiveTable, form_year) -> set[str]:
 def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, load: Load) -> tuple[int, int, int]:
     """(inserted, updated, already superseded). Matched by the natural key; a row whose values
     did not change is not rewritten; a filing already superseded by an amendment stays there."""
-    key_match = sql.SQL(" AND ").join(
-        sql.SQL("t.{k} = v.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key
-    )
-    values = sql.SQL(
-        "SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})"
-    ).format(
-        sql.SQL(", ").join(sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.columns, load.values, strict=True)),
+    key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = v.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
+    values = sql.SQL("SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
+        sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.columns, load.values, strict=True)
+        ),
         sql.Identifier(STAGE),
         qualified(superseded),
         sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
@@ -455,7 +470,9 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
     if live.writable(target.UPDATED_AT) and target.UPDATED_AT not in load.columns:
         sets.append(sql.SQL("{} = now()").format(sql.Identifier(target.UPDATED_AT)))
     updated = conn.execute(
-        sql.SQL("UPDATE {live} AS t SET {sets} FROM ({values}) AS v WHERE {match} AND ({old}) IS DISTINCT FROM ({new})").format(
+        sql.SQL(
+            "UPDATE {live} AS t SET {sets} FROM ({values}) AS v WHERE {match} AND ({old}) IS DISTINCT FROM ({new})"
+        ).format(
             live=qualified(live.name),
             sets=sql.SQL(", ").join(sets),
             values=values,
@@ -465,7 +482,9 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
         )
     ).rowcount
     inserted = conn.execute(
-        sql.SQL("INSERT INTO {live} ({columns}) SELECT {vcolumns} FROM ({values}) AS v WHERE NOT EXISTS (SELECT 1 FROM {live} AS t WHERE {match})").format(
+        sql.SQL(
+            "INSERT INTO {live} ({columns}) SELECT {vcolumns} FROM ({values}) AS v WHERE NOT EXISTS (SELECT 1 FROM {live} AS t WHERE {match})"
+        ).format(
             live=qualified(live.name),
             columns=sql.SQL(", ").join(map(sql.Identifier, load.columns)),
             vcolumns=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in load.columns),
@@ -537,6 +556,7 @@ def _link_schedule_a(conn, dataset: Dataset) -> None:
 
 def _account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> tuple[int, int]:
     """(rows of the file in the live table, rows of the file only in the superseded table)."""
+
     def exists(table: str) -> sql.Composable:
         return sql.SQL("EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
             qualified(table),
@@ -732,7 +752,11 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
         f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged, "
         f"{result.error_rows} to the errors table, {result.superseded} superseded by amendments"
         + (f", {result.already_superseded} already superseded" if result.already_superseded else "")
-        + (f"; columns dropped (the table lacks them): {', '.join(result.dropped_columns)}" if result.dropped_columns else "")
+        + (
+            f"; columns dropped (the table lacks them): {', '.join(result.dropped_columns)}"
+            if result.dropped_columns
+            else ""
+        )
     )
     _finish(conn, import_id, result, "imported")
 
@@ -798,4 +822,3 @@ def prove_run(conn: psycopg.Connection, run_id: str) -> int:
     if failed:
         raise ExpectationFailed("DOL import run is not accounted for:\n" + "\n".join(r.describe() for r in failed))
     return files_in_run
-

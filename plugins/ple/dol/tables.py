@@ -111,4 +111,3 @@ def create_staging_table(dataset: Dataset) -> list[sql.Composed]:
             sql.Identifier(f"{table}_import_id"), staging
         ),
     ]
-

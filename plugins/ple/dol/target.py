@@ -152,7 +152,11 @@ def _plain(column: str) -> bool:
 def unfed_required(live: LiveTable, mapping: Mapping, managed: set[str]) -> list[str]:
     """NOT NULL columns without a default that nothing fills: an INSERT would fail on each row."""
     fed = set(mapping.loaded) | {a for a, _ in mapping.aliases} | managed
-    return [c.name for c in live.columns.values() if c.not_null and not c.has_default and not c.generated and c.name not in fed]
+    return [
+        c.name
+        for c in live.columns.values()
+        if c.not_null and not c.has_default and not c.generated and c.name not in fed
+    ]
 
 
 def layout_type(dataset: Dataset, header_name: str) -> str | None:
@@ -195,7 +199,9 @@ def check_rls(conn, live: LiveTable, commands: tuple[str, ...]) -> None:
     for command, role_name, privileged, rls_bypass, policies, allowing in rows:
         role = role_name
         if not privileged:
-            problems.append(f"role {role_name} has no {command} privilege on {live.name} (GRANT {command} ON {live.name} TO {role_name})")
+            problems.append(
+                f"role {role_name} has no {command} privilege on {live.name} (GRANT {command} ON {live.name} TO {role_name})"
+            )
         elif live.rls and not rls_bypass and not allowing:
             problems.append(
                 f"row-level security on {live.name} has no policy allowing {command} for role {role_name} "
@@ -212,6 +218,5 @@ def check_rls(conn, live: LiveTable, commands: tuple[str, ...]) -> None:
 def disabled_triggers(conn, tables: list[str]) -> list[str]:
     """Triggers on the DOL tables that are disabled: the guards must be enabled after every run."""
     return [
-        f"{t}.{name}"
-        for t, name in conn.execute(raw_template("dol/disabled_triggers"), {"tables": tables}).fetchall()
+        f"{t}.{name}" for t, name in conn.execute(raw_template("dol/disabled_triggers"), {"tables": tables}).fetchall()
     ]

@@ -103,12 +103,16 @@ def assert_accounted(conn, source: files.Input, result) -> None:
             (result.sha256,),
         ).fetchall()
     }
-    key_sql = "(ack_id)::text = %s" if len(KEY_OF[result.dataset]) == 1 else "(ack_id)::text = %s AND (form_id)::text = %s"
+    key_sql = (
+        "(ack_id)::text = %s" if len(KEY_OF[result.dataset]) == 1 else "(ack_id)::text = %s AND (form_id)::text = %s"
+    )
     for number, key in keys:
         live = conn.execute(f"SELECT count(*) FROM {table} WHERE {key_sql}", key).fetchone()[0]
         superseded = conn.execute(f"SELECT count(*) FROM {table}_superseded WHERE {key_sql}", key).fetchone()[0]
         places = live + superseded + (number in errors)
-        assert places == 1, f"{source.name} record {number} {key}: live {live}, superseded {superseded}, error {number in errors}"
+        assert places == 1, (
+            f"{source.name} record {number} {key}: live {live}, superseded {superseded}, error {number in errors}"
+        )
     assert result.data_rows == len(keys)
     assert result.live_rows + result.superseded_rows + result.error_rows == len(keys)
 
@@ -176,7 +180,9 @@ def run_acceptance(conn, samples, tmp_path, guarded: bool):
         assert set(before.values()) == {"O"}  # every guard enabled
         assert conn.execute("SELECT current_setting('dol.import_mode', true)").fetchone()[0] in (None, "")
         with pytest.raises(psycopg.errors.RaiseException, match="DOL_READONLY_VIOLATION"):
-            conn.execute("UPDATE dol.form_5500 SET plan_name = 'x' WHERE ack_id = (SELECT min(ack_id) FROM dol.form_5500)")
+            conn.execute(
+                "UPDATE dol.form_5500 SET plan_name = 'x' WHERE ack_id = (SELECT min(ack_id) FROM dol.form_5500)"
+            )
     return dict(results)
 
 
@@ -243,7 +249,9 @@ def test_a_header_the_table_lacks_is_reported_and_dropped_or_added_on_request(li
     added = importer.import_file(live, files.Input(path), "pytest", add_columns=True)
     assert added.added_columns == ["new_dol_field_2026"] and added.dropped_columns == []
     assert [tag for tag, _ in ddl_on(live, LIVE_TABLES)] == ["ALTER TABLE"]  # one statement, once
-    assert live.execute("SELECT new_dol_field_2026 FROM dol.form_5500 WHERE ack_id = %s", (rows[2][0],)).fetchone() == ("w2",)
+    assert live.execute("SELECT new_dol_field_2026 FROM dol.form_5500 WHERE ack_id = %s", (rows[2][0],)).fetchone() == (
+        "w2",
+    )
 
 
 def test_values_the_live_types_refuse_and_missing_not_null_aliases_go_to_the_errors_table(live, tmp_path):
@@ -290,13 +298,14 @@ def test_a_role_row_level_security_would_stop_is_refused_before_writing(live, li
     )
     live.execute("GRANT DELETE ON dol.form_5500 TO dol_loader")
     # the superseded table exists already (created by the owner), so the role needs no DDL
-    live.execute("CREATE TABLE dol.form_5500_superseded (LIKE dol.form_5500, superseded_by_ack_id text, superseded_at timestamptz)")
+    live.execute(
+        "CREATE TABLE dol.form_5500_superseded (LIKE dol.form_5500, superseded_by_ack_id text, superseded_at timestamptz)"
+    )
     live.execute("GRANT ALL ON dol.form_5500_superseded TO dol_loader")
     dsn = psycopg.conninfo.make_conninfo(live_db, user="dol_loader")
     source = files.Input(samples / "f_5500_2019_dbplans_slice.csv")
-    with psycopg.connect(dsn, autocommit=True) as loader:
-        with pytest.raises(BadInput) as refused:
-            importer.import_file(loader, source, "pytest")
+    with psycopg.connect(dsn, autocommit=True) as loader, pytest.raises(BadInput) as refused:
+        importer.import_file(loader, source, "pytest")
     message = str(refused.value)
     assert "dol_loader" in message and "DELETE" in message and "dol_form_5500_update" in message
     assert live.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0] == 0
