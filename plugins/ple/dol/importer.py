@@ -684,7 +684,8 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
                 f"{source.name}: {dataset.table} requires {', '.join(unfed)} (NOT NULL, no default) and nothing in the "
                 "file fills it; nothing was written"
             )
-        target.check_rls(conn, live, ("SELECT", "INSERT", "UPDATE", "DELETE"))
+        # DELETE: superseded filings move out of the live table
+        target.check_rls(conn, live, ("SELECT", "INSERT", "UPDATE") + (("DELETE",) if dataset.plan_identity else ()))
         if dataset.name in ("F_5500", "F_SCH_A"):
             schedule = target.inspect(conn, DATASETS["F_SCH_A"].table)
             if schedule is not None and schedule.has("filing_id"):

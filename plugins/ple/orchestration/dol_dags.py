@@ -92,8 +92,10 @@ def build_dol_import_dag(doc_md: str):
             emit(f"{len(inputs)} CSV inputs in {landing}")
             return [{"path": str(i.path), "member": i.member} for i in inputs]
 
+        # Files import side by side on both cores (files of one dataset take turns: an advisory lock).
         @task(
-            map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}"
+            map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}",
+            max_active_tis_per_dagrun=2,
         )
         def import_file(item: dict) -> dict:
             from ple.db import connect
