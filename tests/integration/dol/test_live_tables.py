@@ -204,6 +204,19 @@ def test_the_samples_import_into_the_live_tables_under_their_guards(live, sample
     ).fetchone() == (1400, 1400, 1400)
 
 
+def test_the_samples_import_into_the_production_twin(twin_db, samples, tmp_path):
+    """The whole production twin (the database as it stood on 2026-02-20, its DOL tables filled
+    with real rows, every guard on): the same acceptance."""
+    with psycopg.connect(twin_db, autocommit=True) as twin:
+        _ddl_counter(twin)
+        before = twin.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0]
+        results = run_acceptance(twin, samples, tmp_path, guarded=True)
+        f5500 = [r for r in results.values() if r.dataset == "F_5500"]
+        after = twin.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0]
+        moved = twin.execute("SELECT count(*) FROM dol.form_5500_superseded").fetchone()[0]
+        assert after + moved == before + sum(r.inserted for r in f5500)  # no row lost
+
+
 def test_the_samples_import_into_the_pre_plan_fixture(preplan, samples, tmp_path):
     run_acceptance(preplan, samples, tmp_path, guarded=False)
 
