@@ -276,6 +276,23 @@ def _date_of(live: target.LiveTable, mapping: target.Mapping, column: str) -> sq
     return _as_date(column)
 
 
+def _required(live: target.LiveTable, mapping: target.Mapping) -> list[tuple[str, str]]:
+    """(NOT NULL live column without a default, the staging column that fills it)."""
+    return [(c, c) for c in mapping.loaded if live.columns[c].not_null and not live.columns[c].has_default] + [
+        (alias, source)
+        for alias, source in mapping.aliases
+        if live.columns[alias].not_null and not live.columns[alias].has_default
+    ]
+
+
+def _checked_columns(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping) -> list[str]:
+    """The staging columns the validation reads: only these pass through its row-by-row pass."""
+    by_name = _by_name(mapping)
+    columns = [*dataset.natural_key, *(by_name[e] for e in dataset.ein_columns if e in by_name)]
+    columns += [source for _, source in _required(live, mapping)]
+    return list(dict.fromkeys(["record_no", *columns]))
+
+
 def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year: int | None):
     """One SQL expression naming everything wrong with a staged row (NULL when nothing is).
     Types were checked by COPY (as the live table declares them)."""
@@ -301,11 +318,7 @@ def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping,
                     msg=sql.Literal(f"{ein.upper()} is not 9 digits"),
                 )
             )
-    required = [(c, c) for c in mapping.loaded if live.columns[c].not_null and not live.columns[c].has_default] + [
-        (alias, source)
-        for alias, source in mapping.aliases
-        if live.columns[alias].not_null and not live.columns[alias].has_default
-    ]
+    required = _required(live, mapping)
     for column, source in required:
         checks.append(
             sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(
@@ -369,7 +382,7 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
         WITH checked AS MATERIALIZED (
             SELECT c.record_no, c.reason FROM (
                 SELECT s.record_no, {problems} AS reason
-                FROM (SELECT s.*, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
+                FROM (SELECT {checked}, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
                       FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
             ) AS c
             WHERE c.reason IS NOT NULL
@@ -384,6 +397,9 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
         """
     ).format(
         problems=_problems(dataset, live, mapping, form_year),
+        checked=sql.SQL(", ").join(
+            sql.SQL("s.{}").format(sql.Identifier(c)) for c in _checked_columns(dataset, live, mapping)
+        ),
         begin=_date_of(live, mapping, by_name[dataset.begin_date])
         if dataset.begin_date in by_name
         else sql.SQL("NULL::date"),
