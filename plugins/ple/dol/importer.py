@@ -50,6 +50,7 @@ COPY_REFUSALS = (
     psycopg.errors.UntranslatableCharacter,
 )
 STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the transaction, dropped at commit)
+BAD = "dol_stage_bad"  # record number and reason of the staged rows the validation refused
 CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
@@ -377,25 +378,18 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
     duplicate = (
         sql.SQL("s.record_no <> min(s.record_no) OVER (PARTITION BY {})").format(keys) if repeated else sql.SQL("false")
     )
-    statement = sql.SQL(
+    checked = sql.SQL(
         """
-        WITH checked AS MATERIALIZED (
-            SELECT c.record_no, c.reason FROM (
-                SELECT s.record_no, {problems} AS reason
-                FROM (SELECT {checked}, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
-                      FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
-            ) AS c
-            WHERE c.reason IS NOT NULL
-        ),
-        bad AS (
-            DELETE FROM {stage} AS t USING checked c
-            WHERE t.record_no = c.record_no
-            RETURNING t.*, c.reason
-        )
-        INSERT INTO ple_ops.dol_import_error (import_id, record_no, reason, raw_line)
-        SELECT %(import_id)s, s.record_no, s.reason, {line} FROM bad AS s
+        CREATE TEMPORARY TABLE {bad} ON COMMIT DROP AS
+        SELECT c.record_no, c.reason FROM (
+            SELECT s.record_no, {problems} AS reason
+            FROM (SELECT {checked}, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
+                  FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
+        ) AS c
+        WHERE c.reason IS NOT NULL
         """
     ).format(
+        bad=sql.Identifier(BAD),
         problems=_problems(dataset, live, mapping, form_year),
         checked=sql.SQL(", ").join(
             sql.SQL("s.{}").format(sql.Identifier(c)) for c in _checked_columns(dataset, live, mapping)
@@ -406,10 +400,20 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
         end=_date_of(live, mapping, by_name[dataset.end_date])
         if dataset.end_date in by_name
         else sql.SQL("NULL::date"),
-        line=_csv_line(mapping),
         duplicate=duplicate,
         stage=sql.Identifier(STAGE),
     )
+    if not conn.execute(checked).rowcount:
+        return 0  # the common case: one pass over the rows, nothing to move
+    statement = sql.SQL(
+        """
+        WITH bad AS (
+            DELETE FROM {stage} AS t USING {bad} AS b WHERE t.record_no = b.record_no RETURNING t.*, b.reason
+        )
+        INSERT INTO ple_ops.dol_import_error (import_id, record_no, reason, raw_line)
+        SELECT %(import_id)s, s.record_no, s.reason, {line} FROM bad AS s
+        """
+    ).format(stage=sql.Identifier(STAGE), bad=sql.Identifier(BAD), line=_csv_line(mapping))
     return conn.execute(statement, {"import_id": import_id}).rowcount
 
 
