@@ -31,6 +31,10 @@ AUDIT_SUCCESS_SUMMARY_VARIABLE = "ple_audit_success_summary"
 # The DOL import's landing folder defaults to this Variable, then to the project's sample folder.
 DOL_LANDING_DIR_VARIABLE = "dol_landing_dir"
 DOL_DEFAULT_LANDING_DIR = REPO_ROOT / "data" / "dol_landing"
+# The DOL tables' read-only guard triggers let writes through when this transaction setting holds
+# this value; the import sets it transaction-locally (set_config(..., true)) in each of its transactions.
+DOL_GUARD_SETTING = os.environ.get("PLE_DOL_GUARD_SETTING", "dol.import_mode")
+DOL_GUARD_VALUE = os.environ.get("PLE_DOL_GUARD_VALUE", "active")
 
 # The nightly audit's schedule can be changed without editing code.
 AUDIT_SCHEDULE_VARIABLE_ENV = "PLE_AUDIT_SCHEDULE"

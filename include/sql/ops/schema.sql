@@ -184,3 +184,11 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- DOL import accounting against the live tables (the import adopts tables it did not create):
+-- where the file's rows are after the import, and the headers the table lacks.
+ALTER TABLE ple_ops.dol_import
+    ADD COLUMN IF NOT EXISTS live_rows bigint,
+    ADD COLUMN IF NOT EXISTS superseded_rows bigint,
+    ADD COLUMN IF NOT EXISTS dropped_columns text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN IF NOT EXISTS added_columns text[] NOT NULL DEFAULT '{}';

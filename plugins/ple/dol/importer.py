@@ -1,35 +1,40 @@
-"""Import one DOL file into the DOL spoke, set-based, at the speed of COPY.
+"""Import one DOL file into the DOL table that exists, under its guards, at the speed of COPY.
 
 1. Register the file by the SHA-256 of its bytes; a file already imported is skipped (no-op).
-2. Stage: stream the bytes into the all-text staging table with COPY (fast path). When COPY
-   cannot take the file as it is (unknown columns, ragged rows, encoding trouble), the careful
-   path parses it record by record, keeps unknown columns as JSONB extras, and quarantines
-   unreadable records with their raw text.
-3. Validate set-based in SQL: ACK_ID present and 30 characters, EINs 9 digits, dates and
-   numbers parse, plan year consistent with the form year, natural key unique in the file. Bad
-   rows move to ple_ops.dol_import_error with the reason and the line; the good rows go on.
-4. Prove with Great Expectations that what remains is exactly the file's good rows and meets
-   the contract (the file's data rows = staged + quarantined).
-5. Upsert into the canonical table (typed casts; unchanged rows are not rewritten), move filings
-   an amendment replaced into <table>_superseded, link Schedule A rows to their filing, empty
-   this import's staging rows, record the counts. One transaction: all of it or none.
+2. Adopt the live table: its columns, types, NOT NULLs and defaults come from the catalog, and
+   the file's header is mapped onto them by name (aliases filled, headers the table lacks kept in
+   `extras` when it has that column, else reported and dropped). No DDL on an existing table
+   unless the caller asks for the file's new columns. A missing table (fresh database) is created.
+3. Check before writing that the role may write under row-level security.
+4. One transaction, with the read-only guard's bypass set transaction-locally:
+   - COPY the file straight into a typed temporary staging table shaped by the live table's
+     types (each value parsed once, by COPY). When COPY refuses the file, the careful path reads
+     it record by record and loads batches with COPY; a refused batch is split until the refused
+     records are isolated: they go to the errors table with COPY's reason and their raw text.
+   - Validate set-based in one statement (ACK_ID, EINs, plan year, NOT NULL columns, natural key
+     unique in the file): bad rows go to ple_ops.dol_import_error with the reason and the line.
+   - Upsert by the natural key (a row whose values did not change is not rewritten), move
+     filings an amendment replaced to <table>_superseded, link Schedule A to its filing.
+   - Prove: every data row is in the live table, the superseded table or the errors table.
+5. Great Expectations proves the run's accounting once per run (`prove_run`), not per file.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from ple.db import sqlalchemy_url, transaction
-from ple.dol import files, reader
-from ple.dol.layouts import DATASETS, Dataset, Field, header_map, union_fields
-from ple.dol.tables import all_ddl, record_sequence, superseded_table
+from ple import config
+from ple.db import sqlalchemy_url, transaction, with_lock_retry
+from ple.dol import files, reader, target
+from ple.dol.layouts import DATASETS, Dataset
+from ple.dol.tables import create_canonical_table, create_superseded_table, superseded_table
 from ple.errors import BadInput, ExpectationFailed
 from ple.ops import ensure_schema
 from ple.sqlutil import qualified
@@ -37,6 +42,16 @@ from ple.sqlutil import qualified
 log = logging.getLogger(__name__)
 
 PG_ENCODING = {"utf-8": "UTF8", "cp1252": "WIN1252", "latin-1": "LATIN1"}
+CAREFUL_BATCH = 5000
+COPY_REFUSALS = (
+    psycopg.errors.DataError,
+    psycopg.errors.BadCopyFileFormat,
+    psycopg.errors.CharacterNotInRepertoire,
+    psycopg.errors.UntranslatableCharacter,
+)
+STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the transaction, dropped at commit)
+BAD = "dol_stage_bad"  # record number and reason of the staged rows the validation refused
+CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
 @dataclass
@@ -55,7 +70,13 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     superseded: int = 0
-    unknown_columns: list[str] = field(default_factory=list)
+    already_superseded: int = 0
+    live_rows: int = 0  # the file's rows in the live table after the import
+    superseded_rows: int = 0  # the file's rows in the superseded table after the import
+    unknown_columns: list[str] = field(default_factory=list)  # headers the live table lacks
+    dropped_columns: list[str] = field(default_factory=list)  # of those, not loaded (no extras column)
+    added_columns: list[str] = field(default_factory=list)  # added on request (add_columns)
+    disabled_guards: list[str] = field(default_factory=list)
     bytes: int = 0
     message: str = ""
     seconds: float = 0.0
@@ -65,10 +86,22 @@ class ImportResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Guard:
+    """The read-only guard's bypass: a setting and the value that lets an import write."""
+
+    setting: str = config.DOL_GUARD_SETTING
+    value: str = config.DOL_GUARD_VALUE
+
+    def enter(self, conn) -> None:
+        # transaction-local (is_local = true): never leaks into a pooled session
+        conn.execute("SELECT set_config(%s, %s, true)", (self.setting, self.value))
+
+
 # ------------------------------------------------------------------------------------- ledger
 def _register(conn, source: files.Input, sha256: str, run_id: str) -> tuple[int, str | None]:
-    """(import_id, previous status). A failed or interrupted earlier attempt is reused and its
-    leftovers cleaned; a finished one is reported as such."""
+    """(import_id, previous status). A failed earlier attempt left nothing behind (one
+    transaction) and is reused; a finished one is reported as such."""
     with transaction(conn):
         row = conn.execute(
             "SELECT import_id, status FROM ple_ops.dol_import WHERE file_sha256 = %s FOR UPDATE", (sha256,)
@@ -85,52 +118,67 @@ def _register(conn, source: files.Input, sha256: str, run_id: str) -> tuple[int,
             "UPDATE ple_ops.dol_import SET status = 'staging', run_id = %s, file_name = %s, message = NULL, started_at = now() WHERE import_id = %s",
             (run_id, source.name, row[0]),
         )
-        conn.execute("DELETE FROM ple_ops.dol_import_error WHERE import_id = %s", (row[0],))
-        for dataset in DATASETS.values():
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (dataset.staging_table,)).fetchone()[0]:
-                conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)), (row[0],)
-                )
         return row[0], row[1]
 
 
+LEDGER_FIELDS = (
+    "dataset", "form_year", "encoding", "path", "bytes", "data_rows", "staged_rows", "error_rows", "inserted",
+    "updated", "unchanged", "superseded", "live_rows", "superseded_rows", "unknown_columns", "dropped_columns",
+    "added_columns",
+)  # fmt: skip
+
+
 def _finish(conn, import_id: int, result: ImportResult, status: str) -> None:
+    sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(f)) for f in LEDGER_FIELDS)
     conn.execute(
-        """
-        UPDATE ple_ops.dol_import SET status = %s, dataset = %s, form_year = %s, encoding = %s, path = %s, bytes = %s,
-            data_rows = %s, staged_rows = %s, error_rows = %s, inserted = %s, updated = %s, unchanged = %s,
-            superseded = %s, unknown_columns = %s, message = %s, finished_at = now()
-        WHERE import_id = %s
-        """,
-        (
-            status,
-            result.dataset,
-            result.form_year,
-            result.encoding,
-            result.path,
-            result.bytes,
-            result.data_rows,
-            result.staged_rows,
-            result.error_rows,
-            result.inserted,
-            result.updated,
-            result.unchanged,
-            result.superseded,
-            result.unknown_columns,
-            result.message or None,
-            import_id,
-        ),
+        sql.SQL(
+            "UPDATE ple_ops.dol_import SET status = %s, {}, message = %s, finished_at = now() WHERE import_id = %s"
+        ).format(sets),
+        (status, *(getattr(result, f) for f in LEDGER_FIELDS), result.message or None, import_id),
     )
 
 
 # ------------------------------------------------------------------------------------- staging
-def _copy_fast(conn, source: files.Input, dataset: Dataset, columns: list[str], encoding: str) -> int:
-    """Raw bytes into COPY: the server parses the CSV. Raises on anything COPY rejects."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, NULL '', ENCODING {})").format(
-        qualified(dataset.staging_table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.Literal(PG_ENCODING[encoding]),
+def _create_stage(conn, live: target.LiveTable, mapping: target.Mapping) -> None:
+    """The typed staging table: one column per header position, typed as the live table declares
+    it (taken from the table itself, WITH NO DATA: no type name is spliced into SQL), text for
+    headers the table lacks, and the record number. No constraints: COPY only parses."""
+    columns = [
+        sql.SQL("t.{}").format(sql.Identifier(c))
+        if c in mapping.loaded
+        else sql.SQL("NULL::text AS {}").format(sql.Identifier(c))
+        for c in mapping.staging
+    ]
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} AS t WITH NO DATA").format(
+            sql.Identifier(STAGE), sql.SQL(", ").join(columns), qualified(live.name)
+        )
     )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN record_no bigint GENERATED BY DEFAULT AS IDENTITY").format(
+            sql.Identifier(STAGE)
+        )
+    )
+
+
+def _constants(conn, live: target.LiveTable, form_year: int) -> None:
+    """The form year typed as the live table declares `form_year` (varchar(10) live, integer on a
+    fresh database): the value is assigned to the column, PostgreSQL converts it."""
+    conn.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {c} ON COMMIT DROP AS SELECT t.{y} FROM {t} AS t WITH NO DATA").format(
+            c=sql.Identifier(CONSTANTS), y=sql.Identifier(target.FORM_YEAR), t=qualified(live.name)
+        )
+    )
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(CONSTANTS)), (str(form_year),))
+
+
+def _copy_fast(conn, source: files.Input, mapping: target.Mapping, encoding: str) -> int:
+    """Raw bytes into COPY: the server parses the CSV and every value's type. Raises on anything
+    COPY refuses."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, mapping.staging))
+    statement = sql.SQL(
+        "COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, NULL '', FORCE_NULL ({}), ENCODING {}, FREEZE true)"
+    ).format(sql.Identifier(STAGE), columns, columns, sql.Literal(PG_ENCODING[encoding]))
     with conn.cursor() as cur, source.open() as handle:
         with cur.copy(statement) as copy:
             first = True
@@ -142,29 +190,56 @@ def _copy_fast(conn, source: files.Input, dataset: Dataset, columns: list[str], 
         return cur.rowcount
 
 
-def _copy_careful(
-    conn, import_id: int, source: files.Input, dataset: Dataset, header: list[str], encoding: str, base: int
-) -> tuple[int, int]:
-    """Record by record: good rows to staging (unknown columns as JSONB extras), unreadable
-    records to the errors table with their raw text. Returns (staged, quarantined)."""
-    mapped, _unknown = header_map(dataset.name, header)
-    known = [(i, c) for i, c in enumerate(mapped) if c is not None]
-    extra = [(i, header[i].strip()) for i, c in enumerate(mapped) if c is None]
-    columns = [c for _, c in known] + ["record_no", "extras"]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        qualified(dataset.staging_table), sql.SQL(", ").join(map(sql.Identifier, columns))
+COPY_COLUMN = re.compile(r"column (\w+)")
+
+
+def _refusal(exc: Exception, mapping: target.Mapping) -> str:
+    """COPY's reason for refusing one record, named by the file's header."""
+    primary = getattr(exc.diag, "message_primary", None) or str(exc).splitlines()[0]
+    match = COPY_COLUMN.search(getattr(exc.diag, "context", None) or "")
+    if match and match.group(1) in mapping.staging:
+        return f"{mapping.header[mapping.staging.index(match.group(1))]}: {primary}"
+    return primary
+
+
+def _copy_careful(conn, import_id: int, source: files.Input, mapping: target.Mapping, encoding: str) -> tuple[int, int]:
+    """Record by record with Python's CSV reader, loaded in batches with COPY: a batch COPY
+    refuses is split in halves until the refused records are alone; those, and records that are
+    not CSV or have the wrong width, go to the errors table with their raw text.
+    Returns (staged, quarantined)."""
+    statement = sql.SQL("COPY {} ({}, record_no) FROM STDIN").format(
+        sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, mapping.staging))
     )
     bad: list[tuple] = []
     staged = 0
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for record in reader.records(source, encoding, len(header)):
-            if record.fields is None:
-                bad.append((import_id, record.number, record.problem, record.raw))
-                continue
-            values = [record.fields[i] or None for i, _ in known]
-            extras = {name: record.fields[i] for i, name in extra if record.fields[i] != ""}
-            copy.write_row([*values, base + record.number, Jsonb(extras) if extras else None])
-            staged += 1
+
+    def load(batch: list[reader.Record]) -> None:
+        nonlocal staged
+        if not batch:
+            return
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+                for record in batch:
+                    copy.write_row([*(v if v != "" else None for v in record.fields), record.number])
+            staged += len(batch)
+        except COPY_REFUSALS as exc:
+            if len(batch) == 1:
+                bad.append((import_id, batch[0].number, _refusal(exc, mapping), batch[0].raw))
+                return
+            middle = len(batch) // 2
+            load(batch[:middle])
+            load(batch[middle:])
+
+    batch: list[reader.Record] = []
+    for record in reader.records(source, encoding, len(mapping.header)):
+        if record.fields is None:
+            bad.append((import_id, record.number, record.problem, record.raw))
+            continue
+        batch.append(record)
+        if len(batch) >= CAREFUL_BATCH:
+            load(batch)
+            batch = []
+    load(batch)
     if bad:
         with conn.cursor() as cur:
             cur.executemany(
@@ -175,58 +250,100 @@ def _copy_careful(
 
 
 # ------------------------------------------------------------------------------------- validation
-def _problems(dataset: Dataset, form_year: int | None) -> sql.Composable:
-    """One SQL expression naming everything wrong with a staged row (NULL when nothing is)."""
+def _by_name(mapping: target.Mapping) -> dict[str, str]:
+    """Staging column of each canonical (lower-case header) name."""
+    return {name.lower(): column for name, column in zip(mapping.header, mapping.staging, strict=True)}
+
+
+def _text(column: str) -> sql.Composable:
+    return sql.SQL("btrim(s.{}::text)").format(sql.Identifier(column))
+
+
+def _as_date(column: str) -> sql.Composable:
+    """The value as a date when it is a real calendar date in ISO form, else NULL: no exception,
+    no pg_input_is_valid (PostgreSQL 16+ only), so the same SQL runs on 15 to 18."""
+    x = _text(column)
+    return sql.SQL(
+        "CASE WHEN {x} ~ '^[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$' "
+        "AND (substr({x}, 9, 2) <= '28' OR date_part('month', (left({x}, 8) || '01')::date + (substr({x}, 9, 2)::int - 1)) "
+        "= substr({x}, 6, 2)::int) THEN {x}::date END"
+    ).format(x=x)
+
+
+def _date_of(live: target.LiveTable, mapping: target.Mapping, column: str) -> sql.Composable:
+    """A date column as a date: as it is when the live table types it `date`, else checked."""
+    if column in mapping.loaded and live.columns[column].type == "date":
+        return sql.SQL("s.{}").format(sql.Identifier(column))
+    return _as_date(column)
+
+
+def _required(live: target.LiveTable, mapping: target.Mapping) -> list[tuple[str, str]]:
+    """(NOT NULL live column without a default, the staging column that fills it)."""
+    return [(c, c) for c in mapping.loaded if live.columns[c].not_null and not live.columns[c].has_default] + [
+        (alias, source)
+        for alias, source in mapping.aliases
+        if live.columns[alias].not_null and not live.columns[alias].has_default
+    ]
+
+
+def _checked_columns(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping) -> list[str]:
+    """The staging columns the validation reads: only these pass through its row-by-row pass."""
+    by_name = _by_name(mapping)
+    columns = [*dataset.natural_key, *(by_name[e] for e in dataset.ein_columns if e in by_name)]
+    columns += [source for _, source in _required(live, mapping)]
+    return list(dict.fromkeys(["record_no", *columns]))
+
+
+def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year: int | None):
+    """One SQL expression naming everything wrong with a staged row (NULL when nothing is).
+    Types were checked by COPY (as the live table declares them)."""
+    by_name = _by_name(mapping)
     checks = [
         sql.SQL(
-            "CASE WHEN nullif(s.ack_id, '') IS NULL THEN 'ACK_ID missing' WHEN length(s.ack_id) <> 30 THEN 'ACK_ID is not 30 characters' END"
-        )
+            "CASE WHEN nullif({a}, '') IS NULL THEN 'ACK_ID missing' WHEN length({a}) <> 30 THEN 'ACK_ID is not 30 characters' END"
+        ).format(a=_text("ack_id"))
     ]
-    for ein in dataset.ein_columns:
-        checks.append(
-            sql.SQL("CASE WHEN nullif(s.{c}, '') IS NOT NULL AND s.{c} !~ '^[0-9]{{9}}$' THEN {msg} END").format(
-                c=sql.Identifier(ein), msg=sql.Literal(f"{ein.upper()} is not 9 digits")
-            )
-        )
-    for f in union_fields(dataset.name):
-        if f.sql_type in ("date", "timestamptz", "numeric", "integer"):
-            # A plain number is valid without asking the type's input function (the slow part).
-            plain = "s.{c} ~ '^ *-?[0-9]+ *$' OR " if f.sql_type in ("numeric", "integer") else ""
+    for key in dataset.natural_key:
+        if key != "ack_id":
             checks.append(
-                sql.SQL(
-                    "CASE WHEN s.{c} IS NULL OR "
-                    + plain
-                    + "s.{c} = '' OR pg_input_is_valid(s.{c}, {t}) THEN NULL ELSE {msg} END"
-                ).format(
-                    c=sql.Identifier(f.column),
-                    t=sql.Literal(f.sql_type),
-                    msg=sql.Literal(f"{f.name} is not a valid {f.sql_type}"),
+                sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(
+                    sql.Identifier(key), sql.Literal(f"{key.upper()} missing")
                 )
             )
-    if dataset.begin_date and dataset.end_date:
+    for ein in dataset.ein_columns:
+        if ein in by_name:
+            checks.append(
+                sql.SQL("CASE WHEN s.{c} IS NOT NULL AND {t} !~ '^[0-9]{{9}}$' THEN {msg} END").format(
+                    c=sql.Identifier(by_name[ein]),
+                    t=_text(by_name[ein]),
+                    msg=sql.Literal(f"{ein.upper()} is not 9 digits"),
+                )
+            )
+    required = _required(live, mapping)
+    for column, source in required:
+        checks.append(
+            sql.SQL("CASE WHEN s.{} IS NULL THEN {} END").format(
+                sql.Identifier(source),
+                sql.Literal(f"{source.upper()} missing ({live.name}.{column} is NOT NULL)"),
+            )
+        )
+    begin, end = by_name.get(dataset.begin_date or ""), by_name.get(dataset.end_date or "")
+    if begin and end:
         # Late filings for earlier plan years are real (a 2019 dataset holds plan years of 2004 and
-        # 2018), so the plan year is checked for its own shape, and a plan year beginning more than
-        # a year after the form year is impossible.
+        # 2018), so the plan year is checked for its own shape.
         checks.append(
             sql.SQL(
-                "CASE WHEN pg_input_is_valid(btrim(s.{b}), 'date') AND pg_input_is_valid(btrim(s.{e}), 'date') "
-                "AND NOT (btrim(s.{b})::date <= btrim(s.{e})::date AND btrim(s.{e})::date - btrim(s.{b})::date < 372) "
-                "THEN {msg} END"
+                "CASE WHEN NOT (s.plan_year_end >= s.plan_year_begin AND s.plan_year_end - s.plan_year_begin < 372) THEN {msg} END"
             ).format(
-                b=sql.Identifier(dataset.begin_date),
-                e=sql.Identifier(dataset.end_date),
                 msg=sql.Literal(
                     f"plan year {dataset.begin_date.upper()}..{dataset.end_date.upper()} is not a plan year"
                 ),
             )
         )
-    if form_year and dataset.begin_date:
+    if begin and form_year:
         checks.append(
-            sql.SQL(
-                "CASE WHEN pg_input_is_valid(btrim(s.{b}), 'date') AND extract(year FROM btrim(s.{b})::date) > {y} THEN {msg} END"
-            ).format(
-                b=sql.Identifier(dataset.begin_date),
-                y=sql.Literal(form_year + 1),  # short plan years of the next year are real (2020-01-01 in a 2019 file)
+            sql.SQL("CASE WHEN s.plan_year_begin >= make_date({y} + 1, 1, 1) THEN {msg} END").format(
+                y=sql.Literal(form_year + 1),  # short plan years of the next year are real
                 msg=sql.Literal(f"{dataset.begin_date.upper()} begins after form year {form_year} + 1"),
             )
         )
@@ -238,174 +355,239 @@ def _problems(dataset: Dataset, form_year: int | None) -> sql.Composable:
     return sql.SQL("nullif(concat_ws('; ', {}), '')").format(sql.SQL(", ").join(checks))
 
 
-def _csv_line(header_columns: list[str]) -> sql.Composable:
-    """The staged row as a CSV line in the file's column order (the raw line, as parsed)."""
+def _csv_line(mapping: target.Mapping) -> sql.Composable:
+    """The staged row as a CSV line in the file's column order (the record, as parsed)."""
     return sql.SQL(" || ',' || ").join(
         sql.SQL(
-            "CASE WHEN s.{c} ~ '[\",\\r\\n]' THEN '\"' || replace(s.{c}, '\"', '\"\"') || '\"' ELSE coalesce(s.{c}, '') END"
+            "CASE WHEN s.{c}::text ~ '[\",\\r\\n]' THEN '\"' || replace(s.{c}::text, '\"', '\"\"') || '\"' ELSE coalesce(s.{c}::text, '') END"
         ).format(c=sql.Identifier(c))
-        for c in header_columns
+        for c in mapping.staging
     )
 
 
-def _quarantine(
-    conn, import_id: int, dataset: Dataset, form_year: int | None, header_columns: list[str], base: int
-) -> int:
+def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
+    """One pass: every staged row's problems; the bad rows move to the errors table."""
+    by_name = _by_name(mapping)
     keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
     repeated = conn.execute(
-        sql.SQL("SELECT count(*) <> count(DISTINCT ({})) FROM {} AS s WHERE s.import_id = %s").format(
-            keys, qualified(dataset.staging_table)
-        ),
-        (import_id,),
+        sql.SQL("SELECT EXISTS (SELECT FROM {} AS s GROUP BY {} HAVING count(*) > 1)").format(
+            sql.Identifier(STAGE), keys
+        )
     ).fetchone()[0]
     # the window that marks repeated keys costs a sort; most files need none
     duplicate = (
         sql.SQL("s.record_no <> min(s.record_no) OVER (PARTITION BY {})").format(keys) if repeated else sql.SQL("false")
     )
+    checked = sql.SQL(
+        """
+        CREATE TEMPORARY TABLE {bad} ON COMMIT DROP AS
+        SELECT c.record_no, c.reason FROM (
+            SELECT s.record_no, {problems} AS reason
+            FROM (SELECT {checked}, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
+                  FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
+        ) AS c
+        WHERE c.reason IS NOT NULL
+        """
+    ).format(
+        bad=sql.Identifier(BAD),
+        problems=_problems(dataset, live, mapping, form_year),
+        checked=sql.SQL(", ").join(
+            sql.SQL("s.{}").format(sql.Identifier(c)) for c in _checked_columns(dataset, live, mapping)
+        ),
+        begin=_date_of(live, mapping, by_name[dataset.begin_date])
+        if dataset.begin_date in by_name
+        else sql.SQL("NULL::date"),
+        end=_date_of(live, mapping, by_name[dataset.end_date])
+        if dataset.end_date in by_name
+        else sql.SQL("NULL::date"),
+        duplicate=duplicate,
+        stage=sql.Identifier(STAGE),
+    )
+    if not conn.execute(checked).rowcount:
+        return 0  # the common case: one pass over the rows, nothing to move
     statement = sql.SQL(
         """
-        WITH checked AS (
-            SELECT s.row_ctid, {problems} AS reason
-            FROM (SELECT s.*, s.ctid AS row_ctid, {duplicate} AS duplicate
-                  FROM {staging} AS s WHERE s.import_id = %(import_id)s) AS s
-        ),
-        bad AS (
-            DELETE FROM {staging} AS t USING checked c
-            WHERE t.import_id = %(import_id)s AND t.ctid = c.row_ctid AND c.reason IS NOT NULL
-            RETURNING t.*, c.reason
+        WITH bad AS (
+            DELETE FROM {stage} AS t USING {bad} AS b WHERE t.record_no = b.record_no RETURNING t.*, b.reason
         )
         INSERT INTO ple_ops.dol_import_error (import_id, record_no, reason, raw_line)
-        SELECT %(import_id)s, s.record_no - %(base)s, s.reason, {line} FROM bad AS s
+        SELECT %(import_id)s, s.record_no, s.reason, {line} FROM bad AS s
         """
-    ).format(
-        problems=_problems(dataset, form_year),
-        line=_csv_line(header_columns) if header_columns else sql.SQL("NULL"),
-        duplicate=duplicate,
-        staging=qualified(dataset.staging_table),
-    )
-    return conn.execute(statement, {"import_id": import_id, "base": base}).rowcount
-
-
-def _expectations(conn, import_id: int, dataset: Dataset, staged: int, form_year: int | None) -> None:
-    """Great Expectations over this import's staged rows: the independent proof of the contract."""
-    from ple.expectations import TableSuite, validate
-
-    checked = sql.SQL(", ").join(map(sql.Identifier, dict.fromkeys([*dataset.natural_key, *dataset.ein_columns])))
-    in_order = sql.SQL("")
-    if dataset.begin_date and dataset.end_date:
-        # computed in SQL: GX's own column-pair expectation reads both columns into memory
-        in_order = sql.SQL(
-            ", CASE WHEN pg_input_is_valid({b}, 'date') AND pg_input_is_valid({e}, 'date') "
-            "THEN {b}::date <= {e}::date END AS plan_year_in_order"
-        ).format(b=sql.Identifier(dataset.begin_date), e=sql.Identifier(dataset.end_date))
-    # GX reads this import's rows through a view of the columns under test: a query asset makes GX
-    # fetch the query's rows into memory, a table asset (a view is one) keeps every metric in SQL.
-    view = f"ple_ops.dol_import_{import_id}_staged"
-    with transaction(conn):
-        conn.execute(
-            sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {}{} FROM {} WHERE import_id = {}").format(
-                qualified(view), checked, in_order, qualified(dataset.staging_table), sql.Literal(import_id)
-            )
-        )
-    suite = TableSuite(
-        table=view,
-        row_count=staged,
-        not_null=["ack_id"],
-        unique=[list(dataset.natural_key)],
-        matches_regex={"ack_id": "^.{30}$"} | {c: "^[0-9]{9}$" for c in dataset.ein_columns},
-        true_columns=["plan_year_in_order"] if dataset.begin_date and dataset.end_date else [],
-    )
-    try:
-        failed = [r for r in validate(sqlalchemy_url(conn), [suite], name=f"dol_import_{import_id}") if not r.success]
-    finally:
-        with transaction(conn):
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(qualified(view)))
-    if failed:
-        raise ExpectationFailed("staged rows break the DOL contract:\n" + "\n".join(r.describe() for r in failed))
-
-
-# ------------------------------------------------------------------------------------- upsert
-def _cast(f: Field) -> sql.Composable:
-    """Text to the canonical type (validated before). The input functions of numeric, integer,
-    date and timestamptz skip surrounding blanks themselves."""
-    if f.sql_type == "text":
-        return sql.SQL("s.{}").format(sql.Identifier(f.column))  # COPY (NULL '') already made empty fields NULL
-    return sql.SQL("nullif(s.{}, '')::{}").format(sql.Identifier(f.column), sql.SQL(f.sql_type))
-
-
-def _upsert(conn, import_id: int, dataset: Dataset, form_year: int | None) -> tuple[int, int]:
-    """(inserted, updated). A row whose every column already holds these values is not touched."""
-    fields = union_fields(dataset.name)
-    natural = set(dataset.natural_key)
-    columns = [f.column for f in fields] + ["form_year", "extras", "source_import_id"]
-    values = [_cast(f) for f in fields] + [sql.Literal(form_year), sql.SQL("s.extras"), sql.Literal(import_id)]
-    changing = [c for c in columns if c not in natural and c != "source_import_id"]
-    statement = sql.SQL(
-        "INSERT INTO {target} AS t ({columns}) SELECT {values} FROM {staging} AS s WHERE s.import_id = %(import_id)s "
-        "ON CONFLICT ({keys}) DO UPDATE SET {sets}, source_import_id = EXCLUDED.source_import_id, updated_at = now() "
-        "WHERE ({old}) IS DISTINCT FROM ({new}) "
-        "RETURNING (xmax = 0) AS inserted"
-    ).format(
-        target=qualified(dataset.table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(values),
-        staging=qualified(dataset.staging_table),
-        keys=sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key)),
-        sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in changing),
-        old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in changing),
-        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in changing),
-    )
-    counted = sql.SQL(
-        "WITH upserted AS ({}) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"
-    ).format(statement)
-    inserted, updated = conn.execute(counted, {"import_id": import_id}).fetchone()
-    return inserted, updated
-
-
-def _supersede(conn, import_id: int, dataset: Dataset) -> int:
-    """Amended filings replace their originals: for each plan and plan year this import touched,
-    the filing received last (then the greatest ACK_ID) stays; the others move, whole, to
-    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted."""
-    if not dataset.plan_identity:
-        return 0
-    identity = sql.SQL(", ").join(map(sql.Identifier, dataset.plan_identity))
-    statement = sql.SQL(
-        """
-        WITH touched AS (
-            SELECT DISTINCT {identity} FROM {target} WHERE source_import_id = %(import_id)s
-        ),
-        ranked AS (
-            SELECT f.{key} AS id, f.ack_id,
-                   row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
-            FROM {target} f JOIN touched USING ({identity})
-            WINDOW w AS (PARTITION BY {fidentity} ORDER BY f.date_received DESC NULLS LAST, f.ack_id DESC)
-        ),
-        moved AS (
-            DELETE FROM {target} f USING ranked r WHERE f.{key} = r.id AND r.rank > 1
-            RETURNING f.*, r.winner
-        )
-        INSERT INTO {superseded} SELECT moved.*, now() FROM moved
-        """
-    ).format(
-        identity=identity,
-        fidentity=sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in dataset.plan_identity),
-        target=qualified(dataset.table),
-        key=sql.Identifier(dataset.surrogate_key),
-        superseded=qualified(superseded_table(dataset)),
-    )
+    ).format(stage=sql.Identifier(STAGE), bad=sql.Identifier(BAD), line=_csv_line(mapping))
     return conn.execute(statement, {"import_id": import_id}).rowcount
 
 
-def _link_schedule_a(conn) -> None:
-    """Schedule A rows point at their filing, whichever of the two arrived first."""
-    if conn.execute("SELECT to_regclass('dol.schedule_a') IS NULL OR to_regclass('dol.form_5500') IS NULL").fetchone()[
-        0
-    ]:
-        return
-    conn.execute(
-        "UPDATE dol.schedule_a a SET filing_id = f.filing_id FROM dol.form_5500 f "
-        "WHERE a.ack_id = f.ack_id AND a.filing_id IS DISTINCT FROM f.filing_id"
+# ------------------------------------------------------------------------------------- upsert
+def _alias_value(alias: str, source: str) -> sql.Composable:
+    if alias == "covered_lives":  # a count in a TEXT(7) field: only what is a whole number
+        return sql.SQL("CASE WHEN {t} ~ '^[0-9]{{1,9}}$' THEN {t}::integer END").format(t=_text(source))
+    return sql.SQL("s.{}").format(sql.Identifier(source))
+
+
+def _extras_value(mapping: target.Mapping) -> sql.Composable:
+    """The headers the table lacks, as one JSONB object (NULL when all are empty)."""
+    pairs = [sql.SQL("{}, s.{}").format(sql.Literal(name), sql.Identifier(column)) for name, column in mapping.extras]
+    # jsonb_build_object takes at most 100 arguments: 50 pairs per call
+    parts = [
+        sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(pairs[i : i + 50]))
+        for i in range(0, len(pairs), 50)
+    ]
+    return sql.SQL("nullif(jsonb_strip_nulls({}), '{{}}'::jsonb)").format(sql.SQL(" || ").join(parts))
+
+
+@dataclass
+class Load:
+    """What the upsert writes: live column -> value over the staging row `s`."""
+
+    columns: list[str]
+    values: list[sql.Composable]
+    compared: list[str]  # the columns whose change makes an update (not the key, not bookkeeping)
+
+
+def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year, import_id) -> Load:
+    columns = list(mapping.loaded)
+    values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns]
+    for alias, source in mapping.aliases:
+        columns.append(alias)
+        values.append(_alias_value(alias, source))
+    if mapping.extras:
+        columns.append(target.EXTRAS)
+        values.append(_extras_value(mapping))
+    if form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in columns:
+        columns.append(target.FORM_YEAR)
+        values.append(
+            sql.SQL("(SELECT c.{} FROM {} AS c)").format(sql.Identifier(target.FORM_YEAR), sql.Identifier(CONSTANTS))
+        )
+    compared = [c for c in columns if c not in dataset.natural_key]
+    if live.writable(target.SOURCE_IMPORT) and target.SOURCE_IMPORT not in columns:
+        columns.append(target.SOURCE_IMPORT)
+        values.append(sql.Literal(import_id))
+    return Load(columns, values, compared)
+
+
+def managed_columns(live: target.LiveTable, form_year) -> set[str]:
+    return {c for c in (target.SOURCE_IMPORT,) + ((target.FORM_YEAR,) if form_year else ()) if live.writable(c)}
+
+
+def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, load: Load) -> tuple[int, int, int]:
+    """(inserted, updated, already superseded). Matched by the natural key; a row whose values
+    did not change is not rewritten; a filing already superseded by an amendment stays there."""
+    key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = v.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
+    values = sql.SQL("SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
+        sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.columns, load.values, strict=True)
+        ),
+        sql.Identifier(STAGE),
+        qualified(superseded),
+        sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
     )
+    already = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} AS v WHERE EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
+            sql.Identifier(STAGE), qualified(superseded), key_match
+        )
+    ).fetchone()[0]
+    sets = [sql.SQL("{c} = v.{c}").format(c=sql.Identifier(c)) for c in load.columns if c not in dataset.natural_key]
+    if live.writable(target.UPDATED_AT) and target.UPDATED_AT not in load.columns:
+        sets.append(sql.SQL("{} = now()").format(sql.Identifier(target.UPDATED_AT)))
+    updated = conn.execute(
+        sql.SQL(
+            "UPDATE {live} AS t SET {sets} FROM ({values}) AS v WHERE {match} AND ({old}) IS DISTINCT FROM ({new})"
+        ).format(
+            live=qualified(live.name),
+            sets=sql.SQL(", ").join(sets),
+            values=values,
+            match=key_match,
+            old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in load.compared),
+            new=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in load.compared),
+        )
+    ).rowcount
+    inserted = conn.execute(
+        sql.SQL(
+            "INSERT INTO {live} ({columns}) SELECT {vcolumns} FROM ({values}) AS v WHERE NOT EXISTS (SELECT 1 FROM {live} AS t WHERE {match})"
+        ).format(
+            live=qualified(live.name),
+            columns=sql.SQL(", ").join(map(sql.Identifier, load.columns)),
+            vcolumns=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in load.columns),
+            values=values,
+            match=key_match,
+        )
+    ).rowcount
+    return inserted, updated, already
+
+
+def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> int:
+    """Amended filings replace their originals: for each plan and plan year this file touched,
+    the filing received last (then the greatest ACK_ID) stays; the others move, whole, to
+    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted."""
+    if not dataset.plan_identity or not all(live.has(c) for c in dataset.plan_identity):
+        return 0
+    order = sql.SQL("f.date_received DESC NULLS LAST, f.ack_id DESC" if live.has("date_received") else "f.ack_id DESC")
+    kept = [c for c in live.columns if c in superseded.columns and c not in ("superseded_by_ack_id", "superseded_at")]
+    statement = sql.SQL(
+        """
+        WITH touched AS (
+            SELECT DISTINCT {sidentity} FROM {stage} AS s
+        ),
+        losers AS MATERIALIZED (
+            SELECT ranked.ack_id, ranked.winner FROM (
+                SELECT f.ack_id, row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
+                FROM {live} f JOIN touched t ON {join}
+                WINDOW w AS (PARTITION BY {fidentity} ORDER BY {order})
+            ) AS ranked
+            WHERE ranked.rank > 1
+        ),
+        moved AS (
+            DELETE FROM {live} f USING losers r WHERE f.ack_id = r.ack_id
+            RETURNING f.*, r.winner
+        )
+        INSERT INTO {superseded} ({kept}, superseded_by_ack_id, superseded_at)
+        SELECT {kept}, winner, now() FROM moved
+        """
+    ).format(
+        sidentity=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in dataset.plan_identity),
+        stage=sql.Identifier(STAGE),
+        live=qualified(live.name),
+        join=sql.SQL(" AND ").join(sql.SQL("f.{c} = t.{c}").format(c=sql.Identifier(c)) for c in dataset.plan_identity),
+        fidentity=sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in dataset.plan_identity),
+        order=order,
+        superseded=qualified(superseded.name),
+        kept=sql.SQL(", ").join(map(sql.Identifier, kept)),
+    )
+    return conn.execute(statement).rowcount
+
+
+def _link_schedule_a(conn, dataset: Dataset) -> None:
+    """Schedule A rows point at their filing, whichever of the two arrived first (only the rows
+    of this file's filings are looked at)."""
+    schedule, filings = DATASETS["F_SCH_A"].table, DATASETS["F_5500"].table
+    for name in (schedule, filings):
+        live = target.inspect(conn, name)
+        if live is None or not live.has("filing_id"):
+            return
+    conn.execute(
+        sql.SQL(
+            "WITH links AS MATERIALIZED (SELECT f.ack_id, f.filing_id FROM {filings} f "
+            "JOIN (SELECT DISTINCT s.ack_id FROM {stage} s) k ON k.ack_id = f.ack_id) "
+            "UPDATE {schedule} a SET filing_id = l.filing_id FROM links l "
+            "WHERE a.ack_id = l.ack_id AND a.filing_id IS DISTINCT FROM l.filing_id"
+        ).format(schedule=qualified(schedule), filings=qualified(filings), stage=sql.Identifier(STAGE))
+    )
+
+
+def _account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> tuple[int, int]:
+    """(rows of the file in the live table, rows of the file only in the superseded table)."""
+
+    def exists(table: str) -> sql.Composable:
+        return sql.SQL("EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
+            qualified(table),
+            sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
+        )
+
+    return conn.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE {l}), count(*) FILTER (WHERE NOT {l} AND {s}) FROM {stage} AS s").format(
+            l=exists(live.name), s=exists(superseded), stage=sql.Identifier(STAGE)
+        )
+    ).fetchone()
 
 
 # ------------------------------------------------------------------------------------- the import
@@ -414,7 +596,16 @@ def _lock(conn, dataset: Dataset) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ple.dol_import.{dataset.name}",))
 
 
-def import_file(conn: psycopg.Connection, source: files.Input, run_id: str = "cli") -> ImportResult:
+def import_file(
+    conn: psycopg.Connection,
+    source: files.Input,
+    run_id: str = "cli",
+    *,
+    guard: Guard | None = None,
+    add_columns: bool = False,
+) -> ImportResult:
+    """Import one input. `add_columns`: the explicit option that adds the columns a file has and
+    the live table lacks (one ALTER TABLE under a lock timeout) instead of dropping them."""
     started = time.monotonic()
     ensure_schema(conn)
     scanned = files.scan(source)
@@ -427,7 +618,7 @@ def import_file(conn: psycopg.Connection, source: files.Input, run_id: str = "cl
         return result
     result.timings["checksum"] = round(checksum_seconds, 3)
     try:
-        return _import(conn, source, import_id, scanned, result, started)
+        return _import(conn, source, import_id, scanned, result, started, guard or Guard(), add_columns)
     except Exception as exc:
         with transaction(conn):
             conn.execute(
@@ -444,9 +635,51 @@ def _timed(result: ImportResult, stage: str):
     result.timings[stage] = round(time.monotonic() - started, 3)
 
 
-def _import(
-    conn, source: files.Input, import_id: int, scanned: files.Scan, result: ImportResult, started: float
-) -> ImportResult:
+def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_columns: bool):
+    """The live table and the file's mapping onto it; creates the tables only on a database
+    that has none (fresh), and alters nothing unless `add_columns` asks for it."""
+    live = target.inspect(conn, dataset.table)
+    superseded_name = superseded_table(dataset)
+    if live is None:
+        with transaction(conn):
+            for statement in create_canonical_table(dataset):
+                conn.execute(statement)
+        live = target.inspect(conn, dataset.table)
+        log.info("%s did not exist: created from the layouts", dataset.table)
+    if target.inspect(conn, superseded_name) is None:
+        with transaction(conn):
+            for statement in create_superseded_table(dataset):
+                conn.execute(statement)
+        log.info("%s did not exist: created like %s", superseded_name, dataset.table)
+    mapping = target.map_header(dataset, live, header)
+    if mapping.missing and add_columns:
+
+        def alter() -> list[str]:
+            with transaction(conn, lock_timeout="2s"):
+                return target.add_columns(conn, dataset, live, mapping.missing, superseded_name)
+
+        result.added_columns = with_lock_retry(alter)
+        live = target.inspect(conn, dataset.table)
+        mapping = target.map_header(dataset, live, header)
+    superseded = target.inspect(conn, superseded_name)
+    lacking = [c for c in live.columns if c not in superseded.columns]
+    if lacking:
+        raise BadInput(
+            f"{superseded_name} lacks {', '.join(lacking)} of {dataset.table}: a superseded filing would lose them. "
+            f"Add the columns to {superseded_name} (or import with add_columns), then import again"
+        )
+    result.unknown_columns, result.dropped_columns = mapping.missing, mapping.dropped
+    if mapping.dropped:
+        log.warning(
+            "%s: %s has no column for %s and no extras column: dropped from the load (add_columns would add them)",
+            result.name,
+            dataset.table,
+            ", ".join(mapping.dropped),
+        )
+    return live, superseded, mapping
+
+
+def _import(conn, source, import_id, scanned, result, started, guard: Guard, add_columns: bool) -> ImportResult:
     with _timed(result, "inspect"):
         result.encoding = "utf-8" if scanned.utf8 else files.detect_encoding(source)
         header = files.read_header(source, result.encoding)
@@ -463,95 +696,150 @@ def _import(
             )
         dataset = DATASETS[dataset_name]
         result.dataset = dataset.name
-        mapped, result.unknown_columns = header_map(dataset.name, header)
-        header_columns = [c for c in mapped if c is not None]
         result.form_year = source.form_year_from_name()
-        with transaction(conn):
-            for statement in all_ddl(dataset):
-                conn.execute(statement)
-
-    with transaction(conn, statement_timeout="2h"):
-        _lock(conn, dataset)
-        conn.execute("SELECT set_config('ple.import_id', %s, true)", (str(import_id),))
-        base = conn.execute("SELECT nextval(%s::regclass)", (record_sequence(dataset),)).fetchone()[0]
-        with _timed(result, "stage"):
-            staged, quarantined = _stage(conn, import_id, source, dataset, header, header_columns, result, base)
-            result.data_rows = (
-                scanned.data_lines
-                if staged + quarantined == scanned.data_lines
-                else reader.count_records(source, result.encoding)
+        live, superseded, mapping = _adopt(conn, dataset, header, result, add_columns)
+        unfed = target.unfed_required(live, mapping, managed_columns(live, result.form_year or True))
+        if unfed:
+            raise BadInput(
+                f"{source.name}: {dataset.table} requires {', '.join(unfed)} (NOT NULL, no default) and nothing in the "
+                "file fills it; nothing was written"
             )
-        with _timed(result, "validate"):
-            if result.form_year is None:
-                result.form_year = _majority_year(conn, import_id, dataset)
-            quarantined += _quarantine(conn, import_id, dataset, result.form_year, header_columns, base)
-            result.staged_rows, result.error_rows = staged, quarantined
-            good = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)),
-                (import_id,),
-            ).fetchone()[0]
-            if good + quarantined != result.data_rows:
-                raise BadInput(
-                    f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
-                )
-            conn.execute(
-                "UPDATE ple_ops.dol_import SET status = 'staged', record_base = %s WHERE import_id = %s",
-                (base, import_id),
-            )
-
-    with _timed(result, "expectations"):
-        _expectations(conn, import_id, dataset, good, result.form_year)
-
-    with _timed(result, "upsert"), transaction(conn, statement_timeout="2h"):
-        _lock(conn, dataset)
-        result.inserted, result.updated = _upsert(conn, import_id, dataset, result.form_year)
-        result.unchanged = good - result.inserted - result.updated
-        result.superseded = _supersede(conn, import_id, dataset)
+        # DELETE: superseded filings move out of the live table
+        target.check_rls(conn, live, ("SELECT", "INSERT", "UPDATE") + (("DELETE",) if dataset.plan_identity else ()))
         if dataset.name in ("F_5500", "F_SCH_A"):
-            _link_schedule_a(conn)
-        conn.execute(
-            sql.SQL("DELETE FROM {} WHERE import_id = %s").format(qualified(dataset.staging_table)), (import_id,)
-        )
-        result.bytes = scanned.size
-        result.seconds = time.monotonic() - started
-        result.message = (
-            f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged, "
-            f"{result.error_rows} to the errors table, {result.superseded} superseded by amendments"
-        )
-        _finish(conn, import_id, result, "imported")
+            schedule = target.inspect(conn, DATASETS["F_SCH_A"].table)
+            if schedule is not None and schedule.has("filing_id"):
+                target.check_rls(conn, schedule, ("SELECT", "UPDATE"))
+
+    def work() -> ImportResult:
+        with transaction(conn, statement_timeout="2h"):
+            guard.enter(conn)
+            conn.execute("SELECT set_config('datestyle', 'ISO, MDY', true)")
+            _lock(conn, dataset)
+            _run(conn, source, import_id, scanned, result, dataset, live, superseded, mapping, started)
+        return result
+
+    result = with_lock_retry(work)
+    result.disabled_guards = target.disabled_triggers(conn, [d.table for d in DATASETS.values()])
+    if result.disabled_guards:
+        log.error("triggers on the DOL tables are disabled (not by this import): %s", ", ".join(result.disabled_guards))
     return result
 
 
-def _stage(conn, import_id, source, dataset, header, header_columns, result, base) -> tuple[int, int]:
-    """COPY the raw bytes (fast path); when COPY refuses the file as it is, the careful path.
-    Returns (rows staged, records quarantined while parsing)."""
-    if not result.unknown_columns:
-        try:
-            with conn.transaction():  # a savepoint: a COPY that fails falls back to the careful path
-                staged = _copy_fast(conn, source, dataset, header_columns, result.encoding)
-            result.path = "copy"
-            return staged, 0
-        except (
-            psycopg.errors.DataError,
-            psycopg.errors.BadCopyFileFormat,
-            psycopg.errors.CharacterNotInRepertoire,
-        ) as exc:
-            log.warning(
-                "%s: COPY refused the file as it is (%s); taking the careful path",
-                source.name,
-                str(exc).splitlines()[0],
+def _run(conn, source, import_id, scanned, result, dataset, live, superseded, mapping, started) -> None:
+    """Everything that writes, in the caller's one transaction: all of it or none."""
+    with _timed(result, "stage"):
+        staged, quarantined = _stage(conn, import_id, source, live, mapping, result)
+        result.data_rows = (
+            scanned.data_lines
+            if staged + quarantined == scanned.data_lines
+            else reader.count_records(source, result.encoding)
+        )
+    with _timed(result, "validate"):
+        if result.form_year is None:
+            result.form_year = _majority_year(conn, dataset, mapping)
+        quarantined += _quarantine(conn, import_id, dataset, live, mapping, result.form_year)
+        result.staged_rows, result.error_rows = staged, quarantined
+        good = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGE))).fetchone()[0]
+        if good + quarantined != result.data_rows:
+            raise BadInput(
+                f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
             )
+        # the upsert's joins plan on real counts; only the columns they join on (ANALYZE of every
+        # column of a 191-column table costs more than the whole upsert)
+        joined = dict.fromkeys([*dataset.natural_key, *(c for c in dataset.plan_identity if c in mapping.loaded)])
+        conn.execute(
+            sql.SQL("ANALYZE {} ({})").format(sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, joined)))
+        )
+    with _timed(result, "upsert"):
+        if result.form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in mapping.loaded:
+            _constants(conn, live, result.form_year)
+        load = _load(dataset, live, mapping, result.form_year, import_id)
+        result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
+        result.unchanged = good - result.inserted - result.updated - result.already_superseded
+        result.superseded = _supersede(conn, dataset, live, superseded)
+        if dataset.name in ("F_5500", "F_SCH_A"):
+            _link_schedule_a(conn, dataset)
+    with _timed(result, "prove"):
+        result.live_rows, result.superseded_rows = _account(conn, dataset, live, superseded.name)
+        if result.live_rows + result.superseded_rows != good:
+            raise BadInput(
+                f"{source.name}: {good} good rows, but {result.live_rows} are in {dataset.table} and "
+                f"{result.superseded_rows} in {superseded.name}: rolled back"
+            )
+    result.bytes = scanned.size
+    result.seconds = time.monotonic() - started
+    result.message = (
+        f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged, "
+        f"{result.error_rows} to the errors table, {result.superseded} superseded by amendments"
+        + (f", {result.already_superseded} already superseded" if result.already_superseded else "")
+        + (
+            f"; columns dropped (the table lacks them): {', '.join(result.dropped_columns)}"
+            if result.dropped_columns
+            else ""
+        )
+    )
+    _finish(conn, import_id, result, "imported")
+
+
+def _stage(conn, import_id, source, live, mapping, result) -> tuple[int, int]:
+    """COPY the raw bytes (fast path); when COPY refuses the file as it is, the careful path.
+    Returns (rows staged, records quarantined while parsing).
+
+    The staging table is created in the same savepoint as the fast COPY, so COPY can FREEZE the
+    rows (no hint-bit writes on the later scans); a refused COPY rolls both back."""
+    try:
+        with conn.transaction():
+            _create_stage(conn, live, mapping)
+            staged = _copy_fast(conn, source, mapping, result.encoding)
+        result.path = "copy"
+        return staged, 0
+    except COPY_REFUSALS as exc:
+        log.warning(
+            "%s: COPY refused the file as it is (%s); taking the careful path", source.name, str(exc).splitlines()[0]
+        )
     result.path = "careful"
-    return _copy_careful(conn, import_id, source, dataset, header, result.encoding, base)
+    _create_stage(conn, live, mapping)
+    return _copy_careful(conn, import_id, source, mapping, result.encoding)
 
 
-def _majority_year(conn, import_id: int, dataset: Dataset) -> int | None:
-    if not dataset.begin_date:
+def _majority_year(conn, dataset: Dataset, mapping: target.Mapping) -> int | None:
+    by_name = _by_name(mapping)
+    if dataset.begin_date not in by_name:
         return None
+    text = _text(by_name[dataset.begin_date])
     row = conn.execute(
-        sql.SQL(
-            "SELECT mode() WITHIN GROUP (ORDER BY left(btrim({c}), 4)) FROM {s} WHERE import_id = %s AND {c} ~ '^\\s*[0-9]{{4}}-'"
-        ).format(c=sql.Identifier(dataset.begin_date), s=qualified(dataset.staging_table)),
-        (import_id,),
+        sql.SQL("SELECT mode() WITHIN GROUP (ORDER BY left({t}, 4)) FROM {s} AS s WHERE {t} ~ '^[0-9]{{4}}-'").format(
+            t=text, s=sql.Identifier(STAGE)
+        )
     ).fetchone()
     return int(row[0]) if row and row[0] else None
+
+
+# ------------------------------------------------------------------------------------- the run's proof
+def prove_run(conn: psycopg.Connection, run_id: str) -> int:
+    """Great Expectations, started once per run: every file this run imported has every data row
+    accounted for (live + superseded + errors = data rows). Returns the number of files proved."""
+    from ple.expectations import TableSuite, validate
+
+    files_in_run = conn.execute(
+        "SELECT count(*) FROM ple_ops.dol_import WHERE run_id = %s AND status = 'imported'", (run_id,)
+    ).fetchone()[0]
+    if not files_in_run:
+        return 0
+    suite = TableSuite(
+        table="ple_ops.dol_import",
+        query=sql.SQL(
+            "SELECT import_id, data_rows = live_rows + superseded_rows + error_rows AS accounted "
+            "FROM ple_ops.dol_import WHERE status = 'imported' AND run_id = {}"
+        )
+        .format(sql.Literal(run_id))
+        .as_string(conn),
+        row_count=files_in_run,
+        not_null=["accounted"],
+        true_columns=["accounted"],
+    )
+    failed = [r for r in validate(sqlalchemy_url(conn), [suite], name="dol_import_run") if not r.success]
+    if failed:
+        raise ExpectationFailed("DOL import run is not accounted for:\n" + "\n".join(r.describe() for r in failed))
+    return files_in_run

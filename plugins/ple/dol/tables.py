@@ -1,8 +1,8 @@
 """DDL of the DOL spoke's canonical, superseded and staging tables, derived from the layouts.
 
-The fixture builder and the nightly import create the same tables from here, so the database the
-plan was written against and the tables the importer fills can never drift apart. Every statement
-is idempotent and additive: when DOL adds columns in a new plan year, the next import adds them.
+The fixture builder builds the pre-plan database from here; the nightly import creates the
+canonical and superseded tables from here only on a database that has none (a fresh one). A table
+that exists is adopted as it stands (`ple.dol.target`), never altered by a routine import.
 """
 
 from __future__ import annotations
@@ -62,35 +62,31 @@ def create_canonical_table(dataset: Dataset) -> list[sql.Composed]:
             sql.Identifier(f"{table}_natural_key"), sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
         )
     )
-    statements = [
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(qualified(dataset.table), sql.SQL(", ").join(parts))
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(split_qualified(dataset.table)[0])),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(qualified(dataset.table), sql.SQL(", ").join(parts)),
     ]
-    statements += [
-        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-            qualified(dataset.table), sql.Identifier(c), sql.SQL(t)
-        )
-        for c, t in canonical_columns(dataset)
-    ]
-    return statements
 
 
 def create_superseded_table(dataset: Dataset) -> list[sql.Composed]:
-    """Filings an amendment replaced move here, whole, with the ACK_ID that replaced them."""
+    """Filings an amendment replaced move here, whole, with the ACK_ID that replaced them: every
+    column of the live table as it stands (LIKE), indexed by the natural key (a re-imported
+    superseded filing is recognised, not duplicated)."""
     target = qualified(superseded_table(dataset))
+    table = split_qualified(superseded_table(dataset))[1]
     return [
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(target, qualified(dataset.table)),
-        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS superseded_by_ack_id text").format(target),
-        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS superseded_at timestamptz").format(target),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS, superseded_by_ack_id text, superseded_at timestamptz)"
+        ).format(target, qualified(dataset.table)),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{table}_natural_key"), target, sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
+        ),
     ]
 
 
 def create_staging_table(dataset: Dataset) -> list[sql.Composed]:
-    """All-text twin of the file: COPY never fails on a type, the casts happen set-based later.
-
-    `import_id` defaults from the importing transaction and `record_no` from a sequence, so a plain
-    COPY of the file's columns fills them. Rows a previous import left behind have import_id NULL
-    and are never touched.
-    """
+    """The all-text staging twin the pre-plan database has beside each canonical table (the plan
+    reorganizes them; the import stages in a temporary table of its own)."""
     staging = qualified(dataset.staging_table)
     sequence = qualified(record_sequence(dataset))
     parts = [sql.SQL("{} text").format(sql.Identifier(c)) for c in staging_columns(dataset)]
@@ -115,8 +111,3 @@ def create_staging_table(dataset: Dataset) -> list[sql.Composed]:
             sql.Identifier(f"{table}_import_id"), staging
         ),
     ]
-
-
-def all_ddl(dataset: Dataset) -> list[sql.Composed]:
-    schema = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(split_qualified(dataset.table)[0]))
-    return [schema, *create_canonical_table(dataset), *create_superseded_table(dataset), *create_staging_table(dataset)]

@@ -43,6 +43,28 @@ def build_dol_import_dag(doc_md: str):
                     description=f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
                     f"else {config.DOL_DEFAULT_LANDING_DIR}",
                 ),
+                "add_columns": Param(
+                    False,
+                    type="boolean",
+                    title="Add the columns a file has and the table lacks",
+                    description="off (default): such columns go to the row's extras if the table has that column, "
+                    "else they are reported and dropped from the load, and the import runs no DDL at all; on: one "
+                    "ALTER TABLE per table adds them (lock timeout 2 s), for this run only",
+                ),
+                "guard_setting": Param(
+                    config.DOL_GUARD_SETTING,
+                    type="string",
+                    pattern="^[a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*$",
+                    title="Read-only guard: setting",
+                    description="the transaction setting the DOL guard triggers read; set transaction-locally in "
+                    "each of the import's transactions",
+                ),
+                "guard_value": Param(
+                    config.DOL_GUARD_VALUE,
+                    type="string",
+                    title="Read-only guard: value",
+                    description="the value of the setting that lets an import write",
+                ),
                 "urls": Param(
                     [],
                     type="array",
@@ -70,17 +92,27 @@ def build_dol_import_dag(doc_md: str):
             emit(f"{len(inputs)} CSV inputs in {landing}")
             return [{"path": str(i.path), "member": i.member} for i in inputs]
 
+        # Files import side by side on both cores (files of one dataset take turns: an advisory lock).
         @task(
-            map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}"
+            map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}",
+            max_active_tis_per_dagrun=2,
         )
         def import_file(item: dict) -> dict:
             from ple.db import connect
             from ple.dol import files, importer
             from ple.reporting import emit
 
+            context = get_current_context()
+            params = context["params"]
             source = files.Input(Path(item["path"]), item["member"])
             with connect() as conn:
-                result = importer.import_file(conn, source, get_current_context()["run_id"])
+                result = importer.import_file(
+                    conn,
+                    source,
+                    context["run_id"],
+                    guard=importer.Guard(params["guard_setting"], params["guard_value"]),
+                    add_columns=params["add_columns"],
+                )
             emit(f"{result.name}: {result.status}. {result.message}")
             return result.as_dict()
 
@@ -97,6 +129,19 @@ def build_dol_import_dag(doc_md: str):
                 return {"table": DATASETS[name].table, "rows_changed": changed}
 
             return publish
+
+        @task(trigger_rule="all_done")
+        def prove(results: list[dict]) -> int:
+            """Great Expectations once for the whole run (not per file): every imported file has
+            every data row in the live table, the superseded table or the errors table."""
+            from ple.db import connect
+            from ple.dol import importer
+            from ple.reporting import emit
+
+            with connect() as conn:
+                proved = importer.prove_run(conn, get_current_context()["run_id"])
+            emit(f"every data row accounted for in {proved} imported files (Great Expectations)")
+            return proved
 
         @task(trigger_rule="all_done")
         def summary(results: list[dict]) -> None:
@@ -123,8 +168,9 @@ def build_dol_import_dag(doc_md: str):
             )
 
         results = import_file.expand(item=discover_files())
+        proof = prove(results)
         for name in DATASETS:
-            publisher(name)(results)
+            proof >> publisher(name)(results)
         summary(results)
 
     return dol_staging_import()
