@@ -33,8 +33,9 @@ as blocked the same way, in the preview first.
 
 **Undo** restores a run's rows last step first; a removed row whose key is taken again, or a
 changed row edited since the cleanup (its content no longer what the cleanup left), is reported
-and left alone, never skipped silently or overwritten. Tables without a primary key are matched
-by the content the cleanup left.
+and left alone, never skipped silently or overwritten. A changed row is found by the content the
+cleanup left (its md5), not by its key: the key may be what the cleanup changed, and a table may
+have none; a removed row of a table without a key is inserted back once.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ ARCHIVE_COLUMNS = (
     ("ctb_2c_archived_at", "timestamptz"),
     ("ctb_2c_ctid", "tid"),  # the row's id while the step held its lock
     ("ctb_2c_after", "text"),  # md5 of the row as the cleanup left it (updates): undo's edit check
-    ("ctb_2c_undo", "text"),  # restored / conflict / edited_since / missing
+    ("ctb_2c_undo", "text"),  # restored / conflict / edited_since
     ("ctb_2c_undone_at", "timestamptz"),
 )
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts" / "phase_2c"
@@ -563,12 +564,22 @@ def apply(
     results = {}
     for name in remaining:
         results[name] = with_lock_retry(
-            lambda name=name: _apply_step(conn, name, run_id, artifacts, lock_timeout, fingerprint, approved[name])
+            lambda name=name: apply_step(conn, name, run_id, artifacts, lock_timeout, fingerprint, approved[name])
         )
     return results
 
 
-def _apply_step(conn, name, run_id, artifacts, lock_timeout, fingerprint, approved) -> StepResult:
+def apply_step(
+    conn: psycopg.Connection,
+    name: str,
+    run_id: str,
+    artifacts: Path,
+    lock_timeout: str,
+    fingerprint: str | None,
+    approved: dict,
+) -> StepResult:
+    """One step in its own transaction, as `apply` runs it: the approval (`fingerprint`) is
+    checked again, the step runs, and its counts must equal the `approved` ones or it rolls back."""
     started, clock = datetime.now(UTC), time.monotonic()
     with transaction(conn, lock_timeout=lock_timeout, statement_timeout="1h"):
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (LOCK_KEY,))
@@ -631,7 +642,6 @@ class UndoReport:
 UNDO_OUTCOMES = {
     "conflict": "its key is taken again by a row added since the cleanup",
     "edited_since": "the row was edited (or removed) since the cleanup; the live version is kept",
-    "missing": "the row was removed since the cleanup",
 }
 
 
@@ -749,31 +759,8 @@ def _restore_changed(conn, archive, live, params) -> dict[str, int]:
     assignments = sql.SQL(", ").join(sql.SQL("{c} = a.{c}").format(c=sql.Identifier(c)) for c in columns)
     table, pending = qualified(archive.name), PENDING
     conn.execute(sql.SQL("UPDATE {} AS a SET ctb_2c_undo = NULL WHERE {}").format(table, pending), params)
-    if live.primary_key:
-        key = sql.SQL(" AND ").join(sql.SQL("l.{c} = a.{c}").format(c=sql.Identifier(c)) for c in live.primary_key)
-        missing = conn.execute(
-            sql.SQL(
-                "UPDATE {table} AS a SET ctb_2c_undo = 'missing' WHERE {pending} "
-                "AND NOT EXISTS (SELECT 1 FROM {live} l WHERE {key})"
-            ).format(table=table, pending=pending, live=qualified(live.name), key=key),
-            params,
-        ).rowcount
-        matched = sql.SQL("{} AND md5(l::text) = a.ctb_2c_after").format(key)
-        restored = conn.execute(
-            sql.SQL(
-                "WITH restored AS (UPDATE {live} AS l SET {assignments} FROM {table} AS a "
-                "WHERE {pending} AND a.ctb_2c_undo IS NULL AND {matched} RETURNING a.ctb_2c_id) "
-                "UPDATE {table} AS a SET ctb_2c_undo = 'restored', ctb_2c_undone_at = now() "
-                "WHERE a.ctb_2c_id IN (SELECT ctb_2c_id FROM restored)"
-            ).format(live=qualified(live.name), assignments=assignments, table=table, pending=pending, matched=matched),
-            params,
-        ).rowcount
-        return {
-            "restored": restored,
-            "missing": missing,
-            "edited_since": _mark_rest(conn, archive, params, "edited_since"),
-        }
-    # no key: the live row is the one whose content is what the cleanup left (pairs of equal rows matched in order)
+    # the live row is the one whose content is what the cleanup left (the cleanup may have changed
+    # its key, and a table may have none); equal rows are paired in order
     restored = conn.execute(
         sql.SQL(
             "WITH a AS (SELECT a.*, row_number() OVER (PARTITION BY a.ctb_2c_after ORDER BY a.ctb_2c_id) AS n "
