@@ -624,6 +624,7 @@ class UndoReport:
 
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     unresolved: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, key: str, outcome: str, rows: int) -> None:
         if rows:
@@ -668,6 +669,18 @@ def undo(conn: psycopg.Connection, run_id: str) -> UndoReport:
                     restore = _restore_removed if action == "delete" else _restore_changed
                     for outcome, rows in restore(conn, archive, live, params).items():
                         report.add(key, outcome, rows)
+                    triggers = [
+                        r[0]
+                        for r in conn.execute(
+                            raw_template("audit/row_triggers"), {"table": live.name, "event": "UPDATE"}
+                        )
+                        if "BEFORE" in r[0]
+                    ]
+                    if action == "update" and triggers and report.tables.get(key, {}).get("restored"):
+                        report.notes.append(
+                            f"{key}: the restore fired {', '.join(triggers)} (e.g. re-stamping updated_at); "
+                            f"the values from before the cleanup stay in {archive.name}"
+                        )
         for key, counts in report.tables.items():
             for outcome, rows in counts.items():
                 if outcome != "restored":
