@@ -374,17 +374,21 @@ def test_guards_block_a_step_before_it_writes_and_say_why(conn, tmp_path):
 
 def test_row_level_security_without_a_delete_policy_blocks_the_step(db, conn, tmp_path):
     inject_defects(conn)
-    conn.execute("CREATE ROLE ple_cleaner LOGIN")
+    role = f"ple_cleaner_{conn.info.dbname}"  # roles are cluster-wide: one per test database
+    conn.execute(f"CREATE ROLE {role} LOGIN")
     conn.execute("CREATE SCHEMA IF NOT EXISTS archive")
-    conn.execute("GRANT USAGE ON SCHEMA people, outreach, cl, archive TO ple_cleaner")
-    conn.execute("GRANT CREATE ON SCHEMA archive TO ple_cleaner")
-    conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA people, outreach, cl TO ple_cleaner")
+    conn.execute(f"GRANT USAGE ON SCHEMA people, outreach, cl, archive TO {role}")
+    conn.execute(f"GRANT CREATE ON SCHEMA archive TO {role}")
+    conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA people, outreach, cl TO {role}")
     conn.execute("ALTER TABLE people.company_slot ENABLE ROW LEVEL SECURITY")
     conn.execute("CREATE POLICY slot_read ON people.company_slot FOR SELECT USING (true)")
     conn.execute("CREATE POLICY slot_write ON people.company_slot FOR UPDATE USING (true)")
-    dsn = psycopg.conninfo.make_conninfo(db, user="ple_cleaner")
-    with psycopg.connect(dsn, autocommit=True) as cleaner:
-        shown = cleanup.preview(cleaner, steps=["remove_orphan_slots"])
+    try:
+        with psycopg.connect(psycopg.conninfo.make_conninfo(db, user=role), autocommit=True) as cleaner:
+            shown = cleanup.preview(cleaner, steps=["remove_orphan_slots"])
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
     assert (
         "row-level security on people.company_slot has no DELETE policy" in shown.results["remove_orphan_slots"].blocked
     )
