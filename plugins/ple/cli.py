@@ -132,19 +132,39 @@ def _cmd_revert(args) -> int:
 
 
 def _cmd_cleanup(args) -> int:
+    """plan: the rehearsal's counts and fingerprint; apply: the approved cleanup."""
     import uuid
 
     from ple.audit import cleanup
     from ple.db import connect
 
     run_id = args.run_id or f"cli__{uuid.uuid4().hex[:12]}"
+    apply = args.mode == "apply"
     with connect() as conn:
-        for step in cleanup.STEPS:
-            print(cleanup.run_step(conn, step, run_id, apply=args.mode == "apply").describe(args.mode == "apply"))
-    print(
-        f"run id {run_id}"
-        + ("; undo with: python -m ple.cli cleanup-undo --run-id " + run_id if args.mode == "apply" else "")
-    )
+        if apply:
+            results = cleanup.apply(conn, run_id)
+        else:
+            shown = cleanup.preview(conn)
+            results = shown.results
+    for result in results.values():
+        print(result.describe(apply))
+    if apply:
+        print(f"run id {run_id}; undo with: python -m ple.cli cleanup-undo --run-id {run_id}")
+    else:
+        print(f"preview {shown.fingerprint.describe()}; approve with {cleanup.APPROVE_HOW}")
+    return 0
+
+
+def _cmd_cleanup_approve(args) -> int:
+    from ple.audit import cleanup
+    from ple.db import connect
+
+    with connect() as conn:
+        shown = cleanup.preview(conn)
+        for result in shown.results.values():
+            print(result.describe(False))
+        approval_id = cleanup.approve(conn, shown, args.approver, via="cli", note=args.note)
+    print(f"APPROVED: {shown.fingerprint.describe()} by {args.approver} (approval {approval_id})")
     return 0
 
 
@@ -153,9 +173,12 @@ def _cmd_cleanup_undo(args) -> int:
     from ple.db import connect
 
     with connect() as conn:
-        for what, rows in cleanup.undo(conn, args.run_id).items():
-            print(f"restored {rows:,} rows ({what})")
-    return 0
+        report = cleanup.undo(conn, args.run_id)
+    for what, outcomes in report.tables.items():
+        print(f"{what}: " + ", ".join(f"{outcome} {rows:,}" for outcome, rows in outcomes.items()))
+    for line in report.unresolved:
+        print(f"NOT RESTORED: {line}", file=sys.stderr)
+    return 0 if report.complete else 1
 
 
 def _cmd_audit(_args) -> int:
@@ -165,6 +188,16 @@ def _cmd_audit(_args) -> int:
 
     with connect() as conn:
         print(table(list(compute(conn).items()), ("number", "value")))
+    return 0
+
+
+def _cmd_audit_accept(args) -> int:
+    from ple.audit import history
+    from ple.db import connect
+
+    with connect() as conn:
+        accepted = history.accept(conn, args.approver, args.run_id, via="cli", note=args.note)
+    print(f"ACCEPTED as the nightly audit's baseline: {accepted.describe()}")
     return 0
 
 
@@ -216,10 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     revert.add_argument("--run-id")
     revert.set_defaults(func=_cmd_revert)
 
-    cleanup = sub.add_parser("cleanup", help="the Phase 2C cleanup (plan: counts only; apply: archive then change)")
+    cleanup = sub.add_parser(
+        "cleanup", help="the Phase 2C cleanup (plan: a rolled-back rehearsal; apply: needs cleanup-approve)"
+    )
     cleanup.add_argument("--mode", choices=["plan", "apply"], default="plan")
     cleanup.add_argument("--run-id")
     cleanup.set_defaults(func=_cmd_cleanup)
+
+    cleanup_approve = sub.add_parser(
+        "cleanup-approve", help="preview the Phase 2C cleanup and approve exactly that preview (definition and counts)"
+    )
+    cleanup_approve.add_argument("--approver", required=True)
+    cleanup_approve.add_argument("--note")
+    cleanup_approve.set_defaults(func=_cmd_cleanup_approve)
 
     undo = sub.add_parser("cleanup-undo", help="put back every row a cleanup run changed or removed")
     undo.add_argument("--run-id", required=True)
@@ -227,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
 
     audit = sub.add_parser("audit", help="the Phase 2C audit numbers of the target database")
     audit.set_defaults(func=_cmd_audit)
+
+    accept = sub.add_parser(
+        "audit-accept", help="accept an audit run's numbers (default: the latest run) as the regression baseline"
+    )
+    accept.add_argument("--approver", required=True)
+    accept.add_argument("--run-id", help="the ctb_nightly_audit run to accept (default: the latest)")
+    accept.add_argument("--note")
+    accept.set_defaults(func=_cmd_audit_accept)
 
     demo = sub.add_parser("demo", help="the whole product on the embedded database (make demo)")
     demo.set_defaults(func=lambda _args: __import__("ple.demo", fromlist=["main"]).main())

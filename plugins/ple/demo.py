@@ -85,8 +85,9 @@ def main() -> int:
         outcomes = action_outcomes(conn)
     print("  latest outcome of every action step: " + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items()))
 
-    _banner("8. Phase 2C cleanup (ctb_phase_2c_data_quality): plan, then apply; audit before and after")
-    print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "plan"}'), only=("would touch",))
+    _banner("8. Phase 2C cleanup (ctb_phase_2c_data_quality): preview, approve that preview, apply")
+    print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "plan"}'), only=("would touch", "BLOCKED"))
+    cli(["cleanup-approve", "--approver", "make-demo", "--note", "approved by make demo"])
     print_reports(run_dag("ctb_phase_2c_data_quality", '{"mode": "apply"}'))
 
     _banner("9. nightly audit after the cleanup: thresholds and regressions checked by Great Expectations")

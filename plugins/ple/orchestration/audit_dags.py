@@ -22,7 +22,7 @@ def build_nightly_audit_dag(doc_md: str):
                     1.0,
                     type="number",
                     minimum=0,
-                    description="a number may grow this much (%) over the previous run before it fails",
+                    description="a number may grow this much (%) over the accepted baseline before it fails",
                 ),
                 "regression_margin_rows": Param(
                     0, type="integer", minimum=0, description="... or this many rows, whichever is more"
@@ -56,7 +56,8 @@ def build_nightly_audit_dag(doc_md: str):
 
         @task
         def check_thresholds(numbers: dict[str, int]) -> dict:
-            """The Great Expectations suite of thresholds and regressions; a breach fails at once."""
+            """The Great Expectations suite of thresholds and regressions against the accepted
+            baseline; a breach fails at once, and again every night until fixed or accepted."""
             from ple.audit import history
             from ple.db import connect
             from ple.errors import ThresholdBreached
@@ -66,14 +67,17 @@ def build_nightly_audit_dag(doc_md: str):
             context = get_current_context()
             params = context["params"]
             with connect() as conn:
+                accepted = history.baseline(conn)
                 bounds, breached = history.judge(
                     conn, context["run_id"], params["regression_margin_pct"], params["regression_margin_rows"]
                 )
+            emit("compared with the accepted baseline: " + (accepted.describe() if accepted else "none yet"))
             for bound in bounds:
                 emit(("BREACHED " if bound in breached else "ok       ") + bound.describe())
             if breached:
                 raise ThresholdBreached(
-                    f"{len(breached)} audit number(s) broke their threshold or regressed",
+                    f"{len(breached)} audit number(s) broke their threshold or regressed; this fails every night "
+                    f"until fixed, or until the new numbers are accepted with {history.ACCEPT_HOW}",
                     [b.describe() for b in breached],
                 )
             if (variable(config.AUDIT_SUCCESS_SUMMARY_VARIABLE) or "").lower() in ("1", "true", "yes"):
