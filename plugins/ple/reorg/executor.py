@@ -30,11 +30,10 @@ from ple.ops import ensure_schema
 from ple.reorg import ledger, lint
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.actions import module_for
-from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement, StepReport
+from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint
 
-ADVISORY_LOCK = "ple.ctb_reorganization"
 # Errors in the data or the SQL: a retry would fail the same way.
 PERMANENT_DB_ERRORS = (
     pg_errors.DataError,
@@ -69,7 +68,9 @@ class Executor:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
 
     def context(self, catalog: Catalog) -> Context:
-        return Context(self.conn, self.plan, self.run_id, self.settings, catalog)
+        return Context(
+            self.conn, self.plan, self.run_id, self.settings, catalog, self.fingerprint if self.applying else None
+        )
 
     def retrying(self, work):
         return with_lock_retry(work, attempts=self.settings.lock_retries)

@@ -221,6 +221,7 @@ def lint_live(
                 report.info.append(Finding("done", step.step_id, "already applied"))
                 continue
             _lint_pending(ctx, step, report)
+            report.errors += module_for(step).lint(ctx, step)
             if step.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD"):
                 moving += [a.source for a in step.actions]
         for action in phase.pending:

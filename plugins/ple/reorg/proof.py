@@ -70,3 +70,22 @@ def provenance_fingerprint(conn: psycopg.Connection, target: str, source: str) -
 
 def count(conn: psycopg.Connection, table: str) -> int:
     return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()[0]
+
+
+def stable_text(conn: psycopg.Connection) -> None:
+    """Fix, for the current transaction only (SET LOCAL semantics: pool-safe), every setting that
+    changes how a value prints: a hash of a row's text taken at merge time and again at verify or
+    revert time must not differ because two sessions had another TimeZone or DateStyle. Merges run
+    under it too, so a timestamp is read as UTC whatever the session's TimeZone."""
+    conn.execute(
+        "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true), "
+        "set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), "
+        "set_config('bytea_output', 'hex', true)"
+    )
+
+
+def row_hash(alias: str, columns: list[str]) -> sql.Composable:
+    """A 64-bit hash of a row's text over `columns` (in this order), for one row `alias`."""
+    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in columns)
+    )
