@@ -71,7 +71,6 @@ REORGANIZATION_PARAMS = {
     "lock_retries",
     "large_table_rows",
     "backfill_batch_pages",
-    "allow_concurrent_writes",
 }
 EXPECTED_PARAMS = {
     "ctb_phase_1a": REORGANIZATION_PARAMS,

@@ -74,10 +74,10 @@ class Context:
         hold(self.conn, self.approval)
 
 
-def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None) -> None:
+def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
     if fingerprint is not None:
-        approvals.require(conn, fingerprint)
+        approvals.require(conn, fingerprint, *([how] if how else []))
 
 
 @dataclass
