@@ -208,6 +208,7 @@ class Executor:
     def _run_ddl(self, statement) -> None:
         with self.transaction():
             self.lock_exclusive()
+            approval.require(self.conn, self.fingerprint)
             self.conn.execute(statement.query)
 
     def _provenance_index(self, target: str) -> None:

@@ -35,7 +35,7 @@ def test_phase_applies_proves_and_reapplies_as_a_no_op(conn, phase_id, kinds):
     reports = run_phase(ex, phase_id)
     step_reports = reports[1:-2]
     assert {r.status for r in step_reports} == {"applied"}
-    assert reports[-2].status == "applied"  # verify: checksums and expectations passed
+    assert reports[-2].status == "applied"  # verify: the tool's rows proven against the snapshot
     assert_nothing_lost(conn, before)
     state = end_state(conn)
 
