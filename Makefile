@@ -22,7 +22,7 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol bench-impact
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -31,7 +31,7 @@ help:
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
-	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
+	@echo "make bench-fixture / bench-reorg / bench-impact / bench-dol   the benchmarks (full size)"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -82,7 +82,10 @@ bench-fixture: db
 	$(BIN)/python bench/fixture_build.py --scale $(or $(BENCH_SCALE),1.0)
 
 bench-reorg: db
-	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --small-scale $(or $(BENCH_SMALL_SCALE),0.1)
+	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --repetitions $(or $(BENCH_REPETITIONS),3)
+
+bench-impact: db
+	$(BIN)/python bench/production_impact.py --scale $(or $(BENCH_SCALE),1.0)
 
 bench-dol: db
 	$(BIN)/python bench/dol_import.py --fraction $(or $(BENCH_FRACTION),1.0)

@@ -78,7 +78,7 @@ class Workload:
     def _run(self, number: int) -> None:
         names = {old: old for old in MOVED}
         rng = random.Random(number)
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+        with psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) as conn:
             while not self.stop.is_set():
                 for query, params in self._statements(conn, names):
                     started = time.perf_counter()

@@ -73,9 +73,17 @@ def _merge(conn, plan: Plan, action) -> list[tuple[sql.Composable, dict]]:
         for c in spec.relax_not_null
     ]
     source, target = _columns(conn, action.source), _columns(conn, action.target)
+    keys = [
+        r[0]
+        for r in conn.execute(
+            "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+            "WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p'",
+            (action.target,),
+        )
+    ]
     names, values, params = [sql.Identifier(disc)], [sql.Literal(action.value)], {}
-    for column, (column_type, _not_null, _has_default) in target.items():
-        if column == disc:
+    for column, (column_type, _not_null, has_default) in target.items():
+        if column == disc or (column in keys and has_default):  # a serial key numbers the new rows itself
             continue
         rule = spec.fill.get(column)
         value = None
@@ -103,14 +111,6 @@ def _merge(conn, plan: Plan, action) -> list[tuple[sql.Composable, dict]]:
             names.append(sql.Identifier(column))
             values.append(value)
     where = sql.SQL("")
-    keys = [
-        r[0]
-        for r in conn.execute(
-            "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
-            "WHERE c.conrelid = to_regclass(%s) AND c.contype = 'p'",
-            (action.target,),
-        )
-    ]
     if spec.on_key_conflict == "keep_target" and keys and all(k in source for k in keys):
         where = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} x WHERE {})").format(
             _ident(action.target),
