@@ -266,9 +266,9 @@ def _record(ctx: Context, step, way: str) -> None:
     )
 
 
-def _in_transaction(ctx: Context, statement: Statement, params: dict | None = None, before=None) -> int:
+def _in_transaction(ctx: Context, statement: Statement, params: dict | None = None, also=None) -> int:
     """One sub-step of the low-lock path: its own transaction, under the advisory lock and the
-    approval check like every apply transaction; `before` runs first in it (e.g. a record)."""
+    approval check like every apply transaction; `also` runs in it after the statement (a record)."""
 
     def work():
         with transaction(
@@ -278,8 +278,8 @@ def _in_transaction(ctx: Context, statement: Statement, params: dict | None = No
             rowcount = ctx.conn.execute(
                 statement.query, params if params is not None else (statement.params or None)
             ).rowcount
-            if before is not None:
-                before()
+            if also is not None:
+                also()
             return rowcount
 
     return with_lock_retry(work, attempts=ctx.settings.lock_retries)
@@ -317,7 +317,7 @@ def _apply_low_lock(ctx: Context, step, way: str) -> Outcome:
         add_check, validate, set_not_null, drop_check, index, primary_key = parts
     else:
         (column, sequence, default, backfill, add_check, validate, set_not_null, drop_check, index, primary_key) = parts
-        _in_transaction(ctx, column, before=lambda: _record(ctx, step, "create"))
+        _in_transaction(ctx, column, also=lambda: _record(ctx, step, "create"))
         for statement in (sequence, default):
             _in_transaction(ctx, statement)
         pages = ctx.conn.execute(
@@ -336,7 +336,7 @@ def _apply_low_lock(ctx: Context, step, way: str) -> Outcome:
         if not state["has_check"]:
             _in_transaction(ctx, add_check)
         _in_transaction(ctx, validate)
-        _in_transaction(ctx, set_not_null, before=record_not_null)
+        _in_transaction(ctx, set_not_null, also=record_not_null)
     _in_transaction(ctx, drop_check)
     if _state(ctx, step)["index_valid"] is False:
         ctx.conn.execute(
@@ -350,7 +350,7 @@ def _apply_low_lock(ctx: Context, step, way: str) -> Outcome:
         ctx.hold()
     ctx.conn.execute(index.query)
     if not _state(ctx, step)["has_pk"]:
-        _in_transaction(ctx, primary_key, before=(lambda: _record(ctx, step, "adopt")) if way == "adopt" else None)
+        _in_transaction(ctx, primary_key, also=(lambda: _record(ctx, step, "adopt")) if way == "adopt" else None)
     details = {"path": "low-lock", "column": way, "rows_backfilled": backfilled, "batches": batches, "pages": pages}
     return _proven(ctx, step, before, details)
 

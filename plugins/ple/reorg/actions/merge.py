@@ -258,30 +258,31 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
     )
 
 
-def _merge_set(
-    ctx: Context, relation: str, key_match, spec: MergeTarget, params: dict, *, negate: bool = False
-) -> tuple[int, int]:
-    """(rows, JSON checksum) of the rows of `relation` (the source, or its archive) that are merged
-    into the target, or with `negate` the rows whose key the target already had (kept in archive)."""
-    if key_match is None or spec.on_key_conflict != "keep_target":
-        where = sql.SQL("WHERE false") if negate else sql.SQL("")
-    else:
+def _merge_sets(
+    ctx: Context, relation: str, key_match, spec: MergeTarget, params: dict, *, checksums: bool = True
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """In one pass over `relation` (the source, or its archive): (rows, JSON checksum) of the rows
+    merged into the target, and of the rows whose key the target already had (kept in archive).
+    `to_jsonb(row)::text` is the expensive part: without `checksums` it is not computed."""
+    kept = sql.SQL("false")
+    if key_match is not None and spec.on_key_conflict == "keep_target":
         others = (
             sql.SQL("AND x.ctb_source_table IS DISTINCT FROM %(source_table)s")
             if ctx.catalog.get(spec.table).column("ctb_source_table")
             else sql.SQL("")
         )
-        where = sql.SQL("WHERE {} EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(
-            sql.SQL("") if negate else sql.SQL("NOT"), qualified(spec.table), key_match, others
-        )
+        kept = sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(qualified(spec.table), key_match, others)
+    digest = sql.SQL("hashtextextended(k.ctb_row::text, 0)::numeric" if checksums else "0")
     row = ctx.conn.execute(
         sql.SQL(
-            "SELECT count(*), coalesce(sum(hashtextextended(k.ctb_row::text, 0)::numeric), 0) "
-            "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {relation} AS s) AS k {where}"
-        ).format(key=source_key(ctx.catalog.get(relation)), relation=qualified(relation), where=where),
+            "SELECT count(*) FILTER (WHERE NOT d.kept), coalesce(sum(d.h) FILTER (WHERE NOT d.kept), 0), "
+            "count(*) FILTER (WHERE d.kept), coalesce(sum(d.h) FILTER (WHERE d.kept), 0) "
+            "FROM (SELECT {digest} AS h, {kept} AS kept "
+            "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {relation} AS s) AS k) AS d"
+        ).format(digest=digest, kept=kept, key=source_key(ctx.catalog.get(relation)), relation=qualified(relation)),
         params,
     ).fetchone()
-    return int(row[0]), int(row[1])
+    return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
 
 
 def prepare_target(ctx: Context, target_name: str) -> list[Statement]:
@@ -360,8 +361,7 @@ def preview(ctx: Context, step) -> dict:
     action = step.action
     spec, _, _ = _tables(ctx, action)
     _, plan, key_match = insert_statement(ctx, action)
-    merged, _ = _merge_set(ctx, action.source, key_match, spec, plan.params)
-    kept, _ = _merge_set(ctx, action.source, key_match, spec, plan.params, negate=True)
+    (merged, _), (kept, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params, checksums=False)
     return {
         "rows": merged + kept,
         "rows_to_merge": merged,
@@ -376,12 +376,11 @@ def apply(ctx: Context, step) -> Outcome:
     lock, insert, *_archive = statements(ctx, step)
     ctx.execute(lock)
     stable_text(ctx.conn)
-    refusals = lint(ctx, step)
+    refusals = _cast_findings(ctx, step)  # the rest of the lint ran in the preflight
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
     _, plan, key_match = insert_statement(ctx, action)
-    merge_rows, merge_checksum = _merge_set(ctx, action.source, key_match, spec, plan.params)
-    kept_rows, _ = _merge_set(ctx, action.source, key_match, spec, plan.params, negate=True)
+    (merge_rows, merge_checksum), (kept_rows, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params)
     if kept_rows and spec.on_key_conflict != "keep_target":
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
@@ -419,8 +418,8 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
     spec = ctx.plan.merge_targets[action.target]
     plan = mapping(action, spec, ctx.catalog.get(archived), ctx.catalog.get(action.target), ctx.catalog)
     key_match = target_key_match(spec, ctx.catalog.get(action.target), plan.fills)
-    total = _merge_set(ctx, archived, None, spec, plan.params)
-    kept = _merge_set(ctx, archived, key_match, spec, plan.params, negate=True)
+    merged_now, kept = _merge_sets(ctx, archived, key_match, spec, plan.params)
+    total = (merged_now[0] + kept[0], merged_now[1] + kept[1])
     merged = provenance_fingerprint(ctx.conn, action.target, action.source)
     if (merged[0] + kept[0], merged[1] + kept[1]) != total:
         return [
@@ -504,27 +503,7 @@ def lint(ctx: Context, step) -> list:
     if spec is None or source is None or target is None:
         return []
     plan = mapping(action, spec, source, target, ctx.catalog)
-    findings = relocate.lint(ctx, step)
-    if plan.lossy:
-        findings.append(Finding("lossy-cast", step.step_id, _lossy_message(action, plan)))
-    for source_column, target_column, limit in plan.narrowed:
-        too_long = ctx.conn.execute(
-            sql.SQL("SELECT count(*) FROM {} AS s WHERE length(s.{}::text) > %s").format(
-                qualified(action.source), sql.Identifier(source_column)
-            ),
-            (limit,),
-        ).fetchone()[0]
-        if too_long:
-            findings.append(
-                Finding(
-                    "lossy-cast",
-                    step.step_id,
-                    f"{too_long} values of {action.source}.{source_column} are longer than {action.target}."
-                    f"{target_column} allows ({limit}): the INSERT would fail half way. To store them cut to "
-                    f"{limit} characters (the full row stays in ctb_source_row), list {target_column} under "
-                    f"merge_targets.{action.target}.accept_lossy_casts with the reason; nothing was written",
-                )
-            )
+    findings = relocate.lint(ctx, step) + _cast_findings(ctx, step)
     key_match = target_key_match(spec, target, plan.fills)
     if key_match is None:
         return findings
@@ -559,4 +538,38 @@ def lint(ctx: Context, step) -> list:
                 "in the source (or merge into a target keyed otherwise); nothing was written",
             )
         )
+    return findings
+
+
+def _cast_findings(ctx: Context, step) -> list:
+    """Lossy casts (from the types) and values too long for their target column (counted)."""
+    from ple.reorg.lint import Finding
+
+    action = step.action
+    spec = ctx.plan.merge_targets.get(action.target)
+    source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
+    if spec is None or source is None or target is None:
+        return []
+    plan = mapping(action, spec, source, target, ctx.catalog)
+    findings = []
+    if plan.lossy:
+        findings.append(Finding("lossy-cast", step.step_id, _lossy_message(action, plan)))
+    for source_column, target_column, limit in plan.narrowed:
+        too_long = ctx.conn.execute(
+            sql.SQL("SELECT count(*) FROM {} AS s WHERE length(s.{}::text) > %s").format(
+                qualified(action.source), sql.Identifier(source_column)
+            ),
+            (limit,),
+        ).fetchone()[0]
+        if too_long:
+            findings.append(
+                Finding(
+                    "lossy-cast",
+                    step.step_id,
+                    f"{too_long} values of {action.source}.{source_column} are longer than {action.target}."
+                    f"{target_column} allows ({limit}): the INSERT would fail half way. To store them cut to "
+                    f"{limit} characters (the full row stays in ctb_source_row), list {target_column} under "
+                    f"merge_targets.{action.target}.accept_lossy_casts with the reason; nothing was written",
+                )
+            )
     return findings

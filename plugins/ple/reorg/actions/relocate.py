@@ -125,9 +125,22 @@ def relocations(plan, step) -> list[tuple[str, str]]:
     return []
 
 
+# (catalog read, {(source, target): names}): the names depend only on the catalog, and the lint
+# asks for every earlier relocation of the plan at each step.
+_NAMES: list = [None, {}]
+
+
 def _created_names(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> set[str]:
     """Qualified names a pending relocation would bring into the target schema: the table, and its
     indexes and sequences (renamed with the table where their names start with its name)."""
+    if _NAMES[0] is not catalog:
+        _NAMES[:] = [catalog, {}]
+    if (source, target) not in _NAMES[1]:
+        _NAMES[1][(source, target)] = _names_now(conn, catalog, source, target)
+    return _NAMES[1][(source, target)]
+
+
+def _names_now(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> set[str]:
     info = catalog.get(source)
     if info is None or catalog.exists(target):
         return set()
