@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from ple.catalog import TableInfo
+from ple.catalog import TableInfo, read_catalog
+from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import tool_changes
 from ple.reorg.actions import relocate
@@ -242,16 +243,49 @@ def preview(ctx: Context, step) -> dict:
     }
 
 
+def transactional(ctx: Context, step) -> bool:
+    """Two transactions: adding the columns needs ACCESS EXCLUSIVE on the canonical table, which
+    would block its readers for as long as the fold takes if held to the end; alone, it is
+    metadata only and over at once. The fold then blocks only writers (SHARE ROW EXCLUSIVE)."""
+    return False
+
+
+def _transaction(ctx: Context, work):
+    def attempt():
+        with transaction(
+            ctx.conn, lock_timeout=ctx.settings.lock_timeout, statement_timeout=ctx.settings.statement_timeout
+        ):
+            ctx.hold()
+            return work()
+
+    return with_lock_retry(attempt, attempts=ctx.settings.lock_retries)
+
+
 def apply(ctx: Context, step) -> Outcome:
+    """The executor calls this outside a transaction (see `transactional`)."""
+
+    def add_columns() -> None:
+        for statement in add_column_statements(ctx, step):
+            ctx.execute(statement)
+        for name in [n for a in step.actions for n in new_column_names(a)]:
+            tool_changes.record(
+                ctx.conn, step.target, name, tool_changes.CREATED_COLUMN, step_id=step.step_id, run_id=ctx.run_id
+            )
+
+    def fold() -> Outcome:
+        ctx.catalog = read_catalog(ctx.conn)
+        if check(ctx, step) == State.DONE:
+            return Outcome(step, "already_done")
+        return _fold(ctx, step)
+
+    _transaction(ctx, add_columns)
+    return _transaction(ctx, fold)
+
+
+def _fold(ctx: Context, step) -> Outcome:
     for lock in _locks(step):
         ctx.execute(lock)
     counts = side_counts(ctx, step)
-    for statement in add_column_statements(ctx, step):
-        ctx.execute(statement)
-    for name in [n for a in step.actions for n in new_column_names(a)]:
-        tool_changes.record(
-            ctx.conn, step.target, name, tool_changes.CREATED_COLUMN, step_id=step.step_id, run_id=ctx.run_id
-        )
     expected = _rows_named(ctx, step)
     updated = ctx.execute(update_statement(ctx, step)).rowcount
     if updated != expected:
@@ -381,9 +415,9 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
 def revert(ctx: Context, step) -> Outcome:
     """Put the side tables back; drop a folded column only if the tool created it and every value
     in it is still what the side tables give (so nothing is lost: the side rows are the values)."""
-    if check(ctx, step) == State.PENDING:
-        return Outcome(step, "already_done")
     target = ctx.catalog.get(step.target)
+    if check(ctx, step) == State.PENDING:
+        return _drop_empty_columns(ctx, step, target)
     differing = differences(ctx, step, archived=True, whole_table=True)
     dropped, kept, notes = [], [], []
     for action in step.actions:
@@ -408,3 +442,25 @@ def revert(ctx: Context, step) -> Outcome:
     for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, ctx.plan.archive_name(action.source), action.source)
     return Outcome(step, "reverted", details={"dropped_columns": dropped, "kept_columns": kept}, notes=notes)
+
+
+def _drop_empty_columns(ctx: Context, step, target) -> Outcome:
+    """The fold stopped after adding its columns: drop those the tool created that hold nothing."""
+    dropped = []
+    for name in [n for a in step.actions for n in new_column_names(a)]:
+        if target.column(name) is None or not tool_changes.recorded(
+            ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN
+        ):
+            continue
+        filled = ctx.conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
+                qualified(step.target), sql.Identifier(name)
+            )
+        ).fetchone()[0]
+        if not filled:
+            ctx.conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(qualified(step.target), sql.Identifier(name))
+            )
+            tool_changes.forget(ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN)
+            dropped.append(name)
+    return Outcome(step, "reverted" if dropped else "already_done", details={"dropped_columns": dropped})
