@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -35,7 +35,7 @@ help:
 	@echo "make cleanup-approve APPROVER=<name>   preview the Phase 2C cleanup and approve exactly that preview"
 	@echo "make audit-accept APPROVER=<name> [RUN_ID=<run>]   accept an audit run as the regression baseline"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
-	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
+	@echo "make bench-fixture / bench-reorg / bench-impact / bench-dol   the benchmarks (full size)"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -105,7 +105,10 @@ bench-fixture: db
 	$(BIN)/python bench/fixture_build.py --scale $(or $(BENCH_SCALE),1.0)
 
 bench-reorg: db
-	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --small-scale $(or $(BENCH_SMALL_SCALE),0.1)
+	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --repetitions $(or $(BENCH_REPETITIONS),3)
+
+bench-impact: db
+	$(BIN)/python bench/production_impact.py --scale $(or $(BENCH_SCALE),1.0)
 
 bench-dol: db
 	$(BIN)/python bench/dol_import.py --fraction $(or $(BENCH_FRACTION),1.0)

@@ -53,6 +53,12 @@ def approve(conn, plan=None) -> None:
     approval.approve(conn, approval.reorganization((plan or plan_module.load()).sha256), "pytest", via="test")
 
 
+def approve_revert(conn, phase_id: str, plan=None) -> None:
+    from ple.reorg.revert import approve as approve_revert_of
+
+    approve_revert_of(conn, (plan or plan_module.load()).sha256, phase_id, "pytest", via="test")
+
+
 def run_phase(ex: Executor, phase_id: str) -> list:
     reports = [ex.preflight(phase_id)]
     reports += [ex.run_step(step.step_id) for step in ex.plan.phase(phase_id).steps]

@@ -89,6 +89,11 @@ def _cmd_approve(args) -> int:
 
     plan = load()
     fingerprint = approval.reorganization(plan.sha256)
+    if args.revert:
+        from ple.reorg.revert import revert_fingerprint
+
+        plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
+        fingerprint = revert_fingerprint(plan.sha256, args.revert)
     with connect() as conn:
         approval_id = approval.approve(conn, fingerprint, args.approver, via="cli", note=args.note)
     print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id})")
@@ -125,7 +130,7 @@ def _cmd_revert(args) -> int:
     from ple.db import connect
 
     with connect() as conn:
-        executor = _executor(conn, "apply", args.run_id)
+        executor = _executor(conn, args.mode, args.run_id)
         for report in executor.revert_phase(args.phase):
             print(report.text)
     return 0
@@ -232,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     approve = sub.add_parser("approve", help="record an approval of the exact current plan file")
     approve.add_argument("--approver", required=True)
     approve.add_argument("--note")
+    approve.add_argument("--revert", metavar="PHASE", help="approve reverting this phase instead of applying the plan")
     approve.set_defaults(func=_cmd_approve)
 
     run = sub.add_parser("run", help="run phases without Airflow (plan: read-only; apply: needs an approval)")
@@ -244,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--phase")
     report.set_defaults(func=_cmd_report)
 
-    revert = sub.add_parser("revert", help="undo an applied phase (needs an approval of the plan)")
+    revert = sub.add_parser(
+        "revert", help="undo an applied phase (plan: what it would do; apply: needs `approve --revert PHASE`)"
+    )
     revert.add_argument("--phase", required=True)
+    revert.add_argument("--mode", choices=["plan", "apply"], default="plan")
     revert.add_argument("--run-id")
     revert.set_defaults(func=_cmd_revert)
 

@@ -71,12 +71,12 @@ REORGANIZATION_PARAMS = {
     "lock_retries",
     "large_table_rows",
     "backfill_batch_pages",
-    "allow_concurrent_writes",
 }
 EXPECTED_PARAMS = {
     "ctb_phase_1a": REORGANIZATION_PARAMS,
     "ctb_reorganization": REORGANIZATION_PARAMS,
     "ctb_approve_plan": {"approver", "plan_sha256", "note"},
+    "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
     "ctb_phase_2_leaf_lock": {"mode"},
     "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
     "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout"},
@@ -89,6 +89,12 @@ def test_every_mode_and_option_is_a_typed_param(parsed):
         params = parsed["dags"][dag_id]["params"]
         assert set(params) == names, dag_id
         assert all(schema.get("type") for schema in params.values()), dag_id
-    for dag_id in ("ctb_phase_1a", "ctb_reorganization", "ctb_phase_2c_data_quality", "ctb_phase_2_leaf_lock"):
+    for dag_id in (
+        "ctb_phase_1a",
+        "ctb_reorganization",
+        "ctb_phase_2c_data_quality",
+        "ctb_phase_2_leaf_lock",
+        "ctb_revert",
+    ):
         assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply"]
         assert parsed["dags"][dag_id]["params"]["mode"].get("default", "plan") == "plan"

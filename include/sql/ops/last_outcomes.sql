@@ -27,7 +27,7 @@ SELECT l.phase, l.step_id, l.action, l.outcome,
            WHEN 'ADD_PK' THEN 'primary key (' || coalesce(a.details ->> 'path', '') || ')'
            WHEN 'KEEP_AS_MV' THEN 'class MATERIALIZED_VIEW'
            WHEN 'PREFLIGHT' THEN (SELECT count(*) FROM jsonb_object_keys(l.rows_before)) || ' tables snapshotted'
-           WHEN 'VERIFY' THEN coalesce(l.details ->> 'expectations', '0') || ' expectations'
+           WHEN 'VERIFY' THEN coalesce(jsonb_array_length(l.details -> 'live_changes'), 0) || ' live changes reported'
            WHEN 'FREEZE' THEN coalesce(jsonb_array_length(l.details -> 'read_only'), 0) || ' archives read-only'
        END AS result,
        l.duration_ms, l.error

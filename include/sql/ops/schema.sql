@@ -185,6 +185,61 @@ BEGIN
 END
 $fn$;
 
+-- What the tool itself created or relaxed, recorded in the transaction that did it, so that a
+-- revert undoes exactly that and nothing else (a column the tool did not create is never dropped;
+-- a NOT NULL the tool relaxed is restored). Keyed by table OID: it follows the table through moves.
+CREATE TABLE IF NOT EXISTS ple_ops.tool_change (
+    table_oid bigint NOT NULL,
+    column_name text NOT NULL,
+    change text NOT NULL CHECK (change IN ('created_column', 'relaxed_not_null', 'adopted_key', 'set_not_null')),
+    table_name text NOT NULL,
+    step_id text,
+    run_id text,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_oid, column_name, change)
+);
+
+-- Foreign keys detached from archives at freeze, as structured catalog data (never SQL text):
+-- revert composes them again with psycopg.sql. A row stays until revert restores the key, so
+-- freezing again (under another plan checksum) never forgets a key detached the first time.
+CREATE TABLE IF NOT EXISTS ple_ops.detached_fk (
+    table_oid bigint NOT NULL,
+    constraint_name text NOT NULL,
+    table_name text NOT NULL,
+    columns text[] NOT NULL,
+    referenced_oid bigint NOT NULL,
+    referenced_table text NOT NULL,
+    referenced_columns text[] NOT NULL,
+    match_type "char" NOT NULL,
+    on_update "char" NOT NULL,
+    on_delete "char" NOT NULL,
+    is_deferrable boolean NOT NULL,
+    is_deferred boolean NOT NULL,
+    validated boolean NOT NULL,
+    phase text NOT NULL,
+    run_id text NOT NULL,
+    detached_at timestamptz NOT NULL DEFAULT now(),
+    restored_at timestamptz,
+    PRIMARY KEY (table_oid, constraint_name)
+);
+
+-- What each merge wrote into its target, row by row: a hash of the target row's own columns as
+-- inserted. Revert removes a merged copy only while it still matches; a copy edited since the
+-- merge is kept and reported. Verify uses it to report merged rows the application changed.
+CREATE TABLE IF NOT EXISTS ple_ops.merged_row (
+    target_oid bigint NOT NULL,
+    source_table text NOT NULL,
+    source_key text NOT NULL,
+    row_hash bigint NOT NULL,
+    columns text[] NOT NULL,
+    run_id text NOT NULL,
+    PRIMARY KEY (target_oid, source_table, source_key)
+);
+
+-- How each snapshot entry is proven: 'identity' (OID and data file: relocations, keys, classes;
+-- no scan) or 'checksum' (rows a merge or fold moves). Identity entries carry no checksum.
+ALTER TABLE ple_ops.table_snapshot ADD COLUMN IF NOT EXISTS proof text NOT NULL DEFAULT 'checksum';
+ALTER TABLE ple_ops.table_snapshot ALTER COLUMN checksum DROP NOT NULL;
 -- DOL import accounting against the live tables (the import adopts tables it did not create):
 -- where the file's rows are after the import, and the headers the table lacks.
 ALTER TABLE ple_ops.dol_import

@@ -43,11 +43,6 @@ PARAMS = {
     "backfill_batch_pages": Param(
         1000, type="integer", minimum=1, description="pages per backfill transaction (low-lock ADD_PK)"
     ),
-    "allow_concurrent_writes": Param(
-        False,
-        type="boolean",
-        description="verify: tolerate rows other sessions changed in merge targets since the preflight snapshot",
-    ),
 }
 
 

@@ -8,8 +8,13 @@ from enum import StrEnum
 import psycopg
 from psycopg import sql
 
+from ple import approval as approvals
 from ple.catalog import Catalog
 from ple.reorg.plan import Plan, Step
+
+# Every transaction that changes data holds this transaction-level advisory lock: concurrent runs
+# take turns, and nothing leaks when a connection dies (no session state: Neon's pooler).
+ADVISORY_LOCK = "ple.ctb_reorganization"
 
 
 class Mode(StrEnum):
@@ -27,7 +32,6 @@ class Settings:
     lock_retries: int = 5
     large_table_rows: int = 1_000_000  # ADD_PK above this takes the low-lock path
     backfill_batch_pages: int = 1_000
-    allow_concurrent_writes: bool = False  # verify: tolerate rows changed by others since preflight
 
     @classmethod
     def from_params(cls, params: dict) -> Settings:
@@ -59,9 +63,21 @@ class Context:
     run_id: str
     settings: Settings
     catalog: Catalog | None = None
+    approval: approvals.Fingerprint | None = None  # what every apply transaction re-checks
 
     def execute(self, statement: Statement):
         return self.conn.execute(statement.query, statement.params or None)
+
+    def hold(self) -> None:
+        """In the current transaction: take the advisory lock, then re-check the approval (an
+        approval revoked, or code edited, between two transactions of one step stops the next)."""
+        hold(self.conn, self.approval)
+
+
+def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
+    if fingerprint is not None:
+        approvals.require(conn, fingerprint, *([how] if how else []))
 
 
 @dataclass

@@ -30,12 +30,11 @@ from ple.ops import ensure_schema
 from ple.reorg import ledger, lint
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.actions import module_for
-from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement, StepReport
+from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
-from ple.reorg.proof import Fingerprint, fingerprint
+from ple.reorg.proof import Fingerprint, fingerprint, identity
 from ple.server import require_supported_server
 
-ADVISORY_LOCK = "ple.ctb_reorganization"
 # Errors in the data or the SQL: a retry would fail the same way.
 PERMANENT_DB_ERRORS = (
     pg_errors.DataError,
@@ -70,7 +69,9 @@ class Executor:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
 
     def context(self, catalog: Catalog) -> Context:
-        return Context(self.conn, self.plan, self.run_id, self.settings, catalog)
+        return Context(
+            self.conn, self.plan, self.run_id, self.settings, catalog, self.fingerprint if self.applying else None
+        )
 
     def retrying(self, work):
         return with_lock_retry(work, attempts=self.settings.lock_retries)
@@ -158,8 +159,8 @@ class Executor:
                 )
                 for name, fp in snapshot.items():
                     self.conn.execute(
-                        "INSERT INTO ple_ops.table_snapshot (run_id, phase, table_name, table_oid, relfilenode, columns, row_count, checksum) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        "INSERT INTO ple_ops.table_snapshot (run_id, phase, table_name, table_oid, relfilenode, columns, row_count, checksum, proof) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         (
                             self.run_id,
                             phase_id,
@@ -169,6 +170,7 @@ class Executor:
                             list(fp.columns),
                             fp.rows,
                             fp.checksum,
+                            fp.proof,
                         ),
                     )
                 self.write_ledger(
@@ -179,7 +181,7 @@ class Executor:
                     "applied",
                     sql_text="\n".join(rendered) or None,
                     rows_before={n: fp.rows for n, fp in snapshot.items()},
-                    checksums_before={n: str(fp.checksum) for n, fp in snapshot.items()},
+                    checksums_before={n: str(fp.checksum) for n, fp in snapshot.items() if fp.checksum is not None},
                     details={
                         "approval": approved,
                         "broken_functions": broken_functions,
@@ -208,6 +210,7 @@ class Executor:
     def _run_ddl(self, statement) -> None:
         with self.transaction():
             self.lock_exclusive()
+            approval.require(self.conn, self.fingerprint)
             self.conn.execute(statement.query)
 
     def _provenance_index(self, target: str) -> None:
@@ -240,14 +243,15 @@ class Executor:
         return list(dict.fromkeys(pairs))
 
     def _snapshot(self, phase: Phase, catalog: Catalog) -> dict[str, Fingerprint]:
-        """Count and checksum every table the phase touches, wherever it stands now."""
+        """Every table the phase touches, wherever it stands now: the rows a merge or fold moves
+        (their sources) by count and checksum; every other table by its identity (proof.identity)."""
+        moved = {a.source for s in phase.steps if s.kind in ("MERGE", "FOLD") for a in s.actions}
         result = {}
         for name, after in self.touched(phase):
             table = catalog.get(name) or catalog.get(after)
             if table is None or name in result:
                 continue
-            merged_into = table.column("ctb_source_table") is not None
-            result[name] = fingerprint(self.conn, table, native_only=merged_into)
+            result[name] = fingerprint(self.conn, table) if name in moved else identity(self.conn, table)
         return result
 
     # ---------------------------------------------------------------- steps
@@ -359,5 +363,8 @@ def _preflight_text(phase: Phase, report, rendered, snapshot, broken_functions, 
     for action in phase.pending:
         lines.append(f"PENDING {action.source}: {action.question}")
     lines.append(f"snapshot ({'stored' if applied else 'not stored in plan mode'}): {len(snapshot)} tables")
-    lines += [f"  {name:<48} {fp.rows:>10,} rows  checksum {fp.checksum}" for name, fp in snapshot.items()]
+    lines += [
+        f"  {name:<48} {fp.rows:>10,} rows  " + (f"checksum {fp.checksum}" if fp.checksum is not None else "identity")
+        for name, fp in snapshot.items()
+    ]
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Freeze a phase: record it complete and make the archive tables it produced read-only.
 
 A trigger refuses every write to a frozen archive, even the owner's; its foreign keys into live
-tables are detached (recorded in the ledger) so that an archive never constrains live data.
+tables are detached (recorded as structured catalog data in ple_ops.detached_fk) so that an
+archive never constrains live data; revert composes them again from that record.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def freeze_phase(ex: Executor, phase_id: str) -> StepReport:
                 return "already_done"
             detached = {}
             for name in archives:
-                detached[name] = _detach_foreign_keys(ex, name)
+                detached[name] = _detach_foreign_keys(ex, name, phase_id)
                 ex.conn.execute(
                     sql.SQL(
                         "CREATE OR REPLACE TRIGGER ple_ctb_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
@@ -92,17 +93,48 @@ def freeze_phase(ex: Executor, phase_id: str) -> StepReport:
     return StepReport(step_id, status, f"{step_id}: {status}; read-only: {', '.join(archives) or 'nothing'}")
 
 
-def _detach_foreign_keys(ex: Executor, archive: str) -> list[str]:
+def _detach_foreign_keys(ex: Executor, archive: str, phase_id: str) -> list[str]:
     """A frozen archive must not constrain the live tables it left: its foreign keys into live
-    tables are dropped (their definitions go to the ledger; revert adds them back)."""
+    tables are dropped, recorded first as structured catalog data in ple_ops.detached_fk (columns,
+    referenced table by OID, match type, actions, deferrability), from which revert composes them
+    again. A record stays until revert restores its key: freezing again forgets nothing."""
     keys = ex.conn.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = %s::regclass AND contype = 'f' AND confrelid::regclass::text NOT LIKE 'archive.%%'",
-        (archive,),
+        """
+        SELECT c.conname,
+               array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
+               c.confrelid, c.confrelid::regclass::text,
+               array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
+               c.confmatchtype, c.confupdtype, c.confdeltype, c.condeferrable, c.condeferred, c.convalidated
+        FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+        WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND n.nspname <> %s
+        """,
+        (archive, ex.plan.archive_schema),
     ).fetchall()
-    for name, _definition in keys:
+    for name, columns, ref_oid, ref_name, ref_columns, match, on_update, on_delete, deferrable, deferred, valid in keys:
+        ex.conn.execute(
+            "INSERT INTO ple_ops.detached_fk (table_oid, constraint_name, table_name, columns, referenced_oid, "
+            "referenced_table, referenced_columns, match_type, on_update, on_delete, is_deferrable, is_deferred, validated, "
+            "phase, run_id) VALUES (%s::regclass::oid, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (table_oid, constraint_name) DO UPDATE SET restored_at = NULL, detached_at = now()",
+            [
+                archive,
+                name,
+                archive,
+                columns,
+                ref_oid,
+                ref_name,
+                ref_columns,
+                match,
+                on_update,
+                on_delete,
+                deferrable,
+                deferred,
+                valid,
+                phase_id,
+                ex.run_id,
+            ],
+        )
         ex.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified(archive), sql.Identifier(name)))
-    return [f"{name}: {definition}" for name, definition in keys]
-
-
-# ---------------------------------------------------------------- revert
+    return [f"{name} -> {ref_name}" for name, _c, _o, ref_name, *_rest in keys]

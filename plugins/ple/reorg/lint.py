@@ -16,6 +16,7 @@ from psycopg import sql
 
 from ple.catalog import Catalog, dependent_views, functions_naming, read_catalog
 from ple.errors import PlanRejected
+from ple.reorg import tool_changes
 from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Settings, State
@@ -221,6 +222,7 @@ def lint_live(
                 report.info.append(Finding("done", step.step_id, "already applied"))
                 continue
             _lint_pending(ctx, step, report)
+            report.errors += module_for(step).lint(ctx, step)
             if step.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD"):
                 moving += [a.source for a in step.actions]
         for action in phase.pending:
@@ -386,7 +388,9 @@ def _lint_fold(ctx: Context, step: Step, report: LintReport) -> None:
                 )
             )
         for name in fold.new_column_names(action):
-            if target.column(name) is not None:
+            if target.column(name) is not None and not tool_changes.recorded(
+                ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN
+            ):  # a column this fold added before it stopped is its own
                 report.errors.append(Finding("column-exists", step.step_id, f"{step.target}.{name} already exists"))
         needed = [action.order_by] if action.order_by else []
         if action.pivot:

@@ -71,6 +71,7 @@ class MergeTarget:
     discriminator_type: str
     relax_not_null: tuple[str, ...] = ()
     on_key_conflict: str = "fail"
+    accept_lossy_casts: dict = field(default_factory=dict, hash=False, compare=False)  # column -> why
     fill: dict = field(default_factory=dict, hash=False, compare=False)
     decision: str | None = None
 
@@ -207,6 +208,7 @@ def parse(raw: dict, path: Path = PLAN_FILE, sha256: str = "") -> Plan:
             discriminator_type=entry["discriminator"]["type"],
             relax_not_null=tuple(entry.get("relax_not_null", [])),
             on_key_conflict=entry.get("on_key_conflict", "fail"),
+            accept_lossy_casts=entry.get("accept_lossy_casts", {}),
             fill=entry.get("fill", {}),
             decision=entry.get("decision"),
         )

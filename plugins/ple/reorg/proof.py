@@ -27,7 +27,8 @@ class Fingerprint:
     relfilenode: int
     columns: tuple[str, ...]
     rows: int
-    checksum: int
+    checksum: int | None  # None: proven by identity (OID and data file), not by content
+    proof: str = "checksum"
 
 
 def content_columns(table: TableInfo) -> list[str]:
@@ -56,6 +57,20 @@ def fingerprint(
     return Fingerprint(table.name, table.oid, table.relfilenode, tuple(columns), int(rows), int(checksum))
 
 
+def identity(conn: psycopg.Connection, table: TableInfo) -> Fingerprint:
+    """A relocated, re-keyed or re-classified table is proven by its identity (the same OID and data
+    file answer to its new name), not by reading its rows; the count is kept for the report."""
+    rows = native_count(conn, table)
+    return Fingerprint(table.name, table.oid, table.relfilenode, tuple(content_columns(table)), rows, None, "identity")
+
+
+def native_count(conn: psycopg.Connection, table: TableInfo) -> int:
+    """Rows of the table's own (a merge target's merged copies are proven by their provenance)."""
+    return conn.execute(
+        sql.SQL("SELECT count(*) FROM {} AS t {}").format(qualified(table.name), native_rows_filter(table))
+    ).fetchone()[0]
+
+
 def provenance_fingerprint(conn: psycopg.Connection, target: str, source: str) -> tuple[int, int]:
     """(rows, checksum of ctb_source_row) of the rows a source contributed to a merge target."""
     row = conn.execute(
@@ -70,3 +85,22 @@ def provenance_fingerprint(conn: psycopg.Connection, target: str, source: str) -
 
 def count(conn: psycopg.Connection, table: str) -> int:
     return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()[0]
+
+
+def stable_text(conn: psycopg.Connection) -> None:
+    """Fix, for the current transaction only (SET LOCAL semantics: pool-safe), every setting that
+    changes how a value prints: a hash of a row's text taken at merge time and again at verify or
+    revert time must not differ because two sessions had another TimeZone or DateStyle. Merges run
+    under it too, so a timestamp is read as UTC whatever the session's TimeZone."""
+    conn.execute(
+        "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true), "
+        "set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), "
+        "set_config('bytea_output', 'hex', true)"
+    )
+
+
+def row_hash(alias: str, columns: list[str]) -> sql.Composable:
+    """A 64-bit hash of a row's text over `columns` (in this order), for one row `alias`."""
+    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in columns)
+    )

@@ -1,69 +1,306 @@
-"""Revert a phase, last step first: thaw its archives, then undo every step."""
+"""Revert a phase: an approved operation of its own, resumable at every point, that loses nothing.
+
+Approval: subject "revert", over the plan, the engine code and the phase (`revert_fingerprint`),
+re-checked with the advisory lock in every transaction. `plan` mode renders what each step's
+revert would do and writes nothing.
+
+Each step is undone in one transaction, last step first: thaw the archives the step produced (the
+frozen trigger dropped, foreign keys detached at freeze composed again from ple_ops.detached_fk),
+then the action's own revert, then its ledger row. A revert killed at any point leaves every step
+either fully undone or untouched; the next run skips what is undone (each action's revert decides
+from the live catalog) and goes on. Nothing is marked 'reverted' before everything is.
+
+Lossless: a merged copy the application changed since the merge stays in the target (reported);
+a folded column whose values the side tables cannot give back stays; a column the tool did not
+create is never dropped. NOT NULLs the preflight relaxed are restored where no NULL remains
+(reported otherwise). The last transaction proves the phase's tables against the preflight
+snapshot: every table back under its name with the same OID, and the tables the tool owned while
+the phase stood (merge sources, fold side tables) with exactly their preflight rows.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg import sql
 
 from ple import approval
 from ple.catalog import read_catalog
-from ple.reorg.actions import module_for
-from ple.reorg.context import Outcome, StepReport
+from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg import tool_changes
+from ple.reorg.actions import module_for, relocate
+from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
-from ple.reorg.freeze import archives_of
+from ple.reorg.plan import Phase
+from ple.reorg.proof import fingerprint, stable_text
 from ple.sqlutil import qualified
+
+SUBJECT = "revert"
+MATCH = {"f": sql.SQL("MATCH FULL"), "s": sql.SQL("MATCH SIMPLE"), "p": sql.SQL("MATCH PARTIAL")}
+ACTIONS = {
+    "a": sql.SQL("NO ACTION"),
+    "r": sql.SQL("RESTRICT"),
+    "c": sql.SQL("CASCADE"),
+    "n": sql.SQL("SET NULL"),
+    "d": sql.SQL("SET DEFAULT"),
+}
+
+
+def revert_fingerprint(plan_sha256: str, phase_id: str) -> approval.Fingerprint:
+    """What a revert approval covers: the plan, the engine code and the phase."""
+    return approval.Fingerprint(SUBJECT, {"plan": plan_sha256, "code": approval.code_sha256(), "phase": phase_id})
+
+
+def approve(conn: psycopg.Connection, plan_sha256: str, phase_id: str, approver: str, **kwargs) -> int:
+    return approval.approve(conn, revert_fingerprint(plan_sha256, phase_id), approver, **kwargs)
+
+
+def _how(fp: approval.Fingerprint) -> str:
+    return f"`python -m ple.cli approve --revert {fp.parts['phase']} --approver <name>` (or the ctb_revert DAG's form)"
+
+
+def archives_made_by(ex: Executor, step) -> list[str]:
+    """Tables in the archive schema that this step produced (frozen with its phase)."""
+    return [t for _, t in relocate.relocations(ex.plan, step) if t.startswith(ex.plan.archive_schema + ".")]
 
 
 def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
-    """Undo a phase, last step first: thaw its archives, then revert every step. Nothing is lost
-    either way: merged copies are removed only once their originals are back in place."""
     phase = ex.plan.phase(phase_id)
+    fp = revert_fingerprint(ex.plan.sha256, phase_id)
+    if not ex.applying:
+        return _render(ex, phase, fp)
     reports = []
+    for step in reversed(phase.steps):
+        outcome = ex.retrying(lambda step=step: _revert_step(ex, step, fp))
+        text = f"{step.step_id}: {outcome.status}"
+        if outcome.details:
+            text += f"\n  {outcome.details}"
+        text += "".join(f"\n  NOTE: {n}" for n in outcome.notes)
+        reports.append(StepReport(step.step_id, outcome.status, text, outcome.details))
+    reports.append(ex.retrying(lambda: _finish(ex, phase, fp)))
+    return reports
+
+
+def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepReport]:
+    """Plan mode: what the revert would do, step by step, and whether it is approved."""
+    reports = []
+    with ex.transaction(read_only=True):
+        approved = approval.current(ex.conn, fp)
+        ctx = ex.context(read_catalog(ex.conn))
+        for step in reversed(phase.steps):
+            try:
+                state = module_for(step).check(ctx, step)
+            except PlanRejected as exc:  # reported; plan mode acts on nothing
+                state = f"unknown ({exc})"
+            would = "would undo" if state == State.DONE else "nothing to undo"
+            archives = archives_made_by(ex, step)
+            text = f"{step.step_id}: {would} ({step.kind})" + (
+                f"; thaws {', '.join(archives)}" if archives and state == State.DONE else ""
+            )
+            reports.append(StepReport(step.step_id, "planned", text))
+    how = (
+        f"approved by {approved['approver']} at {approved['approved_at']}"
+        if approved
+        else f"NOT approved: approve with {_how(fp)} (fingerprint {fp.describe()})"
+    )
+    reports.append(StepReport(f"{phase.phase}__revert", "planned", f"revert of phase {phase.phase}: {how}"))
+    return reports
+
+
+def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
     started = datetime.now(UTC)
     with ex.transaction():
-        ex.lock_exclusive()
-        approval.require(ex.conn, ex.fingerprint)
-        for name in archives_of(ex, phase):
-            if read_catalog(ex.conn, [name.split(".")[0]]).exists(name):
-                ex.conn.execute(sql.SQL("DROP TRIGGER IF EXISTS ple_ctb_frozen ON {}").format(qualified(name)))
-        frozen = ex.conn.execute(
-            "SELECT details FROM ple_ops.action_ledger WHERE step_id = %s AND outcome = 'applied' ORDER BY attempt_id DESC LIMIT 1",
-            (f"{phase_id}__freeze",),
+        hold(ex.conn, fp, _how(fp))
+        stable_text(ex.conn)
+        catalog = read_catalog(ex.conn)
+        thawed, restored = [], []
+        for archive in archives_made_by(ex, step):
+            table = catalog.get(archive)
+            if table is None:
+                continue
+            ex.conn.execute(sql.SQL("DROP TRIGGER IF EXISTS ple_ctb_frozen ON {}").format(qualified(archive)))
+            ex.conn.execute(
+                "DELETE FROM ple_ops.table_registry WHERE table_oid = %s AND ctb_class = 'ARCHIVE'", (table.oid,)
+            )
+            thawed.append(archive)
+            restored += _restore_foreign_keys(ex, table.oid, archive)
+        ctx = ex.context(read_catalog(ex.conn))
+        ctx.approval = fp
+        outcome = module_for(step).revert(ctx, step)
+        if restored:
+            outcome.details["foreign_keys_restored"] = restored
+        if outcome.status == "reverted" or thawed:
+            ex.write_ledger(
+                step.phase,
+                step.step_id,
+                step.kind,
+                started,
+                "reverted",
+                mode="revert",
+                sources=[a.source for a in step.actions],
+                target=step.target,
+                details=outcome.details | {"thawed": thawed, "notes": outcome.notes},
+            )
+            outcome.status = "reverted"
+        return outcome
+
+
+def _restore_foreign_keys(ex: Executor, table_oid: int, archive: str) -> list[str]:
+    """Compose each detached key again from its structured record (psycopg.sql, no SQL text from
+    the ledger). NOT VALID first (no scan under the lock), then validated where the referenced rows
+    still exist; a key whose referenced rows were deleted meanwhile stays NOT VALID, reported."""
+    rows = ex.conn.execute(
+        "SELECT d.constraint_name, d.columns, d.referenced_oid, d.referenced_columns, d.match_type, d.on_update, "
+        "d.on_delete, d.is_deferrable, d.is_deferred, n.nspname, c.relname, d.validated FROM ple_ops.detached_fk d "
+        "JOIN pg_class c ON c.oid = d.referenced_oid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE d.table_oid = %s AND d.restored_at IS NULL ORDER BY d.constraint_name",
+        (table_oid,),
+    ).fetchall()
+    restored = []
+    for (
+        name,
+        columns,
+        _ref_oid,
+        ref_columns,
+        match,
+        on_update,
+        on_delete,
+        deferrable,
+        deferred,
+        ref_schema,
+        ref_table,
+        validated,
+    ) in rows:
+        note = ""
+        exists = ex.conn.execute(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = %s AND conname = %s", (table_oid, name)
         ).fetchone()
-        for archive, keys in ((frozen[0] or {}).get("detached_foreign_keys", {}) if frozen else {}).items():
-            for key in keys:
-                name, definition = key.split(": ", 1)
-                # the definition is pg_get_constraintdef's own text; NOT VALID: the rows are as they were
-                ex.conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                        qualified(archive), sql.Identifier(name), sql.SQL(definition)
-                    )
+        if not exists:
+            timing = sql.SQL("")
+            if deferrable:
+                timing = sql.SQL(" DEFERRABLE INITIALLY DEFERRED" if deferred else " DEFERRABLE INITIALLY IMMEDIATE")
+            ex.conn.execute(
+                sql.SQL(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({columns}) REFERENCES {ref} ({ref_columns}) "
+                    "{match} ON UPDATE {on_update} ON DELETE {on_delete}{timing} NOT VALID"
+                ).format(
+                    table=qualified(archive),
+                    name=sql.Identifier(name),
+                    columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    ref=sql.Identifier(ref_schema, ref_table),
+                    ref_columns=sql.SQL(", ").join(sql.Identifier(c) for c in ref_columns),
+                    match=MATCH[match],
+                    on_update=ACTIONS[on_update],
+                    on_delete=ACTIONS[on_delete],
+                    timing=timing,
                 )
+            )
+            if validated:
+                try:
+                    with ex.conn.transaction():  # a savepoint: a failed validation must not end the revert
+                        ex.conn.execute(
+                            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                                qualified(archive), sql.Identifier(name)
+                            )
+                        )
+                except psycopg.errors.ForeignKeyViolation:
+                    note = " (NOT VALID: referenced rows were deleted since the freeze)"
         ex.conn.execute(
-            "UPDATE ple_ops.phase_status SET status = 'reverted', changed_at = now() WHERE phase = %s", (phase_id,)
+            "UPDATE ple_ops.detached_fk SET restored_at = now() WHERE table_oid = %s AND constraint_name = %s",
+            (table_oid, name),
         )
-    for step in reversed(phase.steps):
-        module = module_for(step)
+        restored.append(f"{name}{note} -> {ref_schema}.{ref_table}")
+    return restored
 
-        def work(step=step, module=module) -> Outcome:
-            with ex.transaction():
-                ex.lock_exclusive()
-                outcome = module.revert(ex.context(read_catalog(ex.conn)), step)
-                if outcome.status == "reverted":
-                    ex.write_ledger(
-                        phase_id,
-                        step.step_id,
-                        step.kind,
-                        started,
-                        "reverted",
-                        mode="revert",
-                        sources=[a.source for a in step.actions],
-                        target=step.target,
-                        details=outcome.details,
-                    )
-                return outcome
 
-        outcome = ex.retrying(work)
-        reports.append(StepReport(step.step_id, outcome.status, f"{step.step_id}: {outcome.status}"))
-    return reports
+def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
+    """Restore relaxed NOT NULLs, prove against the preflight snapshot, mark the phase reverted."""
+    started = datetime.now(UTC)
+    step_id = f"{phase.phase}__revert"
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        notes = _restore_not_null(ex, phase)
+        catalog = read_catalog(ex.conn)
+        problems, reported, lines = _prove(ex, phase, catalog)
+        outcome = "failed" if problems else "reverted"
+        ex.write_ledger(
+            phase.phase,
+            step_id,
+            "REVERT",
+            started,
+            outcome,
+            mode="revert",
+            details={"problems": problems, "live_changes": reported, "notes": notes, "proof": lines},
+        )
+        if not problems:
+            ex.conn.execute(
+                "INSERT INTO ple_ops.phase_status (phase, status, run_id, plan_sha256) VALUES (%s, 'reverted', %s, %s) "
+                "ON CONFLICT (phase) DO UPDATE SET status = 'reverted', run_id = EXCLUDED.run_id, "
+                "plan_sha256 = EXCLUDED.plan_sha256, changed_at = now()",
+                (phase.phase, ex.run_id, ex.plan.sha256),
+            )
+    text = "\n".join(
+        [
+            f"{step_id}: {outcome}; proof against the preflight snapshot:",
+            *lines,
+            *[f"  NOTE: {n}" for n in notes + reported],
+            *[f"  PROBLEM: {p}" for p in problems],
+        ]
+    )
+    if problems:
+        raise VerificationFailed(text)
+    return StepReport(step_id, outcome, text, {"notes": len(notes), "live_changes": len(reported)})
+
+
+def _restore_not_null(ex: Executor, phase: Phase) -> list[str]:
+    notes = []
+    catalog = read_catalog(ex.conn)
+    for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
+        table = catalog.get(target)
+        if table is None:
+            continue
+        for column in tool_changes.columns_with(ex.conn, table.oid, tool_changes.RELAXED_NOT_NULL):
+            nulls = ex.conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(qualified(target), sql.Identifier(column))
+            ).fetchone()[0]
+            if nulls:
+                notes.append(
+                    f"{target}.{column} stays nullable: {nulls} rows hold NULL (merged rows of other phases, or "
+                    "rows written since); set NOT NULL again once they have values"
+                )
+                continue
+            ex.conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(qualified(target), sql.Identifier(column))
+            )
+            tool_changes.forget(ex.conn, table.oid, column, tool_changes.RELAXED_NOT_NULL)
+            notes.append(f"{target}.{column}: NOT NULL restored")
+    return notes
+
+
+def _prove(ex: Executor, phase: Phase, catalog) -> tuple[list[str], list[str], list[str]]:
+    """Every snapshot table is back under its own name with its OID; the tables the phase took
+    over (merge sources, fold side tables) hold exactly their preflight rows; live tables that
+    differ are reported (other sessions write to them), never hidden."""
+    from ple.reorg.verify import stored_snapshot
+
+    owned = {a.source for s in phase.steps if s.kind in ("MERGE", "FOLD") for a in s.actions}
+    by_oid = {t.oid: t for t in catalog.tables.values()}
+    problems, reported, lines = [], [], []
+    for name, oid, _relfilenode, columns, rows, checksum, proof in stored_snapshot(ex, phase.phase):
+        table = by_oid.get(oid)
+        if table is None or table.name != name:
+            problems.append(f"{name} (oid {oid}) is {'gone' if table is None else 'at ' + table.name}")
+            continue
+        if proof != "checksum":
+            lines.append(f"  {name:<50} same table (oid {oid})")
+            continue
+        now = fingerprint(ex.conn, table, list(columns), native_only=table.column("ctb_source_table") is not None)
+        same = (now.rows, now.checksum) == (rows, int(checksum))
+        lines.append(f"  {name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}")
+        if not same:
+            message = (
+                f"{name}: rows {rows} -> {now.rows}, content {'equal' if now.checksum == int(checksum) else 'differs'}"
+            )
+            (problems if name in owned else reported).append(message)
+    return problems, reported, lines

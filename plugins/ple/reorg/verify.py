@@ -1,13 +1,30 @@
-"""Verify a phase: the tool's work proven against the preflight snapshot.
+"""Verify a phase: the tool's work proven, everyone else's changes reported.
 
-Every table the phase touched is found again by OID and its count and content checksum compared
-with the snapshot; each step's own proof runs (archives are where they should be, merged rows match
-their archived sources); then Great Expectations checks row counts and canonical keys.
+Two kinds of rows, held to two standards:
+- rows the tool owns once the phase ran: archived tables (merge sources, fold side tables, each
+  proven against its preflight checksum), provenance copies in merge targets (each archived source
+  = its merged copies + the rows whose key the target kept), folded values (each equal to the
+  aggregate of its archived side rows), relocated tables (same OID and data file: identity, no
+  scan). Any difference fails the phase; no option turns a lost tool-owned row into a pass.
+- live tables (merge targets' own rows, moved tables, fold targets) keep taking writes from the
+  application while the phase runs. Their differences from the snapshot are reported, never
+  hidden, and never fail the phase: one INSERT into a moved table is not a loss.
+Merged copies the application edited since the merge (their hash differs from what the merge
+wrote) are reported. Merges reverted since are not counted.
+
+The proof is SQL over the rows that moved, the snapshot, the ledger and the catalog. Great
+Expectations is not run here: everything a phase suite could expect is already proven exactly (an
+archived table's count and content by its checksum, a canonical key's uniqueness and non-nullness
+by its primary-key constraint), and its start-up cost (2-3 s per phase) was most of a phase's time.
+It judges data against expectations where that is the question: the nightly audit's thresholds and
+the DOL import's contract.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+from psycopg import sql
 
 from ple.catalog import read_catalog
 from ple.errors import VerificationFailed
@@ -15,12 +32,15 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import StepReport
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
-from ple.reorg.proof import fingerprint
+from ple.reorg.proof import fingerprint, native_count, row_hash, stable_text
+from ple.sqlutil import qualified
 
 
-def _stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:
+def stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:
+    """The phase's preflight snapshot (this run's, else the latest):
+    (table, oid, relfilenode, columns, rows, checksum, proof)."""
     rows = ex.conn.execute(
-        "SELECT table_name, table_oid, relfilenode, columns, row_count, checksum FROM ple_ops.table_snapshot "
+        "SELECT table_name, table_oid, relfilenode, columns, row_count, checksum, proof FROM ple_ops.table_snapshot "
         "WHERE phase = %s AND run_id = coalesce((SELECT run_id FROM ple_ops.table_snapshot WHERE phase = %s AND run_id = %s LIMIT 1), "
         "(SELECT run_id FROM ple_ops.table_snapshot WHERE phase = %s ORDER BY taken_at DESC LIMIT 1))",
         (phase_id, phase_id, ex.run_id, phase_id),
@@ -30,42 +50,87 @@ def _stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:
     return rows
 
 
-def _merged_rows(ex: Executor, target: str) -> int:
-    """Rows the ledger says were merged into `target` (latest applied attempt of each step)."""
+def tool_owned(ex: Executor, phase: Phase) -> set[str]:
+    """Snapshot names of the tables whose every row belongs to the tool after the phase."""
+    owned = set()
+    for step in phase.steps:
+        if step.kind == "ARCHIVE":
+            owned.add(step.action.source)
+        elif step.kind in ("MERGE", "FOLD"):
+            owned |= {a.source for a in step.actions}
+    return owned
+
+
+def merged_rows(ex: Executor, target: str) -> int:
+    """Rows the ledger says are merged into `target` now: the latest apply or revert of each merge
+    step, counted only where that is an apply (a merge reverted since counts nothing)."""
     return ex.conn.execute(
-        "SELECT coalesce(sum((rows_after ->> target)::bigint), 0) FROM ("
+        "SELECT coalesce(sum((rows_after ->> target)::bigint) FILTER (WHERE outcome = 'applied'), 0) FROM ("
         " SELECT DISTINCT ON (step_id) rows_after, target, outcome FROM ple_ops.action_ledger"
-        " WHERE action = 'MERGE' AND target = %s AND outcome = 'applied' ORDER BY step_id, attempt_id DESC) l",
+        " WHERE action = 'MERGE' AND target = %s AND outcome IN ('applied', 'reverted') ORDER BY step_id, attempt_id DESC) l",
         (target,),
     ).fetchone()[0]
 
 
-def verify_phase(ex: Executor, phase_id: str) -> StepReport:
-    """Counts and checksums against the snapshot, per-action proofs, then Great Expectations."""
-    from ple.db import sqlalchemy_url
-    from ple.expectations import TableSuite, validate
+def edited_copies(ex: Executor, target) -> int:
+    """Merged copies in `target` that no longer hash to what the merge wrote (the application
+    edited them: reported; revert keeps them)."""
+    total = 0
+    for (columns,) in ex.conn.execute(
+        "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s", (target.oid,)
+    ).fetchall():
+        if any(target.column(c) is None for c in columns):
+            continue
+        total += ex.conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM ple_ops.merged_row AS m JOIN {} AS t ON t.ctb_source_table = m.source_table "
+                "AND t.ctb_source_key = m.source_key WHERE m.target_oid = %s AND m.columns = %s AND {} <> m.row_hash"
+            ).format(qualified(target.name), row_hash("t", list(columns))),
+            (target.oid, list(columns)),
+        ).fetchone()[0]
+    return total
 
+
+def verify_phase(ex: Executor, phase_id: str) -> StepReport:
+    """Tool-owned rows exactly, live tables reported, per-action proofs."""
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__verify"
     started = datetime.now(UTC)
     if not ex.applying:
-        tables = ex.touched(phase)
         return StepReport(
             step_id,
             "planned",
-            f"{step_id}: would compare {len(tables)} tables with the preflight snapshot and run their expectation suites",
+            f"{step_id}: would prove the tool's rows of {len(ex.touched(phase))} tables against the preflight "
+            "snapshot and report live changes",
         )
-    problems, lines, suites = [], [], []
+    owned = tool_owned(ex, phase)
+    canonical = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
+    problems, reported, lines = [], [], []
     with ex.transaction(read_only=True):
+        stable_text(ex.conn)
         catalog = read_catalog(ex.conn)
         by_oid = {t.oid: t for t in catalog.tables.values()}
         located = {}
-        for name, oid, _relfilenode, columns, rows, checksum in _stored_snapshot(ex, phase_id):
+        for name, oid, relfilenode, columns, rows, checksum, proof in stored_snapshot(ex, phase_id):
             table = by_oid.get(oid)
             if table is None:
                 problems.append(f"{name} (oid {oid}) no longer exists")
                 continue
             located[name] = table.name
+            if proof != "checksum":
+                same_file = table.relfilenode == relfilenode
+                now_rows = native_count(ex.conn, table)
+                lines.append(
+                    f"  {name:<44} -> {table.name:<50} same table{', same data file' if same_file else ''}, "
+                    f"rows {rows:,} -> {now_rows:,}"
+                )
+                if now_rows != rows:
+                    message = f"{name}: rows {rows} -> {now_rows} since the preflight snapshot"
+                    if name in owned:
+                        problems.append(message)
+                    else:
+                        reported.append(f"live table changed by other sessions: {message}")
+                continue
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(columns), native_only=merged_into)
             same = (now.rows, now.checksum) == (rows, int(checksum))
@@ -73,36 +138,37 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
                 f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}"
             )
             if not same:
-                message = f"{name}: rows {rows} -> {now.rows}, content checksum {'equal' if now.checksum == int(checksum) else 'differs'} since the preflight snapshot"
-                if merged_into and ex.settings.allow_concurrent_writes:
-                    lines.append(f"    tolerated (allow_concurrent_writes): {message}")
-                else:
-                    problems.append(message)
-            expected = rows + (_merged_rows(ex, table.name) if merged_into else 0)
-            keys = [table.primary_key] if table.primary_key and (merged_into or name in _canonical(ex, phase)) else []
-            suites.append(
-                TableSuite(
-                    table.name,
-                    row_count=None if merged_into and ex.settings.allow_concurrent_writes else expected,
-                    not_null=keys[0] if keys else [],
-                    unique=keys,
+                message = (
+                    f"{name}: rows {rows} -> {now.rows}, content checksum "
+                    f"{'equal' if now.checksum == int(checksum) else 'differs'} since the preflight snapshot"
                 )
-            )
+                if name in owned:
+                    problems.append(message)
+                else:
+                    reported.append(f"live table changed by other sessions: {message}")
+        for target in sorted(canonical):
+            table = catalog.get(target)
+            if table is None:
+                continue
+            if table.column("ctb_source_table") is not None:
+                edited = edited_copies(ex, table)
+                if edited:
+                    reported.append(f"{target}: {edited} merged rows were edited since the merge (kept; reported)")
+                lines.append(f"  {target:<44} merged rows now: {merged_rows(ex, target):,} (ledger)")
+            if not table.primary_key:
+                problems.append(f"{target} has no primary key: its rows cannot be told apart")
         ctx = ex.context(catalog)
         for step in phase.steps:
             problems += module_for(step).verify(ctx, step, located)
-    results = validate(sqlalchemy_url(ex.conn), suites, name=f"ctb_phase_{phase_id}")
-    failed = [r for r in results if not r.success]
     text = "\n".join(
         [
-            f"{step_id}: {len(located)} tables against the snapshot",
+            f"{step_id}: {len(located)} tables against the snapshot ({len(owned)} owned by the tool now)",
             *lines,
-            f"  great expectations: {len(results) - len(failed)}/{len(results)} passed",
-            *[f"    {r.describe()}" for r in failed],
+            *[f"  REPORTED: {r}" for r in reported],
             *[f"  PROBLEM: {p}" for p in problems],
         ]
     )
-    outcome = "applied" if not problems and not failed else "failed"
+    outcome = "applied" if not problems else "failed"
     with ex.transaction():
         ex.write_ledger(
             phase_id,
@@ -112,19 +178,10 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
             outcome,
             details={
                 "tables": located,
-                "expectations": len(results),
-                "failed_expectations": [r.describe() for r in failed],
                 "problems": problems,
+                "live_changes": reported,
             },
         )
     if problems:
         raise VerificationFailed(text)
-    if failed:
-        from ple.errors import ExpectationFailed
-
-        raise ExpectationFailed(text)
-    return StepReport(step_id, "applied", text, {"tables": len(located), "expectations": len(results)})
-
-
-def _canonical(ex: Executor, phase: Phase) -> set[str]:
-    return {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
+    return StepReport(step_id, "applied", text, {"tables": len(located), "live_changes": len(reported)})

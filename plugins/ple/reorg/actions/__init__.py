@@ -3,6 +3,7 @@
 check(ctx, step) -> State          is it done already? (from the live catalog; idempotency)
 statements(ctx, step) -> [Statement]   the exact SQL `apply` runs (plan mode prints it)
 preview(ctx, step) -> dict         live counts of what would change (plan mode)
+lint(ctx, step) -> [Finding]       what would make apply fail half way, found before any write
 apply(ctx, step) -> Outcome        run it in the caller's transaction and prove it there
 verify(ctx, step, snapshot) -> [problem]   after the fact, against the preflight snapshot
 revert(ctx, step) -> Outcome       undo it from the live state (nothing is lost either way)

@@ -25,6 +25,10 @@ def apply(ctx: Context, step) -> Outcome:
     return Outcome(step, "applied", details={"table": identity, "rows_copied": 0})
 
 
+def lint(ctx: Context, step) -> list:
+    return relocate.lint(ctx, step)
+
+
 def verify(ctx: Context, step, located: dict) -> list[str]:
     """`located`: current names of the snapshot's tables, by their snapshot name."""
     action = step.action

@@ -3,8 +3,17 @@
 All side tables of one canonical table in a phase go in a single UPDATE (each extra pass over a
 table writes a new version of every row it touches). Several side rows per key are aggregated,
 never dropped: JSONB arrays keep them all, pivots keep the latest value per pivot key. Side rows
-that match no canonical row are counted and stay in the archived side table. The canonical
-table's own columns are proven unchanged by checksum, inside the transaction.
+that match no canonical row are counted and stay in the archived side table.
+
+The proof is on the rows that moved: every folded value equals the aggregate of its side rows
+(recomputed from the side tables, joined by key), the UPDATE touched exactly the canonical rows
+those keys name, and every matched side row is in the JSONB it was folded into. The UPDATE sets
+only the columns this step adds (recorded as the tool's own in ple_ops.tool_change), so the
+table's own columns are untouched by construction, without a scan of the whole table. "Latest"
+orders put NULL timestamps last and break ties on the whole row, so a recomputation always picks
+the same value. Revert drops a folded column only while every value in it is still what the side
+tables give (the side tables go back, so those values are restorable); otherwise the column stays,
+and the revert says why.
 """
 
 from __future__ import annotations
@@ -13,12 +22,13 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from ple.catalog import TableInfo
+from ple.catalog import TableInfo, read_catalog
+from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg import tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action
-from ple.reorg.proof import content_columns, fingerprint
 from ple.sqlutil import qualified
 
 
@@ -40,23 +50,26 @@ def new_column_names(action: Action) -> list[str]:
     return [name for name, _ in action.columns]
 
 
-def side_for(ctx: Context, action: Action, index: int, params: dict) -> Side:
-    source: TableInfo = ctx.catalog.get(action.source)
+def side_for(ctx: Context, action: Action, index: int, params: dict, relation: str | None = None) -> Side:
+    """The side table's rows aggregated per key; from `relation` (its archive) if given."""
+    relation = relation or action.source
+    source: TableInfo = ctx.catalog.get(relation)
     if source is None:
-        raise PlanRejected(f"{action.kind} source {action.source} does not exist")
+        raise PlanRejected(f"{action.kind} source {relation} does not exist")
     join = action.join
     if join.via_table:
         source_from = sql.SQL("{} AS s JOIN {} AS b ON b.{} = s.{}").format(
-            qualified(action.source),
+            qualified(relation),
             qualified(join.via_table),
             sql.Identifier(join.via_source),
             sql.Identifier(join.source),
         )
         mapped_key = sql.SQL("b.{}").format(sql.Identifier(join.via_target))
     else:
-        source_from = sql.SQL("{} AS s").format(qualified(action.source))
+        source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (source.primary_key or [join.source])]
+    tiebreak.append(sql.SQL("to_jsonb(s)::text"))  # identical rows aside, one order every time
     alias = f"side_{index}"
     if action.kind == "MERGE_JSONB":
         order = [sql.SQL("s.{}").format(sql.Identifier(action.order_by))] if action.order_by else []
@@ -75,9 +88,12 @@ def side_for(ctx: Context, action: Action, index: int, params: dict) -> Side:
             param = f"{alias}_pivot_{n}"
             params[param] = key
             parts.append(
-                sql.SQL("(array_agg(s.{v} ORDER BY s.{latest} DESC) FILTER (WHERE s.{k} = {p}))[1] AS {name}").format(
+                sql.SQL(
+                    "(array_agg(s.{v} ORDER BY s.{latest} DESC NULLS LAST, {ties}) FILTER (WHERE s.{k} = {p}))[1] AS {name}"
+                ).format(
                     v=sql.Identifier(pivot["value"]),
                     latest=sql.Identifier(pivot["latest_by"]),
+                    ties=sql.SQL(", ").join(t + sql.SQL(" DESC") for t in tiebreak),
                     k=sql.Identifier(pivot["key"]),
                     p=sql.Placeholder(param),
                     name=sql.Identifier(name),
@@ -103,9 +119,12 @@ def side_for(ctx: Context, action: Action, index: int, params: dict) -> Side:
     return Side(action, alias, select, new_columns, mapped_key, source_from)
 
 
-def _sides(ctx: Context, step) -> tuple[list[Side], dict]:
+def _sides(ctx: Context, step, archived: bool = False) -> tuple[list[Side], dict]:
     params: dict = {}
-    return [side_for(ctx, action, i, params) for i, action in enumerate(step.actions)], params
+    return [
+        side_for(ctx, action, i, params, ctx.plan.archive_name(action.source) if archived else None)
+        for i, action in enumerate(step.actions)
+    ], params
 
 
 def _target_key(step) -> str:
@@ -224,38 +243,123 @@ def preview(ctx: Context, step) -> dict:
     }
 
 
+def transactional(ctx: Context, step) -> bool:
+    """Two transactions: adding the columns needs ACCESS EXCLUSIVE on the canonical table, which
+    would block its readers for as long as the fold takes if held to the end; alone, it is
+    metadata only and over at once. The fold then blocks only writers (SHARE ROW EXCLUSIVE)."""
+    return False
+
+
+def _transaction(ctx: Context, work):
+    def attempt():
+        with transaction(
+            ctx.conn, lock_timeout=ctx.settings.lock_timeout, statement_timeout=ctx.settings.statement_timeout
+        ):
+            ctx.hold()
+            return work()
+
+    return with_lock_retry(attempt, attempts=ctx.settings.lock_retries)
+
+
 def apply(ctx: Context, step) -> Outcome:
+    """The executor calls this outside a transaction (see `transactional`)."""
+
+    def add_columns() -> None:
+        for statement in add_column_statements(ctx, step):
+            ctx.execute(statement)
+        for name in [n for a in step.actions for n in new_column_names(a)]:
+            tool_changes.record(
+                ctx.conn, step.target, name, tool_changes.CREATED_COLUMN, step_id=step.step_id, run_id=ctx.run_id
+            )
+
+    def fold() -> Outcome:
+        ctx.catalog = read_catalog(ctx.conn)
+        if check(ctx, step) == State.DONE:
+            return Outcome(step, "already_done")
+        return _fold(ctx, step)
+
+    _transaction(ctx, add_columns)
+    return _transaction(ctx, fold)
+
+
+def _fold(ctx: Context, step) -> Outcome:
     for lock in _locks(step):
         ctx.execute(lock)
-    target = ctx.catalog.get(step.target)
-    own_columns = content_columns(target)
-    before = fingerprint(ctx.conn, target, own_columns)
     counts = side_counts(ctx, step)
-    for statement in add_column_statements(ctx, step):
-        ctx.execute(statement)
-    update = update_statement(ctx, step)
-    updated = ctx.execute(update).rowcount
-    after = fingerprint(ctx.conn, target, own_columns)
-    if (after.rows, after.checksum) != (before.rows, before.checksum):
-        raise VerificationFailed(f"fold into {step.target} changed the table's own columns: {before} -> {after}")
+    expected = _rows_named(ctx, step)
+    updated = ctx.execute(update_statement(ctx, step)).rowcount
+    if updated != expected:
+        raise VerificationFailed(f"fold into {step.target}: updated {updated} rows, the side tables name {expected}")
+    differing = differences(ctx, step, columns={n for a in step.actions for n in new_column_names(a)})
+    if any(differing.values()):
+        raise VerificationFailed(f"fold into {step.target}: folded values differ from their side rows: {differing}")
     _prove_json_folds(ctx, step, counts)
     for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
     return Outcome(
         step,
         "applied",
-        rows_before={a.source: counts[a.source]["rows"] for a in step.actions} | {step.target: before.rows},
-        rows_after={step.target: after.rows}
+        rows_before={a.source: counts[a.source]["rows"] for a in step.actions},
+        rows_after={step.target: updated}
         | {ctx.plan.archive_name(a.source): counts[a.source]["rows"] for a in step.actions},
-        checksums_before={step.target: str(before.checksum)},
-        checksums_after={step.target: str(after.checksum)},
         details={
             "target_rows_updated": updated,
             "side_tables": counts,
             "new_columns": [n for a in step.actions for n in new_column_names(a)],
             "archived_as": {a.source: ctx.plan.archive_name(a.source) for a in step.actions},
+            "proof": "every folded value equals its side rows' aggregate; rows updated = rows the keys name",
         },
     )
+
+
+def _rows_named(ctx: Context, step) -> int:
+    """Canonical rows whose key some side row names (what the UPDATE must touch)."""
+    sides, params = _sides(ctx, step)
+    keys = sql.SQL(" UNION ").join(
+        sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL").format(side.mapped_key, side.source_from, side.mapped_key)
+        for side in sides
+    )
+    return ctx.conn.execute(
+        sql.SQL("SELECT count(*) FROM {} AS t WHERE t.{} IN ({})").format(
+            qualified(step.target), sql.Identifier(_target_key(step)), keys
+        ),
+        params,
+    ).fetchone()[0]
+
+
+def differences(
+    ctx: Context, step, *, archived: bool = False, whole_table: bool = False, columns: dict | None = None
+) -> dict[str, int]:
+    """Per side table: canonical rows whose folded columns differ from the aggregate of their side
+    rows, recomputed now. On the rows the keys name (proportional to what moved); `whole_table`
+    also counts rows no side row names that hold a value (revert: values it could not restore).
+    `columns`: the folded columns that exist (default: those the catalog shows)."""
+    sides, params = _sides(ctx, step, archived)
+    target = ctx.catalog.get(step.target)
+    result = {}
+    for side in sides:
+        names = [
+            n for n, _ in side.new_columns if (n in columns if columns is not None else target.column(n) is not None)
+        ]
+        if not names:
+            continue
+        ours = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names)
+        theirs = sql.SQL(", ").join(sql.SQL("side.{}").format(sql.Identifier(n)) for n in names)
+        result[side.action.source] = ctx.conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {t} AS t {join} ({select}) AS side ON side.k = t.{tk} "
+                "WHERE ROW({ours}, NULL) IS DISTINCT FROM ROW({theirs}, NULL)"
+            ).format(
+                t=qualified(step.target),
+                join=sql.SQL("LEFT JOIN" if whole_table else "JOIN"),
+                select=side.select,
+                tk=sql.Identifier(_target_key(step)),
+                ours=ours,
+                theirs=theirs,
+            ),
+            params,
+        ).fetchone()[0]
+    return result
 
 
 def _prove_json_folds(ctx: Context, step, counts: dict) -> None:
@@ -282,7 +386,13 @@ def _prove_json_folds(ctx: Context, step, counts: dict) -> None:
             )
 
 
+def lint(ctx: Context, step) -> list:
+    return relocate.lint(ctx, step)
+
+
 def verify(ctx: Context, step, located: dict) -> list[str]:
+    """The side tables are archived, the columns exist, and every folded value is still exactly
+    the aggregate of its archived side rows (tool-owned values: no tolerance)."""
     problems = []
     for action in step.actions:
         archived = ctx.plan.archive_name(action.source)
@@ -292,17 +402,65 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
     missing = [n for a in step.actions for n in new_column_names(a) if target.column(n) is None]
     if missing:
         problems.append(f"{step.target} lacks the folded columns {missing}")
+    if problems:
+        return problems
+    for source, n in differences(ctx, step, archived=True).items():
+        if n:
+            problems.append(
+                f"{n} rows of {step.target} hold folded values of {source} that differ from its archived rows"
+            )
     return problems
 
 
 def revert(ctx: Context, step) -> Outcome:
-    """Drop the folded columns (derived data) and put the side tables back."""
+    """Put the side tables back; drop a folded column only if the tool created it and every value
+    in it is still what the side tables give (so nothing is lost: the side rows are the values)."""
+    target = ctx.catalog.get(step.target)
     if check(ctx, step) == State.PENDING:
-        return Outcome(step, "already_done")
+        return _drop_empty_columns(ctx, step, target)
+    differing = differences(ctx, step, archived=True, whole_table=True)
+    dropped, kept, notes = [], [], []
     for action in step.actions:
         for name in new_column_names(action):
-            ctx.conn.execute(
-                sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(qualified(step.target), sql.Identifier(name))
-            )
+            if target.column(name) is None:
+                continue
+            ours = tool_changes.recorded(ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN)
+            if ours and not differing.get(action.source):
+                ctx.conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(qualified(step.target), sql.Identifier(name))
+                )
+                tool_changes.forget(ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN)
+                dropped.append(name)
+            else:
+                kept.append(name)
+                why = (
+                    f"{differing.get(action.source)} rows hold values its side rows do not give"
+                    if ours
+                    else "the tool did not create it"
+                )
+                notes.append(f"{step.target}.{name} kept: {why}")
+    for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, ctx.plan.archive_name(action.source), action.source)
-    return Outcome(step, "reverted")
+    return Outcome(step, "reverted", details={"dropped_columns": dropped, "kept_columns": kept}, notes=notes)
+
+
+def _drop_empty_columns(ctx: Context, step, target) -> Outcome:
+    """The fold stopped after adding its columns: drop those the tool created that hold nothing."""
+    dropped = []
+    for name in [n for a in step.actions for n in new_column_names(a)]:
+        if target.column(name) is None or not tool_changes.recorded(
+            ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN
+        ):
+            continue
+        filled = ctx.conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
+                qualified(step.target), sql.Identifier(name)
+            )
+        ).fetchone()[0]
+        if not filled:
+            ctx.conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(qualified(step.target), sql.Identifier(name))
+            )
+            tool_changes.forget(ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN)
+            dropped.append(name)
+    return Outcome(step, "reverted" if dropped else "already_done", details={"dropped_columns": dropped})

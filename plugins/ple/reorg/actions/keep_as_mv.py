@@ -74,6 +74,10 @@ def apply(ctx: Context, step) -> Outcome:
     return Outcome(step, "applied", details={"class": CLASS, "sub_hub": step.action.sub_hub})
 
 
+def lint(ctx: Context, step) -> list:
+    return []  # metadata only: nothing can fail half way
+
+
 def verify(ctx: Context, step, located: dict) -> list[str]:
     table = ctx.catalog.get(located.get(step.action.source, step.action.source))
     if table is None or table.comment != comment_text(step):

@@ -7,6 +7,13 @@ required target columns are filled by the plan's `fill` rules; the whole source 
 shapes differ. A partial unique index on (ctb_source_table, ctb_source_key) makes a repeated
 insert a no-op. The source is locked against writes for the transaction, so the rows copied are
 exactly the rows archived.
+
+What the merge wrote is recorded row by row (ple_ops.merged_row: a hash of each inserted row), so
+that a revert removes a merged copy only while it is still what the merge wrote: a row the
+application edited since is kept and reported, never deleted. A copy or fill whose typed target
+would lose information (fractions into an integer, a timestamp read in some time zone, a longer
+string into a shorter varchar) is refused unless the plan accepts it for that column
+(`accept_lossy_casts`); the source row is kept whole in ctb_source_row either way.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from psycopg import sql
 
 from ple.catalog import Catalog, ColumnInfo, TableInfo
 from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg import tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action, MergeTarget
-from ple.reorg.proof import PROVENANCE_COLUMNS, provenance_fingerprint
+from ple.reorg.proof import PROVENANCE_COLUMNS, content_columns, provenance_fingerprint, row_hash, stable_text
 from ple.sqlutil import identifiers, qualified, split_qualified
 
 PROVENANCE_DDL = (
@@ -54,9 +62,44 @@ class Mapping:
     nullable_copies: list[tuple[str, str]] = field(
         default_factory=list
     )  # (source col, target col) NOT NULL target, nullable source
+    lossy: list[tuple[str, str, str]] = field(default_factory=list)  # (source col, target col, why) refused
+    narrowed: list[tuple[str, str, int]] = field(default_factory=list)  # (source col, target col, limit)
 
 
-def _cast(expression: sql.Composable, column: ColumnInfo) -> sql.Composable:
+INTEGER_TYPES = {"int2": 2, "int4": 4, "int8": 8}
+EXACT_NUMBERS = {"numeric"}
+FLOATS = {"float4": 4, "float8": 8}
+
+
+def lossy_cast(source: ColumnInfo, target: ColumnInfo) -> str | None:
+    """Why converting `source` into `target` would lose information silently, or None."""
+    s, t = source.type_name, target.type_name
+    if t in INTEGER_TYPES and (s in EXACT_NUMBERS or s in FLOATS):
+        return f"{source.type} into {target.type} rounds away fractions (627.49 -> 627)"
+    if t in FLOATS and (s in EXACT_NUMBERS or s == "int8" or FLOATS.get(s, 0) > FLOATS[t]):
+        return f"{source.type} into {target.type} loses precision"
+    if s == "timestamp" and t == "timestamptz":
+        return f"{source.type} into {target.type} depends on a time zone (the merge reads it as UTC)"
+    if s == "timestamptz" and t in ("timestamp", "date", "time"):
+        return f"{source.type} into {target.type} drops the time zone"
+    if s in ("timestamp", "timestamptz") and t == "date":
+        return f"{source.type} into {target.type} drops the time of day"
+    return None
+
+
+def narrowing(source: ColumnInfo, target: ColumnInfo) -> bool:
+    """A value of `source` may be longer than the `target` varchar allows (then the lint counts
+    the rows that are: without an acceptance the INSERT would fail on them half way)."""
+    if target.type_category != "S" or target.max_length is None:
+        return False
+    return source.type_category != "S" or source.max_length is None or source.max_length > target.max_length
+
+
+def _cast(expression: sql.Composable, column: ColumnInfo, *, to_length: bool = False) -> sql.Composable:
+    """An explicit cast to the column's base type; `to_length` keeps a varchar's limit (an
+    explicit cast cuts longer values: only where the plan accepted that)."""
+    if to_length and column.max_length is not None:
+        return sql.SQL("CAST({} AS {}({}))").format(expression, column.type_identifier, sql.Literal(column.max_length))
     return sql.SQL("CAST({} AS {})").format(expression, column.type_identifier)
 
 
@@ -78,6 +121,16 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
     relaxed = set(spec.relax_not_null)
     source_columns = {c.name: c for c in source.columns}
     used: set[str] = set()
+
+    def loses(source_column: str, column: ColumnInfo) -> bool:
+        """Records a refused lossy cast; True where the plan accepts cutting to the column's length."""
+        accepted = column.name in spec.accept_lossy_casts
+        why = lossy_cast(source_columns[source_column], column)
+        if why and not accepted:
+            result.lossy.append((source_column, column.name, why))
+        if narrowing(source_columns[source_column], column) and not accepted:
+            result.narrowed.append((source_column, column.name, column.max_length))
+        return accepted
 
     def fallback(rule: dict, column: ColumnInfo) -> sql.Composable | None:
         if "value" in rule:
@@ -103,7 +156,10 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
         if rule is not None:
             present = [c for c in rule.get("from", []) if c in source_columns]
             used.update(present)
-            parts = [_cast(sql.SQL("(k.s).{}").format(sql.Identifier(c)), column) for c in present]
+            parts = [
+                _cast(sql.SQL("(k.s).{}").format(sql.Identifier(c)), column, to_length=loses(c, column))
+                for c in present
+            ]
             last = fallback(rule, column)
             if last is not None:
                 parts.append(last)
@@ -111,6 +167,8 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
                 expression = parts[0] if len(parts) == 1 else sql.SQL("COALESCE({})").format(sql.SQL(", ").join(parts))
         elif column.name in source_columns and catalog.assignable(source_columns[column.name], column):
             expression = sql.SQL("(k.s).{}").format(sql.Identifier(column.name))
+            if loses(column.name, column):
+                expression = _cast(expression, column, to_length=True)
             used.add(column.name)
             how = "copy"
             if column.not_null and not source_columns[column.name].not_null and not column.has_default:
@@ -156,6 +214,9 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
             "(add a fill rule or relax_not_null in merge_targets)"
         )
     plan.params["run_id"] = ctx.run_id
+    plan.params["target_oid"] = target.oid
+    hashed = content_columns(target)
+    plan.params["hashed_columns"] = hashed
     key_match = target_key_match(spec, target, plan.fills)
     conflict_filter = sql.SQL("")
     if key_match is not None and spec.on_key_conflict == "keep_target":
@@ -164,11 +225,17 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
         )
     discriminator = target.column(spec.discriminator_column)
     query = sql.SQL(
-        "INSERT INTO {target} ({columns}, {disc}, ctb_source_table, ctb_source_key, ctb_source_row, ctb_run_id, ctb_merged_at) "
+        "WITH inserted AS (INSERT INTO {target} AS t ({columns}, {disc}, ctb_source_table, ctb_source_key, ctb_source_row, ctb_run_id, ctb_merged_at) "
         "SELECT {values}, {disc_value}, %(source_table)s, k.ctb_key, k.ctb_row, %(run_id)s, now() "
         "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s) AS k {filter} "
-        "ON CONFLICT (ctb_source_table, ctb_source_key) WHERE ctb_source_table IS NOT NULL DO NOTHING"
+        "ON CONFLICT (ctb_source_table, ctb_source_key) WHERE ctb_source_table IS NOT NULL DO NOTHING "
+        "RETURNING t.ctb_source_key, {hash}) "
+        "INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
+        "SELECT %(target_oid)s, %(source_table)s, i.ctb_source_key, i.row_hash, %(hashed_columns)s, %(run_id)s "
+        "FROM inserted AS i ON CONFLICT (target_oid, source_table, source_key) DO UPDATE SET "
+        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id"
     ).format(
+        hash=sql.Composed([row_hash("t", hashed), sql.SQL(" AS row_hash")]),
         target=qualified(action.target),
         columns=identifiers(f.column for f in plan.fills),
         disc=sql.Identifier(spec.discriminator_column),
@@ -191,30 +258,31 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
     )
 
 
-def _merge_set(
-    ctx: Context, relation: str, key_match, spec: MergeTarget, params: dict, *, negate: bool = False
-) -> tuple[int, int]:
-    """(rows, JSON checksum) of the rows of `relation` (the source, or its archive) that are merged
-    into the target, or with `negate` the rows whose key the target already had (kept in archive)."""
-    if key_match is None or spec.on_key_conflict != "keep_target":
-        where = sql.SQL("WHERE false") if negate else sql.SQL("")
-    else:
+def _merge_sets(
+    ctx: Context, relation: str, key_match, spec: MergeTarget, params: dict, *, checksums: bool = True
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """In one pass over `relation` (the source, or its archive): (rows, JSON checksum) of the rows
+    merged into the target, and of the rows whose key the target already had (kept in archive).
+    `to_jsonb(row)::text` is the expensive part: without `checksums` it is not computed."""
+    kept = sql.SQL("false")
+    if key_match is not None and spec.on_key_conflict == "keep_target":
         others = (
             sql.SQL("AND x.ctb_source_table IS DISTINCT FROM %(source_table)s")
             if ctx.catalog.get(spec.table).column("ctb_source_table")
             else sql.SQL("")
         )
-        where = sql.SQL("WHERE {} EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(
-            sql.SQL("") if negate else sql.SQL("NOT"), qualified(spec.table), key_match, others
-        )
+        kept = sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(qualified(spec.table), key_match, others)
+    digest = sql.SQL("hashtextextended(k.ctb_row::text, 0)::numeric" if checksums else "0")
     row = ctx.conn.execute(
         sql.SQL(
-            "SELECT count(*), coalesce(sum(hashtextextended(k.ctb_row::text, 0)::numeric), 0) "
-            "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {relation} AS s) AS k {where}"
-        ).format(key=source_key(ctx.catalog.get(relation)), relation=qualified(relation), where=where),
+            "SELECT count(*) FILTER (WHERE NOT d.kept), coalesce(sum(d.h) FILTER (WHERE NOT d.kept), 0), "
+            "count(*) FILTER (WHERE d.kept), coalesce(sum(d.h) FILTER (WHERE d.kept), 0) "
+            "FROM (SELECT {digest} AS h, {kept} AS kept "
+            "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {relation} AS s) AS k) AS d"
+        ).format(digest=digest, kept=kept, key=source_key(ctx.catalog.get(relation)), relation=qualified(relation)),
         params,
     ).fetchone()
-    return int(row[0]), int(row[1])
+    return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
 
 
 def prepare_target(ctx: Context, target_name: str) -> list[Statement]:
@@ -237,11 +305,22 @@ def prepare_target(ctx: Context, target_name: str) -> list[Statement]:
     for name in spec.relax_not_null:
         column = target.column(name)
         if column is not None and column.not_null:
+            # recorded in the same transaction, so revert restores it even if the phase stops here
             result.append(
                 Statement(
-                    f"relax NOT NULL on {target_name}.{name}",
-                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(
-                        qualified(target_name), sql.Identifier(name)
+                    f"relax NOT NULL on {target_name}.{name} (recorded: revert restores it)",
+                    sql.SQL(
+                        "ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL; "
+                        "INSERT INTO ple_ops.tool_change (table_oid, column_name, change, table_name, run_id) "
+                        "VALUES ({oid}, {name}, {change}, {table_name}, {run_id}) ON CONFLICT DO NOTHING"
+                    ).format(
+                        table=qualified(target_name),
+                        column=sql.Identifier(name),
+                        oid=sql.Literal(target.oid),
+                        name=sql.Literal(name),
+                        change=sql.Literal(tool_changes.RELAXED_NOT_NULL),
+                        table_name=sql.Literal(target_name),
+                        run_id=sql.Literal(ctx.run_id),
                     ),
                 )
             )
@@ -282,8 +361,7 @@ def preview(ctx: Context, step) -> dict:
     action = step.action
     spec, _, _ = _tables(ctx, action)
     _, plan, key_match = insert_statement(ctx, action)
-    merged, _ = _merge_set(ctx, action.source, key_match, spec, plan.params)
-    kept, _ = _merge_set(ctx, action.source, key_match, spec, plan.params, negate=True)
+    (merged, _), (kept, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params, checksums=False)
     return {
         "rows": merged + kept,
         "rows_to_merge": merged,
@@ -297,9 +375,12 @@ def apply(ctx: Context, step) -> Outcome:
     spec, _, _ = _tables(ctx, action)
     lock, insert, *_archive = statements(ctx, step)
     ctx.execute(lock)
+    stable_text(ctx.conn)
+    refusals = _cast_findings(ctx, step)  # the rest of the lint ran in the preflight
+    if refusals:
+        raise PlanRejected("; ".join(f.message for f in refusals))
     _, plan, key_match = insert_statement(ctx, action)
-    merge_rows, merge_checksum = _merge_set(ctx, action.source, key_match, spec, plan.params)
-    kept_rows, _ = _merge_set(ctx, action.source, key_match, spec, plan.params, negate=True)
+    (merge_rows, merge_checksum), (kept_rows, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params)
     if kept_rows and spec.on_key_conflict != "keep_target":
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
@@ -337,8 +418,8 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
     spec = ctx.plan.merge_targets[action.target]
     plan = mapping(action, spec, ctx.catalog.get(archived), ctx.catalog.get(action.target), ctx.catalog)
     key_match = target_key_match(spec, ctx.catalog.get(action.target), plan.fills)
-    total = _merge_set(ctx, archived, None, spec, plan.params)
-    kept = _merge_set(ctx, archived, key_match, spec, plan.params, negate=True)
+    merged_now, kept = _merge_sets(ctx, archived, key_match, spec, plan.params)
+    total = (merged_now[0] + kept[0], merged_now[1] + kept[1])
     merged = provenance_fingerprint(ctx.conn, action.target, action.source)
     if (merged[0] + kept[0], merged[1] + kept[1]) != total:
         return [
@@ -349,13 +430,146 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
 
 
 def revert(ctx: Context, step) -> Outcome:
-    """Put the source back and take its copies out of the target (the originals are the source)."""
+    """Put the source back and take out of the target the copies that are still exactly what the
+    merge wrote (the originals are the source). A copy changed since is kept, and reported."""
     action = step.action
     archived = ctx.plan.archive_name(action.source)
     if relocate.check(ctx.catalog, archived, action.source) != State.PENDING:
         return Outcome(step, "already_done")
-    removed = ctx.conn.execute(
-        sql.SQL("DELETE FROM {} WHERE ctb_source_table = %s").format(qualified(action.target)), (action.source,)
-    ).rowcount
+    stable_text(ctx.conn)
+    target = ctx.catalog.get(action.target)
+    removed = 0
+    for (columns,) in ctx.conn.execute(
+        "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
+        (target.oid, action.source),
+    ).fetchall():
+        if any(target.column(c) is None for c in columns):
+            continue  # a column the merge wrote is gone: those copies cannot be compared, so they stay
+        removed += ctx.conn.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
+                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash"
+            ).format(qualified(action.target), row_hash("t", list(columns))),
+            {"oid": target.oid, "source": action.source, "columns": list(columns)},
+        ).rowcount
+    kept = [
+        r[0]
+        for r in ctx.conn.execute(
+            sql.SQL("SELECT ctb_source_key FROM {} WHERE ctb_source_table = %s ORDER BY 1").format(
+                qualified(action.target)
+            ),
+            (action.source,),
+        )
+    ]
+    ctx.conn.execute(
+        sql.SQL(
+            "DELETE FROM ple_ops.merged_row AS m WHERE m.target_oid = %s AND m.source_table = %s "
+            "AND NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.ctb_source_table = m.source_table "
+            "AND t.ctb_source_key = m.source_key)"
+        ).format(qualified(action.target)),
+        (target.oid, action.source),
+    )
     relocate.apply(ctx.conn, ctx.catalog, archived, action.source)
-    return Outcome(step, "reverted", details={"copies_removed_from_target": removed})
+    details = {"copies_removed_from_target": removed, "changed_copies_kept_in_target": len(kept)}
+    notes = []
+    if kept:
+        details["kept_keys"] = kept[:100]
+        notes.append(
+            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge: "
+            f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
+            f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
+        )
+    return Outcome(step, "reverted", details=details, notes=notes)
+
+
+def _lossy_message(action: Action, plan: Mapping) -> str:
+    casts = "; ".join(f"{s} -> {action.target}.{t}: {why}" for s, t, why in plan.lossy)
+    return (
+        f"MERGE {action.source} -> {action.target} would lose information: {casts}. Nothing was written. "
+        f"If that is acceptable (the full source row stays in ctb_source_row), list the column under "
+        f"merge_targets.{action.target}.accept_lossy_casts with the reason"
+    )
+
+
+def lint(ctx: Context, step) -> list:
+    """Lossy casts, and keys the target would receive twice from this source (a keyless source
+    with duplicate keys passes every other check, then fails half way with a key violation)."""
+    from ple.reorg.lint import Finding
+
+    action = step.action
+    spec = ctx.plan.merge_targets.get(action.target)
+    source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
+    if spec is None or source is None or target is None:
+        return []
+    plan = mapping(action, spec, source, target, ctx.catalog)
+    findings = relocate.lint(ctx, step) + _cast_findings(ctx, step)
+    key_match = target_key_match(spec, target, plan.fills)
+    if key_match is None:
+        return findings
+    by_column = {f.column: f.expression for f in plan.fills}
+    keys = [by_column[c] for c in target.primary_key]
+    new_rows = sql.SQL("")
+    if spec.on_key_conflict == "keep_target":
+        new_rows = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(
+            qualified(action.target), key_match
+        )
+    with ctx.conn.transaction():  # a savepoint: a query that fails here must not end the lint
+        keys_twice, rows = ctx.conn.execute(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM "
+                "(SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s) AS k {new_rows} "
+                "GROUP BY {keys} HAVING count(*) > 1) AS d"
+            ).format(
+                key=source_key(source),
+                source=qualified(action.source),
+                new_rows=new_rows,
+                keys=sql.SQL(", ").join(keys),
+            ),
+            plan.params,
+        ).fetchone()
+    if keys_twice:
+        findings.append(
+            Finding(
+                "duplicate-source-key",
+                step.step_id,
+                f"{rows} rows of {action.source} share {keys_twice} values of {action.target}'s primary key "
+                f"{target.primary_key} among themselves: the INSERT would fail half way. Resolve the duplicates "
+                "in the source (or merge into a target keyed otherwise); nothing was written",
+            )
+        )
+    return findings
+
+
+def _cast_findings(ctx: Context, step) -> list:
+    """Lossy casts (from the types) and values too long for their target column (counted)."""
+    from ple.reorg.lint import Finding
+
+    action = step.action
+    spec = ctx.plan.merge_targets.get(action.target)
+    source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
+    if spec is None or source is None or target is None:
+        return []
+    plan = mapping(action, spec, source, target, ctx.catalog)
+    findings = []
+    if plan.lossy:
+        findings.append(Finding("lossy-cast", step.step_id, _lossy_message(action, plan)))
+    for source_column, target_column, limit in plan.narrowed:
+        too_long = ctx.conn.execute(
+            sql.SQL("SELECT count(*) FROM {} AS s WHERE length(s.{}::text) > %s").format(
+                qualified(action.source), sql.Identifier(source_column)
+            ),
+            (limit,),
+        ).fetchone()[0]
+        if too_long:
+            findings.append(
+                Finding(
+                    "lossy-cast",
+                    step.step_id,
+                    f"{too_long} values of {action.source}.{source_column} are longer than {action.target}."
+                    f"{target_column} allows ({limit}): the INSERT would fail half way. To store them cut to "
+                    f"{limit} characters (the full row stays in ctb_source_row), list {target_column} under "
+                    f"merge_targets.{action.target}.accept_lossy_casts with the reason; nothing was written",
+                )
+            )
+    return findings

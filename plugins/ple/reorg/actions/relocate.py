@@ -114,3 +114,65 @@ def apply(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) 
             f"{source} -> {target}: relation {info.oid} is now {row}; expected {target} with the same data file"
         )
     return {"oid": info.oid, "relfilenode": info.relfilenode}
+
+
+def relocations(plan, step) -> list[tuple[str, str]]:
+    """(source, destination) of every table a step relocates."""
+    if step.kind in ("ARCHIVE", "MOVE"):
+        return [(step.action.source, step.action.target)]
+    if step.kind in ("MERGE", "FOLD"):
+        return [(a.source, plan.archive_name(a.source)) for a in step.actions]
+    return []
+
+
+# (catalog read, {(source, target): names}): the names depend only on the catalog, and the lint
+# asks for every earlier relocation of the plan at each step.
+_NAMES: list = [None, {}]
+
+
+def _created_names(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> set[str]:
+    """Qualified names a pending relocation would bring into the target schema: the table, and its
+    indexes and sequences (renamed with the table where their names start with its name)."""
+    if _NAMES[0] is not catalog:
+        _NAMES[:] = [catalog, {}]
+    if (source, target) not in _NAMES[1]:
+        _NAMES[1][(source, target)] = _names_now(conn, catalog, source, target)
+    return _NAMES[1][(source, target)]
+
+
+def _names_now(conn: psycopg.Connection, catalog: Catalog, source: str, target: str) -> set[str]:
+    info = catalog.get(source)
+    if info is None or catalog.exists(target):
+        return set()
+    source_table = split_qualified(source)[1]
+    target_schema, target_table = split_qualified(target)
+    names = {target_table} | {renamed(n, source_table, target_table) for _, n in dependents(conn, info.oid)}
+    return {f"{target_schema}.{n}" for n in names}
+
+
+def plan_collisions(conn: psycopg.Connection, catalog: Catalog, plan, step) -> list[str]:
+    """Names this step's relocations would create that an earlier relocation of the plan creates
+    too (two tables moved into one schema, each with an index `idx_status`): the live catalog
+    cannot show that before the first of them runs, and the second would fail half way."""
+    earlier: dict[str, str] = {}
+    for other in plan.steps:
+        if other.step_id == step.step_id:
+            break
+        for source, target in relocations(plan, other):
+            for name in _created_names(conn, catalog, source, target):
+                earlier.setdefault(name, source)
+    collisions = []
+    for source, target in relocations(plan, step):
+        for name in sorted(_created_names(conn, catalog, source, target)):
+            if name in earlier:
+                collisions.append(
+                    f"{source} -> {target} would create {name}, which moving {earlier[name]} creates first: "
+                    "rename one of the two indexes (or relations) before the phase runs; nothing was written"
+                )
+    return collisions
+
+
+def lint(ctx, step) -> list:
+    from ple.reorg.lint import Finding
+
+    return [Finding("name-collision", step.step_id, c) for c in plan_collisions(ctx.conn, ctx.catalog, ctx.plan, step)]

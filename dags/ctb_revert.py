@@ -1,0 +1,18 @@
+"""
+# ctb_revert
+
+Undoes one phase of the CTB reorganization, last step first: archives are thawed and moved back,
+merged copies that are still exactly what the merge wrote are taken out of their targets (copies
+edited since are kept and reported), folded columns the side tables can give back are dropped,
+keys the tool added are released (a column it did not create is never dropped), relaxed NOT NULLs
+are restored. It ends with a proof against the phase's preflight snapshot.
+
+`render_plan` shows what would happen and writes nothing; `apply_revert` runs only with
+`mode=apply` and an approval of subject "revert" for this phase
+(`python -m ple.cli approve --revert <phase> --approver <name>`). Resumable: run it again after any
+failure. Airflow DAG, manual trigger only.
+"""
+
+from ple.orchestration.revert_dags import build_revert_dag
+
+dag = build_revert_dag(doc_md=__doc__)
