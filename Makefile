@@ -22,14 +22,15 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test lint approve decide lint-plan report clean bench-fixture bench-reorg bench-dol
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
 	@echo "make fixture SCALE=1.0   (re)build the PLE database on ctb_postgres"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
-	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
+	@echo "make decide ACCEPT=proposed   write the database's decisions file from the proposals"
+	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file and decisions file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
 	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
 
@@ -71,6 +72,11 @@ approve: db
 
 lint-plan: db
 	$(PLE) lint
+
+# Write include/plan/decisions/<database>.yaml with every proposal accepted (review it, then approve).
+decide: db
+	@test "$(ACCEPT)" = proposed || (echo "usage: make decide ACCEPT=proposed"; exit 2)
+	$(PLE) decide --accept proposed
 
 report: db
 	$(PLE) report

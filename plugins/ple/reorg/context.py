@@ -15,6 +15,7 @@ from ple.reorg.plan import Plan, Step
 class Mode(StrEnum):
     PLAN = "plan"
     APPLY = "apply"
+    REHEARSE = "rehearse"  # carry a phase out, verify it, roll it all back (rehearse.py)
 
 
 @dataclass(frozen=True)
