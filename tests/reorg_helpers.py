@@ -58,14 +58,14 @@ def approve(conn, plan=None) -> None:
 
 def run_phase(ex: Executor, phase_id: str) -> list:
     reports = [ex.preflight(phase_id)]
-    reports += [ex.run_step(step.step_id) for step in ex.plan.phase(phase_id).steps]
+    reports += [ex.run_step(step.step_id) for step in ex.declared.phase(phase_id).steps]  # as the DAGs do
     reports.append(ex.verify(phase_id))
     reports.append(ex.freeze(phase_id))
     return reports
 
 
 def run_all(ex: Executor) -> list:
-    return [r for p in ex.plan.phases if p.steps for r in run_phase(ex, p.phase)]
+    return [r for p in ex.declared.phases if p.steps for r in run_phase(ex, p.phase)]
 
 
 def table_fingerprints(conn) -> dict[int, tuple]:

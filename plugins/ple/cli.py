@@ -122,10 +122,10 @@ def _cmd_run(args) -> int:
 
     with connect() as conn:
         executor = _executor(conn, args.mode, args.run_id)
-        phases = args.phase or [p.phase for p in executor.plan.phases if p.steps]
+        phases = args.phase or [p.phase for p in executor.declared.phases if p.steps]
         for phase_id in phases:
             emit(executor.preflight(phase_id).text)
-            for step in executor.plan.phase(phase_id).steps:
+            for step in executor.declared.phase(phase_id).steps:
                 emit(executor.run_step(step.step_id).text)
             emit(executor.verify(phase_id).text)
             emit(executor.freeze(phase_id).text)

@@ -216,7 +216,7 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
                 raw["actions"][v.action.source] = {"state": v.status.value, "evidence": v.evidence, **v.proposal}
                 changed = True
             if v.target_proposal:
-                target = raw["targets"].setdefault(v.action.target, {})
+                target = raw["targets"].setdefault(v.proposal_target, {})
                 for key, value in v.target_proposal.items():
                     if key not in target:
                         target[key] = value

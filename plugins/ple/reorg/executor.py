@@ -424,9 +424,9 @@ class Executor:
             declared = self.declared.step(step.step_id).actions
             original = next((a for a in declared if a.source == action.source), action)
             occupant = reconcile.destination(self.declared, original)
-            if name and occupant:
+            if name and occupant and ctx.catalog.exists(action.source):  # once the action is done, nothing to set aside
                 item = set_aside.SetAside(occupant, name, step.step_id)
-                if set_aside.check(ctx, item) == State.PENDING and ctx.catalog.exists(action.source):
+                if set_aside.check(ctx, item) == State.PENDING:
                     items.append(item)
         return items
 

@@ -277,7 +277,7 @@ def _decided(verdict: reconcile.Verdict, decisions: Decisions) -> bool:
     ):
         return verdict.status == Status.ADOPTED  # adoption with evidence needs no decision
     if verdict.target_proposal is not None:
-        entry = decisions.targets.get(verdict.action.target) or {}
+        entry = decisions.targets.get(verdict.proposal_target) or {}
         return all(k in entry for k in verdict.target_proposal)
     return True
 
@@ -287,7 +287,7 @@ def _proposal_text(verdict: reconcile.Verdict) -> str:
     if verdict.proposal:
         parts.append(f"actions.{verdict.action.source}: {verdict.proposal}")
     if verdict.target_proposal:
-        parts.append(f"targets.{verdict.action.target}: {verdict.target_proposal}")
+        parts.append(f"targets.{verdict.proposal_target}: {verdict.target_proposal}")
     return "; ".join(parts) or "none: fix the database or the plan"
 
 

@@ -64,6 +64,11 @@ class Verdict:
     facts: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
+    def proposal_target(self) -> str | None:
+        """The merge target `target_proposal` is about (a retargeted merge's new one)."""
+        return self.facts.get("fit_target") or self.action.target
+
+    @property
     def needs_decision(self) -> bool:
         return self.status in (Status.CONFLICT, Status.MOOT)
 
@@ -209,10 +214,18 @@ class Reconciler:
             result = self._add_pk(step, action, done)
         else:
             result = self._in_place(step, action, done)
-        if result.status == Status.PENDING and action.kind in ("MERGE", "MERGE_JSONB", "MERGE_COLS"):
-            decided = self._decided.get(action.source)
-            if decided is not None:
-                return self._fit_merge(result, decided) if decided.kind == "MERGE" else self._fit_fold(result, decided)
+        decided = self._decided.get(action.source)
+        if decided is None or action.kind not in ("MERGE", "MERGE_JSONB", "MERGE_COLS"):
+            return result
+        if result.status == Status.PENDING:
+            return self._fit_merge(result, decided) if decided.kind == "MERGE" else self._fit_fold(result, decided)
+        if result.facts.get("target_gone") and decided.target != action.target:
+            # retargeted: does the plan fit the table the decision names?
+            fitted = self._fit_merge(dataclasses.replace(result, status=Status.PENDING), decided)
+            if fitted.target_proposal:
+                return dataclasses.replace(
+                    result, evidence=fitted.evidence, target_proposal=fitted.target_proposal, facts=fitted.facts
+                )
         return result
 
     # ------------------------------------------------------------------ does the plan fit the live columns?
@@ -232,7 +245,11 @@ class Reconciler:
         if unfillable:
             evidence += f"; no lossless default exists for {unfillable}"
         return dataclasses.replace(
-            verdict, status=Status.CONFLICT, evidence=evidence, target_proposal={"fill": fill} if fill else None
+            verdict,
+            status=Status.CONFLICT,
+            evidence=evidence,
+            target_proposal={"fill": fill} if fill else None,
+            facts=verdict.facts | {"fit_target": action.target},
         )
 
     def _fit_fold(self, verdict: Verdict, action: Action) -> Verdict:
@@ -305,7 +322,8 @@ class Reconciler:
         source, dest = self.catalog.get(action.source), self.catalog.get(destination(self.plan, action))
         dest_name = destination(self.plan, action)
         if done and source is None and dest is not None:
-            oid = (done["details"].get("table") or {}).get("oid")
+            recorded = done["details"].get("table")
+            oid = recorded.get("oid") if isinstance(recorded, dict) else done["details"].get("oid")
             verdict = self._recorded(step, action, done)
             if oid is None or oid == dest.oid:
                 return verdict
@@ -384,27 +402,20 @@ class Reconciler:
 
     def _source_gone_destination_there(self, step: Step, action: Action, dest: TableInfo) -> Verdict:
         """The plan's end state seems reached without this tool: adopt only with evidence."""
-        known = _known_columns(action.source)
+        known, listed_as = _known_columns(action.source), action.source
+        if known is None:  # the inventory of 2026-02-20 lists tables where they stood then
+            known, listed_as = _known_columns(dest.name), dest.name
         rows, checksum = count_and_checksum(self.conn, dest)
         facts = {"rows": rows, "checksum": str(checksum), "table": dest.name, "oid": dest.oid}
         if action.kind in ("ARCHIVE", "MOVE") and known and set(known) == set(dest.column_names):
-            inventory_rows = (_inventory().get(action.source) or {}).get("rows_2026_02_20")
+            inventory_rows = (_inventory().get(listed_as) or {}).get("rows_2026_02_20")
             evidence = (
-                f"{action.source} is gone and {dest.name} has exactly its columns ({len(known)}, inventory of "
-                f"2026-02-20); {rows:,} rows"
+                f"{action.source} is gone and {dest.name} has exactly the columns the inventory of 2026-02-20 "
+                f"lists for {listed_as} ({len(known)}); {rows:,} rows"
                 + (f" (inventory: {inventory_rows:,})" if inventory_rows is not None else "")
-                + f", content checksum {checksum} recorded as the baseline"
+                + f", content checksum {checksum} recorded as the baseline (no earlier checksum exists)"
             )
-            if inventory_rows is None or inventory_rows <= rows:
-                return Verdict(step.step_id, action, Status.ADOPTED, evidence, proposal={"adopt": True}, facts=facts)
-            return Verdict(
-                step.step_id,
-                action,
-                Status.CONFLICT,
-                evidence + f"; but it holds fewer rows than the inventory's {inventory_rows:,}",
-                proposal={"adopt": True},
-                facts=facts,
-            )
+            return Verdict(step.step_id, action, Status.ADOPTED, evidence, proposal={"adopt": True}, facts=facts)
         reason = gone_because(action.source)
         copy = "a hand copy" if set(dest.column_names) & HAND_COPY_COLUMNS else "a table this tool did not make"
         return Verdict(
