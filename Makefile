@@ -20,6 +20,7 @@ EMBEDDED_DSN := postgresql://postgres@127.0.0.1:$(PLE_PG_PORT)/ple
 export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 
 SCALE ?= 0.01
+STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
 .PHONY: help venv db stop fixture airflow-db demo test lint approve decide lint-plan report clean bench-fixture bench-reorg bench-dol
@@ -27,7 +28,7 @@ PLE := $(BIN)/python -m ple.cli
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
-	@echo "make fixture SCALE=1.0   (re)build the PLE database on ctb_postgres"
+	@echo "make fixture SCALE=1.0 [STATE=production]   (re)build the PLE database on ctb_postgres"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make decide ACCEPT=proposed   write the database's decisions file from the proposals"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file and decisions file"
@@ -47,7 +48,7 @@ stop: venv
 	$(PLE) db stop
 
 fixture: db
-	$(PLE) fixture --scale $(SCALE) --replace --verbose
+	$(PLE) fixture --scale $(SCALE) --state $(STATE) --replace --verbose
 
 airflow-db: venv
 	@mkdir -p $(AIRFLOW_HOME)

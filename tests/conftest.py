@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import TEMPLATE_DB, clone_fixture
+from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
@@ -59,6 +59,30 @@ def fixture_template(pg_server):
 def fresh_db(pg_server, fixture_template, monkeypatch):
     """A private copy of the fixture; the connection ctb_postgres points at it for the test."""
     dsn = clone_fixture(pg_server)
+    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
+    yield dsn
+    from ple import embedded_pg
+
+    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+@pytest.fixture(scope="session")
+def production_template(pg_server):
+    """The production twin (the database as it stood on 2026-02-20) at TEST_SCALE, built once
+    into its own template database."""
+    from ple import embedded_pg
+    from ple.fixture.builder import build
+
+    dsn = embedded_pg.create_database(pg_server, PRODUCTION_TEMPLATE_DB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        report = build(conn, scale=TEST_SCALE, log=lambda _: None, state="production")
+    return {"dsn": dsn, "report": report}
+
+
+@pytest.fixture
+def twin_db(pg_server, production_template, monkeypatch):
+    """A private copy of the production twin; the connection ctb_postgres points at it for the test."""
+    dsn = clone_fixture(pg_server, template=PRODUCTION_TEMPLATE_DB)
     monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
     yield dsn
     from ple import embedded_pg

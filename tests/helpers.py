@@ -11,12 +11,14 @@ import sys
 from ple import embedded_pg
 
 TEMPLATE_DB = "ple_fixture_template"
+PRODUCTION_TEMPLATE_DB = "ple_production_template"
 _db_counter = itertools.count(1)
 
 
-def clone_fixture(pg_server, name: str | None = None) -> str:
-    """A private copy of the fixture database (CREATE DATABASE ... TEMPLATE); returns its DSN."""
-    return embedded_pg.create_database(pg_server, name or f"ple_test_{os.getpid()}_{next(_db_counter)}", TEMPLATE_DB)
+def clone_fixture(pg_server, name: str | None = None, template: str = TEMPLATE_DB) -> str:
+    """A private copy of a fixture database (CREATE DATABASE ... TEMPLATE); returns its DSN.
+    `template`: TEMPLATE_DB (pre-plan) or PRODUCTION_TEMPLATE_DB (the production twin)."""
+    return embedded_pg.create_database(pg_server, name or f"ple_test_{os.getpid()}_{next(_db_counter)}", template)
 
 
 def run_dag(

@@ -29,10 +29,16 @@ def _cmd_fixture(args) -> int:
 
     with connect() as conn:
         print(
-            f"building the PLE fixture at scale {args.scale} into {conn.info.dbname}@{conn.info.host}:{conn.info.port}"
+            f"building the PLE fixture ({args.state}) at scale {args.scale} "
+            f"into {conn.info.dbname}@{conn.info.host}:{conn.info.port}"
         )
         report = build(
-            conn, scale=args.scale, seed=args.seed, replace=args.replace, log=print if args.verbose else lambda _: None
+            conn,
+            scale=args.scale,
+            seed=args.seed,
+            replace=args.replace,
+            log=print if args.verbose else lambda _: None,
+            state=args.state,
         )
     print(f"built {len(report.rows)} tables, {sum(report.rows.values()):,} rows in {report.seconds:.1f}s")
     _print_schema_summary(report.per_schema())
@@ -201,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     fixture.add_argument("--seed", type=int, default=None)
     fixture.add_argument("--replace", action="store_true", help="rebuild a fixture this builder made before")
     fixture.add_argument("--verbose", action="store_true", help="print every table as it is built")
+    fixture.add_argument(
+        "--state",
+        choices=["pre-plan", "production"],
+        default="pre-plan",
+        help="pre-plan: the database the plan assumes; production: the twin of the real one (2026-02-20)",
+    )
     fixture.set_defaults(func=_cmd_fixture)
 
     summary = sub.add_parser("summary", help="tables and rows per schema of the target database")
