@@ -230,7 +230,10 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
         for finding in guards.inspect(conn, effective, catalog, decided):
             if finding.blocks and finding.proposal:
                 section, name, entry = finding.proposal
-                if section == "accept" and name not in raw["guards"]["accept"]:
+                if section == "actions" and not _resolution(raw["actions"].get(name) or {}):
+                    raw["actions"][name] = {"state": "conflict", "evidence": finding.message, **entry}
+                    changed = True
+                elif section == "accept" and name not in raw["guards"]["accept"]:
                     raw["guards"]["accept"][name] = entry
                     changed = True
                 elif section == "targets":

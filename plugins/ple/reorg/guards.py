@@ -463,7 +463,15 @@ def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guar
             )
             continue
         nullable = [c for c in columns if not target.column(c).not_null]
-        proposal = ("targets", target.name, {"fill": {nullable[0]: {"from": []}}}) if nullable else None
+        proposal = (
+            ("targets", target.name, {"fill": {nullable[0]: {"from": []}}})
+            if nullable
+            else (
+                "actions",
+                action.source,
+                {"skip": f"{clashes} rows collide on {index}; the table stays where it is, unchanged"},
+            )
+        )
         result.append(
             Guard(
                 "unique",

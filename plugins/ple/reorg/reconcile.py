@@ -185,6 +185,15 @@ def fill_by_type(column) -> dict | None:
     return None
 
 
+def _create_proposal(spec) -> dict:
+    """A gone merge target, re-created with the columns the plan's fill rules describe."""
+    types = {"source_row": "jsonb", "merged_at": "timestamptz", "uuid": "uuid"}
+    columns = {name: types.get(rule.get("generate"), "text") for name, rule in (spec.fill if spec else {}).items()}
+    if columns:
+        return {"create": {"columns": columns}}
+    return {"create": {"columns": {"merged_at": "timestamptz"}}, "fill": {"merged_at": {"generate": "merged_at"}}}
+
+
 def _known_columns(name: str) -> list[str] | None:
     columns = (_inventory().get(name) or {}).get("columns")
     return [c["name"] for c in columns] if columns else None
@@ -219,6 +228,17 @@ class Reconciler:
             return result
         if result.status == Status.PENDING:
             return self._fit_merge(result, decided) if decided.kind == "MERGE" else self._fit_fold(result, decided)
+        if result.facts.get("occupant"):  # set aside first; does the rest of the plan fit?
+            pending = dataclasses.replace(result, status=Status.PENDING, proposal=None)
+            fitted = self._fit_merge(pending, decided) if decided.kind == "MERGE" else self._fit_fold(pending, decided)
+            if fitted.status == Status.CONFLICT:
+                return dataclasses.replace(
+                    result,
+                    evidence=fitted.evidence,
+                    proposal={**result.proposal, **(fitted.proposal or {})},
+                    target_proposal=fitted.target_proposal,
+                    facts=fitted.facts | result.facts,
+                )
         if result.facts.get("target_gone") and decided.target != action.target:
             # retargeted: does the plan fit the table the decision names?
             fitted = self._fit_merge(dataclasses.replace(result, status=Status.PENDING), decided)
@@ -227,6 +247,28 @@ class Reconciler:
                     result, evidence=fitted.evidence, target_proposal=fitted.target_proposal, facts=fitted.facts
                 )
         return result
+
+    def _retarget_misfit(self, action: Action, hand: str) -> str | None:
+        """Why merging into the hand run's table would not work (None: it would)."""
+        from ple.reorg.actions import merge as merge_action
+
+        spec = dataclasses.replace(self.plan.merge_targets[action.target], table=hand)
+        target, source = self.catalog.get(hand), self.catalog.get(action.source)
+        uncovered = merge_action.mapping(action, spec, source, target, self.catalog).uncovered
+        unfillable = [c for c in uncovered if fill_by_type(target.column(c)) is None]
+        if unfillable:
+            return f"its required columns {unfillable} have no lossless value"
+        column = target.column(spec.discriminator_column)
+        if column is not None:
+            clashes = self.conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {}::text = %s").format(
+                    qualified(hand), sql.Identifier(column.name)
+                ),
+                (action.value,),
+            ).fetchone()[0]
+            if clashes:
+                return f"{clashes} of its rows already have {column.name} = {action.value!r}: merged rows could not be told apart"
+        return None
 
     # ------------------------------------------------------------------ does the plan fit the live columns?
     def _fit_merge(self, verdict: Verdict, action: Action) -> Verdict:
@@ -355,7 +397,8 @@ class Reconciler:
     def _target_gone(self, step: Step, action: Action, evidence: str) -> Verdict:
         reason = gone_because(action.target)
         hand = HAND_RUN_TARGETS.get(action.target)
-        if hand and self.catalog.exists(hand):
+        misfit = self._retarget_misfit(action, hand) if hand and self.catalog.exists(hand) else None
+        if hand and self.catalog.exists(hand) and misfit is None:
             return Verdict(
                 step.step_id,
                 action,
@@ -364,13 +407,14 @@ class Reconciler:
                 proposal={"retarget": hand},
                 facts={"target_gone": action.target},
             )
+        elsewhere = f"{hand} does not fit ({misfit})" if misfit else "no table holds such rows"
         return Verdict(
             step.step_id,
             action,
             Status.CONFLICT,
-            f"{evidence}; merge target: {reason}; no table holds such rows: create it (the merge keeps each "
-            "source row whole in ctb_source_row, so no column needs to be declared)",
-            target_proposal={"create": {"columns": {}}},
+            f"{evidence}; merge target: {reason}; {elsewhere}: create it with the columns the plan fills "
+            "(each merged row keeps its whole source row in ctb_source_row)",
+            target_proposal=_create_proposal(self.plan.merge_targets.get(action.target)),
             facts={"target_gone": action.target},
         )
 
