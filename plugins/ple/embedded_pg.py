@@ -1,7 +1,9 @@
 """A project-local PostgreSQL server for the demo and the tests.
 
 Uses the PostgreSQL 16 binaries that the `pgserver` wheel ships, so a machine needs no server
-package, no Docker and no root service. PostgreSQL refuses to run as root; when we are root the
+package, no Docker and no root service. `PLE_PG_BIN` (a directory holding `initdb`, `pg_ctl` and
+`postgres`, e.g. Debian's /usr/lib/postgresql/15/bin) runs another major version instead: the
+tests, `make db` and `make demo` all start their server here. PostgreSQL refuses to run as root; when we are root the
 server runs as the unprivileged `postgres` system user (created if missing). It listens on
 127.0.0.1 only, with trust authentication: a throwaway database, never a production one.
 """
@@ -39,8 +41,21 @@ class EmbeddedServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
 
+BIN_ENV = "PLE_PG_BIN"
+
+
 def binaries_dir() -> Path:
-    """PostgreSQL binaries: the pgserver wheel's, else the machine's own."""
+    """PostgreSQL binaries: `PLE_PG_BIN` when set, else the pgserver wheel's, else the machine's own."""
+    chosen = os.environ.get(BIN_ENV)
+    if chosen:
+        bin_dir = Path(chosen).expanduser()
+        missing = [name for name in ("initdb", "pg_ctl", "postgres") if not (bin_dir / name).exists()]
+        if missing:
+            raise RuntimeError(
+                f"{BIN_ENV}={chosen} lacks {', '.join(missing)}: point it at a PostgreSQL bin directory "
+                "(e.g. /usr/lib/postgresql/15/bin) or unset it to use the pgserver wheel's PostgreSQL 16"
+            )
+        return bin_dir.resolve()
     try:
         from pgserver._commands import POSTGRES_BIN_PATH
 
@@ -54,7 +69,15 @@ def binaries_dir() -> Path:
     raise RuntimeError("no PostgreSQL binaries: install the pgserver wheel (requirements.txt)")
 
 
-def _as_server_user(args: list[str]) -> list[str]:
+def binaries_major(bin_dir: Path) -> int:
+    """The major version of the server in `bin_dir` (`postgres --version`), without starting it."""
+    out = subprocess.run([str(bin_dir / "postgres"), "--version"], check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1].split(".")[0])
+
+
+def as_server_user(args: list[str]) -> list[str]:
+    """`args` as a command run by the unprivileged server user when we are root (PostgreSQL and
+    PgBouncer both refuse root)."""
     if os.geteuid() != 0:
         return args
     try:
@@ -64,7 +87,7 @@ def _as_server_user(args: list[str]) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--", *args]
 
 
-def _hand_to_server_user(path: Path) -> None:
+def hand_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam(SERVER_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -84,15 +107,16 @@ def start(data_dir: Path, port: int) -> EmbeddedServer:
     if is_running(server):
         return server
     bin_dir = binaries_dir()
+    _refuse_other_major(server.data_dir, bin_dir)
     if os.geteuid() == 0:
         # runuser must reach the binaries and the data directory's parents
-        _as_server_user(["true"])
+        as_server_user(["true"])
     server.data_dir.mkdir(parents=True, exist_ok=True)
-    _hand_to_server_user(server.data_dir)
+    hand_to_server_user(server.data_dir)
     server.data_dir.chmod(0o700)
     if not (server.data_dir / "PG_VERSION").exists():
         subprocess.run(
-            _as_server_user(
+            as_server_user(
                 [
                     str(bin_dir / "initdb"),
                     "-D",
@@ -111,7 +135,7 @@ def start(data_dir: Path, port: int) -> EmbeddedServer:
     log_file = server.data_dir / "server.log"
     options = f"-p {port} -h 127.0.0.1 -k {server.data_dir} {FAST_SETTINGS}"
     subprocess.run(
-        _as_server_user(
+        as_server_user(
             [
                 str(bin_dir / "pg_ctl"),
                 "-D",
@@ -137,12 +161,26 @@ def start(data_dir: Path, port: int) -> EmbeddedServer:
     return server
 
 
+def _refuse_other_major(data_dir: Path, bin_dir: Path) -> None:
+    """A data directory initialised by another major version cannot be started by these binaries:
+    say so plainly instead of leaving the operator with pg_ctl's log."""
+    version_file = data_dir / "PG_VERSION"
+    if not version_file.exists():
+        return
+    existing, wanted = int(version_file.read_text().strip()), binaries_major(bin_dir)
+    if existing != wanted:
+        raise RuntimeError(
+            f"{data_dir} holds a PostgreSQL {existing} cluster but {bin_dir} is PostgreSQL {wanted}: "
+            f"set PLE_PG_DIR to another directory (or `make clean`), or set {BIN_ENV} to PostgreSQL {existing}'s binaries"
+        )
+
+
 def stop(data_dir: Path) -> None:
     data_dir = Path(data_dir).resolve()
     if not (data_dir / "postmaster.pid").exists():
         return
     subprocess.run(
-        _as_server_user([str(binaries_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"]),
+        as_server_user([str(binaries_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"]),
         check=False,
         stdout=subprocess.DEVNULL,
     )

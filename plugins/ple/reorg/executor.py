@@ -34,6 +34,7 @@ from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint
+from ple.server import require_supported_server
 from ple.sqlutil import qualified
 
 ADVISORY_LOCK = "ple.ctb_reorganization"
@@ -138,6 +139,7 @@ class Executor:
     # ---------------------------------------------------------------- preflight
     def preflight(self, phase_id: str) -> StepReport:
         """Lint; then (apply) schemas, discriminator and provenance columns, and the snapshot."""
+        require_supported_server(self.conn)
         if self.rehearsing:
             from ple.reorg.rehearse import rehearse_phase
 

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from ple.errors import NotApproved, PlanRejected
+from tests import rowcheck
 from tests.reorg_helpers import (
     approve,
     assert_nothing_lost,
@@ -54,9 +55,11 @@ def test_plan_mode_writes_nothing(conn):
 def test_every_phase_loses_no_row_and_a_second_run_changes_nothing(conn):
     approve(conn)
     before = table_fingerprints(conn)
+    rows_before = rowcheck.take(conn)
     reports = run_all(executor(conn))
     assert "failed" not in {r.status for r in reports}
     assert_nothing_lost(conn, before)
+    assert rowcheck.missing(rows_before, conn) == []
     state = end_state(conn)
     again = run_all(executor(conn))
     steps = [r for r in again if r.step_id.split("__")[1] not in ("preflight", "verify", "freeze")]
