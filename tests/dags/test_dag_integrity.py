@@ -90,5 +90,6 @@ def test_every_mode_and_option_is_a_typed_param(parsed):
         assert set(params) == names, dag_id
         assert all(schema.get("type") for schema in params.values()), dag_id
     for dag_id in ("ctb_phase_1a", "ctb_reorganization", "ctb_phase_2c_data_quality", "ctb_phase_2_leaf_lock"):
-        assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply"]
+        rehearse = ["rehearse"] if dag_id in ("ctb_phase_1a", "ctb_reorganization") else []
+        assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply", *rehearse]
         assert parsed["dags"][dag_id]["params"]["mode"].get("default", "plan") == "plan"

@@ -4,7 +4,7 @@
 --   unqualified, resolved through a search_path that holds the table's schema (the function's own
 --   SET search_path, or public, which every default search_path holds).
 -- live_trigger: the function serves a trigger of a table that stays where it is (its writes fail).
-SELECT p.oid::regprocedure::text AS function, t.name AS table_name,
+SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS function, t.name AS table_name,
        CASE WHEN p.prosrc ~* ('(^|[^a-z0-9_])"?' || split_part(t.name, '.', 1) || '"?\s*\.\s*"?' || split_part(t.name, '.', 2) || '([^a-z0-9_]|$)') THEN 'qualified'
             WHEN p.prosrc ~* ('''' || split_part(t.name, '.', 1) || '''\s*,\s*''' || split_part(t.name, '.', 2) || '''') THEN 'dynamic'
             ELSE 'search_path' END AS form,
@@ -19,5 +19,5 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'ple_ops')
        OR p.prosrc ~* ('''' || split_part(t.name, '.', 1) || '''\s*,\s*''' || split_part(t.name, '.', 2) || '''')
        OR (p.prosrc ~* ('(^|[^a-z0-9_.])"?' || split_part(t.name, '.', 2) || '"?([^a-z0-9_]|$)')
            AND (split_part(t.name, '.', 1) = 'public'
-                OR array_to_string(p.proconfig, ',') ~* ('search_path=.*(^|[^a-z0-9_])' || split_part(t.name, '.', 1) || '([^a-z0-9_]|$)'))))
+                OR array_to_string(p.proconfig, ',') ~* ('search_path=(.*[^a-z0-9_])?' || split_part(t.name, '.', 1) || '([^a-z0-9_]|$)'))))
 ORDER BY 1, 2

@@ -283,6 +283,7 @@ def _row_security(conn, step: Step, tables: list[str]) -> list[Guard]:
 # ---------------------------------------------------------------------- constants vs CHECK and enum
 def allowed_values(definition: str) -> list[str] | None:
     """The values of a `col = ANY (ARRAY[...])` / `col IN (...)` CHECK, or None (another shape)."""
+    definition = re.sub(r"\s+NOT VALID$", "", definition)
     if not re.search(r"=\s*any\s*\(|\sin\s*\(", definition, re.IGNORECASE):
         return None
     if re.search(r"\b(and|or|not|like|~)\b", definition.split("CHECK", 1)[-1], re.IGNORECASE):
