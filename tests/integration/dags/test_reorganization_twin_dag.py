@@ -12,7 +12,7 @@ from tests.helpers import dag_run_state, run_dag
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import end_state
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # every phase, twice, each task a process
 
 
 def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin_db, tmp_path, monkeypatch):
