@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -34,6 +34,8 @@ help:
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
 	@echo "make cleanup-approve APPROVER=<name>   preview the Phase 2C cleanup and approve exactly that preview"
 	@echo "make audit-accept APPROVER=<name> [RUN_ID=<run>]   accept an audit run as the regression baseline"
+	@echo "make decide ACCEPT=proposed   write the database's decisions file from the proposals"
+	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file and decisions file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
 	@echo "make bench-fixture / bench-reorg / bench-impact / bench-dol   the benchmarks (full size)"
 
@@ -94,6 +96,11 @@ audit-accept: db
 
 lint-plan: db
 	$(PLE) lint
+
+# Write include/plan/decisions/<database>.yaml with every proposal accepted (review it, then approve).
+decide: db
+	@test "$(ACCEPT)" = proposed || (echo "usage: make decide ACCEPT=proposed"; exit 2)
+	$(PLE) decide --accept proposed
 
 report: db
 	$(PLE) report

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from ple import approval
 from ple.catalog import read_catalog
+from ple.reorg import decisions
 from ple.reorg import plan as plan_module
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
@@ -50,7 +51,9 @@ def executor(conn, plan=None, mode="apply", run_id=None, **settings) -> Executor
 
 
 def approve(conn, plan=None) -> None:
-    approval.approve(conn, approval.reorganization((plan or plan_module.load()).sha256), "pytest", via="test")
+    """Approve the plan together with the decisions file of the connection's database (if any)."""
+    decided = decisions.for_connection(conn)
+    approval.approve(conn, decisions.fingerprint(plan or plan_module.load(), decided), "pytest", via="test")
 
 
 def approve_revert(conn, phase_id: str, plan=None) -> None:
@@ -61,14 +64,14 @@ def approve_revert(conn, phase_id: str, plan=None) -> None:
 
 def run_phase(ex: Executor, phase_id: str) -> list:
     reports = [ex.preflight(phase_id)]
-    reports += [ex.run_step(step.step_id) for step in ex.plan.phase(phase_id).steps]
+    reports += [ex.run_step(step.step_id) for step in ex.declared.phase(phase_id).steps]  # as the DAGs do
     reports.append(ex.verify(phase_id))
     reports.append(ex.freeze(phase_id))
     return reports
 
 
 def run_all(ex: Executor) -> list:
-    return [r for p in ex.plan.phases if p.steps for r in run_phase(ex, p.phase)]
+    return [r for p in ex.declared.phases if p.steps for r in run_phase(ex, p.phase)]
 
 
 def table_fingerprints(conn) -> dict[int, tuple]:

@@ -85,18 +85,46 @@ def _cmd_lint(args) -> int:
 def _cmd_approve(args) -> int:
     from ple import approval
     from ple.db import connect
+    from ple.reorg import decisions
     from ple.reorg.plan import load
 
     plan = load()
-    fingerprint = approval.reorganization(plan.sha256)
-    if args.revert:
-        from ple.reorg.revert import revert_fingerprint
-
-        plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
-        fingerprint = revert_fingerprint(plan.sha256, args.revert)
     with connect() as conn:
-        approval_id = approval.approve(conn, fingerprint, args.approver, via="cli", note=args.note)
-    print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id})")
+        decided = decisions.for_connection(conn)
+        fingerprint = decisions.fingerprint(plan, decided)
+        if args.revert:
+            from ple.reorg.revert import revert_fingerprint
+
+            plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
+            fingerprint = revert_fingerprint(plan.sha256, args.revert)
+        approval_id = approval.approve(
+            conn,
+            fingerprint,
+            args.approver,
+            via="cli",
+            note=args.note,
+            details={"decisions_file": str(decided.path) if decided.exists else None},
+        )
+    covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
+    print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id}): {covered}")
+    return 0
+
+
+def _cmd_decide(args) -> int:
+    """Write this database's decisions file with every open question answered by its proposal."""
+    from ple.db import connect, transaction
+    from ple.reorg import decisions
+    from ple.reorg.plan import load
+
+    plan = load()
+    with connect() as conn, transaction(conn, read_only=True):
+        current = decisions.for_connection(conn)
+        proposed = decisions.propose(conn, plan, current)
+    path = decisions.write(proposed, current.path)
+    print(
+        f"wrote {path}: {len(proposed['actions'])} action decisions, {len(proposed.get('targets', {}))} target decisions, "
+        f"{len(proposed.get('guards', {}).get('accept', {}))} accepted guards; review it, then `make approve APPROVER=<name>`"
+    )
     return 0
 
 
@@ -107,10 +135,10 @@ def _cmd_run(args) -> int:
 
     with connect() as conn:
         executor = _executor(conn, args.mode, args.run_id)
-        phases = args.phase or [p.phase for p in executor.plan.phases if p.steps]
+        phases = args.phase or [p.phase for p in executor.declared.phases if p.steps]
         for phase_id in phases:
             emit(executor.preflight(phase_id).text)
-            for step in executor.plan.phase(phase_id).steps:
+            for step in executor.declared.phase(phase_id).steps:
                 emit(executor.run_step(step.step_id).text)
             emit(executor.verify(phase_id).text)
             emit(executor.freeze(phase_id).text)
@@ -234,14 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     lint.add_argument("--phase", action="append", help="only this phase (repeatable)")
     lint.set_defaults(func=_cmd_lint)
 
-    approve = sub.add_parser("approve", help="record an approval of the exact current plan file")
+    decide = sub.add_parser("decide", help="write the decisions file of the database ctb_postgres names")
+    decide.add_argument("--accept", choices=["proposed"], required=True, help="accept every proposal not decided yet")
+    decide.set_defaults(func=_cmd_decide)
+
+    approve = sub.add_parser("approve", help="record an approval of the exact current plan file and decisions file")
     approve.add_argument("--approver", required=True)
     approve.add_argument("--note")
     approve.add_argument("--revert", metavar="PHASE", help="approve reverting this phase instead of applying the plan")
     approve.set_defaults(func=_cmd_approve)
 
     run = sub.add_parser("run", help="run phases without Airflow (plan: read-only; apply: needs an approval)")
-    run.add_argument("--mode", choices=["plan", "apply"], default="plan")
+    run.add_argument("--mode", choices=["plan", "apply", "rehearse"], default="plan")
     run.add_argument("--phase", action="append", help="only this phase (repeatable); default every phase with actions")
     run.add_argument("--run-id")
     run.set_defaults(func=_cmd_run)

@@ -96,5 +96,6 @@ def test_every_mode_and_option_is_a_typed_param(parsed):
         "ctb_phase_2_leaf_lock",
         "ctb_revert",
     ):
-        assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply"]
+        rehearse = ["rehearse"] if dag_id in ("ctb_phase_1a", "ctb_reorganization") else []
+        assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply", *rehearse]
         assert parsed["dags"][dag_id]["params"]["mode"].get("default", "plan") == "plan"

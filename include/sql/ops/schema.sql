@@ -247,3 +247,14 @@ ALTER TABLE ple_ops.dol_import
     ADD COLUMN IF NOT EXISTS superseded_rows bigint,
     ADD COLUMN IF NOT EXISTS dropped_columns text[] NOT NULL DEFAULT '{}',
     ADD COLUMN IF NOT EXISTS added_columns text[] NOT NULL DEFAULT '{}';
+-- Reconcile (plugins/ple/reorg/reconcile.py): an action found in the plan's end state by other
+-- means is recorded as `adopted` (with its evidence), one a decision leaves out as `skipped`.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'ple_ops.action_ledger'::regclass
+                   AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%adopted%') THEN
+        ALTER TABLE ple_ops.action_ledger DROP CONSTRAINT IF EXISTS action_ledger_outcome_check;
+        ALTER TABLE ple_ops.action_ledger ADD CONSTRAINT action_ledger_outcome_check
+            CHECK (outcome IN ('applied', 'already_done', 'failed', 'reverted', 'adopted', 'skipped'));
+    END IF;
+END $$;

@@ -39,14 +39,16 @@ def default_args(**overrides) -> dict:
     return args
 
 
-def mode_param(apply_means: str) -> Param:
-    """The `mode` of every DAG that changes data: `plan` by default, which writes nothing."""
+def mode_param(apply_means: str, extra: dict[str, str] | None = None) -> Param:
+    """The `mode` of every DAG that changes data: `plan` by default, which writes nothing.
+    `extra`: further modes of a DAG and what they mean (the reorganization's `rehearse`)."""
+    extra = extra or {}
     return Param(
         "plan",
         type="string",
-        enum=["plan", "apply"],
+        enum=["plan", "apply", *extra],
         title="Mode",
-        description=f"plan: writes nothing. apply: {apply_means}",
+        description=f"plan: writes nothing. apply: {apply_means}" + "".join(f" {k}: {v}" for k, v in extra.items()),
     )
 
 

@@ -23,7 +23,8 @@ from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
 PARAMS = {
     "mode": mode_param(
         "carry the phase out, refused unless this exact plan file is approved; "
-        "plan also lints, renders the exact SQL and reports live counts"
+        "plan also lints, renders the exact SQL and reports live counts",
+        {"rehearse": "carry the phase out, verify it and roll it all back in one transaction (writes nothing)"},
     ),
     "lock_timeout": Param(
         "2s",
@@ -196,10 +197,12 @@ def build_approval_dag(doc_md: str) -> DAG:
                 raise NotApproved(
                     f"the plan file changed since this form was shown (now {plan.sha256}, form {params['plan_sha256']}): review it again"
                 )
+            from ple.reorg import decisions
+
             with connect() as conn:
                 approval_id = approval.approve(
                     conn,
-                    approval.reorganization(plan.sha256),
+                    decisions.fingerprint(plan, decisions.for_connection(conn)),  # plan + this database's decisions
                     params["approver"],
                     via="airflow-form",
                     note=params["note"] or None,

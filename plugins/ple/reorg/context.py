@@ -20,6 +20,7 @@ ADVISORY_LOCK = "ple.ctb_reorganization"
 class Mode(StrEnum):
     PLAN = "plan"
     APPLY = "apply"
+    REHEARSE = "rehearse"  # carry a phase out, verify it, roll it all back (rehearse.py)
 
 
 @dataclass(frozen=True)

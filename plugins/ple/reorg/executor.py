@@ -27,13 +27,15 @@ from ple.catalog import Catalog, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PermanentError, PlanRejected
 from ple.ops import ensure_schema
-from ple.reorg import ledger, lint
+from ple.reorg import decisions as decisions_module
+from ple.reorg import guards, ledger, lint, reconcile
+from ple.reorg.actions import create_target, module_for, set_aside
 from ple.reorg.actions import merge as merge_action
-from ple.reorg.actions import module_for
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint, identity
 from ple.server import require_supported_server
+from ple.sqlutil import qualified
 
 # Errors in the data or the SQL: a retry would fail the same way.
 PERMANENT_DB_ERRORS = (
@@ -45,16 +47,32 @@ PERMANENT_DB_ERRORS = (
 
 
 class Executor:
-    def __init__(self, conn: psycopg.Connection, plan: Plan, run_id: str, settings: Settings):
+    """`plan` is the declared plan; the executor runs it as this database's decisions shape it
+    (`self.plan`, see decisions.effective_plan), and the approval covers both."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        plan: Plan,
+        run_id: str,
+        settings: Settings,
+        decisions: decisions_module.Decisions | None = None,
+    ):
         self.conn = conn
-        self.plan = plan
+        self.declared = plan
+        self.decisions = decisions if decisions is not None else decisions_module.for_connection(conn)
+        self.plan = decisions_module.effective_plan(plan, self.decisions)
         self.run_id = run_id
         self.settings = settings
-        self.fingerprint = approval.reorganization(plan.sha256)
+        self.fingerprint = decisions_module.fingerprint(plan, self.decisions)
 
     @property
     def applying(self) -> bool:
         return self.settings.mode == Mode.APPLY
+
+    @property
+    def rehearsing(self) -> bool:
+        return self.settings.mode == Mode.REHEARSE
 
     # ---------------------------------------------------------------- transactions
     def transaction(self, read_only: bool = False):
@@ -117,35 +135,47 @@ class Executor:
     # ---------------------------------------------------------------- lint
     def lint(self, phases: list[str] | None = None) -> lint.LintReport:
         with self.transaction(read_only=True):
-            return lint.lint_live(self.conn, self.plan, phases)
+            return lint.lint_live(self.conn, self.declared, phases, decisions=self.decisions)
 
     # ---------------------------------------------------------------- preflight
     def preflight(self, phase_id: str) -> StepReport:
         """Lint; then (apply) schemas, discriminator and provenance columns, and the snapshot."""
         require_supported_server(self.conn)
+        if self.rehearsing:
+            from ple.reorg.rehearse import rehearse_phase
+
+            return rehearse_phase(self, phase_id)
         phase = self.plan.phase(phase_id)
         started = datetime.now(UTC)
         step_id = f"{phase_id}__preflight"
         try:
             with self.transaction(read_only=True):
-                report = lint.lint_live(self.conn, self.plan, [phase_id])
                 catalog = read_catalog(self.conn)
+                report = lint.lint_live(self.conn, self.declared, [phase_id], catalog, self.decisions)
                 ddl = self._preflight_ddl(phase, catalog)
                 rendered = [f"-- {s.purpose}\n{s.render(self.conn)};" for s in ddl]
                 moving = [
                     a.source for s in phase.steps for a in s.actions if s.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD")
                 ]
                 broken_functions = functions_naming(self.conn, [t for t in moving if catalog.exists(t)])
-            report.raise_if_failed()
             if not self.applying:
+                # plan mode runs to the end and shows what blocks apply; it never raises on it
                 with self.transaction(read_only=True):
                     snapshot = self._snapshot(phase, read_catalog(self.conn))
                 text = _preflight_text(phase, report, rendered, snapshot, broken_functions, applied=False)
-                return StepReport(step_id, "planned", text, {"tables": len(snapshot), "ddl": len(ddl)})
+                return StepReport(
+                    step_id,
+                    "planned",
+                    text,
+                    {"tables": len(snapshot), "ddl": len(ddl), "blocking": len(report.errors)},
+                )
+            report.raise_if_failed()
             with self.transaction():
                 self.lock_exclusive()
                 approved = approval.require(self.conn, self.fingerprint)
                 ensure_schema(self.conn)
+            for statement in self._created_targets(phase, read_catalog(self.conn)):
+                self.retrying(lambda statement=statement: self._run_ddl(statement))
             for statement in self._preflight_ddl(phase, read_catalog(self.conn)):
                 self.retrying(lambda statement=statement: self._run_ddl(statement))
             for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
@@ -194,6 +224,16 @@ class Executor:
             self._record_failure(step_id, phase_id, "PREFLIGHT", started, exc)
             raise
 
+    def _created_targets(self, phase: Phase, catalog: Catalog) -> list[Statement]:
+        """Merge targets that are gone and that the decisions create (actions/create_target.py)."""
+        ctx = self.context(catalog)
+        statements = []
+        for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
+            definition = (self.decisions.targets.get(target) or {}).get("create")
+            if definition is not None and create_target.check(ctx, target) == State.PENDING:
+                statements += create_target.statements(ctx, target, definition)
+        return statements
+
     def _preflight_ddl(self, phase: Phase, catalog: Catalog):
         statements = []
         ctx = self.context(catalog)
@@ -202,6 +242,8 @@ class Executor:
             statements.append(
                 Statement(f"schema {schema}", sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             )
+        if not self.applying:  # plan mode shows the targets the decisions create, before their columns
+            statements += self._created_targets(phase, catalog)
         for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
             if catalog.exists(target):
                 statements += merge_action.prepare_target(ctx, target)
@@ -255,24 +297,59 @@ class Executor:
         return result
 
     # ---------------------------------------------------------------- steps
+    def effective_step(self, step_id: str) -> Step | None:
+        """The step as decided; None when the decisions leave every action of it out."""
+        self.declared.step(step_id)  # an unknown step id is refused
+        return next((s for s in self.plan.steps if s.step_id == step_id), None)
+
     def run_step(self, step_id: str) -> StepReport:
-        step = self.plan.step(step_id)
+        if self.rehearsing:
+            return StepReport(step_id, "rehearsed", f"{step_id}: carried out and rolled back in the phase's rehearsal")
+        step = self.effective_step(step_id)
+        left_out = decisions_module.skipped_in(self.declared, step_id, self.decisions)
+        lines = [self._left_out_line(action, how, entry) for action, how, entry in left_out]
+        if step is None:
+            status = self._record_left_out(step_id, left_out) if self.applying else "planned"
+            return StepReport(step_id, status if self.applying else "planned", "\n".join(lines))
         module = module_for(step)
         started = datetime.now(UTC)
         sources = [a.source for a in step.actions]
         if not self.applying:
             with self.transaction(read_only=True):
-                ctx = self.context(read_catalog(self.conn))
-                state = module.check(ctx, step)
+                catalog = read_catalog(self.conn)
+                ctx = self.context(catalog)
+                aside = self._set_asides(ctx, step)
+                found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
+                lines += [f"{step_id}: first, set aside (decided):"] + [
+                    f"-- {s.purpose}\n{s.render(self.conn)};" for item in aside for s in set_aside.statements(ctx, item)
+                ]
+                if aside:
+                    return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: then as the plan says"]))
+                try:
+                    state = module.check(ctx, step)
+                except PlanRejected as exc:
+                    return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: BLOCKED: {exc}"]))
                 if state == State.DONE:
-                    return StepReport(step_id, "already_done", f"{step_id}: already applied; would change nothing")
-                statements = module.statements(ctx, step)
-                preview = module.preview(ctx, step)
+                    return StepReport(
+                        step_id, "already_done", "\n".join([*lines, f"{step_id}: done; would change nothing"])
+                    )
+                try:
+                    statements = module.statements(ctx, step)
+                    preview = module.preview(ctx, step)
+                except PlanRejected as exc:
+                    return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: BLOCKED: {exc}"]))
                 text = f"{step_id}: would run\n" + "\n".join(
                     f"-- {s.purpose}\n{s.render(self.conn)};" for s in statements
                 )
+                bypass = guards.bypassed_triggers(found, step_id)
+                if bypass:
+                    text += "\n-- with these triggers disabled for the step's transaction only: " + ", ".join(
+                        f"{t}.{name}" for t, name in bypass
+                    )
                 text += f"\n-- live: {preview}"
-            return StepReport(step_id, "planned", text, preview)
+            return StepReport(step_id, "planned", "\n".join([*lines, text]), preview)
+        if left_out:
+            self._record_left_out(step_id, left_out)
         try:
             outcome = self.retrying(lambda: self._apply_step(step, module, started))
         except PermanentError as exc:
@@ -286,25 +363,112 @@ class Executor:
         except psycopg.Error as exc:
             self._record_failure(step_id, step.phase, step.kind, started, exc, sources=sources, target=step.target)
             raise
-        text = f"{step_id}: {outcome.status}"
+        text = "\n".join([*lines, f"{step_id}: {outcome.status}"])
         if outcome.details:
             text += f"\n  {outcome.details}"
         return StepReport(
             step_id, outcome.status, text, {"rows_before": outcome.rows_before, "rows_after": outcome.rows_after}
         )
 
+    @staticmethod
+    def _left_out_line(action, how: str, entry: dict) -> str:
+        if how == "skip":
+            return f"{action.source}: skipped (decided): {entry['skip']}"
+        return f"{action.source}: adopted (decided): {entry.get('evidence', '')}"
+
+    def _ledger_key(self, step_id: str, action) -> str:
+        """Ledger rows of actions left out of a step: the step id, or per side table of a fold."""
+        return step_id if len(self.declared.step(step_id).actions) == 1 else f"{step_id}.{action.slug}"
+
+    def _record_left_out(self, step_id: str, left_out: list) -> str:
+        """Record each skipped or adopted action once: `skipped` with the reason, `adopted` with the
+        evidence re-read now (an adoption whose evidence no longer holds is refused)."""
+        statuses = []
+        for action, how, entry in left_out:
+            key = self._ledger_key(step_id, action)
+            started = datetime.now(UTC)
+            with self.transaction():
+                self.lock_exclusive()
+                approval.require(self.conn, self.fingerprint)
+                ensure_schema(self.conn)
+                outcome = "skipped" if how == "skip" else "adopted"
+                if reconcile.ledger_outcomes(self.conn).get(key, {}).get("outcome") == outcome:
+                    statuses.append("already_done")
+                    continue
+                details = {"decision": entry}
+                if how == "adopt":
+                    verdict = self._verdict(self.declared.step(step_id), action)
+                    if verdict.status != reconcile.Status.ADOPTED:
+                        raise PlanRejected(
+                            f"{action.source}: adoption decided, but the evidence does not hold now: {verdict.evidence}"
+                        )
+                    details |= {"evidence": verdict.evidence, **verdict.facts}
+                else:
+                    details["reason"] = entry["skip"]
+                self.write_ledger(
+                    action.phase,
+                    key,
+                    action.kind,
+                    started,
+                    outcome,
+                    sources=[action.source],
+                    target=action.target,
+                    details=details,
+                )
+                statuses.append(outcome)
+        return statuses[-1] if len(set(statuses)) == 1 else "decided"
+
+    def _verdict(self, step: Step, action) -> reconcile.Verdict:
+        catalog = read_catalog(self.conn)
+        return reconcile.Reconciler(self.conn, self.declared, catalog, self.plan).verdict(step, action)
+
+    def _set_asides(self, ctx: Context, step: Step) -> list:
+        """Occupants of names this step needs that a decision sets aside (and that are still there)."""
+        items = []
+        for action in step.actions:
+            name = self.decisions.for_action(action.source).get("set_aside")
+            declared = self.declared.step(step.step_id).actions
+            original = next((a for a in declared if a.source == action.source), action)
+            occupant = reconcile.destination(self.declared, original)
+            if name and occupant and ctx.catalog.exists(action.source):  # once the action is done, nothing to set aside
+                item = set_aside.SetAside(occupant, name, step.step_id)
+                if set_aside.check(ctx, item) == State.PENDING:
+                    items.append(item)
+        return items
+
     def _apply_step(self, step: Step, module, started: datetime) -> Outcome:
         with self.transaction():
             self.lock_exclusive()
             approval.require(self.conn, self.fingerprint)
-            ctx = self.context(read_catalog(self.conn))
+            catalog = read_catalog(self.conn)
+            ctx = self.context(catalog)
+            asides = [set_aside.apply(ctx, item) for item in self._set_asides(ctx, step)]
+            if asides:
+                catalog = read_catalog(self.conn)
+                ctx = self.context(catalog)
             if module.check(ctx, step) == State.DONE:
-                outcome = Outcome(step, "already_done")
-                self._record(step, outcome, started)
-                return outcome
+                return self._done_with_evidence(step, started)
+            found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
+            blocked = guards.blocking(found)
+            if blocked:
+                raise PlanRejected(
+                    f"{step.step_id}: blocked by guards before any write:\n"
+                    + "\n".join("  " + g.line() for g in blocked)
+                )
+            bypass = guards.bypassed_triggers(found, step.step_id)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 statements = module.statements(ctx, step)
+                for table, trigger in bypass:
+                    self.conn.execute(_trigger_switch(table, trigger, enable=False))
                 outcome = module.apply(ctx, step)
+                for table, trigger in bypass:
+                    self.conn.execute(_trigger_switch(table, trigger, enable=True))
+                for item in asides:
+                    outcome.details = outcome.details | item
+                if bypass:
+                    outcome.details = outcome.details | {
+                        "triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]
+                    }
                 self._record(step, outcome, started, statements)
                 return outcome
         # Multi-transaction actions (the low-lock ADD_PK) run their own transactions.
@@ -313,6 +477,25 @@ class Executor:
         with self.transaction():
             self._record(step, outcome, started)
         return outcome
+
+    def _done_with_evidence(self, step: Step, started: datetime) -> Outcome:
+        """The catalog looks done. Only the ledger (this tool did it) or adoption evidence may say so."""
+        verdicts = [self._verdict(step, a) for a in step.actions]
+        if all(v.facts.get("ledger") for v in verdicts):
+            outcome = Outcome(step, "already_done")
+            self._record(step, outcome, started)
+            return outcome
+        if all(v.status in (reconcile.Status.APPLIED, reconcile.Status.ADOPTED) for v in verdicts):
+            ensure_schema(self.conn)
+            outcome = Outcome(step, "adopted", details={"evidence": [v.evidence for v in verdicts]})
+            outcome.details |= {"facts": [v.facts for v in verdicts]}
+            self._record(step, outcome, started)
+            return outcome
+        raise PlanRejected(
+            f"{step.step_id}: the catalog looks done, but nothing proves this tool or anyone did it: "
+            + "; ".join(f"{v.action.source}: {v.status.value}: {v.evidence}" for v in verdicts)
+            + ". Decide (skip or adopt) with `make decide` after review"
+        )
 
     def _record(self, step: Step, outcome: Outcome, started: datetime, statements=None) -> None:
         self.write_ledger(
@@ -346,6 +529,13 @@ class Executor:
         from ple.reorg.revert import revert_phase
 
         return revert_phase(self, phase_id)
+
+
+def _trigger_switch(table: str, trigger: str, *, enable: bool) -> sql.Composed:
+    """ALTER TABLE ... DISABLE/ENABLE TRIGGER: transactional, so other sessions never see it off."""
+    return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+        qualified(table), sql.SQL("ENABLE" if enable else "DISABLE"), sql.Identifier(trigger)
+    )
 
 
 def _ms_since(started: datetime) -> int:

@@ -14,13 +14,16 @@ from itertools import pairwise
 import psycopg
 from psycopg import sql
 
-from ple.catalog import Catalog, dependent_views, functions_naming, read_catalog
+from ple.catalog import Catalog, read_catalog
 from ple.errors import PlanRejected
-from ple.reorg import tool_changes
+from ple.reorg import decisions as decisions_module
+from ple.reorg import guards, reconcile, tool_changes
 from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
-from ple.reorg.context import Context, Settings, State
+from ple.reorg.context import Context, Settings
+from ple.reorg.decisions import Decisions
 from ple.reorg.plan import STAGE_OF, STAGES, Plan, Step
+from ple.reorg.reconcile import Status
 from ple.sqlutil import qualified
 
 
@@ -37,16 +40,19 @@ class LintReport:
     warnings: list[Finding] = field(default_factory=list)
     document: list[Finding] = field(default_factory=list)
     info: list[Finding] = field(default_factory=list)
+    guards: list[Finding] = field(default_factory=list)  # handled by design (blocking ones are errors)
+    reconcile: str = ""  # the reconcile table (every action: state, evidence, proposal, decision)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def render(self) -> str:
-        lines = []
+        lines = [self.reconcile] if self.reconcile else []
         for title, findings in (
             ("ERRORS (block apply)", self.errors),
             ("WARNINGS", self.warnings),
+            ("GUARDS (handled)", self.guards),
             ("THE DOCUMENT, AND WHAT THIS PLAN DECIDED", self.document),
             ("INFO", self.info),
         ):
@@ -203,60 +209,112 @@ def lint_static(plan: Plan, phases: list[str] | None = None) -> LintReport:
 
 
 def lint_live(
-    conn: psycopg.Connection, plan: Plan, phases: list[str] | None = None, catalog: Catalog | None = None
+    conn: psycopg.Connection,
+    plan: Plan,
+    phases: list[str] | None = None,
+    catalog: Catalog | None = None,
+    decisions: Decisions | None = None,
 ) -> LintReport:
-    """Static lint plus everything the live database can tell (read-only)."""
+    """Static lint, reconcile (every action's state with evidence), the guards, and everything
+    the live database can tell about the plan as decided (read-only). `plan` is the declared plan;
+    the decisions of this database shape the plan that is checked."""
     report = lint_static(plan, phases)
     catalog = catalog or read_catalog(conn)
-    ctx = Context(conn, plan, run_id="lint", settings=Settings(), catalog=catalog)
-    selected = [plan.phase(p) for p in phases] if phases else list(plan.phases)
-    moving: list[str] = []
+    decisions = decisions if decisions is not None else decisions_module.for_connection(conn)
+    effective = decisions_module.effective_plan(plan, decisions)
+    verdicts = reconcile.reconcile(conn, plan, catalog, phases, effective)
+    report.reconcile = reconcile.render(verdicts, decisions.as_table())
+    by_source = {v.action.source: v for v in verdicts}
+    for verdict in verdicts:
+        if verdict.needs_decision and not _decided(verdict, decisions):
+            report.errors.append(
+                Finding(
+                    "undecided",
+                    verdict.step_id,
+                    f"{verdict.action.source}: {verdict.status.value}: {verdict.evidence}. Proposal: "
+                    f"{_proposal_text(verdict)}; accept with `make decide ACCEPT=proposed` or edit {decisions.path}",
+                )
+            )
+    ctx = Context(conn, effective, run_id="lint", settings=Settings(), catalog=catalog)
+    selected = [effective.phase(p) for p in phases] if phases else list(effective.phases)
     for phase in selected:
         for step in phase.steps:
+            step_verdicts = [by_source[a.source] for a in step.actions if a.source in by_source]
+            if any(v.needs_decision and not _decided(v, decisions) for v in step_verdicts):
+                continue
+            if step_verdicts and all(v.status in (Status.APPLIED, Status.ADOPTED) for v in step_verdicts):
+                report.info.append(Finding("done", step.step_id, "; ".join(v.evidence for v in step_verdicts)))
+                continue
+            set_aside = {
+                v.facts["occupant"] for v in step_verdicts if "set_aside" in decisions.for_action(v.action.source)
+            }
             try:
-                state = module_for(step).check(ctx, step)
+                module_for(step).check(ctx, step)
             except PlanRejected as exc:
-                report.errors.append(Finding("catalog", step.step_id, str(exc)))
-                continue
-            if state == State.DONE:
-                report.info.append(Finding("done", step.step_id, "already applied"))
-                continue
-            _lint_pending(ctx, step, report)
+                if not set_aside:
+                    report.errors.append(Finding("catalog", step.step_id, str(exc)))
+                    continue
+            _lint_pending(ctx, step, report, set_aside)
             report.errors += module_for(step).lint(ctx, step)
-            if step.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD"):
-                moving += [a.source for a in step.actions]
-        for action in phase.pending:
+        for action in plan.phase(phase.phase).pending:
             if not catalog.exists(action.source):
                 report.warnings.append(Finding("catalog", action.source, "pending table does not exist"))
-    for function, table in functions_naming(conn, moving):
-        report.warnings.append(
-            Finding("function-names-table", function, f"its body names {table}, which moves: it will fail until edited")
-        )
-    for view, table in dependent_views(conn, moving):
-        report.info.append(Finding("view-follows", view, f"reads {table}; follows it by OID to its new name"))
+    for guard in guards.inspect(conn, effective, catalog, decisions, phases):
+        if guard.blocks:
+            report.errors.append(
+                Finding(f"guard-{guard.kind}", guard.step_id, f"{guard.key}: {guard.message}; {guard.handling}")
+            )
+        else:
+            report.guards.append(
+                Finding(f"guard-{guard.kind}", guard.step_id, f"{guard.key}: {guard.message}; {guard.handling}")
+            )
     return report
 
 
-def _lint_relocation(ctx: Context, step_id: str, source: str, target: str, report: LintReport) -> None:
+def _decided(verdict: reconcile.Verdict, decisions: Decisions) -> bool:
+    if verdict.proposal is not None and not any(
+        k in decisions.for_action(verdict.action.source)
+        for k in ("skip", "adopt", "set_aside", "retarget", "fold_as_jsonb")
+    ):
+        return verdict.status == Status.ADOPTED  # adoption with evidence needs no decision
+    if verdict.target_proposal is not None:
+        entry = decisions.targets.get(verdict.proposal_target) or {}
+        return all(k in entry for k in verdict.target_proposal)
+    return True
+
+
+def _proposal_text(verdict: reconcile.Verdict) -> str:
+    parts = []
+    if verdict.proposal:
+        parts.append(f"actions.{verdict.action.source}: {verdict.proposal}")
+    if verdict.target_proposal:
+        parts.append(f"targets.{verdict.proposal_target}: {verdict.target_proposal}")
+    return "; ".join(parts) or "none: fix the database or the plan"
+
+
+def _lint_relocation(
+    ctx: Context, step_id: str, source: str, target: str, report: LintReport, set_aside: frozenset = frozenset()
+) -> None:
     for collision in relocate.name_collisions(ctx.conn, ctx.catalog, source, target):
-        report.errors.append(Finding("name-collision", step_id, f"{collision} already exists"))
+        if collision not in set_aside:  # a decided set-aside frees the name first
+            report.errors.append(Finding("name-collision", step_id, f"{collision} already exists"))
 
 
-def _lint_pending(ctx: Context, step: Step, report: LintReport) -> None:
+def _lint_pending(ctx: Context, step: Step, report: LintReport, set_aside=frozenset()) -> None:
     if step.kind in ("ARCHIVE", "MOVE"):
-        _lint_relocation(ctx, step.step_id, step.action.source, step.action.target, report)
+        _lint_relocation(ctx, step.step_id, step.action.source, step.action.target, report, set_aside)
         return
     if step.kind == "MERGE":
-        _lint_merge(ctx, step, report)
+        _lint_merge(ctx, step, report, set_aside)
         return
     if step.kind == "FOLD":
-        _lint_fold(ctx, step, report)
+        _lint_fold(ctx, step, report, set_aside)
 
 
-def _lint_merge(ctx: Context, step: Step, report: LintReport) -> None:
+def _lint_merge(ctx: Context, step: Step, report: LintReport, set_aside=frozenset()) -> None:
     action = step.action
     catalog = ctx.catalog
-    _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report)
+    _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report, set_aside)
     spec = ctx.plan.merge_targets.get(action.target)
     target = catalog.get(action.target)
     source = catalog.get(action.source)
@@ -340,7 +398,7 @@ def _lint_merge(ctx: Context, step: Step, report: LintReport) -> None:
         )
 
 
-def _lint_fold(ctx: Context, step: Step, report: LintReport) -> None:
+def _lint_fold(ctx: Context, step: Step, report: LintReport, set_aside=frozenset()) -> None:
     catalog = ctx.catalog
     errors_before = len(report.errors)
     target = catalog.get(step.target)
@@ -353,7 +411,7 @@ def _lint_fold(ctx: Context, step: Step, report: LintReport) -> None:
             Finding("join-key", step.step_id, f"side tables join {step.target} on different columns {sorted(keys)}")
         )
     for action in step.actions:
-        _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report)
+        _lint_relocation(ctx, step.step_id, action.source, ctx.plan.archive_name(action.source), report, set_aside)
         source = catalog.get(action.source)
         if source is None:
             continue

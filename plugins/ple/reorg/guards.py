@@ -1,0 +1,550 @@
+"""Guards: what the database itself does to the tool's statements, read before the first write.
+
+A real database carries guards the plan never mentions. For every table a step writes (a merge
+target: INSERT; a fold target: UPDATE), reads (merge and fold sources: their rows are copied and
+proven) or relocates (archived, moved, merged or folded sources), this module reads:
+
+  trigger   what each would do to the tool's statement. A trigger that rewrites a column on
+            UPDATE (updated_at) or writes into other tables (a sync fanning rows out) is disabled
+            for the step's own transaction only (handled: a fold must not change existing values,
+            and merged history rows are not new events); a trigger that raises (append-only,
+            write-once, read-only) blocks, unless a person accepts disabling it for the step;
+  rls       row-level security that applies to the connecting role: it would copy and prove only
+            the rows a policy shows. Blocks; the fix is the role (owner or BYPASSRLS);
+  check     single-column CHECK constraints and enum labels against every constant the tool
+  enum      writes (the discriminator, fill values). Blocks, with a proposal;
+  unique    unique indexes beyond the key against the merged rows (collisions counted). Blocks,
+            with a proposal where the column can stay NULL (the value stays in ctb_source_row);
+  fk        foreign keys of live tables into what becomes a frozen archive. Handled: the archive
+            keeps every key and refuses deletes, so no ON DELETE rule ever fires;
+  view      views reading a relocated table. Handled: they follow it by OID;
+  function  function bodies naming a relocated table (qualified, quoted, dynamic, or through a
+            search_path). A trigger function of a live table blocks (its writes would fail),
+            unless accepted; other functions are reported.
+
+Each finding carries a key; `guards.accept.<key>` in the decisions file records a person's
+acceptance. Read-only, except `bypassed_triggers`, which names the triggers run_step disables.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from ple.catalog import Catalog, dependent_views
+from ple.reorg.plan import Plan, Step
+from ple.sqlutil import qualified, raw_template
+
+ROW, BEFORE, INSERT, DELETE, UPDATE = 1, 2, 4, 8, 16
+LITERAL = re.compile(r"'((?:[^']|'')*)'")
+PREFERRED_FALLBACKS = ("legacy", "other", "unknown", "validation", "manual")
+
+
+@dataclass(frozen=True)
+class Guard:
+    kind: str
+    key: str  # stable name: decisions' guards.accept uses it
+    step_id: str
+    table: str
+    message: str
+    handling: str  # what the tool does about it, or the fix
+    blocks: bool = False
+    proposal: tuple | None = None  # (section, name, entry) for the decisions file
+    bypass: bool = False  # disable this trigger in the step's transaction
+
+    def line(self) -> str:
+        state = "BLOCKS" if self.blocks else "handled"
+        return f"[{self.kind}] {self.key} ({self.step_id}): {self.message}; {state}: {self.handling}"
+
+
+def _writes(step: Step) -> tuple[str, int] | None:
+    """The table a step changes row by row and the trigger event it fires."""
+    if step.kind == "MERGE":
+        return step.action.target, INSERT
+    if step.kind == "FOLD":
+        return step.target, UPDATE
+    return None
+
+
+def _reads(step: Step) -> list[str]:
+    if step.kind == "MERGE":
+        return [step.action.source]
+    if step.kind == "FOLD":
+        return [a.source for a in step.actions] + [a.join.via_table for a in step.actions if a.join.via_table]
+    return []
+
+
+def _relocates(step: Step) -> list[str]:
+    return [a.source for a in step.actions] if step.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD") else []
+
+
+def _archived(plan: Plan, step: Step) -> list[str]:
+    if step.kind == "ARCHIVE":
+        return [step.action.source]
+    if step.kind in ("MERGE", "FOLD"):
+        return [a.source for a in step.actions]
+    return []
+
+
+def inspect(
+    conn: psycopg.Connection,
+    plan: Plan,
+    catalog: Catalog,
+    decisions,
+    phases: list[str] | None = None,
+    steps: list[Step] | None = None,
+) -> list[Guard]:
+    """Every guard on every table the (decided) plan's steps write, read or relocate."""
+    accepted = decisions.accepted if decisions is not None else {}
+    if steps is None:
+        selected = [plan.phase(p) for p in phases] if phases else list(plan.phases)
+        steps = [s for phase in selected for s in phase.steps]
+    found: list[Guard] = []
+    for step in steps:
+        write = _writes(step)
+        if write and catalog.exists(write[0]):
+            found += _triggers(conn, step, write[0], write[1], accepted)
+        found += _row_security(
+            conn, step, [t for t in _reads(step) + ([write[0]] if write else []) if catalog.exists(t)]
+        )
+        if step.kind == "MERGE" and catalog.exists(step.action.target) and catalog.exists(step.action.source):
+            found += _merge_values(conn, plan, catalog, step)
+        relocated = [t for t in _relocates(step) if catalog.exists(t)]
+        found += _foreign_keys_into(conn, step, [t for t in _archived(plan, step) if catalog.exists(t)], relocated)
+        found += _views_and_functions(conn, step, relocated, accepted)
+    return found
+
+
+def blocking(guards: list[Guard]) -> list[Guard]:
+    return [g for g in guards if g.blocks]
+
+
+def bypassed_triggers(guards: list[Guard], step_id: str) -> list[tuple[str, str]]:
+    """(table, trigger) the step disables for its own transaction (and enables again before commit)."""
+    return [(g.table, g.key.rsplit(".", 1)[1]) for g in guards if g.step_id == step_id and g.bypass]
+
+
+def render(guards: list[Guard]) -> str:
+    if not guards:
+        return "guards: none on the tables this plan writes, reads or moves"
+    blocked = len(blocking(guards))
+    return "\n".join([f"guards: {len(guards)} ({blocked} block apply)", *("  " + g.line() for g in guards)])
+
+
+# ---------------------------------------------------------------------- triggers
+def _events(tgtype: int) -> str:
+    names = [n for bit, n in ((INSERT, "INSERT"), (UPDATE, "UPDATE"), (DELETE, "DELETE")) if tgtype & bit]
+    return ("BEFORE " if tgtype & BEFORE else "AFTER ") + "/".join(names) + (" row" if tgtype & ROW else " statement")
+
+
+def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[Guard]:
+    result = []
+    statement = "INSERT (merge)" if event == INSERT else "UPDATE (fold)"
+    for table_name, name, tgtype, enabled, function, body in conn.execute(
+        raw_template("guards/triggers"), {"tables": [table]}
+    ):
+        if enabled == "D" or not tgtype & event:
+            continue
+        key = f"{table_name}.{name}"
+        text = (body or "").lower()
+        raises = re.search(r"raise\s+exception", text) is not None
+        setting = re.search(r"current_setting\(\s*'([^']+)'", text)
+        rewrites = re.findall(r"new\.([a-z_][a-z0-9_]*)\s*:?=", text)
+        fans_out = re.search(r"\b(insert\s+into|update\s+[a-z_\".]+\s+set|delete\s+from)\b", text) is not None
+        what = f"{_events(tgtype)} trigger {name} ({function}) fires on the tool's {statement}"
+        if raises:
+            guard = f"raises{' unless ' + setting.group(1) + ' is set' if setting else ''} (a write guard)"
+            reason = accepted.get(key)
+            if reason:
+                result.append(
+                    Guard(
+                        "trigger",
+                        key,
+                        step.step_id,
+                        table_name,
+                        f"{what}; it {guard}",
+                        f"accepted ({reason}): disabled for this step's transaction only",
+                        bypass=True,
+                    )
+                )
+            else:
+                result.append(
+                    Guard(
+                        "trigger",
+                        key,
+                        step.step_id,
+                        table_name,
+                        f"{what}; it {guard}",
+                        "the step would fail. Fix: accept disabling it for the step's own transaction (the "
+                        + (
+                            "fold only adds columns; its checksum proof shows no existing value changes)"
+                            if event == UPDATE
+                            else "merge only inserts copies of rows that exist elsewhere, proven by checksum)"
+                        )
+                        + ", or skip the action",
+                        blocks=True,
+                        proposal=(
+                            "accept",
+                            key,
+                            f"{step.step_id} writes only what its proof shows; {name} is disabled "
+                            "for that transaction only and enabled again before it commits",
+                        ),
+                    )
+                )
+        elif rewrites and event == UPDATE:
+            result.append(
+                Guard(
+                    "trigger",
+                    key,
+                    step.step_id,
+                    table_name,
+                    f"{what}; it rewrites {sorted(set(rewrites))} in every updated row",
+                    "disabled for the fold's transaction only: a fold must not change existing column values",
+                    bypass=True,
+                )
+            )
+        elif fans_out:
+            result.append(
+                Guard(
+                    "trigger",
+                    key,
+                    step.step_id,
+                    table_name,
+                    f"{what}; it writes into other tables (a sync)",
+                    "disabled for the step's transaction only: merged and folded rows are copies of existing rows, "
+                    "not new events to fan out",
+                    bypass=True,
+                )
+            )
+        elif rewrites:
+            result.append(
+                Guard(
+                    "trigger",
+                    key,
+                    step.step_id,
+                    table_name,
+                    f"{what}; it sets {sorted(set(rewrites))} on new rows",
+                    "left enabled: it only fills columns of the new rows; each source row stays whole in ctb_source_row",
+                )
+            )
+        else:
+            result.append(
+                Guard(
+                    "trigger",
+                    key,
+                    step.step_id,
+                    table_name,
+                    f"{what}",
+                    "left enabled: it neither raises, rewrites values nor writes elsewhere; rehearse runs it",
+                )
+            )
+    return result
+
+
+# ---------------------------------------------------------------------- row-level security
+def _row_security(conn, step: Step, tables: list[str]) -> list[Guard]:
+    result = []
+    if not tables:
+        return result
+    for table, _enabled, forced, active, policies, role in conn.execute(
+        raw_template("guards/row_security"), {"tables": tables}
+    ):
+        described = f"row-level security{' (forced)' if forced else ''}, policies {', '.join(policies) or 'none'}"
+        if active:
+            result.append(
+                Guard(
+                    "rls",
+                    f"{table}.rls",
+                    step.step_id,
+                    table,
+                    f"{described} applies to the connecting role {role}: the step would copy and prove only the rows "
+                    "a policy shows",
+                    f"connect as the owner of {table} (without FORCE ROW LEVEL SECURITY) or as a role with BYPASSRLS",
+                    blocks=True,
+                )
+            )
+        else:
+            result.append(
+                Guard(
+                    "rls",
+                    f"{table}.rls",
+                    step.step_id,
+                    table,
+                    f"{described}; the role {role} is not subject to it",
+                    "every row is read and written",
+                )
+            )
+    return result
+
+
+# ---------------------------------------------------------------------- constants vs CHECK and enum
+def allowed_values(definition: str) -> list[str] | None:
+    """The values of a `col = ANY (ARRAY[...])` / `col IN (...)` CHECK, or None (another shape)."""
+    definition = re.sub(r"\s+NOT VALID$", "", definition)
+    if not re.search(r"=\s*any\s*\(|\sin\s*\(", definition, re.IGNORECASE):
+        return None
+    if re.search(r"\b(and|or|not|like|~)\b", definition.split("CHECK", 1)[-1], re.IGNORECASE):
+        return None
+    return [v.replace("''", "'") for v in LITERAL.findall(definition)]
+
+
+def _fallback(allowed: list[str]) -> str:
+    for word in PREFERRED_FALLBACKS:
+        for value in allowed:
+            if word in value.lower():
+                return value
+    return allowed[0]
+
+
+def _constants(plan: Plan, step: Step) -> dict[str, str]:
+    """Column -> the constant a merge writes into it (discriminator, fill values)."""
+    spec = plan.merge_targets[step.action.target]
+    values = {spec.discriminator_column: step.action.value}
+    for column, rule in spec.fill.items():
+        if "value" in rule and isinstance(rule["value"], str):
+            values.setdefault(column, rule["value"])
+        elif rule.get("discriminator"):
+            values.setdefault(column, step.action.value)
+    return values
+
+
+def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
+    target = catalog.get(step.action.target)
+    spec = plan.merge_targets.get(step.action.target)
+    if spec is None:
+        return []
+    result = []
+    constants = {c: v for c, v in _constants(plan, step).items() if target.column(c) is not None}
+    for column, kind, name, definition, labels in conn.execute(
+        raw_template("guards/column_checks"), {"table": target.name}
+    ):
+        if column not in constants:
+            continue
+        value = constants[column]
+        allowed = labels if kind == "enum" else allowed_values(definition)
+        key = f"{target.name}.{name}"
+        if allowed is None:
+            result.append(
+                Guard(
+                    "check",
+                    key,
+                    step.step_id,
+                    target.name,
+                    f"CHECK {definition} on {column}, which gets {value!r}",
+                    "not a list of values: rehearse evaluates it on the real rows",
+                )
+            )
+            continue
+        if value in allowed:
+            result.append(
+                Guard(
+                    kind,
+                    key,
+                    step.step_id,
+                    target.name,
+                    f"{column} gets {value!r}, which {name} allows",
+                    "nothing to do",
+                )
+            )
+            continue
+        if column == spec.discriminator_column:
+            proposal = (
+                "targets",
+                target.name,
+                {
+                    "discriminator": {"column": "ctb_merge_source", "type": "text"},
+                    "fill": {column: {"value": _fallback(allowed)}},
+                },
+            )
+            fix = (
+                f"write the discriminator into a new column ctb_merge_source and {column} = {_fallback(allowed)!r} "
+                "(each row's own value stays in ctb_source_row)"
+            )
+        else:
+            proposal = ("targets", target.name, {"fill": {column: {"value": _fallback(allowed)}}})
+            fix = f"fill {column} with {_fallback(allowed)!r}, an allowed value (the row's own stays in ctb_source_row)"
+        result.append(
+            Guard(
+                kind,
+                key,
+                step.step_id,
+                target.name,
+                f"{column} would get {value!r}, which {kind} {name} forbids (allowed: {', '.join(allowed)})",
+                f"the merge would fail. Proposal: {fix}",
+                blocks=True,
+                proposal=proposal,
+            )
+        )
+    column = target.column(spec.discriminator_column)
+    if column is not None and column.type_category != "S":
+        result.append(
+            Guard(
+                "check",
+                f"{target.name}.{column.name}.type",
+                step.step_id,
+                target.name,
+                f"the discriminator column {column.name} is {column.type}, not a string",
+                "Proposal: write the discriminator into a new text column ctb_merge_source",
+                blocks=True,
+                proposal=("targets", target.name, {"discriminator": {"column": "ctb_merge_source", "type": "text"}}),
+            )
+        )
+    result += _unique_indexes(conn, plan, catalog, step)
+    return result
+
+
+def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
+    from ple.reorg.actions import merge as merge_action
+
+    action = step.action
+    spec = plan.merge_targets[action.target]
+    source, target = catalog.get(action.source), catalog.get(action.target)
+    mapping = merge_action.mapping(action, spec, source, target, catalog)
+    by_column = {f.column: f.expression for f in mapping.fills}
+    result = []
+    for index, columns, partial, expression in conn.execute(
+        raw_template("guards/unique_indexes"), {"table": target.name}
+    ):
+        key = f"{target.name}.{index}"
+        if expression or partial:
+            result.append(
+                Guard(
+                    "unique",
+                    key,
+                    step.step_id,
+                    target.name,
+                    f"unique index {index} ({'partial' if partial else 'on an expression'})",
+                    "not comparable statically: rehearse runs the merge against it",
+                )
+            )
+            continue
+        if not all(c in by_column for c in columns):
+            result.append(
+                Guard(
+                    "unique",
+                    key,
+                    step.step_id,
+                    target.name,
+                    f"unique index {index} ({', '.join(columns)})",
+                    "the merge leaves some of its columns NULL, which never collide",
+                )
+            )
+            continue
+        params = dict(mapping.params) | {"run_id": "guards"}
+        exprs = [by_column[c] for c in columns]
+        base = sql.SQL("FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {src} AS s) AS k").format(
+            key=merge_action.source_key(source), src=qualified(action.source)
+        )
+        existing = sql.SQL("SELECT count(*) {base} WHERE EXISTS (SELECT 1 FROM {t} AS x WHERE {match})").format(
+            base=base,
+            t=qualified(target.name),
+            match=sql.SQL(" AND ").join(
+                sql.SQL("x.{} = {}").format(sql.Identifier(c), e) for c, e in zip(columns, exprs, strict=True)
+            ),
+        )
+        within = sql.SQL("SELECT count(*) - count(DISTINCT ROW({exprs})) {base} WHERE {notnull}").format(
+            exprs=sql.SQL(", ").join(exprs),
+            base=base,
+            notnull=sql.SQL(" AND ").join(sql.SQL("({}) IS NOT NULL").format(e) for e in exprs),
+        )
+        clashes = conn.execute(existing, params).fetchone()[0] + conn.execute(within, params).fetchone()[0]
+        if not clashes:
+            result.append(
+                Guard(
+                    "unique",
+                    key,
+                    step.step_id,
+                    target.name,
+                    f"unique index {index} ({', '.join(columns)})",
+                    "no merged row collides with it",
+                )
+            )
+            continue
+        nullable = [c for c in columns if not target.column(c).not_null]
+        proposal = (
+            ("targets", target.name, {"fill": {nullable[0]: {"from": []}}})
+            if nullable
+            else (
+                "actions",
+                action.source,
+                {"skip": f"{clashes} rows collide on {index}; the table stays where it is, unchanged"},
+            )
+        )
+        result.append(
+            Guard(
+                "unique",
+                key,
+                step.step_id,
+                target.name,
+                f"{clashes} merged rows would collide on unique index {index} ({', '.join(columns)})",
+                "the merge would fail. "
+                + (
+                    f"Proposal: leave {nullable[0]} NULL in merged rows (its value stays in ctb_source_row)"
+                    if nullable
+                    else "No lossless default: skip the action or merge into another table"
+                ),
+                blocks=True,
+                proposal=proposal,
+            )
+        )
+    return result
+
+
+# ---------------------------------------------------------------------- relocations
+def _foreign_keys_into(conn, step: Step, archived: list[str], relocated: list[str]) -> list[Guard]:
+    if not archived:
+        return []
+    result = []
+    for referencing, name, referenced, definition in conn.execute(
+        raw_template("guards/foreign_keys_into"), {"tables": archived}
+    ):
+        if referencing in relocated:
+            continue
+        result.append(
+            Guard(
+                "fk",
+                f"{referencing}.{name}",
+                step.step_id,
+                referenced,
+                f"{referencing} references {referenced}, which becomes a frozen archive ({definition})",
+                "kept: the archive holds every key the live rows point to and refuses deletes, so no ON DELETE "
+                f"rule fires; new rows of {referencing} can only point at archived keys until the constraint is "
+                "moved to the canonical table",
+            )
+        )
+    return result
+
+
+def _views_and_functions(conn, step: Step, relocated: list[str], accepted: dict) -> list[Guard]:
+    if not relocated:
+        return []
+    result = [
+        Guard("view", f"{view}", step.step_id, table, f"view {view} reads {table}", "it follows the table by OID")
+        for view, table in dependent_views(conn, relocated)
+    ]
+    for function, table, form, live_trigger in conn.execute(
+        raw_template("guards/functions_naming"), {"tables": relocated}
+    ):
+        key = f"{function}"
+        message = f"{function} names {table} ({form}); a move does not rewrite function bodies"
+        if live_trigger and key not in accepted:
+            result.append(
+                Guard(
+                    "function",
+                    key,
+                    step.step_id,
+                    table,
+                    message + "; it serves a trigger of a table that stays live",
+                    f"that table's writes would fail after the step. Fix: edit {function} to name the new place "
+                    "(or accept, and edit it right after the phase)",
+                    blocks=True,
+                    proposal=("accept", key, f"edit {function} right after the phase: it names {table}"),
+                )
+            )
+        else:
+            note = f"accepted ({accepted[key]})" if key in accepted else "edit it after the phase"
+            result.append(Guard("function", key, step.step_id, table, message, note))
+    return result

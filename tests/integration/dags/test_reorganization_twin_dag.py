@@ -1,0 +1,39 @@
+"""`ctb_reorganization` through Airflow on the production twin: plan mode runs to the end, prints
+the reconcile table and writes nothing; after `decide --accept proposed` and the approval DAG,
+apply completes and an independent check finds every row that existed before."""
+
+import psycopg
+import pytest
+
+from ple.reorg import decisions
+from ple.reorg.plan import load
+from tests import rowcheck
+from tests.helpers import dag_run_state, run_dag
+from tests.reconcile_helpers import decide
+from tests.reorg_helpers import end_state
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # every phase, twice, each task a process
+
+
+def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin_db, tmp_path, monkeypatch):
+    directory = tmp_path / "decisions"
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(directory))
+    env = {decisions.DECISIONS_DIR_ENV: str(directory)}
+    with psycopg.connect(twin_db, autocommit=True) as conn:
+        original = end_state(conn)
+        planned = run_dag(airflow_env, "ctb_reorganization", {"mode": "plan"}, twin_db, env)
+        assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
+        assert "reconcile: " in planned.stdout and "UNDECIDED" in planned.stdout
+        assert end_state(conn) == original
+
+        decide(conn)
+        approved = run_dag(
+            airflow_env, "ctb_approve_plan", {"approver": "Ada Lovelace", "plan_sha256": load().sha256}, twin_db, env
+        )
+        assert dag_run_state(approved.stdout) == "success", approved.stdout[-3000:]
+        rows = rowcheck.take(conn)
+        applied = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, twin_db, env)
+        assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
+        assert rowcheck.missing(rows, conn) == []
+        failed = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'failed'").fetchone()[0]
+        assert failed == 0
