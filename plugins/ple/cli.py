@@ -161,6 +161,9 @@ def _cmd_audit(_args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ple.reporting import show_reports_on_stdout
+
+    show_reports_on_stdout()
     parser = argparse.ArgumentParser(prog="ple", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

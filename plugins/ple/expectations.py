@@ -11,8 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ple.config import REPO_ROOT
 
 log = logging.getLogger(__name__)
+
+# The file data context: suites, validation results and the Data Docs site of every run.
+GX_PROJECT_DIR = Path(os.environ.get("PLE_GX_DIR", str(REPO_ROOT / "data" / "great_expectations")))
 
 
 @dataclass
@@ -63,9 +69,21 @@ def _expectations(suite: TableSuite):
     return items
 
 
+def data_docs_dir() -> Path:
+    """Where the Data Docs site of the file data context is built (served by the console)."""
+    return GX_PROJECT_DIR / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+
+def quiet_great_expectations() -> None:
+    """GX logs ~214 INFO lines per import ("Skipping registering function ... closure") above an
+    8-line proof; its warnings and errors still reach the task log."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
 def validate(sqlalchemy_url: str, suites: list[TableSuite], name: str) -> list[ExpectationResult]:
     """Validate every suite; returns one result per expectation (failures included, never raised)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    quiet_great_expectations()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

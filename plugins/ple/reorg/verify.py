@@ -69,8 +69,11 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(columns), native_only=merged_into)
             same = (now.rows, now.checksum) == (rows, int(checksum))
+            merged = _merged_rows(ex, table.name) if merged_into else 0
             lines.append(
-                f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}"
+                f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows + merged:>9,}"
+                + (f" (+{merged:,} merged)" if merged_into else "")
+                + f"  checksum {'equal' if same else 'DIFFERS'}"
             )
             if not same:
                 message = f"{name}: rows {rows} -> {now.rows}, content checksum {'equal' if now.checksum == int(checksum) else 'differs'} since the preflight snapshot"
@@ -78,7 +81,7 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
                     lines.append(f"    tolerated (allow_concurrent_writes): {message}")
                 else:
                     problems.append(message)
-            expected = rows + (_merged_rows(ex, table.name) if merged_into else 0)
+            expected = rows + merged
             keys = [table.primary_key] if table.primary_key and (merged_into or name in _canonical(ex, phase)) else []
             suites.append(
                 TableSuite(
