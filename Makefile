@@ -22,7 +22,7 @@ export AIRFLOW_CONN_CTB_POSTGRES ?= $(EMBEDDED_DSN)
 SCALE ?= 0.01
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol
+.PHONY: help venv db stop fixture airflow-db demo test lint approve lint-plan report clean bench-fixture bench-reorg bench-dol airflow airflow-stop browser-deps test-browser
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -32,6 +32,7 @@ help:
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
 	@echo "make bench-fixture / bench-reorg / bench-dol   the benchmarks (full size)"
+	@echo "make airflow / make airflow-stop   a local Airflow with the console on 127.0.0.1:$${PLE_AIRFLOW_PORT:-8086}"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -86,3 +87,11 @@ bench-reorg: db
 
 bench-dol: db
 	$(BIN)/python bench/dol_import.py --fraction $(or $(BENCH_FRACTION),1.0)
+
+# A local Airflow on this bundle: api-server, scheduler, dag-processor, triggerer, LocalExecutor,
+# metadata on the embedded PostgreSQL (PLE_AIRFLOW_PORT, default 8086; PLE_AIRFLOW_HOME).
+airflow: db
+	$(PLE) airflow start
+
+airflow-stop: venv
+	$(PLE) airflow stop
