@@ -95,3 +95,12 @@ airflow: db
 
 airflow-stop: venv
 	$(PLE) airflow stop
+
+# Debian's chromium and its driver for tests/browser (selenium drives /usr/bin/chromedriver; no
+# browser download). .ci/run calls this when they are missing.
+browser-deps:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+
+test-browser: venv
+	$(BIN)/python -m pytest tests/browser

@@ -35,6 +35,7 @@ class Deployment:
     host: str
     port: int
     pg: embedded_pg.EmbeddedServer
+    ctb_dsn: str | None = None  # the target database; default: AIRFLOW_CONN_CTB_POSTGRES, else embedded `ple`
 
     @property
     def url(self) -> str:
@@ -72,9 +73,9 @@ class Deployment:
             ),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW_CONN_CTB_POSTGRES": os.environ.get(
-                "AIRFLOW_CONN_CTB_POSTGRES", self.pg.dsn(config.EMBEDDED_PG_DATABASE)
-            ),
+            "AIRFLOW_CONN_CTB_POSTGRES": self.ctb_dsn
+            or os.environ.get("AIRFLOW_CONN_CTB_POSTGRES", self.pg.dsn(config.EMBEDDED_PG_DATABASE)),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(repo / "plugins"), os.environ.get("PYTHONPATH")])),
             "GX_ANALYTICS_ENABLED": "False",
         }
@@ -152,6 +153,10 @@ def stop(dep: Deployment) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    try:  # reap it first if it is our own child (a zombie still answers kill 0)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

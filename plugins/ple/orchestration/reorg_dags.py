@@ -211,6 +211,22 @@ def build_reorganization_dag(doc_md: str, plan: Plan | None = None) -> DAG:
     return dag
 
 
+def _approver(typed: str | None, signed_in: str | None) -> str:
+    """Who approves: the signed-in user who triggered the run (nobody can approve in another's
+    name from the UI); a name typed in only where no one is signed in (`airflow dags test`)."""
+    from ple.errors import BadInput, NotApproved
+
+    if signed_in:
+        if typed and typed.strip() != signed_in:
+            raise NotApproved(
+                f"you are signed in as {signed_in}: an approval is recorded under your own name; leave Approver empty"
+            )
+        return signed_in
+    if not typed:
+        raise BadInput("no signed-in user triggered this run (command line): give the approver's name")
+    return typed
+
+
 def build_approval_dag(doc_md: str) -> DAG:
     with DAG(
         schedule=None,
@@ -220,7 +236,12 @@ def build_approval_dag(doc_md: str) -> DAG:
             ("ctb", "manual"),
             {
                 "approver": Param(
-                    type="string", minLength=2, title="Approver", description="your name, as it goes into the ledger"
+                    None,
+                    type=["null", "string"],
+                    minLength=2,
+                    title="Approver",
+                    description="leave empty: the approval is recorded under the signed-in user who triggers "
+                    "this run; from the command line (no signed-in user) your name",
                 ),
                 "plan_sha256": Param(
                     plan_sha256(),
@@ -241,7 +262,9 @@ def build_approval_dag(doc_md: str) -> DAG:
             from ple.errors import NotApproved
             from ple.reporting import emit
 
-            params = get_current_context()["params"]
+            context = get_current_context()
+            params = context["params"]
+            approver = _approver(params["approver"], context["dag_run"].triggering_user_name)
             plan = load()
             if params["plan_sha256"] != plan.sha256:
                 raise NotApproved(
@@ -251,11 +274,11 @@ def build_approval_dag(doc_md: str) -> DAG:
                 approval_id = approval.approve(
                     conn,
                     approval.reorganization(plan.sha256),
-                    params["approver"],
+                    approver,
                     via="airflow-form",
                     note=params["note"] or None,
                 )
-            emit(f"APPROVED plan {plan.sha256} by {params['approver']} (approval {approval_id})")
+            emit(f"APPROVED plan {plan.sha256} by {approver} (approval {approval_id})")
             return {"approval_id": approval_id, "plan_sha256": plan.sha256}
 
         record_approval()

@@ -1,0 +1,155 @@
+"""The operator's job from the browser, on a real local Airflow: log in, every trigger form
+submits with its defaults, a phase runs in plan mode from its form, its apply is approved in
+Required Actions by the logged-in user, and the console pages show the result, with no console
+error and no request leaving the machine."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ple.audit import history
+from ple.audit.numbers import compute
+from tests.browser.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.slow
+
+PLUGIN_ROUTES = ["/ple/", "/ple/reorganization", "/ple/data-quality", "/ple/dol-imports", "/ple/data-docs/index.html"]
+
+
+def shot(browser, name: str) -> None:
+    time.sleep(1)  # let the page settle (charts, fonts)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def problems(browser, base: str) -> tuple[list[str], list[str]]:
+    """Console errors and requests to anywhere but this Airflow, since the last call."""
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    outside = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if urlparse(url).scheme in ("http", "https", "ws", "wss") and not url.startswith(base):
+                outside.append(url)
+    return errors, outside
+
+
+def click_text(browser, selector: str, text: str, timeout: float = 30):
+    def find(driver):
+        return next(
+            (e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.text.strip().startswith(text)), False
+        )
+
+    element = WebDriverWait(browser, timeout).until(find)
+    element.click()
+    return element
+
+
+def test_unauthenticated_requests_to_every_plugin_route_get_401(airflow):
+    for route in PLUGIN_ROUTES:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(airflow.url + route, timeout=30)
+        assert refused.value.code == 401, route
+
+
+def test_log_in(browser, airflow):
+    browser.get(f"{airflow.url}/auth/login")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(airflow.passwords()["admin"])
+    shot(browser, "01_login")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: "/auth/login" not in d.current_url)
+    assert browser.get_cookie("_token")
+
+
+def test_every_trigger_form_submits_with_its_defaults(browser, airflow, admin_api):
+    dag_ids = [d["dag_id"] for d in admin_api.call("GET", "/dags?limit=100")["dags"]]
+    assert len(dag_ids) >= 17
+    blocked = []
+    for dag_id in dag_ids:
+        browser.get(f"{airflow.url}/dags/{dag_id}")
+        browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
+        dialog = WebDriverWait(browser, 30).until(
+            expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]"))
+        )
+        trigger = next(b for b in dialog.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Trigger")
+        if not trigger.is_enabled():
+            blocked.append(dag_id)
+        if dag_id == "dol_staging_import":
+            shot(browser, "02_trigger_form_defaults")
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    assert blocked == []
+
+
+def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, airflow, admin_api, ctb_dsn):
+    browser.get(f"{airflow.url}/dags/ctb_phase_1b")
+    browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
+    dialog = WebDriverWait(browser, 30).until(
+        expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]"))
+    )
+    shot(browser, "03_trigger_plan")
+    next(b for b in dialog.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Trigger").click()
+    deadline = time.monotonic() + 60
+    while not (runs := admin_api.call("GET", "/dags/ctb_phase_1b/dagRuns")["dag_runs"]):
+        assert time.monotonic() < deadline, "the form created no run"
+        time.sleep(1)
+    planned = admin_api.wait_for_run("ctb_phase_1b", runs[0]["dag_run_id"])
+    assert planned["state"] == "success"
+    assert planned["conf"].get("mode", "plan") == "plan"
+    assert planned["note"].startswith("mode: plan")
+
+    applying = admin_api.call("POST", "/dags/ctb_phase_1b/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
+    admin_api.wait_for_run("ctb_phase_1b", applying["dag_run_id"], states=("running",))
+    browser.get(f"{airflow.url}/required_actions")
+    click_text(browser, "a", "Approve phase 1B", timeout=240)
+    WebDriverWait(browser, 30).until(lambda d: "fingerprint" in d.page_source)
+    shot(browser, "04_required_action")
+    click_text(browser, "button", "Approve")
+    applied = admin_api.wait_for_run("ctb_phase_1b", applying["dag_run_id"])
+    assert applied["state"] == "success"
+    assert applied["note"].startswith("mode: apply")
+    with psycopg.connect(ctb_dsn) as conn:
+        approvals = conn.execute("SELECT approver, approved_via FROM ple_ops.approval").fetchall()
+    assert approvals == [("admin", "airflow-hitl")]
+    browser.get(f"{airflow.url}/dags/ctb_phase_1b")
+    shot(browser, "05_phase_runs")
+
+
+def test_console_pages(browser, airflow, ctb_dsn):
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        history.record(conn, "browser_audit_1", compute(conn), 0.2)
+        conn.execute(
+            "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
+        )
+        history.record(conn, "browser_audit_2", compute(conn), 0.2)
+    problems(browser, airflow.url)  # drain what Airflow's own pages logged
+    pages = {
+        "06_console_reorganization": ("/ple/reorganization", "1b__merge__"),
+        "07_console_data_quality": ("/ple/data-quality", "null_domains_on_spine"),
+        "08_console_dol_imports": ("/ple/dol-imports", "DOL imports"),
+        "09_console_in_airflow_ui": ("/plugin/ctb-reorganization", None),
+    }
+    for name, (route, text) in pages.items():
+        browser.get(airflow.url + route)
+        if text:
+            WebDriverWait(browser, 30).until(lambda d, text=text: text in d.page_source)
+        else:
+            WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.TAG_NAME, "iframe"))
+            time.sleep(3)
+        shot(browser, name)
+        errors, outside = problems(browser, airflow.url)
+        assert errors == [], (route, errors)
+        assert outside == [], (route, outside)
+    browser.get(airflow.url + "/ple/reorganization")
+    assert "admin" in browser.page_source  # the approver, and who is signed in
