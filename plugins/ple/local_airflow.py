@@ -10,6 +10,7 @@ processes `start` recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -153,10 +154,8 @@ def stop(dep: Deployment) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
-    try:  # reap it first if it is our own child (a zombie still answers kill 0)
+    with contextlib.suppress(ChildProcessError):  # reap our own child: a zombie still answers kill 0
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,6 +7,7 @@ Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -91,11 +92,15 @@ def airflow(pg_server, ctb_dsn, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("airflow_local")
     deployment = local_airflow.Deployment(home, "127.0.0.1", _free_port(), pg_server, ctb_dsn)
+    saved = {name: os.environ.get(name) for name in ("PLE_GX_DATA_DOCS", "PLE_GX_DIR")}
+    os.environ.update(PLE_GX_DATA_DOCS="true", PLE_GX_DIR=str(home / "gx"))  # as deployed: Data Docs on
     try:
         local_airflow.start(deployment)
         yield deployment
     finally:
         local_airflow.stop(deployment)
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 @pytest.fixture(scope="session")

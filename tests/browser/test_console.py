@@ -153,3 +153,8 @@ def test_console_pages(browser, airflow, ctb_dsn):
         assert outside == [], (route, outside)
     browser.get(airflow.url + "/ple/reorganization")
     assert "admin" in browser.page_source  # the approver, and who is signed in
+    browser.get(airflow.url + "/ple/data-docs/index.html")
+    WebDriverWait(browser, 30).until(lambda d: "ctb_phase_1b" in d.page_source)  # the apply's verify
+    shot(browser, "10_data_docs")
+    _errors, outside = problems(browser, airflow.url)  # GX's CDN links: refused by the page's CSP
+    assert outside == []

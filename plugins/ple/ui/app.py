@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 app = FastAPI(title="PLE console", docs_url=None, redoc_url=None, openapi_url=None)
 
+# Nothing a page loads may leave the machine: Great Expectations' Data Docs link Bootstrap, jQuery
+# and Vega from CDNs; the browser is told not to fetch them (the tables render without them).
+LOCAL_ONLY = {"Content-Security-Policy": "default-src 'self' data: 'unsafe-inline'; frame-ancestors 'self'"}
+
 
 def _read(render: Callable[[psycopg.Connection], str]) -> str:
     from ple.db import connect, transaction
@@ -38,13 +42,13 @@ def _read(render: Callable[[psycopg.Connection], str]) -> str:
 
 
 def _page(title: str, route: str, user, render: Callable[[psycopg.Connection], str]) -> HTMLResponse:
-    return HTMLResponse(html.page(title, route, user.get_name(), _read(render)))
+    return HTMLResponse(html.page(title, route, user.get_name(), _read(render)), headers=LOCAL_ONLY)
 
 
 @app.get("/", dependencies=[Depends(requires_access_dag("GET", param_dag_id="ctb_reorganization"))])
 def index(user: GetUserDep) -> HTMLResponse:
     links = "".join(f"<li><a href='{route}'>{label}</a></li>" for route, label in html.NAV)
-    return HTMLResponse(html.page("PLE console", "", user.get_name(), f"<ul>{links}</ul>"))
+    return HTMLResponse(html.page("PLE console", "", user.get_name(), f"<ul>{links}</ul>"), headers=LOCAL_ONLY)
 
 
 @app.get("/reorganization", dependencies=[Depends(requires_access_dag("GET", param_dag_id="ctb_reorganization"))])
@@ -78,7 +82,9 @@ def data_docs(path: str, user: GetUserDep):
                 "<p class='muted'>no validation has been stored yet: Data Docs appear after a verify step, "
                 "the nightly audit or a DOL import ran</p>"
             )
-            return HTMLResponse(html.page("Data Docs", "data-docs/index.html", user.get_name(), body))
+            return HTMLResponse(
+                html.page("Data Docs", "data-docs/index.html", user.get_name(), body), headers=LOCAL_ONLY
+            )
         raise HTTPException(404, "not found")
     media_type = mimetypes.guess_type(wanted.name)[0] or "application/octet-stream"
-    return FileResponse(Path(wanted), media_type=media_type)
+    return FileResponse(Path(wanted), media_type=media_type, headers=LOCAL_ONLY)

@@ -41,7 +41,9 @@ def worked_db(fresh_db, conn):
     approval.approve(conn, approval.reorganization(load().sha256), "Grace Hopper", via="cli")
     assert cli(["run", "--phase", "1a", "--phase", "1b", "--mode", "apply", "--run-id", "console_test_run"]) == 0
     history.record(conn, "audit_1", compute(conn), 0.1)
-    conn.execute("UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)")
+    conn.execute(
+        "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
+    )
     history.record(conn, "audit_2", compute(conn), 0.1)
     sample = sorted(DOL_SAMPLE_DIR.glob("*.csv"))[0]
     importer.import_file(conn, files.Input(sample, None), "dol_test_run")
@@ -63,7 +65,13 @@ def test_pages_show_the_ledger_approvals_audit_and_imports(airflow_env, worked_d
             worked_db,
             "fetch",
             json.dumps(["viewer", "viewer"]),
-            json.dumps([*PAGES, "/ple/reorganization?run_id=console_test_run", "/ple/data-docs/..%2F..%2F..%2F..%2Fetc%2Fpasswd"]),
+            json.dumps(
+                [
+                    *PAGES,
+                    "/ple/reorganization?run_id=console_test_run",
+                    "/ple/data-docs/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+                ]
+            ),
         )
     }
     assert {p: a["status"] for p, a in answers.items()} == {
