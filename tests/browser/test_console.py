@@ -15,7 +15,6 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ple.audit import history
@@ -56,6 +55,23 @@ def click_text(browser, selector: str, text: str, timeout: float = 30):
     return element
 
 
+def open_trigger_form(browser, base: str, dag_id: str):
+    """The DAG page's Trigger button opens the form once the page has loaded the DAG; click until
+    the dialog shows."""
+    browser.get(f"{base}/dags/{dag_id}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        dialogs = [d for d in browser.find_elements(By.CSS_SELECTOR, "[role=dialog]") if d.is_displayed()]
+        if dialogs and any(b.text.strip() == "Trigger" for b in dialogs[0].find_elements(By.CSS_SELECTOR, "button")):
+            return dialogs[0]
+        buttons = browser.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")
+        if buttons and buttons[0].is_enabled() and not dialogs:
+            buttons[0].click()
+        time.sleep(1)
+    shot(browser, f"failed_trigger_form_{dag_id}")
+    raise TimeoutError(f"the trigger form of {dag_id} did not open")
+
+
 def test_unauthenticated_requests_to_every_plugin_route_get_401(airflow):
     for route in PLUGIN_ROUTES:
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -78,11 +94,7 @@ def test_every_trigger_form_submits_with_its_defaults(browser, airflow, admin_ap
     assert len(dag_ids) >= 17
     blocked = []
     for dag_id in dag_ids:
-        browser.get(f"{airflow.url}/dags/{dag_id}")
-        browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
-        dialog = WebDriverWait(browser, 30).until(
-            expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]"))
-        )
+        dialog = open_trigger_form(browser, airflow.url, dag_id)
         trigger = next(b for b in dialog.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Trigger")
         if not trigger.is_enabled():
             blocked.append(dag_id)
@@ -93,11 +105,7 @@ def test_every_trigger_form_submits_with_its_defaults(browser, airflow, admin_ap
 
 
 def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, airflow, admin_api, ctb_dsn):
-    browser.get(f"{airflow.url}/dags/ctb_phase_1b")
-    browser.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]").click()
-    dialog = WebDriverWait(browser, 30).until(
-        expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]"))
-    )
+    dialog = open_trigger_form(browser, airflow.url, "ctb_phase_1b")
     shot(browser, "03_trigger_plan")
     next(b for b in dialog.find_elements(By.CSS_SELECTOR, "button") if b.text.strip() == "Trigger").click()
     deadline = time.monotonic() + 60
