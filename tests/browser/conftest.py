@@ -70,6 +70,16 @@ class Api:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def wait_for_request(self, dag_id: str, timeout: float = 400) -> dict:
+        """The first pending Required Action of the DAG, once its task has asked."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = self.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]
+            if pending:
+                return pending[0]
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} asked nothing within {timeout}s")
+
     def wait_for_run(self, dag_id: str, run_id: str, states=("success", "failed"), timeout: float = 400) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,7 +130,7 @@ def browser():
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(15)
+    driver.implicitly_wait(0)  # explicit waits only: an implicit one slows every find_elements probe
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()

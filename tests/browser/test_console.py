@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -59,14 +60,19 @@ def open_trigger_form(browser, base: str, dag_id: str):
     """The DAG page's Trigger button opens the form once the page has loaded the DAG; click until
     the dialog shows."""
     browser.get(f"{base}/dags/{dag_id}")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        dialogs = [d for d in browser.find_elements(By.CSS_SELECTOR, "[role=dialog]") if d.is_displayed()]
-        if dialogs and any(b.text.strip() == "Trigger" for b in dialogs[0].find_elements(By.CSS_SELECTOR, "button")):
-            return dialogs[0]
-        buttons = browser.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")
-        if buttons and buttons[0].is_enabled() and not dialogs:
-            buttons[0].click()
+        try:  # React re-renders while the page loads: an element found a moment ago may be gone
+            dialogs = [d for d in browser.find_elements(By.CSS_SELECTOR, "[role=dialog]") if d.is_displayed()]
+            if dialogs and any(
+                b.text.strip() == "Trigger" for b in dialogs[0].find_elements(By.CSS_SELECTOR, "button")
+            ):
+                return dialogs[0]
+            buttons = browser.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")
+            if buttons and buttons[0].is_enabled() and not dialogs:
+                buttons[0].click()
+        except StaleElementReferenceException:
+            pass
         time.sleep(1)
     shot(browser, f"failed_trigger_form_{dag_id}")
     raise TimeoutError(f"the trigger form of {dag_id} did not open")
@@ -81,6 +87,7 @@ def test_unauthenticated_requests_to_every_plugin_route_get_401(airflow):
 
 def test_log_in(browser, airflow):
     browser.get(f"{airflow.url}/auth/login")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.NAME, "username"))
     browser.find_element(By.NAME, "username").send_keys("admin")
     browser.find_element(By.NAME, "password").send_keys(airflow.passwords()["admin"])
     shot(browser, "01_login")
@@ -118,9 +125,10 @@ def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, 
     assert planned["note"].startswith("mode: plan")
 
     applying = admin_api.call("POST", "/dags/ctb_phase_1b/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
-    admin_api.wait_for_run("ctb_phase_1b", applying["dag_run_id"], states=("running",))
+    request = admin_api.wait_for_request("ctb_phase_1b")
+    assert "| code |" in request["body"] and "-- live:" in request["body"]
     browser.get(f"{airflow.url}/required_actions")
-    click_text(browser, "a", "Approve phase 1B", timeout=240)
+    click_text(browser, "a", "Approve phase 1B", timeout=60)
     WebDriverWait(browser, 30).until(lambda d: "fingerprint" in d.page_source)
     shot(browser, "04_required_action")
     click_text(browser, "button", "Approve")
