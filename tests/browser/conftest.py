@@ -67,8 +67,9 @@ class Api:
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+        return json.loads(body) if body else {}
 
     def wait_for_request(self, dag_id: str, timeout: float = 400) -> dict:
         """The first pending Required Action of the DAG, once its task has asked."""
