@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -56,6 +55,16 @@ def click_text(browser, selector: str, text: str, timeout: float = 30):
     return element
 
 
+FIND_TRIGGER_FORM = """
+for (const dialog of document.querySelectorAll('[role=dialog]')) {
+  for (const button of dialog.querySelectorAll('button')) {
+    if (button.textContent.trim() === 'Trigger' && button.getClientRects().length) return dialog;
+  }
+}
+return null;
+"""
+
+
 def trigger_button(dialog):
     """The form's own Trigger button (by its text content: it may be below the fold)."""
     buttons = dialog.find_elements(By.CSS_SELECTOR, "button")
@@ -63,22 +72,19 @@ def trigger_button(dialog):
 
 
 def open_trigger_form(browser, base: str, dag_id: str):
-    """The DAG page's Trigger button opens the form once the page has loaded the DAG; click until
-    the dialog shows."""
+    """The DAG page's Trigger button opens the form once the page has loaded the DAG: click it
+    (again every few seconds) until the form shows."""
     browser.get(f"{base}/dags/{dag_id}")
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 120
+    clicked = 0.0
     while time.monotonic() < deadline:
-        try:  # React re-renders while the page loads: an element found a moment ago may be gone
-            dialogs = browser.find_elements(By.CSS_SELECTOR, "[role=dialog]")
-            for dialog in dialogs:
-                if trigger_button(dialog):
-                    return dialog
-            buttons = browser.find_elements(By.CSS_SELECTOR, "[data-testid=trigger-dag-button]")
-            if buttons and buttons[0].is_enabled() and not dialogs:
-                buttons[0].click()
-        except StaleElementReferenceException:
-            pass
-        time.sleep(1)
+        dialog = browser.execute_script(FIND_TRIGGER_FORM)
+        if dialog:
+            return dialog
+        if time.monotonic() - clicked > 5:
+            browser.execute_script("document.querySelector('[data-testid=trigger-dag-button]')?.click()")
+            clicked = time.monotonic()
+        time.sleep(0.5)
     shot(browser, f"failed_trigger_form_{dag_id}")
     raise TimeoutError(f"the trigger form of {dag_id} did not open")
 
@@ -119,9 +125,7 @@ def test_every_trigger_form_submits_with_its_defaults(browser, airflow, admin_ap
 def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, airflow, admin_api, ctb_dsn):
     dialog = open_trigger_form(browser, airflow.url, "ctb_phase_1b")
     shot(browser, "03_trigger_plan")
-    trigger = trigger_button(dialog)
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", trigger)
-    trigger.click()
+    browser.execute_script("arguments[0].click();", trigger_button(dialog))
     deadline = time.monotonic() + 60
     while not (runs := admin_api.call("GET", "/dags/ctb_phase_1b/dagRuns")["dag_runs"]):
         assert time.monotonic() < deadline, "the form created no run"
