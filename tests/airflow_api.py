@@ -40,7 +40,7 @@ def token(username: str, role: str) -> str:
     return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
 
 
-def pending(api, dag_id: str, headers: dict, timeout: float = 300) -> dict:
+def pending(api, dag_id: str, headers: dict, timeout: float = 900) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = api.get(

@@ -32,10 +32,10 @@ def _apply_answered(airflow_env, dsn, dag_id, answers):
             env=env,
             capture_output=True,
             text=True,
-            timeout=400,
+            timeout=1000,
             check=False,
         )
-        output, _ = run.communicate(timeout=600)
+        output, _ = run.communicate(timeout=1200)
     finally:
         run.kill()
     assert responder.returncode == 0, responder.stderr[-3000:]
