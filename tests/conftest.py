@@ -21,6 +21,9 @@ import pytest
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 
 REPO = Path(__file__).resolve().parents[1]
+# Great Expectations validates in an ephemeral context (no Data Docs written) unless a test asks
+# for the file context: tests/integration/test_expectations_data_docs.py, tests/browser.
+os.environ.setdefault("PLE_GX_DATA_DOCS", "false")
 TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
 
 

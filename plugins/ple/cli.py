@@ -234,7 +234,22 @@ def _cmd_audit_accept(args) -> int:
     return 0
 
 
+def _cmd_airflow(args) -> int:
+    """A local Airflow deployment on this bundle (make airflow / make airflow-stop)."""
+    from ple import local_airflow
+
+    deployment = local_airflow.deployment()
+    if args.action == "start":
+        print(local_airflow.describe(local_airflow.start(deployment)))
+    else:
+        print("stopped: " + (", ".join(local_airflow.stop(deployment)) or "nothing was running"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ple.reporting import show_reports_on_stdout
+
+    show_reports_on_stdout()
     parser = argparse.ArgumentParser(prog="ple", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -321,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="the whole product on the embedded database (make demo)")
     demo.set_defaults(func=lambda _args: __import__("ple.demo", fromlist=["main"]).main())
+
+    airflow = sub.add_parser("airflow", help="a local Airflow (api-server, scheduler, dag-processor, triggerer)")
+    airflow.add_argument("action", choices=["start", "stop"])
+    airflow.set_defaults(func=_cmd_airflow)
 
     args = parser.parse_args(argv)
     try:

@@ -17,6 +17,10 @@ class NotApproved(PermanentError):
     """`apply` without a recorded approval of this exact plan file."""
 
 
+class ApprovalRejected(NotApproved):
+    """A person answered an approval request with "Reject": nothing runs."""
+
+
 class VerificationFailed(PermanentError):
     """Counts or checksums before and after an action disagree; the action was rolled back."""
 

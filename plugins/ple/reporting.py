@@ -1,17 +1,43 @@
-"""Human-readable reports that tasks print into their logs.
+"""Human-readable reports that tasks write into their logs.
 
-Every report line starts with REPORT_PREFIX, so the demo (and anyone grepping a log) can lift the
-report out of Airflow's log lines.
+Reports go through the `ple.report` logger, not stdout: Airflow files a task's log records in
+order, in the step that wrote them, whereas captured stdout lands after "Done. Returned value
+was ..." inside the collapsed "Post Execute" group. Every report line starts with REPORT_PREFIX,
+so the demo (and anyone grepping a log) can lift the report out of Airflow's log lines.
 """
 
 from __future__ import annotations
 
+import logging
+
 REPORT_PREFIX = "│ "
+log = logging.getLogger("ple.report")
 
 
 def emit(text: str) -> None:
     for line in text.splitlines() or [""]:
-        print(REPORT_PREFIX + line, flush=True)
+        log.info("%s%s", REPORT_PREFIX, line)
+
+
+def report_line(line: str) -> str | None:
+    """The report part of one log line (from REPORT_PREFIX on), or None for Airflow's own lines."""
+    at = line.find(REPORT_PREFIX)
+    return line[at:] if at >= 0 else None
+
+
+class _Terminal(logging.Handler):
+    """Writes each report line to whatever sys.stdout is at the time (pytest swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), flush=True)
+
+
+def show_reports_on_stdout() -> None:
+    """Outside Airflow (the CLI), reports still reach the terminal, bare."""
+    if not any(isinstance(h, _Terminal) for h in log.handlers):
+        log.addHandler(_Terminal())
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def table(rows: list[tuple], headers: tuple[str, ...]) -> str:

@@ -19,6 +19,13 @@ def _forbid(what):
     return guard
 
 
+def _param(param) -> dict:
+    """The Param's schema with its default (absent when it has none)."""
+    from airflow.sdk.definitions._internal.types import is_arg_set
+
+    return param.schema | ({"default": param.value} if is_arg_set(param.value) else {})
+
+
 def main(dag_folder: str) -> None:
     import psycopg
 
@@ -43,7 +50,7 @@ def main(dag_folder: str) -> None:
             "doc_md": dag.doc_md or "",
             "tags": sorted(dag.tags),
             "schedule": str(dag.timetable),
-            "params": {k: bag.dags[dag_id].params.get_param(k).schema for k in dag.params},
+            "params": {k: _param(bag.dags[dag_id].params.get_param(k)) for k in dag.params},
             "tasks": {
                 t.task_id: {"owner": t.owner, "retries": t.retries, "has_failure_callback": bool(t.on_failure_callback)}
                 for t in dag.tasks

@@ -99,3 +99,18 @@ def test_every_mode_and_option_is_a_typed_param(parsed):
         rehearse = ["rehearse"] if dag_id in ("ctb_phase_1a", "ctb_reorganization") else []
         assert parsed["dags"][dag_id]["params"]["mode"]["enum"] == ["plan", "apply", *rehearse]
         assert parsed["dags"][dag_id]["params"]["mode"].get("default", "plan") == "plan"
+
+
+def test_every_trigger_form_can_be_submitted_with_its_defaults(parsed):
+    """The UI form counts an empty string as a missing required value and keeps Trigger disabled:
+    an option that may stay empty is nullable with a null default; every default validates."""
+    import jsonschema
+
+    for dag_id, dag in parsed["dags"].items():
+        for name, schema in dag["params"].items():
+            default = schema.get("default")
+            assert default != "", (dag_id, name, "declare it nullable: type ['null', 'string'], default None")
+            if default is None:
+                assert "null" in schema["type"], (dag_id, name)
+            checked = {k: v for k, v in schema.items() if k not in ("default", "title", "description")}
+            jsonschema.validate(default, checked)

@@ -13,7 +13,7 @@ from pathlib import Path
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ple.audit.cleanup import DEFAULT_ARTIFACTS
-from ple.orchestration.common import dag_arguments, mode_param
+from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
 
 
 def _audit_table(label: str) -> dict[str, int]:
@@ -40,8 +40,8 @@ def build_cleanup_dag(doc_md: str):
                     "plan only previews (a rolled-back rehearsal)"
                 ),
                 "lock_timeout": Param("2s", type="string", pattern=r"^[0-9]+(ms|s|min)$"),
-                "artifacts_dir": Param(
-                    "", type="string", description=f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
+                "artifacts_dir": optional_text_param(
+                    "Artifacts folder", f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
                 ),
             },
         ),

@@ -52,6 +52,12 @@ def mode_param(apply_means: str, extra: dict[str, str] | None = None) -> Param:
     )
 
 
+def optional_text_param(title: str, description: str) -> Param:
+    """A text option that may stay empty. A `Param("", type="string")` counts as required and
+    empty, so the trigger form's Trigger button stays disabled; null is a real "not given"."""
+    return Param(None, type=["null", "string"], title=title, description=description)
+
+
 def dag_arguments(dag_id: str, doc_md: str, tag_names: tuple[str, ...], params: dict | None = None) -> dict:
     """What every DAG of the bundle is built with (its schedule is given where it is made): one
     run at a time, no catch-up, the shared owner/retries/alerts, tags from the vocabulary, the DAG

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ple import config
 from ple.dol.layouts import DATASETS
-from ple.orchestration.common import dag_arguments
+from ple.orchestration.common import dag_arguments, optional_text_param
 
 # Downstream DAGs can be scheduled on these (data-aware scheduling): an event is published for a
 # table whenever an import changed it.
@@ -20,7 +20,7 @@ ASSETS = {
 }
 
 
-def _landing_dir(param: str) -> Path:
+def _landing_dir(param: str | None) -> Path:
     if param:
         return Path(param)
     from airflow.sdk import Variable
@@ -36,11 +36,9 @@ def build_dol_import_dag(doc_md: str):
             doc_md,
             ("dol", "import", "nightly"),
             params={
-                "landing_dir": Param(
-                    "",
-                    type="string",
-                    title="Landing folder",
-                    description=f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
+                "landing_dir": optional_text_param(
+                    "Landing folder",
+                    f"folder of DOL CSVs or zips; empty: the Variable {config.DOL_LANDING_DIR_VARIABLE}, "
                     f"else {config.DOL_DEFAULT_LANDING_DIR}",
                 ),
                 "add_columns": Param(

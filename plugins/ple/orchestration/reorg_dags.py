@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
-from ple.orchestration.common import dag_arguments, mode_param
+from ple.orchestration.approval_gate import approval_gate
+from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
 from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
 
 PARAMS = {
@@ -108,6 +109,45 @@ def pending_decisions(phase_id: str) -> dict:
     return {"pending": len(phase.pending)}
 
 
+def _plan_settings(context):
+    from ple.reorg.context import Mode, Settings
+
+    return Settings.from_params({**context["params"], "mode": Mode.PLAN})
+
+
+def _reorganization_fingerprint(conn, context):
+    """What the executor will re-check in every apply transaction."""
+    from ple.reorg.executor import Executor
+
+    return Executor(conn, load(), context["run_id"], _plan_settings(context)).fingerprint
+
+
+def render_plan(phase_ids: list[str]):
+    """The plan of these phases as plan mode shows it: lint, preflight, the exact SQL of every
+    step, live counts. Read-only."""
+
+    def render(conn, context) -> str:
+        from ple.reorg.executor import Executor
+
+        executor = Executor(conn, load(), context["run_id"], _plan_settings(context))
+        texts = []
+        for phase_id in phase_ids:
+            texts.append(executor.preflight(phase_id).text)
+            texts += [executor.run_step(step.step_id).text for step in executor.plan.phase(phase_id).steps]
+        return "\n\n".join(texts)
+
+    return render
+
+
+def reorganization_gate(title: str, phase_ids: list[str]):
+    return approval_gate(
+        "approve",
+        subject=f"Approve {title}",
+        fingerprint=_reorganization_fingerprint,
+        render=render_plan(phase_ids),
+    )
+
+
 def phase_group(phase: Phase) -> TaskGroup:
     with TaskGroup(group_id=f"phase_{phase.phase}", tooltip=phase.title) as group:
         if not phase.steps:
@@ -149,7 +189,9 @@ def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
         with _dag(
             f"ctb_phase_{phase.phase}", _phase_doc(doc_md, phase), ["ctb", f"phase-{phase.phase}", "manual"]
         ) as dag:
-            phase_group(phase)
+            group = phase_group(phase)
+            if phase.steps:
+                reorganization_gate(f"phase {phase.phase.upper()}: {phase.title}", [phase.phase]) >> group
         dags.append(dag)
     return dags
 
@@ -157,8 +199,28 @@ def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
 def build_reorganization_dag(doc_md: str, plan: Plan | None = None) -> DAG:
     plan = plan or load()
     with _dag("ctb_reorganization", doc_md, ["ctb", "reorganization", "manual"]) as dag:
-        chain(*[phase_group(phase) for phase in plan.phases if phase.steps])
+        phases = [phase for phase in plan.phases if phase.steps]
+        chain(
+            reorganization_gate("the CTB reorganization", [p.phase for p in phases]),
+            *[phase_group(phase) for phase in phases],
+        )
     return dag
+
+
+def _approver(typed: str | None, signed_in: str | None) -> str:
+    """Who approves: the signed-in user who triggered the run (nobody can approve in another's
+    name from the UI); a name typed in only where no one is signed in (`airflow dags test`)."""
+    from ple.errors import BadInput, NotApproved
+
+    if signed_in:
+        if typed and typed.strip() != signed_in:
+            raise NotApproved(
+                f"you are signed in as {signed_in}: an approval is recorded under your own name; leave Approver empty"
+            )
+        return signed_in
+    if not typed:
+        raise BadInput("no signed-in user triggered this run (command line): give the approver's name")
+    return typed
 
 
 def build_approval_dag(doc_md: str) -> DAG:
@@ -170,7 +232,12 @@ def build_approval_dag(doc_md: str) -> DAG:
             ("ctb", "manual"),
             {
                 "approver": Param(
-                    type="string", minLength=2, title="Approver", description="your name, as it goes into the ledger"
+                    None,
+                    type=["null", "string"],
+                    minLength=2,
+                    title="Approver",
+                    description="leave empty: the approval is recorded under the signed-in user who triggers "
+                    "this run; from the command line (no signed-in user) your name",
                 ),
                 "plan_sha256": Param(
                     plan_sha256(),
@@ -179,7 +246,7 @@ def build_approval_dag(doc_md: str) -> DAG:
                     title="Plan SHA-256",
                     description="the checksum of include/plan/ctb_plan.yaml you reviewed (prefilled with the file's current one)",
                 ),
-                "note": Param("", type="string", title="Note"),
+                "note": optional_text_param("Note", "optional: what you checked, or a ticket"),
             },
         ),
     ) as dag:
@@ -191,7 +258,9 @@ def build_approval_dag(doc_md: str) -> DAG:
             from ple.errors import NotApproved
             from ple.reporting import emit
 
-            params = get_current_context()["params"]
+            context = get_current_context()
+            params = context["params"]
+            approver = _approver(params["approver"], context["dag_run"].triggering_user_name)
             plan = load()
             if params["plan_sha256"] != plan.sha256:
                 raise NotApproved(
@@ -203,11 +272,11 @@ def build_approval_dag(doc_md: str) -> DAG:
                 approval_id = approval.approve(
                     conn,
                     decisions.fingerprint(plan, decisions.for_connection(conn)),  # plan + this database's decisions
-                    params["approver"],
+                    approver,
                     via="airflow-form",
                     note=params["note"] or None,
                 )
-            emit(f"APPROVED plan {plan.sha256} by {params['approver']} (approval {approval_id})")
+            emit(f"APPROVED plan {plan.sha256} by {approver} (approval {approval_id})")
             return {"approval_id": approval_id, "plan_sha256": plan.sha256}
 
         record_approval()

@@ -134,8 +134,11 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(columns), native_only=merged_into)
             same = (now.rows, now.checksum) == (rows, int(checksum))
+            merged = merged_rows(ex, table.name) if merged_into else 0
             lines.append(
-                f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}"
+                f"  {name:<44} -> {table.name:<50} rows {rows:>9,} -> {now.rows + merged:>9,}"
+                + (f" (+{merged:,} merged)" if merged_into else "")
+                + f"  checksum {'equal' if same else 'DIFFERS'}"
             )
             if not same:
                 message = (

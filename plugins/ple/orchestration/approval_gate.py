@@ -1,0 +1,164 @@
+"""The approval gate: a run that changes data asks a person in the Airflow UI before it does.
+
+One operator for every run that changes data (a reorganization phase, the whole reorganization,
+a revert, the 2C cleanup, the 1L decisions). In a run that writes (by default: `mode=apply`) it
+
+1. computes the fingerprint of what would run (`ple.approval`: plan, decisions, engine code);
+2. honours an approval already recorded for that exact fingerprint, without asking again (so
+   `make approve` and an earlier answer keep working, and later phases of one run ask nothing);
+3. otherwise renders the plan (the exact SQL and the live counts) into the task log and into a
+   Human-in-the-loop request (Airflow's `HITLOperator`: "Required Actions" in the UI), with the
+   checksums of every part of the fingerprint;
+4. on "Approve", records the approval in `ple_ops.approval` with the authenticated Airflow user
+   who answered and the time (`via="airflow-hitl"`); on "Reject" it fails, so nothing downstream
+   runs, and a rejection is not retried.
+
+If what the approval covers changed while the request waited (a plan edit, a code deploy), the
+answer approves nothing: the approver saw something else. The executor re-checks the approval in
+every transaction that writes, so the gate is how an approval is given, never what enforces it.
+
+Wiring it into another DAG takes three callables (all run inside the task, never at parse time):
+
+    gate = approval_gate(
+        "approve",
+        subject="Revert phase {phase}",
+        fingerprint=lambda conn, context: ...,  # -> ple.approval.Fingerprint
+        render=lambda conn, context: ...,  # -> the plan as text: SQL and live counts
+    )
+    gate >> first_task_that_writes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLOperator
+
+from ple import approval
+
+APPROVE = "Approve"
+REJECT = "Reject"
+FINGERPRINT_XCOM = "fingerprint"
+BODY_LIMIT = 60_000  # characters of plan in the request; the task log has all of it
+
+
+def applies(context) -> bool:
+    """The default: a run writes when its `mode` Param is `apply`."""
+    return context["params"].get("mode") == "apply"
+
+
+class ApprovalGate(HITLOperator):
+    """Asks for an approval of an exact fingerprint unless one is already recorded."""
+
+    template_fields = ()  # the request is built at run time from the live database
+    ui_color = "#fde68a"
+
+    def __init__(
+        self,
+        *,
+        subject: str,
+        fingerprint: Callable[[Any, Any], approval.Fingerprint],
+        render: Callable[[Any, Any], str],
+        writes: Callable[[Any], bool] = applies,
+        **kwargs,
+    ) -> None:
+        super().__init__(subject=subject, options=[APPROVE, REJECT], multiple=False, **kwargs)
+        self.fingerprint = fingerprint
+        self.render = render
+        self.writes = writes
+
+    def execute(self, context):
+        from ple.db import connect
+        from ple.reporting import emit
+
+        if not self.writes(context):
+            emit(f"mode {context['params'].get('mode')}: this run writes nothing, no approval needed")
+            return {"asked": False, "approval": None}
+        with connect() as conn:
+            fingerprint = self.fingerprint(conn, context)
+            recorded = approval.current(conn, fingerprint)
+            if recorded:
+                emit(
+                    f"approved before: {fingerprint.describe()} by {recorded['approver']} "
+                    f"({recorded['via']}, {recorded['approved_at']}); not asking again"
+                )
+                return {"asked": False, "approval": recorded, "fingerprint": fingerprint.sha256}
+            plan_text = self.render(conn, context)
+        emit(plan_text)
+        emit(f"asking for an approval of {fingerprint.describe()} in Required Actions")
+        self.body = request_body(fingerprint, plan_text)
+        context["ti"].xcom_push(key=FINGERPRINT_XCOM, value=fingerprint.sha256)
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]):
+        from ple.db import connect
+        from ple.errors import ApprovalRejected, NotApproved
+        from ple.reporting import emit
+
+        answer = super().execute_complete(context, event)
+        user = answer["responded_by_user"] or {}
+        who = user.get("name") or user.get("id") or "unknown"
+        when = answer["responded_at"]
+        if answer["chosen_options"] != [APPROVE]:
+            raise ApprovalRejected(f"rejected by {who} at {when.isoformat()}: nothing runs")
+        asked = context["ti"].xcom_pull(task_ids=self.task_id, key=FINGERPRINT_XCOM)
+        details = {
+            "user_id": user.get("id"),
+            "responded_at": when.isoformat(),
+            "dag_id": context["dag"].dag_id,
+            "run_id": context["run_id"],
+            "task_id": self.task_id,
+        }
+        with connect() as conn:
+            fingerprint = self.fingerprint(conn, context)
+            if fingerprint.sha256 != asked:
+                raise NotApproved(
+                    f"{who} approved {asked}, but what would run is now {fingerprint.describe()} "
+                    "(the plan, decisions or engine code changed while the request waited): trigger the run again"
+                )
+            approval_id = approval.approve(
+                conn,
+                fingerprint,
+                who,
+                via="airflow-hitl",
+                note=f"{context['dag'].dag_id} {context['run_id']}",
+                details=details,
+            )
+        emit(f"APPROVED {fingerprint.describe()} by {who} at {when.isoformat()} (approval {approval_id})")
+        return {"asked": True, "approval_id": approval_id, "approver": who, "fingerprint": fingerprint.sha256}
+
+
+def request_body(fingerprint: approval.Fingerprint, plan_text: str) -> str:
+    """The request as the approver reads it (Markdown): the checksums first, then the plan."""
+    if len(plan_text) > BODY_LIMIT:
+        plan_text = plan_text[:BODY_LIMIT] + "\n... (cut here; the task log has the whole plan)"
+    lines = [
+        f"**Approve exactly this {fingerprint.subject}**: fingerprint `{fingerprint.sha256}`",
+        "",
+        "| part | SHA-256 |",
+        "|---|---|",
+        *[f"| {name} | `{value}` |" for name, value in sorted(fingerprint.parts.items())],
+        "",
+        "Editing any part voids this approval. The plan below is the exact SQL with the live counts:",
+        "",
+        "```sql",
+        plan_text.replace("```", "'''"),
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def approval_gate(
+    task_id: str,
+    *,
+    subject: str,
+    fingerprint: Callable[[Any, Any], approval.Fingerprint],
+    render: Callable[[Any, Any], str],
+    writes: Callable[[Any], bool] = applies,
+    **kwargs,
+) -> ApprovalGate:
+    """The gate as a task of the DAG being built (see the module docstring)."""
+    return ApprovalGate(
+        task_id=task_id, subject=subject, fingerprint=fingerprint, render=render, writes=writes, **kwargs
+    )

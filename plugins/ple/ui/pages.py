@@ -1,0 +1,322 @@
+"""The console's pages, read from the target database (`ctb_postgres`) in read-only transactions.
+
+Each function takes a connection and returns the body of its page. They read what the engine
+writes (`ple_ops.*`) and the plan file; they never write. A database the tools have not touched
+yet (no `ple_ops`) shows empty sections rather than errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+
+import psycopg
+from psycopg import sql
+
+from ple.config import INCLUDE_DIR
+from ple.sqlutil import raw_template
+from ple.ui.html import cell, line_chart, pre, table
+
+DECISIONS_DIR = INCLUDE_DIR / "plan" / "decisions"
+AUDIT_RUNS_SHOWN = 60
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
+
+
+def _rows(mapping: dict | None) -> str:
+    if not mapping:
+        return ""
+    return "<br>".join(f"{escape(k)}: {cell(v)}" for k, v in mapping.items())
+
+
+# ------------------------------------------------------------------------- reorganization
+def reorganization(conn: psycopg.Connection, run_id: str | None = None) -> str:
+    from ple.reorg.plan import load
+
+    plan = load()
+    ledger_ready = _exists(conn, "ple_ops.action_ledger")
+    outcomes = {}
+    if ledger_ready:
+        outcomes = {r[0]: r[1:] for r in conn.execute(raw_template("ui/phase_outcomes")).fetchall()}
+    phases = []
+    for phase in plan.phases:
+        status, changed_at, done, failed, last = outcomes.get(phase.phase, (None, None, 0, 0, None))
+        state = status or ("failed" if failed else "in progress" if done else "not started")
+        if not phase.steps:
+            state = f"{len(phase.pending)} pending decisions"
+        css = "bad" if failed and not status else "ok" if status == "frozen" else ""
+        phases.append(
+            (
+                phase.phase.upper(),
+                phase.title,
+                len(phase.steps),
+                f"<span class='{css}'>{escape(state)}</span>",
+                f"{done}/{len(phase.steps)}" if phase.steps else "",
+                changed_at or last,
+            )
+        )
+    body = [
+        f"<p>Plan <code>{plan.sha256}</code> · {len(plan.steps)} steps in {len(plan.phases)} phases. "
+        "Every number below comes from <code>ple_ops</code> in the target database.</p>",
+        "<h2>Phases</h2>",
+        table(("phase", "title", "steps", "state", "done", "last change"), phases, raw=("state",)),
+    ]
+    body += _ledger(conn, run_id) if ledger_ready else ["<h2>Ledger</h2><p class='muted'>no step has run yet</p>"]
+    body += _approvals(conn)
+    body += _leaf_lock(conn)
+    body += _reconcile(conn)
+    return "".join(body)
+
+
+def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
+    rows = conn.execute(raw_template("ui/ledger"), {"run_id": run_id}).fetchall()
+    shown = []
+    for (
+        attempt_id,
+        run,
+        phase,
+        step_id,
+        action,
+        mode,
+        outcome,
+        _target,
+        sql_text,
+        rows_before,
+        rows_after,
+        merged_rows,
+        checksums_before,
+        checksums_after,
+        duration_ms,
+        error,
+        started_at,
+    ) in rows:
+        css = "bad" if outcome == "failed" else "ok"
+        shown.append(
+            (
+                phase.upper(),
+                f"<code>{escape(step_id)}</code>" + pre(sql_text),
+                action + ("" if mode == "apply" else f" ({mode})"),
+                f"<span class='{css}'>{escape(outcome)}</span>",
+                _rows(rows_before),
+                _rows(rows_after),
+                merged_rows,
+                pre("\n".join(f"{k}: {v}" for k, v in (checksums_before or {}).items()), "before")
+                + pre("\n".join(f"{k}: {v}" for k, v in (checksums_after or {}).items()), "after"),
+                duration_ms,
+                f"<span class='bad'>{escape(error)}</span>" if error else "",
+                started_at,
+                f"<a href='reorganization?run_id={escape(run)}'>{escape(run)}</a> #{attempt_id}",
+            )
+        )
+    title = f"Ledger of run <code>{escape(run_id)}</code>" if run_id else "Ledger: the latest attempt of every step"
+    return [
+        f"<h2>{title}</h2>",
+        "<p class='muted'><a href='reorganization'>every run</a></p>" if run_id else "",
+        table(
+            (
+                "phase",
+                "step (SQL)",
+                "action",
+                "outcome",
+                "rows before",
+                "rows after",
+                "merged",
+                "checksums",
+                "ms",
+                "error",
+                "started",
+                "run",
+            ),
+            shown,
+            raw=("step (SQL)", "outcome", "rows before", "rows after", "checksums", "error", "run"),
+        ),
+    ]
+
+
+def _approvals(conn: psycopg.Connection) -> list[str]:
+    if not _exists(conn, "ple_ops.approval"):
+        return ["<h2>Approvals</h2><p class='muted'>none recorded</p>"]
+    rows = conn.execute(
+        "SELECT approval_id, subject, approver, approved_via, approved_at, fingerprint, parts, note, revoked_at "
+        "FROM ple_ops.approval ORDER BY approval_id DESC LIMIT 50"
+    ).fetchall()
+    shown = [
+        (
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            f"<code>{r[5][:16]}</code><br>"
+            + "<br>".join(f"{escape(k)} <code>{v[:12]}</code>" for k, v in r[6].items()),
+            r[7],
+            r[8],
+        )
+        for r in rows
+    ]
+    return [
+        "<h2>Approvals</h2>",
+        table(
+            ("#", "subject", "approver", "via", "when", "fingerprint", "note", "revoked"), shown, raw=("fingerprint",)
+        ),
+    ]
+
+
+def _leaf_lock(conn: psycopg.Connection) -> list[str]:
+    if not _exists(conn, "ple_ops.leaf_lock"):
+        return ["<h2>Leaf lock</h2><p class='muted'>not locked</p>"]
+    locks = conn.execute(
+        "SELECT schema_name, enforcement, locked_at, run_id FROM ple_ops.leaf_lock ORDER BY 1"
+    ).fetchall()
+    assigned = conn.execute(
+        "SELECT sub_hub, ctb_class, count(*) FROM ple_ops.ctb_path_assignment GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    return [
+        "<h2>Leaf lock</h2>",
+        table(("schema", "enforcement", "locked at", "run"), locks),
+        table(("sub-hub", "CTB class", "tables assigned"), assigned),
+    ]
+
+
+def _reconcile(conn: psycopg.Connection) -> list[str]:
+    """The reconcile table and the decisions, whatever their shape: every ple_ops table whose name
+    says it holds them, and the decisions files with their checksums."""
+    out = ["<h2>Reconcile and decisions</h2>"]
+    files = sorted(p for p in DECISIONS_DIR.rglob("*") if p.is_file()) if DECISIONS_DIR.exists() else []
+    out.append(
+        table(
+            ("decisions file", "SHA-256"),
+            [(str(p.relative_to(INCLUDE_DIR)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
+        )
+    )
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'ple_ops' AND c.relkind IN ('r', 'v', 'p') "
+            "AND (c.relname LIKE 'reconcile%' OR c.relname LIKE 'decision%') ORDER BY 1"
+        ).fetchall()
+    ]
+    for name in names:
+        cursor = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 500").format(sql.Identifier("ple_ops", name)))
+        headers = tuple(d.name for d in cursor.description)
+        out += [f"<h3>ple_ops.{escape(name)}</h3>", table(headers, cursor.fetchall())]
+    if not names:
+        out.append("<p class='muted'>no reconcile table in ple_ops yet</p>")
+    return out
+
+
+# ------------------------------------------------------------------------- data quality
+def data_quality(conn: psycopg.Connection) -> str:
+    from ple.audit.history import thresholds
+
+    if not _exists(conn, "ple_ops.audit_history"):
+        return "<p class='muted'>the nightly audit (ctb_nightly_audit) has not run yet</p>"
+    rules = thresholds()
+    series: dict[str, list] = {}
+    for number, taken_at, value, _status, _run in conn.execute(
+        raw_template("ui/audit_series"), {"runs": AUDIT_RUNS_SHOWN}
+    ).fetchall():
+        series.setdefault(number, []).append((taken_at, value))
+    charts = [
+        line_chart(number, points, rules.get(number, {}).get("min"), rules.get(number, {}).get("max"))
+        for number, points in sorted(series.items(), key=lambda item: (not rules.get(item[0]), item[0]))
+    ]
+    runs = conn.execute(
+        "SELECT run_id, taken_at, seconds, status FROM ple_ops.audit_run ORDER BY taken_at DESC LIMIT 20"
+    ).fetchall()
+    breaches = []
+    for number, points in series.items():
+        rule = rules.get(number, {})
+        for when, value in points:
+            if ("max" in rule and value > rule["max"]) or ("min" in rule and value < rule["min"]):
+                breaches.append((when, number, value, rule.get("min"), rule.get("max")))
+    breaches.sort(reverse=True)
+    latest = [
+        (n, points[-1][1], rules.get(n, {}).get("min"), rules.get(n, {}).get("max"))
+        for n, points in sorted(series.items())
+    ]
+    return "".join(
+        [
+            f"<p>The last {AUDIT_RUNS_SHOWN} runs of <code>ctb_nightly_audit</code> (<code>ple_ops.audit_history</code>); "
+            "dashed red: the threshold of <code>include/audit/thresholds.yaml</code>; red points broke it. "
+            "Regressions against the previous run are judged by the audit's Great Expectations suite.</p>",
+            f"<div class='charts'>{''.join(charts)}</div>",
+            "<h2>Last breaches of an absolute threshold</h2>",
+            table(("when", "number", "value", "min", "max"), breaches[:20]),
+            "<h2>Latest numbers</h2>",
+            table(("number", "value", "min", "max"), latest),
+            "<h2>Runs</h2>",
+            table(("run", "taken at", "seconds", "status"), runs),
+            _cleanups(conn),
+        ]
+    )
+
+
+def _cleanups(conn: psycopg.Connection) -> str:
+    if not _exists(conn, "ple_ops.cleanup_ledger"):
+        return ""
+    rows = conn.execute(
+        "SELECT run_id, step, mode, outcome, rows_touched, archived_rows, artifact, duration_ms, started_at "
+        "FROM ple_ops.cleanup_ledger ORDER BY attempt_id DESC LIMIT 30"
+    ).fetchall()
+    return "<h2>Phase 2C cleanups</h2>" + table(
+        ("run", "step", "mode", "outcome", "rows", "archived", "artifact", "ms", "started"), rows
+    )
+
+
+# ------------------------------------------------------------------------- DOL imports
+def dol_imports(conn: psycopg.Connection, limit: int = 200) -> str:
+    if not _exists(conn, "ple_ops.dol_import"):
+        return "<p class='muted'>dol_staging_import has not run yet</p>"
+    rows = conn.execute(raw_template("ui/dol_imports"), {"limit": limit}).fetchall()
+    totals = conn.execute(
+        "SELECT count(*), coalesce(sum(data_rows), 0), coalesce(sum(error_rows), 0), coalesce(sum(superseded), 0) "
+        "FROM ple_ops.dol_import"
+    ).fetchone()
+    shown = [
+        (
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            f"<span class='{'bad' if r[4] == 'failed' else 'ok'}'>{escape(r[4])}</span>",
+            *r[5:11],
+            ", ".join(r[11]) if r[11] else "",
+            r[16],
+            r[12],
+            r[14],
+            str(r[15]).split(".")[0] if r[15] is not None else "",
+        )
+        for r in rows
+    ]
+    return "".join(
+        [
+            f"<p>{totals[0]:,} files · {totals[1]:,} data rows · {totals[2]:,} error rows "
+            f"(in <code>ple_ops.dol_import_error</code>, with the raw line) · {totals[3]:,} superseded</p>",
+            table(
+                (
+                    "#",
+                    "file",
+                    "dataset",
+                    "year",
+                    "status",
+                    "rows",
+                    "new",
+                    "changed",
+                    "unchanged",
+                    "errors",
+                    "superseded",
+                    "unknown columns",
+                    "error reasons",
+                    "message",
+                    "started",
+                    "took",
+                ),
+                shown,
+                raw=("status",),
+            ),
+        ]
+    )

@@ -1,0 +1,95 @@
+"""Airflow's own REST API, in-process (FastAPI TestClient), against the metadata database of an
+`airflow dags test` running beside it: how tests answer Required Actions as a logged-in user.
+
+Run as a script in the Airflow environment (a fresh interpreter reads that environment's
+configuration): `python tests/airflow_api.py answer DAG_ID '[["ada", "admin", "Approve"], ...]'`
+waits for the DAG's pending request, sends each answer as that user, and prints one JSON line
+per answer with the HTTP status and body.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+USERS = "ada:admin,viewer:viewer"
+JWT_SECRET = "ple-tests-only-jwt-secret-0123456789abcdef"
+
+
+def env(airflow_env: dict) -> dict:
+    """The Airflow environment plus the users and the shared JWT secret of these tests."""
+    return {
+        **airflow_env,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+    }
+
+
+def client():
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    return TestClient(create_app(apps="core"))
+
+
+def token(username: str, role: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+
+def pending(api, dag_id: str, headers: dict, timeout: float = 900) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = api.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails", params={"response_received": False}, headers=headers
+        )
+        response.raise_for_status()
+        details = response.json()["hitl_details"]
+        if details:
+            return details[0]
+        time.sleep(0.5)
+    raise TimeoutError(f"no pending Human-in-the-loop request of {dag_id} within {timeout}s")
+
+
+def answer(dag_id: str, answers: list[list[str]]) -> None:
+    api = client()
+    first = answers[-1]
+    detail = pending(api, dag_id, {"Authorization": f"Bearer {token(first[0], first[1])}"})
+    ti = detail["task_instance"]
+    print(json.dumps({"request": {"subject": detail["subject"], "body": detail["body"], "task_id": ti["task_id"]}}))
+    path = (
+        f"/api/v2/dags/{dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
+    )
+    for username, role, option in answers:
+        response = api.patch(
+            path,
+            json={"chosen_options": [option], "params_input": {}},
+            headers={"Authorization": f"Bearer {token(username, role)}"},
+        )
+        print(json.dumps({"user": username, "status": response.status_code, "body": response.json()}), flush=True)
+
+
+def fetch(user: list[str] | None, paths: list[str]) -> None:
+    """GET each path of the whole api-server app (plugins included), as `user` or anonymous."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    api = TestClient(create_app())
+    headers = {"Authorization": f"Bearer {token(*user)}"} if user else {}
+    for path in paths:
+        response = api.get(path, headers=headers)
+        print(json.dumps({"path": path, "status": response.status_code, "body": response.text}), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "answer":
+        answer(sys.argv[2], json.loads(sys.argv[3]))
+    elif sys.argv[1] == "routes":
+        from ple.ui.app import app
+
+        print(json.dumps(sorted(route.path for route in app.routes)))
+    elif sys.argv[1] == "fetch":
+        fetch(json.loads(sys.argv[2]), json.loads(sys.argv[3]))

@@ -1,0 +1,138 @@
+"""Browser tests: headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
+`make browser-deps`) driven by selenium against one real local Airflow (`ple.local_airflow`, what
+`make airflow` starts) for the whole session, on a copy of the fixture database.
+
+Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, _free_port
+from tests.helpers import clone_fixture
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,1000",
+)
+
+pytestmark = pytest.mark.slow
+
+
+def pytest_collection_modifyitems(items):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        skip = pytest.mark.skip(reason=f"{', '.join(missing)} missing: run `make browser-deps`")
+        for item in items:
+            if "tests/browser" in str(item.fspath):
+                item.add_marker(skip)
+
+
+class Api:
+    """Airflow's REST API of the running deployment, as one user."""
+
+    def __init__(self, base: str, username: str, password: str):
+        self.base = base
+        request = urllib.request.Request(
+            f"{base}/auth/token",
+            data=json.dumps({"username": username, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            self.token = json.loads(response.read())["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.base}/api/v2{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+        return json.loads(body) if body else {}
+
+    def wait_for_request(self, dag_id: str, timeout: float = 400) -> dict:
+        """The first pending Required Action of the DAG, once its task has asked."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = self.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]
+            if pending:
+                return pending[0]
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} asked nothing within {timeout}s")
+
+    def wait_for_run(self, dag_id: str, run_id: str, states=("success", "failed"), timeout: float = 400) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.call("GET", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+            if run["state"] in states:
+                return run
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} {run_id} not in {states} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def ctb_dsn(pg_server, fixture_template):
+    return clone_fixture(pg_server, "ple_browser")
+
+
+@pytest.fixture(scope="session")
+def airflow(pg_server, ctb_dsn, tmp_path_factory):
+    """One local Airflow for every browser test (starting it costs about a minute)."""
+    from ple import local_airflow
+
+    home = tmp_path_factory.mktemp("airflow_local")
+    deployment = local_airflow.Deployment(home, "127.0.0.1", _free_port(), pg_server, ctb_dsn)
+    saved = {name: os.environ.get(name) for name in ("PLE_GX_DATA_DOCS", "PLE_GX_DIR")}
+    os.environ.update(PLE_GX_DATA_DOCS="true", PLE_GX_DIR=str(home / "gx"))  # as deployed: Data Docs on
+    try:
+        local_airflow.start(deployment)
+        yield deployment
+    finally:
+        local_airflow.stop(deployment)
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+@pytest.fixture(scope="session")
+def admin_api(airflow):
+    return Api(airflow.url, "admin", airflow.passwords()["admin"])
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="ple-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(0)  # explicit waits only: an implicit one slows every find_elements probe
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,187 @@
+"""The operator's job from the browser, on a real local Airflow: log in, every trigger form
+submits with its defaults, a phase runs in plan mode from its form, its apply is approved in
+Required Actions by the logged-in user, and the console pages show the result, with no console
+error and no request leaving the machine."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ple.audit import history
+from ple.audit.numbers import compute
+from tests.browser.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.slow
+
+PLUGIN_ROUTES = ["/ple/", "/ple/reorganization", "/ple/data-quality", "/ple/dol-imports", "/ple/data-docs/index.html"]
+
+
+def shot(browser, name: str) -> None:
+    time.sleep(1)  # let the page settle (charts, fonts)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def problems(browser, base: str) -> tuple[list[str], list[str]]:
+    """Console errors and requests to anywhere but this Airflow, since the last call."""
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    outside = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if urlparse(url).scheme in ("http", "https", "ws", "wss") and not url.startswith(base):
+                outside.append(url)
+    return errors, outside
+
+
+def click_text(browser, selector: str, text: str, timeout: float = 30):
+    def find(driver):
+        return next(
+            (e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.text.strip().startswith(text)), False
+        )
+
+    element = WebDriverWait(browser, timeout).until(find)
+    element.click()
+    return element
+
+
+FIND_TRIGGER_FORM = """
+for (const dialog of document.querySelectorAll('[role=dialog]')) {
+  for (const button of dialog.querySelectorAll('button')) {
+    if (button.textContent.trim() === 'Trigger' && button.getClientRects().length) return dialog;
+  }
+}
+return null;
+"""
+
+
+def trigger_button(dialog):
+    """The form's own Trigger button (by its text content: it may be below the fold)."""
+    buttons = dialog.find_elements(By.CSS_SELECTOR, "button")
+    return next((b for b in buttons if (b.get_attribute("textContent") or "").strip() == "Trigger"), None)
+
+
+def open_trigger_form(browser, base: str, dag_id: str):
+    """The DAG page's Trigger button opens the form once the page has loaded the DAG: click it
+    (again every few seconds) until the form shows."""
+    browser.get(f"{base}/dags/{dag_id}")
+    deadline = time.monotonic() + 120
+    clicked = 0.0
+    while time.monotonic() < deadline:
+        dialog = browser.execute_script(FIND_TRIGGER_FORM)
+        if dialog:
+            return dialog
+        if time.monotonic() - clicked > 5:
+            browser.execute_script("document.querySelector('[data-testid=trigger-dag-button]')?.click()")
+            clicked = time.monotonic()
+        time.sleep(0.5)
+    shot(browser, f"failed_trigger_form_{dag_id}")
+    raise TimeoutError(f"the trigger form of {dag_id} did not open")
+
+
+def test_unauthenticated_requests_to_every_plugin_route_get_401(airflow):
+    for route in PLUGIN_ROUTES:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(airflow.url + route, timeout=30)
+        assert refused.value.code == 401, route
+
+
+def test_log_in(browser, airflow):
+    browser.get(f"{airflow.url}/auth/login")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.NAME, "username"))
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(airflow.passwords()["admin"])
+    shot(browser, "01_login")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: "/auth/login" not in d.current_url)
+    assert browser.get_cookie("_token")
+
+
+def test_every_trigger_form_submits_with_its_defaults(browser, airflow, admin_api):
+    """Through the REST API for every DAG (the server validates the conf against the Params);
+    in the browser for a form whose empty options used to keep Trigger disabled."""
+    dag_ids = [d["dag_id"] for d in admin_api.call("GET", "/dags?limit=100")["dags"]]
+    assert len(dag_ids) >= 17
+    for dag_id in dag_ids:  # the DAGs are paused: the runs wait, and are deleted right away
+        run = admin_api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {}})
+        admin_api.call("DELETE", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run['dag_run_id'], safe='')}")
+    dialog = open_trigger_form(browser, airflow.url, "dol_staging_import")
+    trigger = trigger_button(dialog)
+    shot(browser, "02_trigger_form_defaults")
+    assert trigger.is_enabled()
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+
+def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, airflow, admin_api, ctb_dsn):
+    dialog = open_trigger_form(browser, airflow.url, "ctb_phase_1b")
+    shot(browser, "03_trigger_plan")
+    browser.execute_script("arguments[0].click();", trigger_button(dialog))
+    deadline = time.monotonic() + 60
+    while not (runs := admin_api.call("GET", "/dags/ctb_phase_1b/dagRuns")["dag_runs"]):
+        assert time.monotonic() < deadline, "the form created no run"
+        time.sleep(1)
+    planned = admin_api.wait_for_run("ctb_phase_1b", runs[0]["dag_run_id"])
+    assert planned["state"] == "success"
+    assert planned["conf"].get("mode", "plan") == "plan"
+    assert planned["note"].startswith("mode: plan")
+
+    applying = admin_api.call("POST", "/dags/ctb_phase_1b/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
+    request = admin_api.wait_for_request("ctb_phase_1b")
+    assert "| code |" in request["body"] and "-- live:" in request["body"]
+    browser.get(f"{airflow.url}/required_actions")
+    click_text(browser, "a", "Approve phase 1B", timeout=60)
+    WebDriverWait(browser, 30).until(lambda d: "fingerprint" in d.page_source)
+    shot(browser, "04_required_action")
+    click_text(browser, "button", "Approve")
+    applied = admin_api.wait_for_run("ctb_phase_1b", applying["dag_run_id"])
+    assert applied["state"] == "success"
+    assert applied["note"].startswith("mode: apply")
+    with psycopg.connect(ctb_dsn) as conn:
+        approvals = conn.execute("SELECT approver, approved_via FROM ple_ops.approval").fetchall()
+    assert approvals == [("admin", "airflow-hitl")]
+    browser.get(f"{airflow.url}/dags/ctb_phase_1b")
+    shot(browser, "05_phase_runs")
+
+
+def test_console_pages(browser, airflow, ctb_dsn):
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        history.record(conn, "browser_audit_1", compute(conn), 0.2)
+        conn.execute(
+            "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
+        )
+        history.record(conn, "browser_audit_2", compute(conn), 0.2)
+    problems(browser, airflow.url)  # drain what Airflow's own pages logged
+    pages = {
+        "06_console_reorganization": ("/ple/reorganization", "1b__merge__"),
+        "07_console_data_quality": ("/ple/data-quality", "null_domains_on_spine"),
+        "08_console_dol_imports": ("/ple/dol-imports", "DOL imports"),
+        "09_console_in_airflow_ui": ("/plugin/ctb-reorganization", None),
+    }
+    for name, (route, text) in pages.items():
+        browser.get(airflow.url + route)
+        if text:
+            WebDriverWait(browser, 30).until(lambda d, text=text: text in d.page_source)
+        else:
+            WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.TAG_NAME, "iframe"))
+            time.sleep(3)
+        shot(browser, name)
+        errors, outside = problems(browser, airflow.url)
+        assert errors == [], (route, errors)
+        assert outside == [], (route, outside)
+    browser.get(airflow.url + "/ple/reorganization")
+    assert "admin" in browser.page_source  # the approver, and who is signed in
+    browser.get(airflow.url + "/ple/data-docs/index.html")
+    WebDriverWait(browser, 30).until(lambda d: "ctb_phase_1b" in d.page_source)  # the apply's verify
+    shot(browser, "10_data_docs")
+    _errors, outside = problems(browser, airflow.url)  # GX's CDN links: refused by the page's CSP
+    assert outside == []

@@ -1,0 +1,94 @@
+"""The approval gate through Airflow itself: `airflow dags test` of an apply run waits in
+Required Actions; the answer comes from Airflow's REST API (in-process, as a logged-in user) in
+another process sharing the metadata database, as it would from the UI."""
+
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from tests import airflow_api
+from tests.conftest import REPO
+from tests.helpers import dag_run_state
+from tests.reorg_helpers import end_state
+
+pytestmark = pytest.mark.slow
+
+
+def _apply_answered(airflow_env, dsn, dag_id, answers):
+    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps({"mode": "apply"})],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        responder = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "airflow_api.py"), "answer", dag_id, json.dumps(answers)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1000,
+            check=False,
+        )
+        output, _ = run.communicate(timeout=1200)
+    finally:
+        run.kill()
+    assert responder.returncode == 0, responder.stderr[-3000:]
+    lines = [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
+    return output, lines[0]["request"], lines[1:]
+
+
+def test_apply_asks_and_records_the_authenticated_user_a_viewer_is_refused(airflow_env, fresh_db):
+    output, request, answers = _apply_answered(
+        airflow_env, fresh_db, "ctb_phase_1a", [["viewer", "viewer", "Approve"], ["ada", "admin", "Approve"]]
+    )
+    assert [a["status"] for a in answers] == [403, 200], answers
+    assert answers[1]["body"]["responded_by"]["name"] == "ada"
+    assert request["task_id"] == "approve"
+    for part in ("| plan |", "| decisions |", "| code |", "1a__archive__", "-- live:", "rows"):
+        assert part in request["body"], part
+    assert dag_run_state(output) == "success", output[-4000:]
+    with psycopg.connect(fresh_db) as conn:
+        approvals = conn.execute("SELECT approver, approved_via, details ->> 'dag_id' FROM ple_ops.approval").fetchall()
+        applied = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'applied'").fetchone()[0]
+    assert approvals == [("ada", "airflow-hitl", "ctb_phase_1a")]
+    assert applied > 0
+    assert "APPROVED reorganization" in output and "by ada at" in output
+
+
+def test_a_recorded_approval_is_honoured_without_asking(airflow_env, fresh_db):
+    from ple import approval
+    from ple.reorg.plan import load
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        approval.approve(conn, approval.reorganization(load().sha256), "Ada Lovelace", via="cli")
+    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=fresh_db)
+    run = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "ctb_phase_1b", "-c", '{"mode": "apply"}'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert dag_run_state(run.stdout + run.stderr) == "success", (run.stdout + run.stderr)[-4000:]
+    assert "not asking again" in run.stdout + run.stderr
+
+
+def test_reject_runs_nothing(airflow_env, fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        before = end_state(conn)
+    output, _request, answers = _apply_answered(airflow_env, fresh_db, "ctb_phase_1a", [["ada", "admin", "Reject"]])
+    assert [a["status"] for a in answers] == [200]
+    assert dag_run_state(output) == "failed"
+    assert "ApprovalRejected: rejected by ada" in output
+    assert output.count("Task failed with exception") == 1  # a rejection is not retried
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert end_state(conn) == before
+        recorded = conn.execute("SELECT to_regclass('ple_ops.approval') IS NOT NULL").fetchone()[0]
+        assert not recorded or conn.execute("SELECT count(*) FROM ple_ops.approval").fetchone()[0] == 0

@@ -1,0 +1,94 @@
+"""The console pages through the whole api-server app (plugins loaded by Airflow itself), on a
+database the engine has written to: every route needs an authenticated user, and shows what the
+ledger, the audit history and the DOL import recorded."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ple import approval
+from ple.audit import history
+from ple.audit.numbers import compute
+from ple.cli import main as cli
+from ple.config import DOL_SAMPLE_DIR
+from ple.dol import files, importer
+from ple.reorg.plan import load
+from tests import airflow_api
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PAGES = ["/ple/", "/ple/reorganization", "/ple/data-quality", "/ple/dol-imports", "/ple/data-docs/index.html"]
+
+
+def _api(airflow_env, dsn, *args):
+    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "airflow_api.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith(("{", "["))]
+
+
+@pytest.fixture
+def worked_db(fresh_db, conn):
+    approval.approve(conn, approval.reorganization(load().sha256), "Grace Hopper", via="cli")
+    assert cli(["run", "--phase", "1a", "--phase", "1b", "--mode", "apply", "--run-id", "console_test_run"]) == 0
+    history.record(conn, "audit_1", compute(conn), 0.1)
+    conn.execute(
+        "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
+    )
+    history.record(conn, "audit_2", compute(conn), 0.1)
+    sample = sorted(DOL_SAMPLE_DIR.glob("*.csv"))[0]
+    importer.import_file(conn, files.Input(sample, None), "dol_test_run")
+    return fresh_db
+
+
+def test_every_route_refuses_anonymous_requests(airflow_env, fresh_db):
+    (routes,) = _api(airflow_env, fresh_db, "routes")
+    assert {f"/ple{r}" if r != "/" else "/ple/" for r in routes} == {*PAGES[:4], "/ple/data-docs/{path:path}"}
+    answers = _api(airflow_env, fresh_db, "fetch", "null", json.dumps([*PAGES, "/ple/reorganization?run_id=x"]))
+    assert {a["path"]: a["status"] for a in answers} == dict.fromkeys([*PAGES, "/ple/reorganization?run_id=x"], 401)
+
+
+def test_pages_show_the_ledger_approvals_audit_and_imports(airflow_env, worked_db):
+    answers = {
+        a["path"]: a
+        for a in _api(
+            airflow_env,
+            worked_db,
+            "fetch",
+            json.dumps(["viewer", "viewer"]),
+            json.dumps(
+                [
+                    *PAGES,
+                    "/ple/reorganization?run_id=console_test_run",
+                    "/ple/data-docs/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+                ]
+            ),
+        )
+    }
+    assert {p: a["status"] for p, a in answers.items()} == {
+        **dict.fromkeys(PAGES, 200),
+        "/ple/reorganization?run_id=console_test_run": 200,
+        "/ple/data-docs/..%2F..%2F..%2F..%2Fetc%2Fpasswd": 404,
+    }
+    reorganization = answers["/ple/reorganization"]["body"]
+    assert "signed in as viewer" in reorganization
+    for text in ("1a__archive__", "1b__merge__", "Grace Hopper", "INSERT INTO", "frozen", "merged"):
+        assert text in reorganization, text
+    assert "console_test_run" in answers["/ple/reorganization?run_id=console_test_run"]["body"]
+    quality = answers["/ple/data-quality"]["body"]
+    assert quality.count("<svg") >= 7 and "null_domains_on_spine" in quality
+    assert "stroke-dasharray" in quality  # the threshold line
+    assert "Last breaches" in quality and "<td class=n>2</td>" in quality
+    dol = answers["/ple/dol-imports"]["body"]
+    assert "f_5500_2019_dbplans_slice.csv" in dol and "imported" in dol
+    for body in (reorganization, quality, dol):  # nothing on the pages leaves the machine
+        assert "https://" not in body and "http://" not in body.replace('xmlns="http://www.w3.org/2000/svg"', "")
