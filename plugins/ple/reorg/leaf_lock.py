@@ -16,6 +16,7 @@ from ple.catalog import read_catalog
 from ple.db import transaction
 from ple.errors import PlanRejected
 from ple.ops import ensure_schema, schema_exists
+from ple.reorg import decisions
 from ple.reorg.plan import Plan
 
 
@@ -64,7 +65,7 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
             raise PlanRejected(
                 "the leaf lock needs Phase 1 complete and every Phase 2 table present:\n" + "\n".join(lines)
             )
-        approval.require(conn, approval.reorganization(plan.sha256))
+        approval.require(conn, decisions.fingerprint(plan, decisions.for_connection(conn)))
         ensure_schema(conn)
         for table, sub_hub, ctb_class in assignments(plan):
             conn.execute(
