@@ -130,6 +130,7 @@ def browser():
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    options.page_load_strategy = "eager"  # the pages are React apps: wait for elements, not every request
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)  # explicit waits only: an implicit one slows every find_elements probe
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
