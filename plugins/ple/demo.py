@@ -103,6 +103,43 @@ def main() -> int:
     print("  second import: every file already imported, no asset event, no row touched")
 
     print_summary("tables and rows per schema at the end")
+    return production_twin(cli)
+
+
+def production_twin(cli) -> int:
+    """The same job on the database as it really stands: hand copies, dropped tables, guards.
+    Commands, not DAG runs, to keep the demo short; the DAGs run the same executor (the tests run
+    `ctb_reorganization` on the twin through `airflow dags test`)."""
+    from ple import embedded_pg
+    from ple.config import EMBEDDED_PG_DIR, EMBEDDED_PG_PORT
+    from ple.reorg.decisions import DECISIONS_DIR_ENV
+
+    server = embedded_pg.start(EMBEDDED_PG_DIR, EMBEDDED_PG_PORT)
+    os.environ["AIRFLOW_CONN_CTB_POSTGRES"] = embedded_pg.ensure_database(server, "ple_twin")
+    os.environ.setdefault(DECISIONS_DIR_ENV, os.path.join(os.environ.get("AIRFLOW_HOME", "."), "decisions"))
+
+    _banner(
+        f"11. the PRODUCTION TWIN: PLE as it stood on 2026-02-20 (make fixture STATE=production, scale {DEMO_SCALE})"
+    )
+    cli(["fixture", "--state", "production", "--scale", str(DEMO_SCALE), "--replace"])
+
+    _banner(
+        "12. plan mode on the twin: the reconcile table (state, evidence, proposal of every action); writes nothing"
+    )
+    cli(["run", "--mode", "plan", "--phase", "1a"])
+
+    _banner("13. accept the proposals (make decide ACCEPT=proposed), approve plan + decisions, apply 1A-1K")
+    cli(["decide", "--accept", "proposed"])
+    cli(["approve", "--approver", "make-demo", "--note", "approved by make demo on the production twin"])
+    cli(["run", "--mode", "apply"])
+    cli(["report"])
+
+    _banner("14. apply again on the twin: nothing changes")
+    cli(["run", "--mode", "apply"])
+    with connect() as conn:
+        outcomes = action_outcomes(conn)
+    print("  latest outcome of every action step: " + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items()))
+    print_summary("the production twin: tables and rows per schema at the end")
     return 0
 
 

@@ -13,11 +13,10 @@ from html import escape
 import psycopg
 from psycopg import sql
 
-from ple.config import INCLUDE_DIR
+from ple.reorg import decisions
 from ple.sqlutil import raw_template
 from ple.ui.html import cell, line_chart, pre, table
 
-DECISIONS_DIR = INCLUDE_DIR / "plan" / "decisions"
 AUDIT_RUNS_SHOWN = 60
 
 
@@ -184,11 +183,12 @@ def _reconcile(conn: psycopg.Connection) -> list[str]:
     """The reconcile table and the decisions, whatever their shape: every ple_ops table whose name
     says it holds them, and the decisions files with their checksums."""
     out = ["<h2>Reconcile and decisions</h2>"]
-    files = sorted(p for p in DECISIONS_DIR.rglob("*") if p.is_file()) if DECISIONS_DIR.exists() else []
+    folder = decisions.directory()
+    files = sorted(p for p in folder.rglob("*.yaml") if p.is_file()) if folder.exists() else []
     out.append(
         table(
             ("decisions file", "SHA-256"),
-            [(str(p.relative_to(INCLUDE_DIR)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
+            [(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
         )
     )
     names = [
