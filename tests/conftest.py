@@ -27,15 +27,6 @@ os.environ.setdefault("PLE_GX_DATA_DOCS", "false")
 TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
 
 
-# Tests that need PostgreSQL 16+ because of code another area is fixing: the DOL importer calls
-# pg_input_is_valid (new in 16). On an older server they are expected to fail, visibly (xfail, not
-# skip); remove an entry when its fix lands.
-NEEDS_PG16 = {
-    "tests/integration/dol/": "the DOL importer calls pg_input_is_valid, new in PostgreSQL 16",
-    "tests/integration/dags/test_dol_dag.py": "the DOL importer calls pg_input_is_valid, new in PostgreSQL 16",
-}
-
-
 @functools.cache
 def _server_major() -> int:
     """Major version of the server the session will start (PLE_PG_BIN, else the pgserver wheel)."""
@@ -48,15 +39,6 @@ def pytest_report_header(config):
     from ple import embedded_pg
 
     return f"PostgreSQL {_server_major()} from {embedded_pg.binaries_dir()} (set PLE_PG_BIN to test another)"
-
-
-def pytest_collection_modifyitems(config, items):
-    if _server_major() >= 16:
-        return
-    for item in items:
-        reason = next((why for prefix, why in NEEDS_PG16.items() if item.nodeid.startswith(prefix)), None)
-        if reason:
-            item.add_marker(pytest.mark.xfail(reason=f"PostgreSQL {_server_major()}: {reason}", strict=False))
 
 
 def _free_port() -> int:
