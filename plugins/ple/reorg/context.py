@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -11,6 +13,7 @@ from psycopg import sql
 from ple import approval as approvals
 from ple.catalog import Catalog
 from ple.reorg.plan import Plan, Step
+from ple.sqlutil import qualified
 
 # Every transaction that changes data holds this transaction-level advisory lock: concurrent runs
 # take turns, and nothing leaks when a connection dies (no session state: Neon's pooler).
@@ -65,14 +68,31 @@ class Context:
     settings: Settings
     catalog: Catalog | None = None
     approval: approvals.Fingerprint | None = None  # what every apply transaction re-checks
+    bypass: tuple[tuple[str, str], ...] = ()  # (table, trigger) the guards let this step pass
 
     def execute(self, statement: Statement):
         return self.conn.execute(statement.query, statement.params or None)
+
+    @contextmanager
+    def bypassing_triggers(self) -> Iterator[None]:
+        """Within the caller's transaction, the triggers the guards let this step pass are off, and
+        on again before it commits: transactional DDL, so no other session ever sees them off."""
+        for table, trigger in self.bypass:
+            self.conn.execute(trigger_switch(table, trigger, enable=False))
+        yield
+        for table, trigger in self.bypass:
+            self.conn.execute(trigger_switch(table, trigger, enable=True))
 
     def hold(self) -> None:
         """In the current transaction: take the advisory lock, then re-check the approval (an
         approval revoked, or code edited, between two transactions of one step stops the next)."""
         hold(self.conn, self.approval)
+
+
+def trigger_switch(table: str, trigger: str, *, enable: bool) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
+        qualified(table), sql.SQL("ENABLE" if enable else "DISABLE"), sql.Identifier(trigger)
+    )
 
 
 def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None) -> None:

@@ -35,7 +35,6 @@ from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, S
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint, identity
 from ple.server import require_supported_server
-from ple.sqlutil import qualified
 
 # Errors in the data or the SQL: a retry would fail the same way.
 PERMANENT_DB_ERRORS = (
@@ -458,11 +457,9 @@ class Executor:
             bypass = guards.bypassed_triggers(found, step.step_id)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 statements = module.statements(ctx, step)
-                for table, trigger in bypass:
-                    self.conn.execute(_trigger_switch(table, trigger, enable=False))
-                outcome = module.apply(ctx, step)
-                for table, trigger in bypass:
-                    self.conn.execute(_trigger_switch(table, trigger, enable=True))
+                ctx.bypass = tuple(bypass)
+                with ctx.bypassing_triggers():
+                    outcome = module.apply(ctx, step)
                 for item in asides:
                     outcome.details = outcome.details | item
                 if bypass:
@@ -471,9 +468,12 @@ class Executor:
                     }
                 self._record(step, outcome, started, statements)
                 return outcome
-        # Multi-transaction actions (the low-lock ADD_PK) run their own transactions.
+        # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
         ctx = self.context(read_catalog(self.conn))
+        ctx.bypass = tuple(bypass)
         outcome = module.apply(ctx, step)
+        if bypass:
+            outcome.details = outcome.details | {"triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]}
         with self.transaction():
             self._record(step, outcome, started)
         return outcome
@@ -529,13 +529,6 @@ class Executor:
         from ple.reorg.revert import revert_phase
 
         return revert_phase(self, phase_id)
-
-
-def _trigger_switch(table: str, trigger: str, *, enable: bool) -> sql.Composed:
-    """ALTER TABLE ... DISABLE/ENABLE TRIGGER: transactional, so other sessions never see it off."""
-    return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-        qualified(table), sql.SQL("ENABLE" if enable else "DISABLE"), sql.Identifier(trigger)
-    )
 
 
 def _ms_since(started: datetime) -> int:

@@ -276,7 +276,8 @@ def apply(ctx: Context, step) -> Outcome:
         ctx.catalog = read_catalog(ctx.conn)
         if check(ctx, step) == State.DONE:
             return Outcome(step, "already_done")
-        return _fold(ctx, step)
+        with ctx.bypassing_triggers():
+            return _fold(ctx, step)
 
     _transaction(ctx, add_columns)
     return _transaction(ctx, fold)
