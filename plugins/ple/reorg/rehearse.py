@@ -21,7 +21,7 @@ from ple.ops import ensure_schema
 from ple.reorg import guards, lint
 from ple.reorg.actions import add_pk, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
-from ple.reorg.proof import fingerprint
+from ple.reorg.proof import fingerprint, native_count
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -141,12 +141,20 @@ def _verify(ex, phase, snapshot: dict) -> list[str]:
             lines.append(f"  PROBLEM: {name} (oid {fp.oid}) vanished")
             continue
         located[name] = table.name
-        merged_into = table.column("ctb_source_table") is not None
-        now = fingerprint(ex.conn, table, list(fp.columns), native_only=merged_into)
-        same = (now.rows, now.checksum) == (fp.rows, fp.checksum)
-        lines.append(
-            f"  verify {name} -> {table.name}: rows {fp.rows:,} -> {now.rows:,}, checksum {'equal' if same else 'DIFFERS'}"
-        )
+        if fp.checksum is None:  # proven by identity: the same OID and data file, its rows counted
+            now_rows = native_count(ex.conn, table)
+            same = (table.relfilenode, now_rows) == (fp.relfilenode, fp.rows)
+            lines.append(
+                f"  verify {name} -> {table.name}: same table{', same data file' if table.relfilenode == fp.relfilenode else ''}, "
+                f"rows {fp.rows:,} -> {now_rows:,}"
+            )
+        else:
+            merged_into = table.column("ctb_source_table") is not None
+            now = fingerprint(ex.conn, table, list(fp.columns), native_only=merged_into)
+            same = (now.rows, now.checksum) == (fp.rows, fp.checksum)
+            lines.append(
+                f"  verify {name} -> {table.name}: rows {fp.rows:,} -> {now.rows:,}, checksum {'equal' if same else 'DIFFERS'}"
+            )
         if not same:
             lines.append(f"  PROBLEM: {name} changed")
     ctx = ex.context(catalog)
