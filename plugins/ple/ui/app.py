@@ -79,8 +79,8 @@ def data_docs(path: str, user: GetUserDep):
     if not wanted.is_file():
         if wanted == root / "index.html":
             body = (
-                "<p class='muted'>no validation has been stored yet: Data Docs appear after a verify step, "
-                "the nightly audit or a DOL import ran</p>"
+                "<p class='muted'>no validation has been stored yet: Data Docs appear after the nightly audit "
+                "or a DOL import ran</p>"
             )
             return HTMLResponse(
                 html.page("Data Docs", "data-docs/index.html", user.get_name(), body), headers=LOCAL_ONLY
