@@ -27,7 +27,7 @@ def check_identifier(name: str) -> str:
     that a plan entry carrying SQL or odd quoting is rejected with a clear message before any
     statement is built.
     """
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise UnsafeIdentifier(f"not a plain identifier: {name!r}")
     return name
 

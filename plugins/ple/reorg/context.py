@@ -76,12 +76,19 @@ class Context:
     @contextmanager
     def bypassing_triggers(self) -> Iterator[None]:
         """Within the caller's transaction, the triggers the guards let this step pass are off, and
-        on again before it commits: transactional DDL, so no other session ever sees them off."""
+        on again before it commits, in the firing mode each had (ENABLE, ENABLE ALWAYS): transactional
+        DDL, so no other session ever sees them off."""
+        modes = {
+            (table, trigger): self.conn.execute(
+                "SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s", (table, trigger)
+            ).fetchone()[0]
+            for table, trigger in self.bypass
+        }
         for table, trigger in self.bypass:
-            self.conn.execute(trigger_switch(table, trigger, enable=False))
+            self.conn.execute(trigger_switch(table, trigger, "DISABLE"))
         yield
         for table, trigger in self.bypass:
-            self.conn.execute(trigger_switch(table, trigger, enable=True))
+            self.conn.execute(trigger_switch(table, trigger, ENABLE_MODES[modes[(table, trigger)]]))
 
     def hold(self) -> None:
         """In the current transaction: take the advisory lock, then re-check the approval (an
@@ -89,10 +96,12 @@ class Context:
         hold(self.conn, self.approval)
 
 
-def trigger_switch(table: str, trigger: str, *, enable: bool) -> sql.Composed:
-    return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(
-        qualified(table), sql.SQL("ENABLE" if enable else "DISABLE"), sql.Identifier(trigger)
-    )
+# pg_trigger.tgenabled -> the ALTER TABLE clause that restores it
+ENABLE_MODES = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA", "D": "DISABLE"}
+
+
+def trigger_switch(table: str, trigger: str, clause: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(qualified(table), sql.SQL(clause), sql.Identifier(trigger))
 
 
 def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None) -> None:

@@ -146,7 +146,7 @@ def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[
     for table_name, name, tgtype, enabled, function, body in conn.execute(
         raw_template("guards/triggers"), {"tables": [table]}
     ):
-        if enabled == "D" or not tgtype & event:
+        if enabled in ("D", "R") or not tgtype & event:  # R: fires only for replication, not for the tool
             continue
         key = f"{table_name}.{name}"
         text = (body or "").lower()

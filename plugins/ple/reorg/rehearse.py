@@ -97,11 +97,12 @@ def _rehearse_step(ex, step, lines: list[str]) -> str:
                 lines.append(f"{step.step_id}: done already; nothing to rehearse")
                 return "already_done"
             found = guards.inspect(ex.conn, ex.plan, ctx.catalog, ex.decisions, steps=[step])
-            for table, trigger in guards.bypassed_triggers(found, step.step_id):
-                ex.conn.execute(
-                    sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(qualified(table), sql.Identifier(trigger))
-                )
-            outcome = _apply(ctx, step, module)
+            ctx.bypass = tuple(guards.bypassed_triggers(found, step.step_id))
+            if getattr(module, "transactional", lambda *_: True)(ctx, step):
+                with ctx.bypassing_triggers():
+                    outcome = _apply(ctx, step, module)
+            else:
+                outcome = _apply(ctx, step, module)
             lines.append(
                 f"{step.step_id}: would apply: rows before {outcome.rows_before}, after {outcome.rows_after}"
                 + (f"; {outcome.details}" if outcome.details else "")

@@ -214,3 +214,24 @@ def test_function_bodies_naming_a_moved_table_in_every_form(conn):
     decided = decide(conn)
     assert "public.touch_company()" in decided["guards"]["accept"]
     assert not [e for e in _blocking_lint(conn, "1a") if "touch_company" in e]
+
+
+@pytest.mark.parametrize("mode", ["ALWAYS", "REPLICA"])
+def test_a_bypassed_trigger_comes_back_in_its_own_firing_mode(conn, mode):
+    """ENABLE TRIGGER alone would turn an ALWAYS trigger into an origin-only one, and a REPLICA sync
+    trigger into one that fans out every application insert (found by review)."""
+    conn.execute("CREATE TABLE public.error_master (source text, error_id uuid)")
+    conn.execute(
+        "CREATE FUNCTION public.sync_error() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO public.error_master VALUES (TG_TABLE_NAME, NEW.error_id); RETURN NEW; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER sync_people_errors AFTER INSERT ON people.people_errors "
+        "FOR EACH ROW EXECUTE FUNCTION public.sync_error()"
+    )
+    conn.execute(f"ALTER TABLE people.people_errors ENABLE {mode} TRIGGER sync_people_errors")
+    mode_now = "SELECT tgenabled FROM pg_trigger WHERE tgname = 'sync_people_errors'"
+    before = conn.execute(mode_now).fetchone()[0]
+    approve(conn)
+    run_phase(executor(conn), "1b")
+    assert conn.execute(mode_now).fetchone()[0] == before
