@@ -479,16 +479,11 @@ class Executor:
         return outcome
 
     def _done_with_evidence(self, step: Step, started: datetime) -> Outcome:
-        """The catalog looks done. Only the ledger (this tool did it) or adoption evidence may say so."""
+        """The catalog looks done. Only the ledger (this tool did it) may say so here; an adoption is
+        a decision (`make decide`), carried out before this step as `adopted` with its evidence."""
         verdicts = [self._verdict(step, a) for a in step.actions]
         if all(v.facts.get("ledger") for v in verdicts):
             outcome = Outcome(step, "already_done")
-            self._record(step, outcome, started)
-            return outcome
-        if all(v.status in (reconcile.Status.APPLIED, reconcile.Status.ADOPTED) for v in verdicts):
-            ensure_schema(self.conn)
-            outcome = Outcome(step, "adopted", details={"evidence": [v.evidence for v in verdicts]})
-            outcome.details |= {"facts": [v.facts for v in verdicts]}
             self._record(step, outcome, started)
             return outcome
         raise PlanRejected(

@@ -276,7 +276,7 @@ def _decided(verdict: reconcile.Verdict, decisions: Decisions) -> bool:
         k in decisions.for_action(verdict.action.source)
         for k in ("skip", "adopt", "set_aside", "retarget", "fold_as_jsonb")
     ):
-        return verdict.status == Status.ADOPTED  # adoption with evidence needs no decision
+        return False
     if verdict.target_proposal is not None:
         entry = decisions.targets.get(verdict.proposal_target) or {}
         return all(k in entry for k in verdict.target_proposal)

@@ -70,7 +70,9 @@ class Verdict:
 
     @property
     def needs_decision(self) -> bool:
-        return self.status in (Status.CONFLICT, Status.MOOT)
+        """Conflicts, moot actions and adoptions: a person decides each (adoption too: the
+        evidence is shown, and only a decision covered by the approval turns it into `adopted`)."""
+        return self.status in (Status.CONFLICT, Status.MOOT, Status.ADOPTED)
 
 
 @functools.cache
@@ -451,8 +453,9 @@ class Reconciler:
             known, listed_as = _known_columns(dest.name), dest.name
         rows, checksum = count_and_checksum(self.conn, dest)
         facts = {"rows": rows, "checksum": str(checksum), "table": dest.name, "oid": dest.oid}
-        if action.kind in ("ARCHIVE", "MOVE") and known and set(known) == set(dest.column_names):
-            inventory_rows = (_inventory().get(listed_as) or {}).get("rows_2026_02_20")
+        inventory_rows = (_inventory().get(listed_as) or {}).get("rows_2026_02_20")
+        emptied = rows == 0 and bool(inventory_rows)  # an empty look-alike proves nothing
+        if action.kind in ("ARCHIVE", "MOVE") and known and set(known) == set(dest.column_names) and not emptied:
             evidence = (
                 f"{action.source} is gone and {dest.name} has exactly the columns the inventory of 2026-02-20 "
                 f"lists for {listed_as} ({len(known)}); {rows:,} rows"

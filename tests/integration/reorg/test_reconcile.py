@@ -154,3 +154,18 @@ def test_an_invalid_decisions_file_is_refused_with_its_path(conn, decisions_dir)
     )
     with pytest.raises(decisions.DecisionsRejected, match="does not match"):
         executor(conn)
+
+
+def test_an_empty_look_alike_is_never_adopted_and_no_adoption_happens_undecided(conn):
+    """Found by review: an empty table with the inventory's column names, where someone dropped
+    the source with its rows, was recorded as `adopted` by apply without any decision."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS archive")
+    conn.execute("CREATE TABLE archive.company_company_slots_ctb (LIKE company.company_slots)")
+    conn.execute("DROP TABLE company.company_slots CASCADE")
+    verdict = next(v for v in _verdicts(conn) if v.action.source == "company.company_slots")
+    assert verdict.status != Status.ADOPTED
+    approve(conn)
+    with pytest.raises(PlanRejected):
+        executor(conn).run_step("1a__archive__company_company_slots")
+    adopted = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'adopted'").fetchone()[0]
+    assert adopted == 0
