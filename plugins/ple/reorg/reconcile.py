@@ -436,13 +436,16 @@ class Reconciler:
                 f"; {action.source} has {rows_source:,} rows, the copy {rows_copy:,}; "
                 f"{grown:,} live rows are not in the copy, {changed:,} copy rows no longer match the live table"
             )
-        aside = set_aside_name(self.conn, self.catalog, occupant)
+        if _is_hand_copy(source_columns, occupant):
+            proposal = {"set_aside": set_aside_name(self.conn, self.catalog, occupant)}
+        else:  # it may be the table the application uses now: never swap it away by default
+            proposal = {"skip": f"{occupant.name} is not a hand copy of {action.source}: both stay; a person decides"}
         return Verdict(
             step.step_id,
             action,
             Status.CONFLICT,
             evidence,
-            proposal={"set_aside": aside},
+            proposal=proposal,
             facts={"occupant": occupant.name, "rows_source": rows_source, "rows_occupant": rows_copy},
         )
 

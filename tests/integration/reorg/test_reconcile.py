@@ -162,7 +162,7 @@ def test_an_empty_look_alike_is_never_adopted_and_no_adoption_happens_undecided(
     conn.execute("CREATE SCHEMA IF NOT EXISTS archive")
     conn.execute("CREATE TABLE archive.company_company_slots_ctb (LIKE company.company_slots)")
     conn.execute("DROP TABLE company.company_slots CASCADE")
-    verdict = next(v for v in _verdicts(conn) if v.action.source == "company.company_slots")
+    verdict = _verdicts(conn)["company.company_slots"]
     assert verdict.status != Status.ADOPTED
     approve(conn)
     with pytest.raises(PlanRejected):
