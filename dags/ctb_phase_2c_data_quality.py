@@ -10,8 +10,10 @@ match; 4. de-duplicate emails in `people.people_master` and move their slots to 
 person; 5. archive and remove orphan slots.
 
 `mode=plan` (default) shows how many rows each step would touch and writes nothing. `mode=apply`
-first copies every row it changes or removes to `archive.<schema>_<table>_2c` with the run id, so
-`python -m ple.cli cleanup-undo --run-id <run id>` puts it back. A second apply changes nothing.
+asks for an approval of exactly that preview in Required Actions (unless `make cleanup-approve`
+recorded one), then first copies every row it changes or removes to
+`archive.<schema>_<table>_2c` with the run id, so `python -m ple.cli cleanup-undo --run-id <run id>`
+puts it back. A second apply changes nothing.
 """
 
 from ple.orchestration.cleanup_dags import build_cleanup_dag

@@ -7,10 +7,10 @@ edited since are kept and reported), folded columns the side tables can give bac
 keys the tool added are released (a column it did not create is never dropped), relaxed NOT NULLs
 are restored. It ends with a proof against the phase's preflight snapshot.
 
-`render_plan` shows what would happen and writes nothing; `apply_revert` runs only with
-`mode=apply` and an approval of subject "revert" for this phase
-(`python -m ple.cli approve --revert <phase> --approver <name>`). Resumable: run it again after any
-failure. Airflow DAG, manual trigger only.
+`render_plan` shows what would happen and writes nothing; with `mode=apply`, `approve` asks for an
+approval of subject "revert" for this phase in Required Actions (unless one is recorded:
+`python -m ple.cli approve --revert <phase> --approver <name>`), then `apply_revert` runs.
+Resumable: run it again after any failure. Airflow DAG, manual trigger only.
 """
 
 from ple.orchestration.revert_dags import build_revert_dag

@@ -10,8 +10,12 @@ per answer with the HTTP status and body.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 USERS = "ada:admin,viewer:viewer"
 JWT_SECRET = "ple-tests-only-jwt-secret-0123456789abcdef"
@@ -24,6 +28,62 @@ def env(airflow_env: dict) -> dict:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
         "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
     }
+
+
+def run_answered(airflow_env: dict, dsn: str, dag_id: str, conf: dict, answers: list[list[str]]):
+    """`airflow dags test DAG_ID -c CONF` while this script, in another process sharing the
+    metadata database, answers its Human-in-the-loop request: returns (the run's output, the
+    request as the API showed it, one {"user", "status", "body"} per answer)."""
+    run_env = dict(env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
+    # The run's output goes to a file, not a pipe: nobody reads a pipe while the request waits,
+    # and a run that logs more than the pipe holds (a long plan) would block on its own log.
+    with tempfile.TemporaryFile("w+") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+            env=run_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            responder = subprocess.run(
+                [sys.executable, str(Path(__file__)), "answer", dag_id, json.dumps(answers)],
+                env=run_env,
+                capture_output=True,
+                text=True,
+                timeout=1000,
+                check=False,
+            )
+            run.wait(timeout=1200)
+        finally:
+            run.kill()
+        log.seek(0)
+        output = log.read()
+    assert responder.returncode == 0, responder.stderr[-3000:]
+    lines = [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
+    return output, lines[0]["request"], lines[1:]
+
+
+def run_note(airflow_env: dict, dag_id: str, output: str) -> str | None:
+    """The note of the run an `airflow dags test` output reports, read through the REST API."""
+    run_id = re.findall(r"run_id=([^,\s]+)", output)[-1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__)),
+            "fetch",
+            json.dumps(["ada", "admin"]),
+            json.dumps([f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"]),
+        ],
+        env=env(airflow_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    (answer,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert answer["status"] == 200, answer
+    return json.loads(answer["body"])["note"]
 
 
 def client():

@@ -10,8 +10,10 @@ a revert, the 2C cleanup, the 1L decisions). In a run that writes (by default: `
    Human-in-the-loop request (Airflow's `HITLOperator`: "Required Actions" in the UI), with the
    checksums of every part of the fingerprint;
 4. on "Approve", records the approval in `ple_ops.approval` with the authenticated Airflow user
-   who answered and the time (`via="airflow-hitl"`); on "Reject" it fails, so nothing downstream
-   runs, and a rejection is not retried.
+   who answered and the time (`via="airflow-hitl"`), plus what the subject's own check needs
+   (`approval_details`: the 2C cleanup stores the preview's counts there, as `make
+   cleanup-approve` does); on "Reject" it fails, so nothing downstream runs, and a rejection is
+   not retried.
 
 If what the approval covers changed while the request waited (a plan edit, a code deploy), the
 answer approves nothing: the approver saw something else. The executor re-checks the approval in
@@ -24,6 +26,7 @@ Wiring it into another DAG takes three callables (all run inside the task, never
         subject="Revert phase {phase}",
         fingerprint=lambda conn, context: ...,  # -> ple.approval.Fingerprint
         render=lambda conn, context: ...,  # -> the plan as text: SQL and live counts
+        approval_details=lambda conn, context: {...},  # optional: recorded with the approval
     )
     gate >> first_task_that_writes
 """
@@ -61,19 +64,21 @@ class ApprovalGate(HITLOperator):
         fingerprint: Callable[[Any, Any], approval.Fingerprint],
         render: Callable[[Any, Any], str],
         writes: Callable[[Any], bool] = applies,
+        approval_details: Callable[[Any, Any], dict] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(subject=subject, options=[APPROVE, REJECT], multiple=False, **kwargs)
         self.fingerprint = fingerprint
         self.render = render
         self.writes = writes
+        self.approval_details = approval_details
 
     def execute(self, context):
         from ple.db import connect
         from ple.reporting import emit
 
         if not self.writes(context):
-            emit(f"mode {context['params'].get('mode')}: this run writes nothing, no approval needed")
+            emit(f"mode {context['params'].get('mode')}: this run changes no data, no approval needed")
             return {"asked": False, "approval": None}
         with connect() as conn:
             fingerprint = self.fingerprint(conn, context)
@@ -103,7 +108,7 @@ class ApprovalGate(HITLOperator):
         if answer["chosen_options"] != [APPROVE]:
             raise ApprovalRejected(f"rejected by {who} at {when.isoformat()}: nothing runs")
         asked = context["ti"].xcom_pull(task_ids=self.task_id, key=FINGERPRINT_XCOM)
-        details = {
+        answered = {
             "user_id": user.get("id"),
             "responded_at": when.isoformat(),
             "dag_id": context["dag"].dag_id,
@@ -117,6 +122,7 @@ class ApprovalGate(HITLOperator):
                     f"{who} approved {asked}, but what would run is now {fingerprint.describe()} "
                     "(the plan, decisions or engine code changed while the request waited): trigger the run again"
                 )
+            details = {**(self.approval_details(conn, context) if self.approval_details else {}), **answered}
             approval_id = approval.approve(
                 conn,
                 fingerprint,
@@ -156,9 +162,16 @@ def approval_gate(
     fingerprint: Callable[[Any, Any], approval.Fingerprint],
     render: Callable[[Any, Any], str],
     writes: Callable[[Any], bool] = applies,
+    approval_details: Callable[[Any, Any], dict] | None = None,
     **kwargs,
 ) -> ApprovalGate:
     """The gate as a task of the DAG being built (see the module docstring)."""
     return ApprovalGate(
-        task_id=task_id, subject=subject, fingerprint=fingerprint, render=render, writes=writes, **kwargs
+        task_id=task_id,
+        subject=subject,
+        fingerprint=fingerprint,
+        render=render,
+        writes=writes,
+        approval_details=approval_details,
+        **kwargs,
     )

@@ -1,9 +1,12 @@
 """The Phase 2C data-quality cleanup DAG (manual): audit, preview, apply, audit again.
 
 `preview` rehearses every step in a transaction that is rolled back and logs what apply would
-touch and the fingerprint an approval must cover; `apply` runs only if exactly that preview was
-approved (`make cleanup-approve APPROVER=...`, or a human-in-the-loop gate placed between the two
-tasks: `preview >> gate >> apply`), and re-checks the approval inside every step's transaction.
+touch, the statements the rehearsal sent and the fingerprint an approval must cover. In
+`mode=apply`, `approve` (the human-in-the-loop gate, `preview >> approve >> apply`) asks for an
+approval of exactly that preview in Required Actions, showing its counts and SQL, unless one is
+recorded already (`make cleanup-approve APPROVER=...`, or an earlier answer); the answer is
+recorded like the command line's (the preview's counts in its details). `apply` runs only if
+exactly that preview was approved and re-checks the approval inside every step's transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from pathlib import Path
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ple.audit.cleanup import DEFAULT_ARTIFACTS
+from ple.orchestration.approval_gate import approval_gate
 from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
+
+# Statements that carry the cleanup out, shown in the approval request (catalog reads, guards,
+# settings and the archive tables' bookkeeping columns are left out; `preview` logs the guards).
+CHANGING = ("WITH", "INSERT", "UPDATE", "DELETE", "CREATE", "COPY")
 
 
 def _audit_table(label: str) -> dict[str, int]:
@@ -25,6 +33,58 @@ def _audit_table(label: str) -> dict[str, int]:
         numbers = compute(conn, lock_timeout=get_current_context()["params"]["lock_timeout"])
     emit(f"{label}:\n" + table(list(numbers.items()), ("number", "value")))
     return numbers
+
+
+def _traced_preview(conn, lock_timeout: str):
+    """The preview, and the statements its rehearsal sent that change data (in order, each once),
+    so the approval request shows the exact SQL beside the counts."""
+    import psycopg
+
+    from ple.audit import cleanup
+
+    sent: list[str] = []
+
+    class Tracing(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            text = query if isinstance(query, str) else query.as_string(self)
+            if text.lstrip().split(None, 1)[0].upper() in CHANGING and text not in sent:
+                sent.append(text)
+            return super().execute(query, params, **kwargs)
+
+    plain, conn.cursor_factory = conn.cursor_factory, Tracing
+    try:
+        return cleanup.preview(conn, lock_timeout), sent
+    finally:
+        conn.cursor_factory = plain
+
+
+def _shown(context):
+    """The preview the approval is about: the `preview` task's XCom."""
+    from ple.audit import cleanup
+
+    return cleanup.Preview.from_dict(context["ti"].xcom_pull(task_ids="preview"))
+
+
+def _changes_data(context) -> bool:
+    """Apply writes only when the preview found something to change (otherwise no approval)."""
+    return context["params"]["mode"] == "apply" and _shown(context).changes_anything
+
+
+def _render(_conn, context) -> str:
+    """The request's plan: the cleanup's definition, the preview's counts per step and the SQL."""
+    from ple.audit import cleanup
+
+    data = context["ti"].xcom_pull(task_ids="preview")
+    shown = cleanup.Preview.from_dict(data)
+    lines = [
+        f"-- the Phase 2C cleanup on database {shown.database}; definition (plugins/ple/audit/cleanup.py and "
+        f"include/sql/audit/*.sql) SHA-256 {cleanup.definition_sha256()}",
+        "-- live: what the preview (a rolled-back rehearsal) found, step by step:",
+        *[f"--   {result.describe(False)}" for result in shown.results.values()],
+        "-- the statements the rehearsal sent (apply sends the same, then records its ledger):",
+        *[f"{statement.strip()};" for statement in data.get("statements", [])],
+    ]
+    return "\n".join(lines)
 
 
 def build_cleanup_dag(doc_md: str):
@@ -59,13 +119,13 @@ def build_cleanup_dag(doc_md: str):
             from ple.reporting import emit
 
             with connect() as conn:
-                shown = cleanup.preview(conn, get_current_context()["params"]["lock_timeout"])
+                shown, statements = _traced_preview(conn, get_current_context()["params"]["lock_timeout"])
             for result in shown.results.values():
                 emit(result.describe(False))
             emit(f"preview {shown.fingerprint.describe()}")
             if shown.changes_anything:
                 emit(f"apply needs an approval of exactly this preview: {cleanup.APPROVE_HOW}")
-            return shown.to_dict()
+            return {**shown.to_dict(), "statements": statements}
 
         @task
         def apply() -> dict:
@@ -95,6 +155,14 @@ def build_cleanup_dag(doc_md: str):
         def audit_after() -> dict[str, int]:
             return _audit_table("audit after the cleanup")
 
-        audit_before() >> preview() >> apply() >> audit_after()
+        gate = approval_gate(
+            "approve",
+            subject="Approve the Phase 2C cleanup",
+            fingerprint=lambda _conn, context: _shown(context).fingerprint,
+            render=_render,
+            writes=_changes_data,
+            approval_details=lambda _conn, context: {"preview": _shown(context).counts},
+        )
+        audit_before() >> preview() >> gate >> apply() >> audit_after()
 
     return ctb_phase_2c_data_quality()

@@ -1,9 +1,10 @@
 """`ctb_revert`: undo one phase, as an approved operation of its own.
 
-Two tasks, so that a human-in-the-loop gate can stand between them: `render_plan` shows what the
-revert would do, step by step, and whether it is approved (it writes nothing); `apply_revert`
-carries it out when `mode` is apply (refused without an approval of subject "revert" for this
-plan, code and phase: `python -m ple.cli approve --revert <phase> --approver <name>`). The revert
+`render_plan` shows what the revert would do, step by step, and whether it is approved (it writes
+nothing); in `mode=apply`, `approve` (the human-in-the-loop gate) asks for an approval of subject
+"revert" for this plan, code and phase in Required Actions, unless one is recorded already
+(`python -m ple.cli approve --revert <phase> --approver <name>`, or an earlier answer);
+`apply_revert` then carries it out, re-checking that approval in every transaction. The revert
 itself is resumable: a retry, or a new run, goes on from where the last one stopped.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from ple.orchestration.approval_gate import approval_gate
 from ple.orchestration.common import dag_arguments, mode_param
 from ple.reorg.plan import Plan, load
 
@@ -34,20 +36,36 @@ def _params(plan: Plan) -> dict:
     }
 
 
-def _revert(mode: str) -> list[dict]:
-    from ple.db import connect
+def _reports(conn, context, mode: str):
     from ple.reorg.context import Settings
     from ple.reorg.executor import Executor
-    from ple.reporting import emit
 
-    context = get_current_context()
     params = context["params"]
     settings = Settings.from_params({**params, "mode": mode})
+    return Executor(conn, load(), context["run_id"], settings).revert_phase(params["phase"])
+
+
+def _revert(mode: str) -> list[dict]:
+    from ple.db import connect
+    from ple.reporting import emit
+
     with connect() as conn:
-        reports = Executor(conn, load(), context["run_id"], settings).revert_phase(params["phase"])
+        reports = _reports(conn, get_current_context(), mode)
     for report in reports:
         emit(report.text)
     return [{"step": r.step_id, "status": r.status} for r in reports]
+
+
+def _fingerprint(_conn, context):
+    """What `apply_revert` re-checks in every transaction: the plan, the engine code, the phase."""
+    from ple.reorg.revert import revert_fingerprint
+
+    return revert_fingerprint(load().sha256, context["params"]["phase"])
+
+
+def _render(conn, context) -> str:
+    """The revert as plan mode renders it (read-only), for the approval request."""
+    return "\n".join(report.text for report in _reports(conn, context, "plan"))
 
 
 @task
@@ -70,5 +88,6 @@ def build_revert_dag(doc_md: str, plan: Plan | None = None) -> DAG:
     with DAG(
         schedule=None, **dag_arguments("ctb_revert", doc_md, ("ctb", "reorganization", "manual"), _params(plan))
     ) as dag:
-        render_plan() >> apply_revert()
+        gate = approval_gate("approve", subject="Approve reverting a phase", fingerprint=_fingerprint, render=_render)
+        render_plan() >> gate >> apply_revert()
     return dag

@@ -2,9 +2,18 @@
 reverts read differently in the grid (their run ids all look like `manual__<timestamp>`).
 
 A task cannot write its own DAG run's note (the Task Execution API has no such call); a listener
-can: it runs where the run starts (the scheduler, or `airflow dags test`), beside the metadata
-database, and the note is committed with the run's state change. A note someone already wrote
-is kept.
+can: it runs where the run's state changes (the scheduler, or `airflow dags test`), beside the
+metadata database, and the note is committed with the run's state change. A note someone already
+wrote is kept.
+
+The scheduler announces a run when it starts it (`on_dag_run_running`), with the run attached to
+its session. `airflow dags test` (`DAG.test`) creates its run already running and never announces
+the start; it announces the end (`on_dag_run_success` / `_failed`), with a run object its task
+loop has detached from the session (each task closes the thread's scoped session). So the note is
+written at whichever comes first, the start or the end: a scheduled run is noted from its start
+on its own session; a `dags test` run when it finishes, on the thread's scoped session (the one
+`DAG.test` itself uses, so no second connection waits on its locks). Its task logs name the mode
+from the start.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ MEANING = {
     "apply": "changes data once approved",
     "revert": "undoes an applied phase once approved",
 }
+# DAGs whose `apply` undoes a phase: their applies are reverts.
+REVERTING = {"ctb_revert"}
 
 
 def note_for(dag_run) -> str | None:
@@ -25,14 +36,54 @@ def note_for(dag_run) -> str | None:
     params = getattr(dag, "params", None) or {}
     if "mode" not in params:
         return None
-    mode = (dag_run.conf or {}).get("mode") or params.get_param("mode").value
-    return f"mode: {mode} ({MEANING.get(mode, 'see the DAG docs')})"
+    conf = dag_run.conf or {}
+    mode = conf.get("mode") or params.get_param("mode").value
+    if mode == "apply" and getattr(dag_run, "dag_id", None) in REVERTING:
+        mode = "revert"
+    phase = conf.get("phase") or (params.get_param("phase").value if "phase" in params else None)
+    target = f" of phase {phase}" if phase and mode == "revert" else ""
+    return f"mode: {mode}{target} ({MEANING.get(mode, 'see the DAG docs')})"
+
+
+def note(dag_run) -> None:
+    """Write the mode note unless the run has a note already."""
+    from sqlalchemy import inspect
+
+    state = inspect(dag_run, raiseerr=False)
+    if state is not None and state.detached:
+        _note_detached(dag_run)
+        return
+    if dag_run.note:
+        return
+    text = note_for(dag_run)
+    if text:
+        dag_run.note = text
+
+
+def _note_detached(dag_run) -> None:
+    """`DAG.test`'s run: note the row itself, through the thread's scoped session."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    text = note_for(dag_run)
+    if not text:
+        return
+    with create_session() as session:
+        row = session.get(DagRun, dag_run.id)
+        if row is not None and not row.note:
+            row.note = text
 
 
 @hookimpl
 def on_dag_run_running(dag_run, msg: str):
-    if dag_run.note:
-        return
-    note = note_for(dag_run)
-    if note:
-        dag_run.note = note
+    note(dag_run)
+
+
+@hookimpl
+def on_dag_run_success(dag_run, msg: str):
+    note(dag_run)
+
+
+@hookimpl
+def on_dag_run_failed(dag_run, msg: str):
+    note(dag_run)

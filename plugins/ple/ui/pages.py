@@ -8,11 +8,12 @@ yet (no `ple_ops`) shows empty sections rather than errors.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from html import escape
 
 import psycopg
-from psycopg import sql
 
+from ple.errors import PlanRejected
 from ple.reorg import decisions
 from ple.sqlutil import raw_template
 from ple.ui.html import cell, line_chart, pre, table
@@ -180,8 +181,11 @@ def _leaf_lock(conn: psycopg.Connection) -> list[str]:
 
 
 def _reconcile(conn: psycopg.Connection) -> list[str]:
-    """The reconcile table and the decisions, whatever their shape: every ple_ops table whose name
-    says it holds them, and the decisions files with their checksums."""
+    """The reconcile table from the live database (every action of the plan: its state, the
+    evidence, the proposal, the decision recorded for it) and the decisions files with their
+    checksums. Reconcile only reads (catalog, ledger, counts), inside the page's read-only
+    transaction; a savepoint keeps the rest of the page when it cannot finish (a statement
+    timeout on a very large table, an invalid decisions file)."""
     out = ["<h2>Reconcile and decisions</h2>"]
     folder = decisions.directory()
     files = sorted(p for p in folder.rglob("*.yaml") if p.is_file()) if folder.exists() else []
@@ -191,21 +195,75 @@ def _reconcile(conn: psycopg.Connection) -> list[str]:
             [(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
         )
     )
-    names = [
-        r[0]
-        for r in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'ple_ops' AND c.relkind IN ('r', 'v', 'p') "
-            "AND (c.relname LIKE 'reconcile%' OR c.relname LIKE 'decision%') ORDER BY 1"
-        ).fetchall()
+    try:
+        with conn.transaction():
+            verdicts, decided, path = _verdicts(conn)
+    except (psycopg.Error, PlanRejected) as exc:
+        return [*out, f"<p class='bad'>reconcile could not read this database: {escape(str(exc))}</p>"]
+    rows = [
+        (
+            v.step_id.split("__")[0].upper(),
+            f"<code>{escape(v.step_id)}</code>",
+            v.action.kind,
+            v.action.source,
+            f"<span class='{RECONCILE_CSS.get(v.status.value, '')}'>{escape(v.status.value)}</span>",
+            v.evidence,
+            _entry(v.proposal) + (f"<br>target: {_entry(v.target_proposal)}" if v.target_proposal else ""),
+            _decision(v, decided),
+        )
+        for v in verdicts
     ]
-    for name in names:
-        cursor = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 500").format(sql.Identifier("ple_ops", name)))
-        headers = tuple(d.name for d in cursor.description)
-        out += [f"<h3>ple_ops.{escape(name)}</h3>", table(headers, cursor.fetchall())]
-    if not names:
-        out.append("<p class='muted'>no reconcile table in ple_ops yet</p>")
+    counts = Counter(v.status.value for v in verdicts)
+    out += [
+        f"<h3>Reconcile: {len(verdicts)} actions ("
+        + ", ".join(f"{n} {escape(state)}" for state, n in sorted(counts.items()))
+        + f") · decisions from <code>{escape(str(path))}</code></h3>",
+        table(
+            ("phase", "step", "action", "source", "state", "evidence", "proposal", "decision"),
+            rows,
+            raw=("step", "state", "proposal", "decision"),
+        ),
+    ]
     return out
+
+
+RECONCILE_CSS = {"applied": "ok", "adopted": "ok", "conflict": "bad", "moot": "muted"}
+
+
+def _verdicts(conn: psycopg.Connection):
+    from ple.catalog import read_catalog
+    from ple.reorg import reconcile
+    from ple.reorg.plan import load
+
+    plan = load()
+    decided = decisions.for_connection(conn)
+    effective = decisions.effective_plan(plan, decided)
+    verdicts = reconcile.reconcile(conn, plan, read_catalog(conn), None, effective)
+    return verdicts, decided, decided.path if decided.exists else "none (no decisions file)"
+
+
+def _decision(verdict, decided) -> str:
+    """What the decisions file says for this action and, where reconcile proposed one, for its
+    merge target; UNDECIDED where a person still has to decide."""
+    action = decided.as_table().get(verdict.action.source)
+    target = decided.targets.get(verdict.proposal_target) if verdict.target_proposal else None
+    shown = [_entry(action)] if action else []
+    if target:
+        shown.append(f"target: {_entry(target)}")
+    if shown:
+        return "<br>".join(shown)
+    return "<span class='bad'>UNDECIDED</span>" if verdict.needs_decision else ""
+
+
+def _entry(entry: dict | None) -> str:
+    """A proposal or a decision: `kind: value` per resolution (state and evidence are shown apart)."""
+    if not entry:
+        return ""
+    return "<br>".join(
+        escape(key) if value is True else f"{escape(key)}: {cell(value)}"
+        for key, value in entry.items()
+        if key not in ("state", "evidence")
+    )
 
 
 # ------------------------------------------------------------------------- data quality

@@ -2,7 +2,6 @@
 Required Actions; the answer comes from Airflow's REST API (in-process, as a logged-in user) in
 another process sharing the metadata database, as it would from the UI."""
 
-import json
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ import psycopg
 import pytest
 
 from tests import airflow_api
-from tests.conftest import REPO
 from tests.helpers import dag_run_state
 from tests.reorg_helpers import end_state
 
@@ -18,29 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _apply_answered(airflow_env, dsn, dag_id, answers):
-    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps({"mode": "apply"})],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        responder = subprocess.run(
-            [sys.executable, str(REPO / "tests" / "airflow_api.py"), "answer", dag_id, json.dumps(answers)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1000,
-            check=False,
-        )
-        output, _ = run.communicate(timeout=1200)
-    finally:
-        run.kill()
-    assert responder.returncode == 0, responder.stderr[-3000:]
-    lines = [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
-    return output, lines[0]["request"], lines[1:]
+    return airflow_api.run_answered(airflow_env, dsn, dag_id, {"mode": "apply"}, answers)
 
 
 def test_apply_asks_and_records_the_authenticated_user_a_viewer_is_refused(airflow_env, fresh_db):

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 PAGES = ["/ple/", "/ple/reorganization", "/ple/data-quality", "/ple/dol-imports", "/ple/data-docs/index.html"]
 
 
-def _api(airflow_env, dsn, *args):
-    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
+def _api(airflow_env, dsn, *args, extra_env=None):
+    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn, **(extra_env or {}))
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "airflow_api.py"), *args],
         env=env,
@@ -92,3 +92,50 @@ def test_pages_show_the_ledger_approvals_audit_and_imports(airflow_env, worked_d
     assert "f_5500_2019_dbplans_slice.csv" in dol and "imported" in dol
     for body in (reorganization, quality, dol):  # nothing on the pages leaves the machine
         assert "https://" not in body and "http://" not in body.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_the_reconcile_table_of_the_production_twin_read_only(airflow_env, twin_db, tmp_path, monkeypatch):
+    """Every action of the plan with its state, evidence, proposal and the decision recorded for
+    it, from the live twin (hand copies, dropped tables), read in a read-only transaction."""
+    import psycopg
+
+    from tests.reorg_helpers import end_state
+
+    monkeypatch.setenv("PLE_DECISIONS_DIR", str(tmp_path))
+    assert cli(["decide", "--accept", "proposed"]) == 0  # a decisions file for some of the rows below
+    with psycopg.connect(twin_db, autocommit=True) as conn:
+        before = end_state(conn)
+    decisions_dir = {"PLE_DECISIONS_DIR": str(tmp_path)}
+    (anonymous,) = _api(airflow_env, twin_db, "fetch", "null", '["/ple/reorganization"]', extra_env=decisions_dir)
+    assert anonymous["status"] == 401
+    (page,) = _api(
+        airflow_env,
+        twin_db,
+        "fetch",
+        json.dumps(["viewer", "viewer"]),
+        '["/ple/reorganization"]',
+        extra_env=decisions_dir,
+    )
+    assert page["status"] == 200
+    body = page["body"]
+    section = body[body.index("Reconcile and decisions") :]
+    actions = sum(len(step.actions) for phase in load().phases for step in phase.steps)
+    assert f"Reconcile: {actions} actions (" in section
+    for text in (
+        "<th>state</th><th>evidence</th><th>proposal</th><th>decision</th>",
+        "conflict",
+        "moot",
+        "both exist: archive.",  # a hand copy beside its live source
+        "a hand copy",
+        "set_aside: ",
+        "was dropped on 2026-02-20",
+        "skip: ",
+        "1a__archive__company_company_master",
+    ):
+        assert text in section, text
+    assert "UNDECIDED" not in section  # every proposal was accepted into the decisions file
+    database = psycopg.conninfo.conninfo_to_dict(twin_db)["dbname"]
+    assert f"decisions from <code>{tmp_path / database}.yaml</code>" in section
+    assert section.count("set_aside: archive.company_company_master_ctb_handcopy_") == 2  # proposed and decided
+    with psycopg.connect(twin_db, autocommit=True) as conn:
+        assert end_state(conn) == before  # the page wrote nothing

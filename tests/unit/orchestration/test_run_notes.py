@@ -20,3 +20,27 @@ def test_the_mode_given_or_the_default():
 
 def test_dags_without_a_mode_get_no_note():
     assert note_for(_run({}, {"lock_timeout": Param("2s", type="string")})) is None
+
+
+def test_an_apply_of_the_revert_dag_is_a_revert_of_its_phase():
+    params = {
+        "mode": Param("plan", type="string", enum=["plan", "apply"]),
+        "phase": Param("1k", type="string"),
+    }
+    run = _run({"mode": "apply", "phase": "1g"}, params)
+    run.dag_id = "ctb_revert"
+    assert note_for(run) == "mode: revert of phase 1g (undoes an applied phase once approved)"
+    run.conf = {"phase": "1g"}
+    assert note_for(run).startswith("mode: plan (writes nothing")
+
+
+def test_a_note_someone_wrote_is_kept():
+    from ple.orchestration.run_notes import note
+
+    run = _run({"mode": "apply"}, {"mode": Param("plan", type="string", enum=["plan", "apply"])})
+    run.note = "hotfix, see ticket 42"
+    note(run)
+    assert run.note == "hotfix, see ticket 42"
+    run.note = None
+    note(run)
+    assert run.note.startswith("mode: apply")
