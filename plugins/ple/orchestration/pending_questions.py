@@ -50,10 +50,9 @@ class PendingQuestion(HITLOperator):
         from ple.reporting import emit
 
         plan, question = self._question()
-        with connect() as conn:
-            with transaction(conn, read_only=True):
-                rows = pending.live_rows(conn, [self.table])[self.table]
-                past = pending.history(conn, self.table)
+        with connect() as conn, transaction(conn, read_only=True):
+            rows = pending.live_rows(conn, [self.table])[self.table]
+            past = pending.history(conn, self.table)
         current = past[-1] if past else None
         text = pending.describe(plan, question, rows, current, past)
         emit(text)

@@ -129,9 +129,8 @@ def render_plan(phase_ids: list[str]):
     step, live counts. Read-only."""
 
     def render(conn, context) -> str:
-        from ple.reorg.executor import Executor
-
         from ple.reorg import pending
+        from ple.reorg.executor import Executor
 
         executor = Executor(conn, load(), context["run_id"], _plan_settings(context))
         texts = []

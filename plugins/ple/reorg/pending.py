@@ -219,20 +219,21 @@ def answered(plan: Plan, answers: dict[str, Answer]) -> Plan:
         return plan
     phases = []
     for phase in plan.phases:
-        actions = []
-        for action in phase.actions:
-            answer = answers.get(action.source) if action.kind == "PENDING" else None
-            if answer is not None and answer.action:
-                action = dataclasses.replace(
-                    action,
-                    kind=answer.action,
-                    target=answer.target,
-                    sub_hub=answer.answer if answer.action == "MOVE" else None,
-                    decision=f"{action.question} Answered {answer.line()}",
-                )
-            actions.append(action)
-        phases.append(dataclasses.replace(phase, actions=tuple(actions)))
+        actions = tuple(_as_answered(action, answers.get(action.source)) for action in phase.actions)
+        phases.append(dataclasses.replace(phase, actions=actions))
     return dataclasses.replace(plan, phases=tuple(phases))
+
+
+def _as_answered(action: Action, answer: Answer | None) -> Action:
+    if action.kind != "PENDING" or answer is None or not answer.action:
+        return action
+    return dataclasses.replace(
+        action,
+        kind=answer.action,
+        target=answer.target,
+        sub_hub=answer.answer if answer.action == "MOVE" else None,
+        decision=f"{action.question} Answered {answer.line()}",
+    )
 
 
 # ---------------------------------------------------------------------- what a person reads

@@ -93,7 +93,9 @@ def test_plan_mode_shows_the_answers_as_steps_and_writes_nothing(conn):
     assert "SET SCHEMA" in text
     assert _where(conn, ARCHIVED) == ARCHIVED
     assert rowcheck.missing(before, conn) == []
-    assert conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NULL OR NOT EXISTS (SELECT FROM ple_ops.action_ledger)").fetchone()[0]
+    assert conn.execute(
+        "SELECT to_regclass('ple_ops.action_ledger') IS NULL OR NOT EXISTS (SELECT FROM ple_ops.action_ledger)"
+    ).fetchone()[0]
 
 
 def test_answered_apply_lands_every_row_where_answered_again_changes_nothing_and_reverts(conn):
