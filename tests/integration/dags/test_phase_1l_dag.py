@@ -125,3 +125,16 @@ def test_questions_answered_in_the_ui_are_carried_out_under_approval(airflow_env
         assert conn.execute("SELECT to_regclass('company.pipeline_events') IS NOT NULL").fetchone()[0]
         assert rowcheck.missing(before, conn) == []
         assert approval.current(conn, decisions.fingerprint(load(), decisions.for_connection(conn))) is None
+
+
+def test_plan_mode_asks_nothing_and_writes_nothing(airflow_env, fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        before = rowcheck.take(conn)
+    planned = run_dag(airflow_env, DAG_ID, None, fresh_db)  # the default mode: plan
+    assert dag_run_state(planned.stdout) == "success", planned.stdout[-4000:]
+    assert planned.stdout.count("not asking, nothing recorded") == 3
+    assert "What is being reviewed and by which sub-hub?" in planned.stdout
+    assert "no answer decides an action" in planned.stdout
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        assert rowcheck.take(conn) == before
+        assert conn.execute("SELECT to_regclass('ple_ops.pending_answer') IS NULL").fetchone()[0]
