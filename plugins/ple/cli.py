@@ -106,6 +106,8 @@ def _cmd_approve(args) -> int:
             details={"decisions_file": str(decided.path) if decided.exists else None},
         )
     covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
+    if decided.answers_sha256:
+        covered += " + the recorded 1L answers (`python -m ple.cli decide-1l`)"
     print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id}): {covered}")
     return 0
 
