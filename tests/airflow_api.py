@@ -132,6 +132,33 @@ def answer(dag_id: str, answers: list[list[str]]) -> None:
         print(json.dumps({"user": username, "status": response.status_code, "body": response.json()}), flush=True)
 
 
+def answer_each(dag_id: str, answers: list[list[str]]) -> None:
+    """Answer the DAG's requests one after another as they appear (one answer each, in order),
+    printing each request and each response as JSON lines."""
+    api = client()
+    for username, role, option in answers:
+        headers = {"Authorization": f"Bearer {token(username, role)}"}
+        detail = pending(api, dag_id, headers)
+        ti = detail["task_instance"]
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
+            "/hitlDetails"
+        )
+        response = api.patch(path, json={"chosen_options": [option], "params_input": {}}, headers=headers)
+        print(
+            json.dumps(
+                {
+                    "task_id": ti["task_id"],
+                    "options": detail["options"],
+                    "body": detail["body"],
+                    "status": response.status_code,
+                    "response": response.json(),
+                }
+            ),
+            flush=True,
+        )
+
+
 def fetch(user: list[str] | None, paths: list[str]) -> None:
     """GET each path of the whole api-server app (plugins included), as `user` or anonymous."""
     from airflow.api_fastapi.app import create_app
@@ -147,6 +174,8 @@ def fetch(user: list[str] | None, paths: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "answer":
         answer(sys.argv[2], json.loads(sys.argv[3]))
+    elif sys.argv[1] == "answer-each":
+        answer_each(sys.argv[2], json.loads(sys.argv[3]))
     elif sys.argv[1] == "routes":
         from ple.ui.app import app
 

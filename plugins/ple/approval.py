@@ -51,11 +51,15 @@ def code_sha256() -> str:
     return digest.hexdigest()
 
 
-def reorganization(plan_sha256: str, decisions_sha256: str | None = None) -> Fingerprint:
-    return Fingerprint(
-        REORGANIZATION,
-        {"plan": plan_sha256, "decisions": decisions_sha256 or "none", "code": code_sha256()},
-    )
+def reorganization(
+    plan_sha256: str, decisions_sha256: str | None = None, answers_1l_sha256: str | None = None
+) -> Fingerprint:
+    """`answers_1l_sha256`: the Phase 1L answers recorded in ple_ops (reorg/pending.py), a part only
+    once an answer decides an action, so approvals given before any answer stay valid."""
+    parts = {"plan": plan_sha256, "decisions": decisions_sha256 or "none", "code": code_sha256()}
+    if answers_1l_sha256:
+        parts["answers_1l"] = answers_1l_sha256
+    return Fingerprint(REORGANIZATION, parts)
 
 
 def approve(

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from ple import config
-from ple.errors import PermanentError
+from ple.errors import BadInput, PermanentError
 
 
 def _cmd_db(args) -> int:
@@ -106,6 +106,8 @@ def _cmd_approve(args) -> int:
             details={"decisions_file": str(decided.path) if decided.exists else None},
         )
     covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
+    if decided.answers_sha256:
+        covered += " + the recorded 1L answers (`python -m ple.cli decide-1l`)"
     print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id}): {covered}")
     return 0
 
@@ -125,6 +127,28 @@ def _cmd_decide(args) -> int:
         f"wrote {path}: {len(proposed['actions'])} action decisions, {len(proposed.get('targets', {}))} target decisions, "
         f"{len(proposed.get('guards', {}).get('accept', {}))} accepted guards; review it, then `make approve APPROVER=<name>`"
     )
+    return 0
+
+
+def _cmd_decide_1l(args) -> int:
+    """Phase 1L: without --answer, each pending question with its live count, answer in force and
+    candidate answers; with it, record a person's answer (append-only, who and when)."""
+    from ple.db import connect, transaction
+    from ple.reorg import pending
+    from ple.reorg.plan import load
+
+    plan = load()
+    with connect() as conn:
+        if args.answer is None:
+            with transaction(conn, read_only=True):
+                print(pending.report(conn, plan))
+            return 0
+        if not args.table or not args.by:
+            raise BadInput("decide-1l --answer needs --table and --by (who decided)")
+        answer = pending.record(conn, plan, args.table, args.answer, args.by, via="cli", note=args.note)
+    print(f"ANSWERED {args.table}: {answer.line()} (answer {answer.answer_id})")
+    if answer.action:
+        print("carry it out: approve the plan with the answers (`make approve APPROVER=<name>`), then run phase 1l")
     return 0
 
 
@@ -340,6 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     airflow = sub.add_parser("airflow", help="a local Airflow (api-server, scheduler, dag-processor, triggerer)")
     airflow.add_argument("action", choices=["start", "stop"])
     airflow.set_defaults(func=_cmd_airflow)
+
+    decide_1l = sub.add_parser(
+        "decide-1l", help="Phase 1L: show the pending questions, or record an answer (a sub-hub, archive, keep_pending)"
+    )
+    decide_1l.add_argument("--table", help="the pending table, e.g. company.pipeline_events")
+    decide_1l.add_argument("--answer", help="a sub-hub of the plan's leaf_lock, archive, or keep_pending")
+    decide_1l.add_argument("--by", help="who decided")
+    decide_1l.add_argument("--note")
+    decide_1l.set_defaults(func=_cmd_decide_1l)
 
     args = parser.parse_args(argv)
     try:

@@ -258,3 +258,31 @@ BEGIN
             CHECK (outcome IN ('applied', 'already_done', 'failed', 'reverted', 'adopted', 'skipped'));
     END IF;
 END $$;
+-- Phase 1L (plugins/ple/reorg/pending.py): a person's answer to each pending question of the plan,
+-- with who and when. Append-only: the latest answer per table counts, earlier ones stay as history.
+CREATE TABLE IF NOT EXISTS ple_ops.pending_answer (
+    answer_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_name text NOT NULL,
+    answer text NOT NULL,
+    action text CHECK (action IN ('MOVE', 'ARCHIVE')),
+    target text,
+    decided_by text NOT NULL CHECK (btrim(decided_by) <> ''),
+    decided_via text NOT NULL,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    plan_sha256 text NOT NULL,
+    note text,
+    details jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS pending_answer_latest ON ple_ops.pending_answer (table_name, answer_id DESC);
+CREATE OR REPLACE FUNCTION ple_ops.pending_answer_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ple_ops.pending_answer is append-only: record a new answer instead';
+END $$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'ple_ops.pending_answer'::regclass
+                   AND tgname = 'pending_answer_append_only') THEN
+        CREATE TRIGGER pending_answer_append_only BEFORE UPDATE OR DELETE ON ple_ops.pending_answer
+            FOR EACH ROW EXECUTE FUNCTION ple_ops.pending_answer_append_only();
+    END IF;
+END $$;

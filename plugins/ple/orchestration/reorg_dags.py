@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
+from ple.orchestration import pending_questions
 from ple.orchestration.approval_gate import approval_gate
 from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
 from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
@@ -94,19 +95,20 @@ def freeze(phase_id: str) -> dict:
 
 
 @task
-def pending_decisions(phase_id: str) -> dict:
-    """A phase of questions only: report them with live row counts; nothing to apply."""
-    from ple.catalog import exact_counts, read_catalog
-    from ple.db import connect, transaction
+def carry_out(phase_id: str, source: str) -> dict:
+    """Phase 1L: carry out what the recorded answer about `source` decides (a MOVE or ARCHIVE step
+    of the plan as answered); nothing while it is unanswered or kept pending."""
     from ple.reporting import emit
 
-    phase = load().phase(phase_id)
-    with connect() as conn, transaction(conn, read_only=True):
-        catalog = read_catalog(conn)
-        counts = exact_counts(conn, [a.source for a in phase.pending if catalog.exists(a.source)])
-    for action in phase.pending:
-        emit(f"PENDING {action.source} ({counts.get(action.source, 'missing')} rows): {action.question}")
-    return {"pending": len(phase.pending)}
+    conn, executor = _executor()
+    with conn:
+        step = next(
+            (s for s in executor.plan.phase(phase_id).steps if any(a.source == source for a in s.actions)), None
+        )
+        if step is None:
+            emit(f"{source}: no answer decides an action (unanswered or keep_pending): it stays where it is")
+            return {"source": source, "status": "pending"}
+        return _report(executor.run_step(step.step_id))
 
 
 def _plan_settings(context):
@@ -127,11 +129,14 @@ def render_plan(phase_ids: list[str]):
     step, live counts. Read-only."""
 
     def render(conn, context) -> str:
+        from ple.reorg import pending
         from ple.reorg.executor import Executor
 
         executor = Executor(conn, load(), context["run_id"], _plan_settings(context))
         texts = []
         for phase_id in phase_ids:
+            if load().phase(phase_id).pending:
+                texts.append(pending.report(conn, load()))
             texts.append(executor.preflight(phase_id).text)
             texts += [executor.run_step(step.step_id).text for step in executor.plan.phase(phase_id).steps]
         return "\n\n".join(texts)
@@ -150,10 +155,9 @@ def reorganization_gate(title: str, phase_ids: list[str]):
 
 def phase_group(phase: Phase) -> TaskGroup:
     with TaskGroup(group_id=f"phase_{phase.phase}", tooltip=phase.title) as group:
-        if not phase.steps:
-            pending_decisions.override(task_id="pending_decisions")(phase.phase)
-            return group
         tasks = [preflight.override(task_id="preflight")(phase.phase)]
+        if phase.pending:  # 1L: the steps depend on the answers, known only at run time
+            tasks += [carry_out.override(task_id=f"carry_out__{a.slug}")(phase.phase, a.source) for a in phase.pending]
         for stage in STAGES:
             steps = [s for s in phase.steps if s.stage == stage]
             if steps:
@@ -178,8 +182,24 @@ def _phase_doc(doc_md: str, phase: Phase) -> str:
     return "\n".join(lines)
 
 
-def _dag(dag_id: str, doc_md: str, tag_names: list[str]) -> DAG:
-    return DAG(schedule=None, **dag_arguments(dag_id, doc_md, tuple(tag_names), PARAMS))
+def _dag(dag_id: str, doc_md: str, tag_names: list[str], params: dict = PARAMS) -> DAG:
+    return DAG(schedule=None, **dag_arguments(dag_id, doc_md, tuple(tag_names), params))
+
+
+PENDING_PARAMS = {
+    **PARAMS,
+    "mode": mode_param(
+        "ask each unanswered question in Required Actions and record the answer with who gave it, then ask "
+        "for an approval of the plan with the answers and carry them out; plan asks nothing and shows what "
+        "the recorded answers would do"
+    ),
+    "redecide": Param(
+        False,
+        type="boolean",
+        title="Re-decide",
+        description="apply: ask every question again, also those answered before (the latest answer counts)",
+    ),
+}
 
 
 def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
@@ -187,11 +207,14 @@ def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
     dags = []
     for phase in plan.phases:
         with _dag(
-            f"ctb_phase_{phase.phase}", _phase_doc(doc_md, phase), ["ctb", f"phase-{phase.phase}", "manual"]
+            f"ctb_phase_{phase.phase}",
+            _phase_doc(doc_md, phase),
+            ["ctb", f"phase-{phase.phase}", "manual"],
+            PENDING_PARAMS if phase.pending else PARAMS,
         ) as dag:
             group = phase_group(phase)
-            if phase.steps:
-                reorganization_gate(f"phase {phase.phase.upper()}: {phase.title}", [phase.phase]) >> group
+            gate = reorganization_gate(f"phase {phase.phase.upper()}: {phase.title}", [phase.phase])
+            chain(*pending_questions.questions(plan, phase.phase), gate, group)
         dags.append(dag)
     return dags
 

@@ -68,6 +68,8 @@ class Decisions:
     actions: dict = field(default_factory=dict, hash=False)
     targets: dict = field(default_factory=dict, hash=False)
     accepted: dict = field(default_factory=dict, hash=False)  # guard key -> reason
+    answers: dict = field(default_factory=dict, hash=False)  # 1L: table -> pending.Answer in force
+    answers_sha256: str | None = None  # what the approval covers of them (pending.sha256)
 
     @property
     def exists(self) -> bool:
@@ -116,12 +118,17 @@ def load(database: str) -> Decisions:
 
 
 def for_connection(conn: psycopg.Connection) -> Decisions:
-    return load(conn.info.dbname)
+    """This database's decisions file and its recorded 1L answers (reorg/pending.py)."""
+    from ple.reorg import pending
+
+    answers = pending.latest(conn)
+    return dataclasses.replace(load(conn.info.dbname), answers=answers, answers_sha256=pending.sha256(answers))
 
 
 def fingerprint(plan: Plan, decisions: Decisions) -> approval.Fingerprint:
-    """What `make approve` approves and every apply transaction re-checks: plan + decisions + code."""
-    return approval.reorganization(plan.sha256, decisions.sha256)
+    """What `make approve` approves and every apply transaction re-checks: plan + decisions
+    (+ the 1L answers) + code."""
+    return approval.reorganization(plan.sha256, decisions.sha256, decisions.answers_sha256)
 
 
 # ---------------------------------------------------------------------- the plan, as decided

@@ -28,7 +28,7 @@ from ple.db import transaction, with_lock_retry
 from ple.errors import PermanentError, PlanRejected
 from ple.ops import ensure_schema
 from ple.reorg import decisions as decisions_module
-from ple.reorg import guards, ledger, lint, reconcile
+from ple.reorg import guards, ledger, lint, pending, reconcile
 from ple.reorg.actions import create_target, module_for, set_aside
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
@@ -58,9 +58,9 @@ class Executor:
         decisions: decisions_module.Decisions | None = None,
     ):
         self.conn = conn
-        self.declared = plan
         self.decisions = decisions if decisions is not None else decisions_module.for_connection(conn)
-        self.plan = decisions_module.effective_plan(plan, self.decisions)
+        self.declared = pending.answered(plan, self.decisions.answers)  # 1L questions as answered
+        self.plan = decisions_module.effective_plan(self.declared, self.decisions)
         self.run_id = run_id
         self.settings = settings
         self.fingerprint = decisions_module.fingerprint(plan, self.decisions)
