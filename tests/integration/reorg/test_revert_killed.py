@@ -134,7 +134,7 @@ def test_a_revert_terminated_inside_each_step_before_its_commit_converges(fresh_
 
     for module in modules:
         monkeypatch.setattr(module, "revert", killed_before_commit(module))
-    reports, runs = _revert_until_done(fresh_db, phase_id, run_id, arm)
+    reports, _runs = _revert_until_done(fresh_db, phase_id, run_id, arm)
     assert sorted(killed) == sorted(steps)
     assert reports[-1].status == "reverted", reports[-1].text
 
