@@ -286,15 +286,19 @@ class Executor:
     def _snapshot(self, phase: Phase, catalog: Catalog, counted: bool = True) -> dict[str, Fingerprint]:
         """Every table the phase touches, wherever it stands now: the rows a merge or fold moves
         (their sources) by count and checksum; every other table by its identity (proof.identity:
-        OID and data file, no scan; `counted` also counts their rows, as a rehearsal compares)."""
+        OID and data file, no scan). Merge and fold targets are counted too (verify reports the
+        application's writes to them); `counted` counts every table, as a rehearsal compares."""
         moved = {a.source for s in phase.steps if s.kind in ("MERGE", "FOLD") for a in s.actions}
+        receiving = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD")}  # counted: verify reports writes
         result = {}
         for name, after in self.touched(phase):
             table = catalog.get(name) or catalog.get(after)
             if table is None or name in result:
                 continue
             result[name] = (
-                fingerprint(self.conn, table) if name in moved else identity(self.conn, table, counted=counted)
+                fingerprint(self.conn, table)
+                if name in moved
+                else identity(self.conn, table, counted=counted or name in receiving)
             )
         return result
 
@@ -562,7 +566,11 @@ def _preflight_text(phase: Phase, report, rendered, snapshot, broken_functions, 
     lines.append(f"snapshot ({'stored' if applied else 'not stored in plan mode'}): {len(snapshot)} tables")
     lines += [
         f"  {name:<48} "
-        + (f"{fp.rows:>10,} rows  checksum {fp.checksum}" if fp.checksum is not None else f"~{fp.rows:>9,} rows  identity")
+        + (
+            f"{fp.rows:>10,} rows  checksum {fp.checksum}"
+            if fp.checksum is not None
+            else f"~{fp.rows:>9,} rows  identity"
+        )
         for name, fp in snapshot.items()
     ]
     return "\n".join(lines)

@@ -32,7 +32,7 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import StepReport
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
-from ple.reorg.proof import fingerprint, row_hash, stable_text
+from ple.reorg.proof import fingerprint, native_count, row_hash, stable_text
 from ple.sqlutil import qualified
 
 
@@ -106,6 +106,7 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
     owned = tool_owned(ex, phase)
     canonical = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
     rekeyed = {s.action.source for s in phase.steps if s.kind == "ADD_PK"}
+    receiving = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD")}
     problems, reported, lines = [], [], []
     with ex.transaction(read_only=True):
         stable_text(ex.conn)
@@ -122,9 +123,16 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
                 # proven by identity: the same OID answers to its new name; for a table the tool owns
                 # (an archive), the same data file too (a TRUNCATE or a rewrite gives it a new one)
                 same_file = table.relfilenode == relfilenode
-                lines.append(
-                    f"  {name:<44} -> {table.name:<50} same table{', same data file' if same_file else ', NEW data file'}"
-                )
+                line = f"  {name:<44} -> {table.name:<50} same table{', same data file' if same_file else ', NEW data file'}"
+                if name in receiving:  # merge and fold targets: their own rows counted, changes reported
+                    now_rows = native_count(ex.conn, table)
+                    line += f", own rows {rows:,} -> {now_rows:,}"
+                    if now_rows != rows:
+                        reported.append(
+                            f"live table changed by other sessions: {name}: rows {rows} -> {now_rows} since the "
+                            "preflight snapshot"
+                        )
+                lines.append(line)
                 if not same_file and name not in rekeyed:  # adding a key column may rewrite the table
                     message = f"{name}: data file {relfilenode} -> {table.relfilenode} since the preflight snapshot"
                     if name in owned:
