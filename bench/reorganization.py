@@ -8,8 +8,9 @@ required columns) followed by a copy of the source into the archive; folds are o
 table; keys are `ADD COLUMN ... serial PRIMARY KEY`; one transaction per phase; no proof, no ledger.
 
 The tool runs every phase as the DAGs do: preflight (lint, snapshot), every step (with its proof,
-its ledger row, the advisory lock and the approval check), verify (Great Expectations included)
-and freeze. Each repetition runs both on fresh clones of one fixture, alternating which goes first.
+its ledger row, the advisory lock and the approval check), verify (the tool's rows proven, live
+tables' changes reported) and freeze. Each repetition runs both on fresh clones of one fixture,
+alternating which goes first.
 
     make bench-reorg                                  # scale 1.0, 3 repetitions
     .venv/bin/python bench/reorganization.py --scale 0.1 --repetitions 2

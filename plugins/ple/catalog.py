@@ -82,19 +82,22 @@ class Catalog:
         return (source.type_oid, target.type_oid) in self.casts
 
 
-# The last catalog read per database and schema list, with the catalog version it was read at.
+# The last read of every schema per database, with the catalog version it was read at.
 _CACHE: dict[tuple, tuple[str, Catalog]] = {}
 
 
 def read_catalog(conn: psycopg.Connection, schemas: list[str] | None = None) -> Catalog:
     """Tables, views and their columns and keys in the user schemas (or only `schemas`).
 
-    Every step reads the catalog (idempotency is decided from it), so the last read is kept and
-    reused while the catalog's version (catalog/version.sql: the row versions of every catalog
-    table it reads) is unchanged; any DDL, in any session or earlier in this transaction, changes
-    the version and the catalog is read again."""
+    A read of every schema is kept and reused while the catalog's version (catalog/version.sql:
+    the row versions of every catalog table it reads) is unchanged; any DDL, in any session or
+    earlier in this transaction, changes the version and the catalog is read again. A read scoped
+    to a few schemas (each step reads those it touches) costs less than that version check and
+    is always made afresh."""
+    if schemas is not None:
+        return _read_catalog(conn, schemas)
     version = conn.execute(raw_template("catalog/version")).fetchone()[0]
-    key = (conn.info.host, conn.info.port, conn.info.dbname, tuple(schemas) if schemas is not None else None)
+    key = (conn.info.host, conn.info.port, conn.info.dbname)
     cached = _CACHE.get(key)
     if cached and cached[0] == version:
         return cached[1]

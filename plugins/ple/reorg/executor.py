@@ -160,7 +160,7 @@ class Executor:
             if not self.applying:
                 # plan mode runs to the end and shows what blocks apply; it never raises on it
                 with self.transaction(read_only=True):
-                    snapshot = self._snapshot(phase, read_catalog(self.conn))
+                    snapshot = self._snapshot(phase, read_catalog(self.conn), counted=False)
                 text = _preflight_text(phase, report, rendered, snapshot, broken_functions, applied=False)
                 return StepReport(
                     step_id,
@@ -182,7 +182,7 @@ class Executor:
             with self.transaction():
                 self.lock_exclusive()
                 catalog = read_catalog(self.conn)
-                snapshot = self._snapshot(phase, catalog)
+                snapshot = self._snapshot(phase, catalog, counted=False)
                 self.conn.execute(
                     "DELETE FROM ple_ops.table_snapshot WHERE run_id = %s AND phase = %s", (self.run_id, phase_id)
                 )
@@ -209,7 +209,7 @@ class Executor:
                     started,
                     "applied",
                     sql_text="\n".join(rendered) or None,
-                    rows_before={n: fp.rows for n, fp in snapshot.items()},
+                    rows_before={n: fp.rows for n, fp in snapshot.items() if fp.checksum is not None},
                     checksums_before={n: str(fp.checksum) for n, fp in snapshot.items() if fp.checksum is not None},
                     details={
                         "approval": approved,
@@ -283,16 +283,23 @@ class Executor:
                     pairs.append((action.source, action.source))
         return list(dict.fromkeys(pairs))
 
-    def _snapshot(self, phase: Phase, catalog: Catalog) -> dict[str, Fingerprint]:
+    def _snapshot(self, phase: Phase, catalog: Catalog, counted: bool = True) -> dict[str, Fingerprint]:
         """Every table the phase touches, wherever it stands now: the rows a merge or fold moves
-        (their sources) by count and checksum; every other table by its identity (proof.identity)."""
+        (their sources) by count and checksum; every other table by its identity (proof.identity:
+        OID and data file, no scan). Merge and fold targets are counted too (verify reports the
+        application's writes to them); `counted` counts every table, as a rehearsal compares."""
         moved = {a.source for s in phase.steps if s.kind in ("MERGE", "FOLD") for a in s.actions}
+        receiving = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD")}  # counted: verify reports writes
         result = {}
         for name, after in self.touched(phase):
             table = catalog.get(name) or catalog.get(after)
             if table is None or name in result:
                 continue
-            result[name] = fingerprint(self.conn, table) if name in moved else identity(self.conn, table)
+            result[name] = (
+                fingerprint(self.conn, table)
+                if name in moved
+                else identity(self.conn, table, counted=counted or name in receiving)
+            )
         return result
 
     # ---------------------------------------------------------------- steps
@@ -435,15 +442,31 @@ class Executor:
                     items.append(item)
         return items
 
+    def step_schemas(self, step: Step) -> list[str]:
+        """The schemas holding every table a step names, reads, writes, produces or sets aside: its
+        catalog read is scoped to them (a read of every schema before each step was most of a
+        small step's time)."""
+        names: set[str] = set()
+        declared = self.declared.step(step.step_id).actions
+        for action in (*step.actions, *declared):
+            names |= {action.source, action.target, self.plan.archive_name(action.source)}
+            if action.join is not None:
+                names.add(action.join.via_table)
+            if action.target in self.plan.merge_targets:
+                names.add(self.plan.merge_targets[action.target].table)
+            names.add(self.decisions.for_action(action.source).get("set_aside"))
+        return sorted({name.split(".", 1)[0] for name in names if name})
+
     def _apply_step(self, step: Step, module, started: datetime) -> Outcome:
+        schemas = self.step_schemas(step)
         with self.transaction():
             self.lock_exclusive()
             approval.require(self.conn, self.fingerprint)
-            catalog = read_catalog(self.conn)
+            catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog)
             asides = [set_aside.apply(ctx, item) for item in self._set_asides(ctx, step)]
             if asides:
-                catalog = read_catalog(self.conn)
+                catalog = read_catalog(self.conn, schemas)
                 ctx = self.context(catalog)
             if module.check(ctx, step) == State.DONE:
                 return self._done_with_evidence(step, started)
@@ -469,7 +492,7 @@ class Executor:
                 self._record(step, outcome, started, statements)
                 return outcome
         # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
-        ctx = self.context(read_catalog(self.conn))
+        ctx = self.context(read_catalog(self.conn, schemas))
         ctx.bypass = tuple(bypass)
         outcome = module.apply(ctx, step)
         if bypass:
@@ -542,7 +565,12 @@ def _preflight_text(phase: Phase, report, rendered, snapshot, broken_functions, 
         lines.append(f"PENDING {action.source}: {action.question}")
     lines.append(f"snapshot ({'stored' if applied else 'not stored in plan mode'}): {len(snapshot)} tables")
     lines += [
-        f"  {name:<48} {fp.rows:>10,} rows  " + (f"checksum {fp.checksum}" if fp.checksum is not None else "identity")
+        f"  {name:<48} "
+        + (
+            f"{fp.rows:>10,} rows  checksum {fp.checksum}"
+            if fp.checksum is not None
+            else f"~{fp.rows:>9,} rows  identity"
+        )
         for name, fp in snapshot.items()
     ]
     return "\n".join(lines)

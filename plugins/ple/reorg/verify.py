@@ -105,6 +105,8 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
         )
     owned = tool_owned(ex, phase)
     canonical = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
+    rekeyed = {s.action.source for s in phase.steps if s.kind == "ADD_PK"}
+    receiving = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD")}
     problems, reported, lines = [], [], []
     with ex.transaction(read_only=True):
         stable_text(ex.conn)
@@ -118,18 +120,25 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
                 continue
             located[name] = table.name
             if proof != "checksum":
+                # proven by identity: the same OID answers to its new name; for a table the tool owns
+                # (an archive), the same data file too (a TRUNCATE or a rewrite gives it a new one)
                 same_file = table.relfilenode == relfilenode
-                now_rows = native_count(ex.conn, table)
-                lines.append(
-                    f"  {name:<44} -> {table.name:<50} same table{', same data file' if same_file else ''}, "
-                    f"rows {rows:,} -> {now_rows:,}"
-                )
-                if now_rows != rows:
-                    message = f"{name}: rows {rows} -> {now_rows} since the preflight snapshot"
+                line = f"  {name:<44} -> {table.name:<50} same table{', same data file' if same_file else ', NEW data file'}"
+                if name in receiving:  # merge and fold targets: their own rows counted, changes reported
+                    now_rows = native_count(ex.conn, table)
+                    line += f", own rows {rows:,} -> {now_rows:,}"
+                    if now_rows != rows:
+                        reported.append(
+                            f"live table changed by other sessions: {name}: rows {rows} -> {now_rows} since the "
+                            "preflight snapshot"
+                        )
+                lines.append(line)
+                if not same_file and name not in rekeyed:  # adding a key column may rewrite the table
+                    message = f"{name}: data file {relfilenode} -> {table.relfilenode} since the preflight snapshot"
                     if name in owned:
-                        problems.append(message)
+                        problems.append(message + " (TRUNCATE, VACUUM FULL or a rewrite of an archive)")
                     else:
-                        reported.append(f"live table changed by other sessions: {message}")
+                        reported.append(f"live table rewritten since the preflight snapshot: {message}")
                 continue
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(columns), native_only=merged_into)

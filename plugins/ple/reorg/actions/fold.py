@@ -273,7 +273,9 @@ def apply(ctx: Context, step) -> Outcome:
             )
 
     def fold() -> Outcome:
-        ctx.catalog = read_catalog(ctx.conn)
+        names = {step.target} | {n for a in step.actions for n in (a.source, ctx.plan.archive_name(a.source))}
+        names |= {a.join.via_table for a in step.actions if a.join is not None and a.join.via_table}
+        ctx.catalog = read_catalog(ctx.conn, sorted({n.split(".", 1)[0] for n in names}))
         if check(ctx, step) == State.DONE:
             return Outcome(step, "already_done")
         with ctx.bypassing_triggers():

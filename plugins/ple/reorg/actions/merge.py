@@ -113,6 +113,37 @@ def source_key(source: TableInfo) -> sql.Composable:
     return sql.SQL("md5(to_jsonb(s)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s)::text))")
 
 
+def keyed_source(source: TableInfo, *, json: bool = True) -> sql.Composable:
+    """The source's rows as `(...) AS k`: each row as `s`, its JSON `ctb_row`, a 64-bit hash of
+    that JSON's text `ctb_digest` and its provenance key `ctb_key` (source_key). `to_jsonb` of a
+    wide row is the expensive part, so it is computed once per row (OFFSET 0 keeps the planner from
+    copying the expression into the key, the sort and the hash). Without `json` (a keyed source,
+    where only keys are wanted) no JSON is made at all."""
+    relation = qualified(source.name)
+    if source.primary_key:
+        key = sql.SQL("concat_ws('|', {})").format(
+            sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
+        )
+        if not json:
+            return sql.SQL(
+                "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
+                "FROM (SELECT s FROM {relation} AS s) AS j) AS k"
+            ).format(key=key, relation=relation)
+    with_json = sql.SQL(
+        "SELECT j.s, j.ctb_row, hashtextextended(j.ctb_text, 0)::numeric AS ctb_digest{hashed} "
+        "FROM (SELECT i.s, i.ctb_row, i.ctb_row::text AS ctb_text "
+        "FROM (SELECT s, to_jsonb(s) AS ctb_row FROM {relation} AS s OFFSET 0) AS i OFFSET 0) AS j"
+    )
+    if source.primary_key:
+        return sql.SQL(
+            "(SELECT j.s, j.ctb_row, j.ctb_digest, {key} AS ctb_key FROM ({rows} OFFSET 0) AS j) AS k"
+        ).format(key=key, rows=with_json.format(hashed=sql.SQL(""), relation=relation))
+    return sql.SQL(
+        "(SELECT j.s, j.ctb_row, j.ctb_digest, j.h || '#' || row_number() OVER (PARTITION BY j.h) AS ctb_key "
+        "FROM ({rows} OFFSET 0) AS j) AS k"
+    ).format(rows=with_json.format(hashed=sql.SQL(", md5(j.ctb_text) AS h"), relation=relation))
+
+
 def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableInfo, catalog: Catalog) -> Mapping:
     """How each target column is filled from this source (pure: catalog data in, SQL parts out)."""
     result = Mapping()
@@ -205,7 +236,24 @@ def target_key_match(spec: MergeTarget, target: TableInfo, fills: list[ColumnFil
     )
 
 
+def _kept_expression(ctx: Context, spec: MergeTarget, key_match) -> sql.Composable:
+    """True for a row whose key the target already has (not counting rows this source merged
+    before: those are its own copies); such a row is not copied and stays in the archive."""
+    if key_match is None or spec.on_key_conflict != "keep_target":
+        return sql.SQL("false")
+    others = (
+        sql.SQL("AND x.ctb_source_table IS DISTINCT FROM %(source_table)s")
+        if ctx.catalog.get(spec.table).column("ctb_source_table")
+        else sql.SQL("")
+    )
+    return sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(qualified(spec.table), key_match, others)
+
+
 def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, sql.Composable | None]:
+    """The merge and its proof in one statement, so each source row is read and turned into JSON
+    once: the copies are inserted and recorded (ple_ops.merged_row), and the statement returns
+    (rows to merge, checksum of their JSON as read from the source, rows whose key the target
+    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded)."""
     spec, source, target = _tables(ctx, action)
     plan = mapping(action, spec, source, target, ctx.catalog)
     if plan.uncovered:
@@ -220,20 +268,26 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
     key_match = target_key_match(spec, target, plan.fills)
     conflict_filter = sql.SQL("")
     if key_match is not None and spec.on_key_conflict == "keep_target":
-        conflict_filter = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(
+        conflict_filter = sql.SQL("AND NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(
             qualified(action.target), key_match
         )
     discriminator = target.column(spec.discriminator_column)
     query = sql.SQL(
-        "WITH inserted AS (INSERT INTO {target} AS t ({columns}, {disc}, ctb_source_table, ctb_source_key, ctb_source_row, ctb_run_id, ctb_merged_at) "
+        "WITH d AS MATERIALIZED (SELECT k.*, {kept} AS ctb_kept FROM {keyed}), "
+        "inserted AS (INSERT INTO {target} AS t ({columns}, {disc}, ctb_source_table, ctb_source_key, ctb_source_row, ctb_run_id, ctb_merged_at) "
         "SELECT {values}, {disc_value}, %(source_table)s, k.ctb_key, k.ctb_row, %(run_id)s, now() "
-        "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s) AS k {filter} "
+        "FROM d AS k WHERE NOT k.ctb_kept {filter} "
         "ON CONFLICT (ctb_source_table, ctb_source_key) WHERE ctb_source_table IS NOT NULL DO NOTHING "
-        "RETURNING t.ctb_source_key, {hash}) "
-        "INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
+        "RETURNING t.ctb_source_key, {hash}, hashtextextended(t.ctb_source_row::text, 0)::numeric AS stored), "
+        "recorded AS (INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
         "SELECT %(target_oid)s, %(source_table)s, i.ctb_source_key, i.row_hash, %(hashed_columns)s, %(run_id)s "
         "FROM inserted AS i ON CONFLICT (target_oid, source_table, source_key) DO UPDATE SET "
-        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id"
+        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id RETURNING 1) "
+        "SELECT count(*) FILTER (WHERE NOT d.ctb_kept), "
+        "coalesce(sum(d.ctb_digest) FILTER (WHERE NOT d.ctb_kept), 0), "
+        "count(*) FILTER (WHERE d.ctb_kept), "
+        "(SELECT count(*) FROM inserted), (SELECT coalesce(sum(stored), 0) FROM inserted), "
+        "(SELECT count(*) FROM recorded) FROM d"
     ).format(
         hash=sql.Composed([row_hash("t", hashed), sql.SQL(" AS row_hash")]),
         target=qualified(action.target),
@@ -243,13 +297,14 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
         disc_value=_cast(sql.Placeholder("discriminator"), discriminator)
         if discriminator
         else sql.Placeholder("discriminator"),
-        key=source_key(source),
-        source=qualified(action.source),
+        keyed=keyed_source(source),
+        kept=_kept_expression(ctx, spec, key_match),
         filter=conflict_filter,
     )
     return (
         Statement(
-            f"copy {action.source} into {action.target} as {spec.discriminator_column}={action.value}",
+            f"copy {action.source} into {action.target} as {spec.discriminator_column}={action.value}, "
+            "record each copy, and prove it (one pass over the source)",
             query,
             plan.params,
         ),
@@ -264,22 +319,14 @@ def _merge_sets(
     """In one pass over `relation` (the source, or its archive): (rows, JSON checksum) of the rows
     merged into the target, and of the rows whose key the target already had (kept in archive).
     `to_jsonb(row)::text` is the expensive part: without `checksums` it is not computed."""
-    kept = sql.SQL("false")
-    if key_match is not None and spec.on_key_conflict == "keep_target":
-        others = (
-            sql.SQL("AND x.ctb_source_table IS DISTINCT FROM %(source_table)s")
-            if ctx.catalog.get(spec.table).column("ctb_source_table")
-            else sql.SQL("")
-        )
-        kept = sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(qualified(spec.table), key_match, others)
-    digest = sql.SQL("hashtextextended(k.ctb_row::text, 0)::numeric" if checksums else "0")
+    kept = _kept_expression(ctx, spec, key_match)
+    digest = sql.SQL("k.ctb_digest" if checksums else "0")
     row = ctx.conn.execute(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE NOT d.kept), coalesce(sum(d.h) FILTER (WHERE NOT d.kept), 0), "
             "count(*) FILTER (WHERE d.kept), coalesce(sum(d.h) FILTER (WHERE d.kept), 0) "
-            "FROM (SELECT {digest} AS h, {kept} AS kept "
-            "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {relation} AS s) AS k) AS d"
-        ).format(digest=digest, kept=kept, key=source_key(ctx.catalog.get(relation)), relation=qualified(relation)),
+            "FROM (SELECT {digest} AS h, {kept} AS kept FROM {keyed}) AS d"
+        ).format(digest=digest, kept=kept, keyed=keyed_source(ctx.catalog.get(relation), json=checksums)),
         params,
     ).fetchone()
     return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
@@ -379,18 +426,19 @@ def apply(ctx: Context, step) -> Outcome:
     refusals = _cast_findings(ctx, step)  # the rest of the lint ran in the preflight
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
-    _, plan, key_match = insert_statement(ctx, action)
-    (merge_rows, merge_checksum), (kept_rows, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params)
-    if kept_rows and spec.on_key_conflict != "keep_target":
+    _, plan, _ = insert_statement(ctx, action)
+    merge_rows, merge_checksum, kept_rows, inserted, stored_checksum, recorded = (
+        int(v) for v in ctx.execute(insert).fetchone()
+    )
+    if kept_rows and spec.on_key_conflict != "keep_target":  # the lint refuses this before any write
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
         )
-    inserted = ctx.execute(insert).rowcount
-    merged = provenance_fingerprint(ctx.conn, action.target, action.source)
-    if inserted != merge_rows or merged != (merge_rows, merge_checksum):
+    merged = (inserted, stored_checksum)
+    if merged != (merge_rows, merge_checksum) or recorded != inserted:
         raise VerificationFailed(
-            f"MERGE {action.source} -> {action.target}: inserted {inserted}, provenance {merged}, "
-            f"expected {merge_rows} rows with checksum {merge_checksum}"
+            f"MERGE {action.source} -> {action.target}: inserted {inserted} (recorded {recorded}) with checksum "
+            f"{stored_checksum}, expected {merge_rows} rows with checksum {merge_checksum}"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
     return Outcome(
@@ -409,12 +457,41 @@ def apply(ctx: Context, step) -> Outcome:
     )
 
 
+def _recorded(ctx: Context, step) -> tuple[int, int] | None:
+    """(rows, checksum of ctb_source_row) the merge stored, as its ledger row proved them at apply;
+    None when no apply of this step stands (an adopted merge, or one reverted since)."""
+    action = step.action
+    spec = ctx.plan.merge_targets[action.target]
+    row = ctx.conn.execute(
+        "SELECT outcome, (rows_after ->> target)::bigint, checksums_after ->> %s FROM ple_ops.action_ledger "
+        "WHERE step_id = %s AND action = 'MERGE' AND target = %s AND outcome IN ('applied', 'reverted') "
+        "ORDER BY attempt_id DESC LIMIT 1",
+        (f"{action.target}[{spec.discriminator_column}={action.value}]", step.step_id, action.target),
+    ).fetchone()
+    if row is None or row[0] != "applied" or row[1] is None or row[2] is None:
+        return None
+    return int(row[1]), int(row[2])
+
+
 def verify(ctx: Context, step, located: dict) -> list[str]:
-    """Archived source = rows merged (by provenance checksum) + rows whose key the target kept."""
+    """The merged copies are what the merge stored. The chain, each link over the rows that moved:
+    the archive holds the source's preflight rows (verify_phase, by checksum); at apply, in the
+    transaction that archived it, every source row's JSON was proven stored in the target
+    (insert_statement); now the stored copies are proven unchanged against that record. Without a
+    record (an adopted merge) the archive is compared with the copies row by row."""
     action = step.action
     archived = ctx.plan.archive_name(action.source)
     if located.get(action.source) != archived:
         return [f"{action.source} should now be {archived}, found {located.get(action.source)}"]
+    recorded = _recorded(ctx, step)
+    if recorded is not None:
+        merged = provenance_fingerprint(ctx.conn, action.target, action.source)
+        if merged != recorded:
+            return [
+                f"{action.target}: {merged[0]} rows from {action.source} now, {recorded[0]} stored by the merge, "
+                "or their content checksums differ"
+            ]
+        return []
     spec = ctx.plan.merge_targets[action.target]
     plan = mapping(action, spec, ctx.catalog.get(archived), ctx.catalog.get(action.target), ctx.catalog)
     key_match = target_key_match(spec, ctx.catalog.get(action.target), plan.fills)
@@ -518,11 +595,10 @@ def lint(ctx: Context, step) -> list:
         keys_twice, rows = ctx.conn.execute(
             sql.SQL(
                 "SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM "
-                "(SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s) AS k {new_rows} "
+                "{keyed} {new_rows} "
                 "GROUP BY {keys} HAVING count(*) > 1) AS d"
             ).format(
-                key=source_key(source),
-                source=qualified(action.source),
+                keyed=keyed_source(source, json=False),
                 new_rows=new_rows,
                 keys=sql.SQL(", ").join(keys),
             ),
