@@ -45,6 +45,18 @@ PARAMS = {
     "backfill_batch_pages": Param(
         1000, type="integer", minimum=1, description="pages per backfill transaction (low-lock ADD_PK)"
     ),
+    "rehearse_conn_id": optional_text_param(
+        "Rehearse on connection",
+        "rehearse: the Airflow connection id of a copy of the target (e.g. a Neon branch) to rehearse on; "
+        "empty: rehearse on the target itself, in one transaction bounded by rehearse_budget_seconds",
+    ),
+    "rehearse_budget_seconds": Param(
+        30,
+        type="number",
+        minimum=0,
+        description="rehearse on the target itself: the longest its one transaction may hold its locks; "
+        "when spent, it rolls back and reports which steps were rehearsed",
+    ),
 }
 
 

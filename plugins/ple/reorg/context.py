@@ -36,6 +36,10 @@ class Settings:
     lock_retries: int = 5
     large_table_rows: int = 1_000_000  # ADD_PK above this takes the low-lock path
     backfill_batch_pages: int = 1_000
+    # rehearse: run on this Airflow connection (e.g. a Neon branch) instead of the target itself
+    rehearse_conn_id: str | None = None
+    # rehearse on the target itself: the longest its one transaction may hold its locks, in seconds
+    rehearse_budget_seconds: float = 30.0
 
     @classmethod
     def from_params(cls, params: dict) -> Settings:
