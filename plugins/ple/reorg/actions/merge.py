@@ -205,7 +205,10 @@ def target_key_match(spec: MergeTarget, target: TableInfo, fills: list[ColumnFil
     )
 
 
-def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, sql.Composable | None]:
+def insert_statement(
+    ctx: Context, action: Action, rows: sql.Composable | None = None
+) -> tuple[Statement, Mapping, sql.Composable | None]:
+    """`rows`: a WHERE clause on the source `s` (one batch: merge_batches.py); all rows by default."""
     spec, source, target = _tables(ctx, action)
     plan = mapping(action, spec, source, target, ctx.catalog)
     if plan.uncovered:
@@ -227,7 +230,7 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
     query = sql.SQL(
         "WITH inserted AS (INSERT INTO {target} AS t ({columns}, {disc}, ctb_source_table, ctb_source_key, ctb_source_row, ctb_run_id, ctb_merged_at) "
         "SELECT {values}, {disc_value}, %(source_table)s, k.ctb_key, k.ctb_row, %(run_id)s, now() "
-        "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s) AS k {filter} "
+        "FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {source} AS s {rows}) AS k {filter} "
         "ON CONFLICT (ctb_source_table, ctb_source_key) WHERE ctb_source_table IS NOT NULL DO NOTHING "
         "RETURNING t.ctb_source_key, {hash}) "
         "INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
@@ -245,6 +248,7 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
         else sql.Placeholder("discriminator"),
         key=source_key(source),
         source=qualified(action.source),
+        rows=rows or sql.SQL(""),
         filter=conflict_filter,
     )
     return (
@@ -370,7 +374,19 @@ def preview(ctx: Context, step) -> dict:
     }
 
 
+def transactional(ctx: Context, step) -> bool:
+    """One transaction, unless a trigger on the live target is bypassed and the source spans
+    several batches: then merge_batches.py, so the target is never locked for the whole merge."""
+    from ple.reorg.actions import merge_batches
+
+    return not merge_batches.batched(ctx, step)
+
+
 def apply(ctx: Context, step) -> Outcome:
+    if not transactional(ctx, step):
+        from ple.reorg.actions import merge_batches
+
+        return merge_batches.apply(ctx, step)
     action = step.action
     spec, _, _ = _tables(ctx, action)
     lock, insert, *_archive = statements(ctx, step)
