@@ -43,7 +43,11 @@ PARAMS = {
         1_000_000, type="integer", minimum=0, description="ADD_PK on tables with more rows takes the low-lock path"
     ),
     "backfill_batch_pages": Param(
-        1000, type="integer", minimum=1, description="pages per backfill transaction (low-lock ADD_PK)"
+        1000,
+        type="integer",
+        minimum=1,
+        description="pages per batch transaction: the low-lock ADD_PK backfill, and a merge that bypasses a "
+        "trigger on its live target (so application writes never wait for the whole merge)",
     ),
     "rehearse_conn_id": optional_text_param(
         "Rehearse on connection",
