@@ -131,3 +131,16 @@ def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_sour
     assert count(conn, "public.error_master") == 0
     # (the phase's verify would report the source's rows changed since its preflight snapshot, as it
     # does for a one-transaction merge: the step's own proof is against the source as it was archived)
+
+
+def test_a_batched_merge_killed_right_after_its_last_transaction_is_done_with_evidence(synced):
+    conn = synced
+    approve(conn)
+    ex = executor(conn, backfill_batch_pages=2)
+    ex.preflight("1b")
+    ctx = ex.context(read_catalog(conn))
+    ctx.bypass = ((TARGET, "sync_people_errors"),)
+    merge_batches.apply(ctx, ex.effective_step(STEP))  # killed before the executor's own record
+    rows = count(conn, "archive.marketing_failed_email_verification_ctb")
+    assert ex.run_step(STEP).status == "already_done"
+    assert _provenance(conn) == (rows, rows)

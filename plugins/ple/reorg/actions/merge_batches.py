@@ -17,14 +17,20 @@ source changed between batches does it touch the target again (trigger bypassed)
 changed or deleted since are removed while they are still what the merge wrote, and the missing
 rows copied; then the same proof. A copy the application edited in the meantime is never removed:
 the proof fails, nothing of that transaction stays, and the message says which rows.
+
+The last transaction also writes the step's ledger row, so the archive and its evidence commit
+together: a run killed right after it finds the step done, with the ledger to prove it.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from psycopg import sql
 
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
+from ple.reorg import ledger
 from ple.reorg.actions import merge, relocate
 from ple.reorg.context import Context, Outcome, State
 from ple.reorg.proof import provenance_fingerprint, row_hash, stable_text
@@ -80,6 +86,7 @@ def copy_batch(ctx: Context, step, first_page: int, last_page: int) -> int:
 
 
 def apply(ctx: Context, step) -> Outcome:
+    started = datetime.now(UTC)
     action = step.action
     batch = ctx.settings.backfill_batch_pages
     pages = _pages(ctx, action.source)
@@ -87,12 +94,11 @@ def apply(ctx: Context, step) -> Outcome:
     for first in range(0, pages + 1, batch):
         copied += copy_batch(ctx, step, first, first + batch)
         batches += 1
-    outcome = _in_transaction(ctx, lambda: _finish(ctx, step))
-    outcome.details |= {"batches": batches, "pages_per_batch": batch, "rows_copied_in_batches": copied}
-    return outcome
+    batching = {"batches": batches, "pages_per_batch": batch, "rows_copied_in_batches": copied}
+    return _in_transaction(ctx, lambda: _finish(ctx, step, started, batching))
 
 
-def _finish(ctx: Context, step) -> Outcome:
+def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
     """Source locked against writes; catch up with what changed since the batches (trigger
     bypassed only then); prove; archive the source."""
     from ple.catalog import read_catalog
@@ -126,7 +132,7 @@ def _finish(ctx: Context, step) -> Outcome:
             "source changed; nothing of this transaction stays, the batches' copies are marked by ctb_source_table"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
-    return Outcome(
+    outcome = Outcome(
         step,
         "applied",
         rows_before={action.source: merge_rows + kept_rows},
@@ -139,9 +145,30 @@ def _finish(ctx: Context, step) -> Outcome:
             "provenance_only_columns": plan.provenance_only,
             "archived_as": ctx.plan.archive_name(action.source),
             "path": "batches (a trigger on the live target is bypassed batch by batch)",
+            **batching,
             **caught_up,
         },
     )
+    ledger.record(
+        ctx.conn,
+        run_id=ctx.run_id,
+        phase=step.phase,
+        step_id=step.step_id,
+        action=step.kind,
+        mode="apply",
+        plan_sha256=ctx.plan.sha256,
+        started_at=started,
+        duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
+        outcome="applied",
+        sources=[action.source],
+        target=step.target,
+        rows_before=outcome.rows_before,
+        rows_after=outcome.rows_after,
+        checksums_before=outcome.checksums_before,
+        checksums_after=outcome.checksums_after,
+        details=outcome.details,
+    )
+    return outcome
 
 
 def _remove_stale_copies(ctx: Context, step) -> int:
