@@ -61,14 +61,15 @@ def _cmd_summary(_args) -> int:
     return 0
 
 
-def _executor(conn, mode: str, run_id: str | None = None):
+def _executor(conn, mode: str, run_id: str | None = None, **options):
     import uuid
 
     from ple.reorg import plan as plan_module
     from ple.reorg.context import Mode, Settings
     from ple.reorg.executor import Executor
 
-    return Executor(conn, plan_module.load(), run_id or f"cli__{uuid.uuid4().hex[:12]}", Settings(mode=Mode(mode)))
+    settings = Settings(mode=Mode(mode), **{k: v for k, v in options.items() if v is not None})
+    return Executor(conn, plan_module.load(), run_id or f"cli__{uuid.uuid4().hex[:12]}", settings)
 
 
 def _cmd_lint(args) -> int:
@@ -158,7 +159,13 @@ def _cmd_run(args) -> int:
     from ple.reporting import emit
 
     with connect() as conn:
-        executor = _executor(conn, args.mode, args.run_id)
+        executor = _executor(
+            conn,
+            args.mode,
+            args.run_id,
+            rehearse_conn_id=args.rehearse_conn_id,
+            rehearse_budget_seconds=args.rehearse_budget_seconds,
+        )
         phases = args.phase or [p.phase for p in executor.declared.phases if p.steps]
         for phase_id in phases:
             emit(executor.preflight(phase_id).text)
@@ -315,6 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--mode", choices=["plan", "apply", "rehearse"], default="plan")
     run.add_argument("--phase", action="append", help="only this phase (repeatable); default every phase with actions")
     run.add_argument("--run-id")
+    run.add_argument(
+        "--rehearse-conn-id",
+        help="rehearse on this Airflow connection (a copy of the target, e.g. a Neon branch) instead of the target",
+    )
+    run.add_argument(
+        "--rehearse-budget-seconds",
+        type=float,
+        help="rehearsing on the target: the longest its one transaction may hold its locks (default 30)",
+    )
     run.set_defaults(func=_cmd_run)
 
     report = sub.add_parser("report", help="the ledger report (last attempt of every step)")

@@ -71,6 +71,8 @@ REORGANIZATION_PARAMS = {
     "lock_retries",
     "large_table_rows",
     "backfill_batch_pages",
+    "rehearse_conn_id",
+    "rehearse_budget_seconds",
 }
 EXPECTED_PARAMS = {
     "ctb_phase_1a": REORGANIZATION_PARAMS,

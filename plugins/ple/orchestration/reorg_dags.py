@@ -44,7 +44,23 @@ PARAMS = {
         1_000_000, type="integer", minimum=0, description="ADD_PK on tables with more rows takes the low-lock path"
     ),
     "backfill_batch_pages": Param(
-        1000, type="integer", minimum=1, description="pages per backfill transaction (low-lock ADD_PK)"
+        1000,
+        type="integer",
+        minimum=1,
+        description="pages per batch transaction: the low-lock ADD_PK backfill, and a merge that bypasses a "
+        "trigger on its live target (so application writes never wait for the whole merge)",
+    ),
+    "rehearse_conn_id": optional_text_param(
+        "Rehearse on connection",
+        "rehearse: the Airflow connection id of a copy of the target (e.g. a Neon branch) to rehearse on; "
+        "empty: rehearse on the target itself, in one transaction bounded by rehearse_budget_seconds",
+    ),
+    "rehearse_budget_seconds": Param(
+        30,
+        type="number",
+        minimum=0,
+        description="rehearse on the target itself: the longest its one transaction may hold its locks; "
+        "when spent, it rolls back and reports which steps were rehearsed",
     ),
 }
 

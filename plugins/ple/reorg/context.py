@@ -35,7 +35,11 @@ class Settings:
     statement_timeout: str = "30min"
     lock_retries: int = 5
     large_table_rows: int = 1_000_000  # ADD_PK above this takes the low-lock path
-    backfill_batch_pages: int = 1_000
+    backfill_batch_pages: int = 1_000  # low-lock ADD_PK backfill; merges bypassing a target trigger
+    # rehearse: run on this Airflow connection (e.g. a Neon branch) instead of the target itself
+    rehearse_conn_id: str | None = None
+    # rehearse on the target itself: the longest its one transaction may hold its locks, in seconds
+    rehearse_budget_seconds: float = 30.0
 
     @classmethod
     def from_params(cls, params: dict) -> Settings:

@@ -173,8 +173,8 @@ class Executor:
                 self.lock_exclusive()
                 approved = approval.require(self.conn, self.fingerprint)
                 ensure_schema(self.conn)
-            for statement in self._created_targets(phase, read_catalog(self.conn)):
-                self.retrying(lambda statement=statement: self._run_ddl(statement))
+            for target, definition in self._targets_to_create(phase):
+                self.retrying(lambda t=target, d=definition: create_target.ensure(self, phase_id, t, d))
             for statement in self._preflight_ddl(phase, read_catalog(self.conn)):
                 self.retrying(lambda statement=statement: self._run_ddl(statement))
             for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
@@ -223,15 +223,20 @@ class Executor:
             self._record_failure(step_id, phase_id, "PREFLIGHT", started, exc)
             raise
 
+    def _targets_to_create(self, phase: Phase) -> list[tuple[str, dict]]:
+        """Merge targets of the phase that the decisions create (actions/create_target.py)."""
+        targets = sorted({s.action.target for s in phase.steps if s.kind == "MERGE"})
+        return [(t, d) for t in targets if (d := (self.decisions.targets.get(t) or {}).get("create")) is not None]
+
     def _created_targets(self, phase: Phase, catalog: Catalog) -> list[Statement]:
-        """Merge targets that are gone and that the decisions create (actions/create_target.py)."""
+        """Merge targets that are gone and that the decisions create, as statements (plan, rehearse)."""
         ctx = self.context(catalog)
-        statements = []
-        for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
-            definition = (self.decisions.targets.get(target) or {}).get("create")
-            if definition is not None and create_target.check(ctx, target) == State.PENDING:
-                statements += create_target.statements(ctx, target, definition)
-        return statements
+        return [
+            statement
+            for target, definition in self._targets_to_create(phase)
+            if create_target.check(ctx, target) == State.PENDING
+            for statement in create_target.statements(ctx, target, definition)
+        ]
 
     def _preflight_ddl(self, phase: Phase, catalog: Catalog):
         statements = []
@@ -464,7 +469,7 @@ class Executor:
             approval.require(self.conn, self.fingerprint)
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog)
-            asides = [set_aside.apply(ctx, item) for item in self._set_asides(ctx, step)]
+            asides = [set_aside.carry_out(self, ctx, item, step) for item in self._set_asides(ctx, step)]
             if asides:
                 catalog = read_catalog(self.conn, schemas)
                 ctx = self.context(catalog)
@@ -478,9 +483,9 @@ class Executor:
                     + "\n".join("  " + g.line() for g in blocked)
                 )
             bypass = guards.bypassed_triggers(found, step.step_id)
+            ctx.bypass = tuple(bypass)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 statements = module.statements(ctx, step)
-                ctx.bypass = tuple(bypass)
                 with ctx.bypassing_triggers():
                     outcome = module.apply(ctx, step)
                 for item in asides:

@@ -1,7 +1,7 @@
 """Guards: what the database itself does to the tool's statements, read before the first write.
 
 A real database carries guards the plan never mentions. For every table a step writes (a merge
-target: INSERT; a fold target: UPDATE), reads (merge and fold sources: their rows are copied and
+target: INSERT; a fold target: UPDATE; an ADD_PK table: UPDATE, the low-lock path's backfill), reads (merge and fold sources: their rows are copied and
 proven) or relocates (archived, moved, merged or folded sources), this module reads:
 
   trigger   what each would do to the tool's statement. A trigger that rewrites a column on
@@ -66,6 +66,8 @@ def _writes(step: Step) -> tuple[str, int] | None:
         return step.action.target, INSERT
     if step.kind == "FOLD":
         return step.target, UPDATE
+    if step.kind == "ADD_PK":  # the low-lock path backfills a new key column with UPDATEs
+        return step.action.source, UPDATE
     return None
 
 
@@ -142,7 +144,7 @@ def _events(tgtype: int) -> str:
 
 def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[Guard]:
     result = []
-    statement = "INSERT (merge)" if event == INSERT else "UPDATE (fold)"
+    statement = {"MERGE": "INSERT (merge)", "FOLD": "UPDATE (fold)"}.get(step.kind, "UPDATE (key backfill)")
     for table_name, name, tgtype, enabled, function, body in conn.execute(
         raw_template("guards/triggers"), {"tables": [table]}
     ):
@@ -179,11 +181,10 @@ def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[
                         table_name,
                         f"{what}; it {guard}",
                         "the step would fail. Fix: accept disabling it for the step's own transaction (the "
-                        + (
-                            "fold only adds columns; its checksum proof shows no existing value changes)"
-                            if event == UPDATE
-                            else "merge only inserts copies of rows that exist elsewhere, proven by checksum)"
-                        )
+                        + {
+                            "FOLD": "fold only adds columns; its checksum proof shows no existing value changes)",
+                            "MERGE": "merge only inserts copies of rows that exist elsewhere, proven by checksum)",
+                        }.get(step.kind, "key backfill only fills the new key column, in batches)")
                         + ", or skip the action",
                         blocks=True,
                         proposal=(
@@ -202,7 +203,7 @@ def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[
                     step.step_id,
                     table_name,
                     f"{what}; it rewrites {sorted(set(rewrites))} in every updated row",
-                    "disabled for the fold's transaction only: a fold must not change existing column values",
+                    "disabled for the step's own transactions only: a fold or a key backfill must not change existing values",
                     bypass=True,
                 )
             )

@@ -84,7 +84,7 @@ def action_outcomes(conn: psycopg.Connection) -> dict[str, int]:
     return dict(
         conn.execute(
             "SELECT outcome, count(*) FROM (SELECT DISTINCT ON (step_id) outcome FROM ple_ops.action_ledger "
-            "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
+            "WHERE action NOT IN ('PREFLIGHT', 'VERIFY', 'FREEZE', 'SET_ASIDE', 'CREATE_TARGET') ORDER BY step_id, attempt_id DESC) l GROUP BY 1"
         ).fetchall()
     )
 

@@ -8,9 +8,19 @@ verification against an in-memory snapshot, and then a ROLLBACK. Index builds ar
 INDEX CONCURRENTLY cannot run in a transaction); the low-lock ADD_PK path is rehearsed by its
 outcome, the primary key itself. The rehearsal writes nothing, so it needs no approval; the
 ledger rows it writes inside the transaction vanish with it.
+
+Where it runs. On the target itself (the default) the one transaction holds the phase's locks
+(ACCESS EXCLUSIVE on what it renames) until the rollback, so it has a budget
+(`rehearse_budget_seconds`, 30 s by default): each step's statements get at most what is left of
+it as their statement_timeout, and once it is spent the rehearsal rolls back and reports which
+steps were rehearsed and which were not. With `rehearse_conn_id` (an Airflow connection to a copy
+of the target, such as a Neon branch) it runs there instead: the target is not touched at all, and
+no budget applies. The decisions are the target's: the branch rehearses exactly what apply would.
 """
 
 from __future__ import annotations
+
+import time
 
 import psycopg
 from psycopg import sql
@@ -33,40 +43,88 @@ class _Rehearsed(Exception):
         self.report = report
 
 
+class _Budget:
+    """How long the rehearsal's transaction may still hold its locks on the target (seconds None:
+    no limit, on a copy of the target)."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.started = time.monotonic()
+
+    def spent(self) -> bool:
+        return self.seconds is not None and time.monotonic() - self.started >= self.seconds
+
+    def bound_statements(self, ex) -> None:
+        """The next statements may run for what is left of the budget, never longer than apply's
+        statement_timeout (SET LOCAL, through set_config: pool-safe)."""
+        if self.seconds is None:
+            return
+        left = max(0.001, self.seconds - (time.monotonic() - self.started))
+        ex.conn.execute(
+            "SELECT set_config('statement_timeout', "
+            "(ceil(extract(epoch FROM least(%s::interval, make_interval(secs => %s))) * 1000))::bigint || 'ms', true)",
+            (ex.settings.statement_timeout, left),
+        )
+
+
 def rehearse_phase(ex, phase_id: str) -> StepReport:
-    """Preflight, every step and verify of one phase in one transaction, then ROLLBACK."""
+    """Preflight, every step and verify of one phase in one transaction, then ROLLBACK; on the
+    connection `rehearse_conn_id` names when given, else on the target within the lock budget."""
+    conn_id = ex.settings.rehearse_conn_id
+    if not conn_id:
+        return _rolled_back(ex, phase_id, *_on_target(ex, None))
+    from ple.db import connect
+    from ple.reorg.executor import Executor
+    from ple.server import require_supported_server
+
+    with connect(conn_id) as copy:
+        if _database(copy) == _database(ex.conn):
+            return _rolled_back(ex, phase_id, *_on_target(ex, conn_id))
+        require_supported_server(copy)
+        on_copy = Executor(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
+        where = f"on connection {conn_id} ({_database(copy)[2]} on {copy.info.host}:{copy.info.port}; the target is not touched)"
+        return _rolled_back(on_copy, phase_id, where, None)
+
+
+def _database(conn: psycopg.Connection) -> tuple:
+    return (conn.info.host, conn.info.port, conn.info.dbname)
+
+
+def _on_target(ex, conn_id: str | None) -> tuple[str, float]:
+    seconds = ex.settings.rehearse_budget_seconds
+    named = f" (connection {conn_id} is the target)" if conn_id else ""
+    return f"on the target itself{named}, holding its locks for at most {seconds:g} s", seconds
+
+
+def _rolled_back(ex, phase_id: str, where: str, budget_seconds: float | None) -> StepReport:
     try:
-        ex.retrying(lambda: _rehearse(ex, phase_id))
+        ex.retrying(lambda: _rehearse(ex, phase_id, where, budget_seconds))
     except _Rehearsed as done:
         return done.report
     raise AssertionError("a rehearsal always rolls back")
 
 
-def _rehearse(ex, phase_id: str) -> None:
+def _rehearse(ex, phase_id: str, where: str, budget_seconds: float | None) -> None:
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__preflight"
-    lines = [f"phase {phase_id}: REHEARSAL (one transaction, rolled back at the end: nothing stays)"]
+    lines = [f"phase {phase_id}: REHEARSAL {where} (one transaction, rolled back at the end: nothing stays)"]
     results: dict[str, str] = {}
     with ex.transaction():
-        ex.lock_exclusive()
-        catalog = read_catalog(ex.conn)
-        report = lint.lint_live(ex.conn, ex.declared, [phase_id], catalog, ex.decisions)
-        lines.append(report.render())
-        if not report.ok:
-            lines.append("rehearsal: not carried out, the lint blocks apply (see ERRORS)")
-            raise _Rehearsed(StepReport(step_id, "blocked", "\n".join(lines), {"blocking": len(report.errors)}))
-        ensure_schema(ex.conn)
-        ddl = ex._created_targets(phase, catalog)
-        for statement in ddl:
-            ex.conn.execute(statement.query)
-        for statement in ex._preflight_ddl(phase, read_catalog(ex.conn)):
-            ex.conn.execute(statement.query)
-        for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
-            ex.conn.execute(_provenance_index(target))
-        snapshot = ex._snapshot(phase, read_catalog(ex.conn))
-        for step in phase.steps:
-            results[step.step_id] = _rehearse_step(ex, step, lines)
-        lines += _verify(ex, phase, snapshot)
+        budget = _Budget(budget_seconds)
+        try:
+            budget.bound_statements(ex)
+            snapshot = _prepare(ex, phase, step_id, lines)
+            for step in phase.steps:
+                budget.bound_statements(ex)
+                if budget.spent():
+                    _stop(phase, step_id, results, lines, budget)
+                results[step.step_id] = _rehearse_step(ex, step, lines, budget)
+            budget.bound_statements(ex)
+            lines += _verify(ex, phase, snapshot)
+        except psycopg.errors.QueryCanceled:
+            if not budget.spent():
+                raise
+            _stop(phase, step_id, results, lines, budget)
         failed = [s for s, r in results.items() if r == "failed"] + [line for line in lines if "PROBLEM" in line]
         status = "rehearsed" if not failed else "failed"
         lines.append(
@@ -76,6 +134,48 @@ def _rehearse(ex, phase_id: str) -> None:
         raise _Rehearsed(StepReport(step_id, status, "\n".join(lines), {"steps": results, "problems": len(failed)}))
 
 
+def _prepare(ex, phase, step_id: str, lines: list[str]) -> dict:
+    """The phase's lint, preflight DDL and snapshot, inside the rehearsal's transaction."""
+    ex.lock_exclusive()
+    catalog = read_catalog(ex.conn)
+    report = lint.lint_live(ex.conn, ex.declared, [phase.phase], catalog, ex.decisions)
+    lines.append(report.render())
+    if not report.ok:
+        lines.append("rehearsal: not carried out, the lint blocks apply (see ERRORS)")
+        raise _Rehearsed(StepReport(step_id, "blocked", "\n".join(lines), {"blocking": len(report.errors)}))
+    ensure_schema(ex.conn)
+    for statement in ex._created_targets(phase, catalog):
+        ex.conn.execute(statement.query)
+    for statement in ex._preflight_ddl(phase, read_catalog(ex.conn)):
+        ex.conn.execute(statement.query)
+    for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
+        ex.conn.execute(_provenance_index(target))
+    return ex._snapshot(phase, read_catalog(ex.conn))
+
+
+def _stop(phase, step_id: str, results: dict, lines: list[str], budget: _Budget) -> None:
+    """The lock budget on the target is spent: roll back now, saying what was rehearsed and what was not."""
+    rehearsed = [s for s, r in results.items() if r != "over_budget"]
+    missing = [s.step_id for s in phase.steps if s.step_id not in rehearsed]
+    failed = [s for s, r in results.items() if r == "failed"]
+    lines.append(
+        f"rehearsal of phase {phase.phase}: STOPPED, its lock budget on the target ({budget.seconds:g} s, "
+        f"rehearse_budget_seconds) is spent; rolled back, nothing stays. Rehearsed: {', '.join(rehearsed) or 'none'}"
+        + (f" ({len(failed)} failed)" if failed else "")
+        + f". NOT rehearsed: {', '.join(missing) or 'the verification'}. Rehearse the whole phase on a copy of "
+        "the target instead (rehearse_conn_id: an Airflow connection to e.g. a Neon branch), or give a larger "
+        "budget at a quiet hour"
+    )
+    raise _Rehearsed(
+        StepReport(
+            step_id,
+            "incomplete",
+            "\n".join(lines),
+            {"steps": results, "problems": len(failed), "not_rehearsed": missing},
+        )
+    )
+
+
 def _provenance_index(target: str) -> sql.Composed:
     table = split_qualified(target)[1]
     return sql.SQL(
@@ -83,7 +183,7 @@ def _provenance_index(target: str) -> sql.Composed:
     ).format(sql.Identifier(f"{table}_ctb_provenance"[:63]), qualified(target))
 
 
-def _rehearse_step(ex, step, lines: list[str]) -> str:
+def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
     try:
         with ex.conn.transaction():  # a savepoint: a failing step leaves the others to run
             catalog = read_catalog(ex.conn)
@@ -109,6 +209,9 @@ def _rehearse_step(ex, step, lines: list[str]) -> str:
             )
             return "applied"
     except (psycopg.Error, PermanentError) as exc:
+        if isinstance(exc, psycopg.errors.QueryCanceled) and budget.spent():
+            lines.append(f"{step.step_id}: cut short, the lock budget is spent")
+            return "over_budget"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         lines.append(f"{step.step_id}: FAILS in rehearsal: {type(exc).__name__}: {first}")
         return "failed"

@@ -29,7 +29,7 @@ from ple import approval
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import tool_changes
-from ple.reorg.actions import module_for, relocate
+from ple.reorg.actions import create_target, module_for, relocate, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
@@ -130,6 +130,7 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
         outcome = module_for(step).revert(ctx, step)
         if restored:
             outcome.details["foreign_keys_restored"] = restored
+        _restore_set_asides(ex, step, outcome, started)
         if outcome.status == "reverted" or thawed:
             ex.write_ledger(
                 step.phase,
@@ -144,6 +145,31 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             )
             outcome.status = "reverted"
         return outcome
+
+
+def _restore_set_asides(ex: Executor, step, outcome: Outcome, started: datetime) -> None:
+    """Once the step's revert has freed the names, each occupant the step set aside (its SET_ASIDE
+    ledger rows) gets its name back: the same OID, renamed; its ledger row says `reverted`."""
+    ctx = ex.context(read_catalog(ex.conn))
+    for occupant, name, oid in set_aside.recorded(ex.conn, step.step_id):
+        item = set_aside.SetAside(occupant, name, step.step_id)
+        result = set_aside.revert(ctx, item, oid)
+        if result in ("reverted", "already_done"):
+            ex.write_ledger(
+                step.phase,
+                set_aside.ledger_key(item),
+                set_aside.ACTION,
+                started,
+                "reverted",
+                mode="revert",
+                sources=[name],
+                target=occupant,
+                details={"set_aside": {"from": name, "to": occupant, "oid": oid}},
+            )
+            outcome.details.setdefault("set_asides_restored", []).append(f"{name} -> {occupant}")
+            ctx = ex.context(read_catalog(ex.conn))
+        else:
+            outcome.notes.append(result)
 
 
 def _restore_foreign_keys(ex: Executor, table_oid: int, archive: str) -> list[str]:
@@ -221,8 +247,9 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
         notes = _restore_not_null(ex, phase)
+        dropped = _drop_created_targets(ex, phase, notes, started)
         catalog = read_catalog(ex.conn)
-        problems, reported, lines = _prove(ex, phase, catalog)
+        problems, reported, lines = _prove(ex, phase, catalog, dropped)
         outcome = "failed" if problems else "reverted"
         ex.write_ledger(
             phase.phase,
@@ -253,6 +280,34 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     return StepReport(step_id, outcome, text, {"notes": len(notes), "live_changes": len(reported)})
 
 
+def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started: datetime) -> set[int]:
+    """Merge targets this tool created in the phase (CREATE_TARGET ledger rows), dropped only
+    while they hold no row; kept and reported otherwise. Returns the OIDs dropped."""
+    ctx = ex.context(read_catalog(ex.conn))
+    dropped = set()
+    for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
+        oid = create_target.created_by_tool(ex.conn, target, phase.phase)
+        if oid is None:
+            continue
+        result = create_target.revert(ctx, target, phase.phase)
+        if result == "dropped":
+            dropped.add(oid)
+            notes.append(f"{target}: created by this tool in phase {phase.phase}, empty again: dropped")
+            ex.write_ledger(
+                phase.phase,
+                create_target.ledger_key(phase.phase, target),
+                create_target.ACTION,
+                started,
+                "reverted",
+                mode="revert",
+                target=target,
+                details={"oid": oid, "dropped": True},
+            )
+        else:
+            notes.append(result)
+    return dropped
+
+
 def _restore_not_null(ex: Executor, phase: Phase) -> list[str]:
     notes = []
     catalog = read_catalog(ex.conn)
@@ -278,7 +333,7 @@ def _restore_not_null(ex: Executor, phase: Phase) -> list[str]:
     return notes
 
 
-def _prove(ex: Executor, phase: Phase, catalog) -> tuple[list[str], list[str], list[str]]:
+def _prove(ex: Executor, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:
     """Every snapshot table is back under its own name with its OID; the tables the phase took
     over (merge sources, fold side tables) hold exactly their preflight rows; live tables that
     differ are reported (other sessions write to them), never hidden."""
@@ -289,6 +344,9 @@ def _prove(ex: Executor, phase: Phase, catalog) -> tuple[list[str], list[str], l
     problems, reported, lines = [], [], []
     for name, oid, _relfilenode, columns, rows, checksum, proof in stored_snapshot(ex, phase.phase):
         table = by_oid.get(oid)
+        if table is None and oid in dropped:
+            lines.append(f"  {name:<50} dropped: the tool created it in this phase, and it was empty again")
+            continue
         if table is None or table.name != name:
             problems.append(f"{name} (oid {oid}) is {'gone' if table is None else 'at ' + table.name}")
             continue

@@ -235,3 +235,61 @@ def test_a_bypassed_trigger_comes_back_in_its_own_firing_mode(conn, mode):
     approve(conn)
     run_phase(executor(conn), "1b")
     assert conn.execute(mode_now).fetchone()[0] == before
+
+
+def test_write_once_and_updated_at_triggers_on_a_low_lock_key_backfill(conn):
+    """The production twin's write-once pointers (cl.enforce_write_once_pointers: a pointer once set
+    may not change; setting one stamps its *_at) and an updated_at trigger, on a table whose key the
+    low-lock ADD_PK backfills with UPDATEs: the write-once trigger is reported and blocks until
+    accepted; once accepted, no existing value (updated_at, pointer, stamp) changes."""
+    table = "people.people_master_archive"
+    conn.execute(
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS updated_at timestamptz DEFAULT '2026-01-01', "
+        "ADD COLUMN IF NOT EXISTS outreach_id uuid DEFAULT gen_random_uuid(), "
+        "ADD COLUMN IF NOT EXISTS outreach_attached_at timestamptz"
+    )
+    conn.execute(
+        "CREATE FUNCTION public.enforce_write_once_pointer() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
+        "IF OLD.outreach_id IS NOT NULL AND NEW.outreach_id IS DISTINCT FROM OLD.outreach_id THEN "
+        "RAISE EXCEPTION 'outreach_id is write-once and already set'; END IF; "
+        "IF OLD.outreach_id IS NULL AND NEW.outreach_id IS NOT NULL THEN "
+        "NEW.outreach_attached_at := coalesce(NEW.outreach_attached_at, now()); END IF; RETURN NEW; END $fn$"
+    )
+    conn.execute(
+        "CREATE FUNCTION public.set_updated_at() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$"
+    )
+    conn.execute(
+        f"CREATE TRIGGER trg_write_once_pointers BEFORE UPDATE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION public.enforce_write_once_pointer()"
+    )
+    conn.execute(
+        f"CREATE TRIGGER set_updated_at BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION public.set_updated_at()"
+    )
+    values = (
+        "SELECT md5(string_agg(concat_ws('|', updated_at, outreach_id, outreach_attached_at), ',' "
+        f"ORDER BY outreach_id)), count(*) FROM {table}"
+    )
+    before = conn.execute(values).fetchone()
+    assert before[1] > 0
+    errors = _blocking_lint(conn, "1k")
+    assert any(f"{table}.trg_write_once_pointers" in e and "raises" in e and "Fix: accept" in e for e in errors)
+    found = {g.key: g for g in _guards(conn, "1k") if g.kind == "trigger"}
+    assert found[f"{table}.set_updated_at"].bypass and not found[f"{table}.set_updated_at"].blocks
+    approve(conn)
+    state = end_state(conn)
+    with pytest.raises(PlanRejected, match="trg_write_once_pointers"):
+        executor(conn, large_table_rows=0).preflight("1k")
+    assert end_state(conn) == state  # blocked before the first write
+    assert f"{table}.trg_write_once_pointers" in decide(conn)["guards"]["accept"]
+    approve(conn)
+    ex = executor(conn, large_table_rows=0)  # every key on the low-lock path: batched UPDATEs
+    reports = run_phase(ex, "1k")
+    assert "failed" not in {r.status for r in reports}
+    step = next(r for r in reports if r.step_id == "1k__add_pk__people_people_master_archive")
+    assert step.status == "applied", step.text
+    assert conn.execute(values).fetchone() == before  # no updated_at rewritten, no pointer or stamp touched
+    modes = dict(conn.execute(f"SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = '{table}'::regclass"))
+    assert modes["trg_write_once_pointers"] == "O" and modes["set_updated_at"] == "O"
+    with pytest.raises(psycopg.errors.RaiseException, match="write-once"):
+        conn.execute(f"UPDATE {table} SET outreach_id = gen_random_uuid()")  # the guard is back

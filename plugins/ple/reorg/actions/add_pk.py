@@ -275,9 +275,10 @@ def _in_transaction(ctx: Context, statement: Statement, params: dict | None = No
             ctx.conn, lock_timeout=ctx.settings.lock_timeout, statement_timeout=ctx.settings.statement_timeout
         ):
             ctx.hold()
-            rowcount = ctx.conn.execute(
-                statement.query, params if params is not None else (statement.params or None)
-            ).rowcount
+            with ctx.bypassing_triggers():  # the guards' decision (an updated_at must not rewrite rows)
+                rowcount = ctx.conn.execute(
+                    statement.query, params if params is not None else (statement.params or None)
+                ).rowcount
             if also is not None:
                 also()
             return rowcount

@@ -113,13 +113,13 @@ def source_key(source: TableInfo) -> sql.Composable:
     return sql.SQL("md5(to_jsonb(s)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s)::text))")
 
 
-def keyed_source(source: TableInfo, *, json: bool = True) -> sql.Composable:
+def keyed_source(source: TableInfo, *, json: bool = True, rows: sql.Composable | None = None) -> sql.Composable:
     """The source's rows as `(...) AS k`: each row as `s`, its JSON `ctb_row`, a 64-bit hash of
     that JSON's text `ctb_digest` and its provenance key `ctb_key` (source_key). `to_jsonb` of a
     wide row is the expensive part, so it is computed once per row (OFFSET 0 keeps the planner from
     copying the expression into the key, the sort and the hash). Without `json` (a keyed source,
-    where only keys are wanted) no JSON is made at all."""
-    relation = qualified(source.name)
+    where only keys are wanted) no JSON is made at all. `rows`: a WHERE clause on `s`."""
+    relation = sql.SQL("{} AS s {}").format(qualified(source.name), rows or sql.SQL(""))
     if source.primary_key:
         key = sql.SQL("concat_ws('|', {})").format(
             sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
@@ -127,12 +127,12 @@ def keyed_source(source: TableInfo, *, json: bool = True) -> sql.Composable:
         if not json:
             return sql.SQL(
                 "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
-                "FROM (SELECT s FROM {relation} AS s) AS j) AS k"
+                "FROM (SELECT s FROM {relation}) AS j) AS k"
             ).format(key=key, relation=relation)
     with_json = sql.SQL(
         "SELECT j.s, j.ctb_row, hashtextextended(j.ctb_text, 0)::numeric AS ctb_digest{hashed} "
         "FROM (SELECT i.s, i.ctb_row, i.ctb_row::text AS ctb_text "
-        "FROM (SELECT s, to_jsonb(s) AS ctb_row FROM {relation} AS s OFFSET 0) AS i OFFSET 0) AS j"
+        "FROM (SELECT s, to_jsonb(s) AS ctb_row FROM {relation} OFFSET 0) AS i OFFSET 0) AS j"
     )
     if source.primary_key:
         return sql.SQL(
@@ -249,11 +249,14 @@ def _kept_expression(ctx: Context, spec: MergeTarget, key_match) -> sql.Composab
     return sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE {} {})").format(qualified(spec.table), key_match, others)
 
 
-def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, sql.Composable | None]:
+def insert_statement(
+    ctx: Context, action: Action, rows: sql.Composable | None = None
+) -> tuple[Statement, Mapping, sql.Composable | None]:
     """The merge and its proof in one statement, so each source row is read and turned into JSON
     once: the copies are inserted and recorded (ple_ops.merged_row), and the statement returns
     (rows to merge, checksum of their JSON as read from the source, rows whose key the target
-    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded)."""
+    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded). `rows`: a WHERE
+    clause on the source `s` (one batch: merge_batches.py); all rows by default."""
     spec, source, target = _tables(ctx, action)
     plan = mapping(action, spec, source, target, ctx.catalog)
     if plan.uncovered:
@@ -297,7 +300,7 @@ def insert_statement(ctx: Context, action: Action) -> tuple[Statement, Mapping, 
         disc_value=_cast(sql.Placeholder("discriminator"), discriminator)
         if discriminator
         else sql.Placeholder("discriminator"),
-        keyed=keyed_source(source),
+        keyed=keyed_source(source, rows=rows),
         kept=_kept_expression(ctx, spec, key_match),
         filter=conflict_filter,
     )
@@ -417,7 +420,19 @@ def preview(ctx: Context, step) -> dict:
     }
 
 
+def transactional(ctx: Context, step) -> bool:
+    """One transaction, unless a trigger on the live target is bypassed and the source spans
+    several batches: then merge_batches.py, so the target is never locked for the whole merge."""
+    from ple.reorg.actions import merge_batches
+
+    return not merge_batches.batched(ctx, step)
+
+
 def apply(ctx: Context, step) -> Outcome:
+    if not transactional(ctx, step):
+        from ple.reorg.actions import merge_batches
+
+        return merge_batches.apply(ctx, step)
     action = step.action
     spec, _, _ = _tables(ctx, action)
     lock, insert, *_archive = statements(ctx, step)

@@ -4,15 +4,23 @@ A hand run of the plan left copies under the archive names (`archive.company_com
 stale, beside its live source). The decision `set_aside: <new name>` renames that occupant to a
 dated name first, in the same transaction as the step that needs the name; then the step runs as
 the plan says. A rename, like ARCHIVE: the occupant keeps its OID, data file and every row.
+
+Its evidence is a ledger row of its own (action SET_ASIDE: occupant, new name, OID, data file,
+rows), in the transaction of the rename, whatever path the step takes after it (a fold or a
+low-lock ADD_PK commits the set-aside before its own transactions). Revert reads that row: once
+the step's own revert has freed the name, the occupant (the same OID) gets its name back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ple.errors import PlanRejected
 from ple.reorg.actions import relocate
-from ple.reorg.context import Context, Outcome, State
+from ple.reorg.context import Context, State
+
+ACTION = "SET_ASIDE"
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,53 @@ def verify(ctx: Context, item: SetAside, oid: int) -> list[str]:
     return []
 
 
-def revert(ctx: Context, item: SetAside) -> Outcome | str:
-    if ctx.catalog.exists(item.occupant) or not ctx.catalog.exists(item.name):
-        return "already_done"
+def ledger_key(item: SetAside) -> str:
+    return f"{item.step_id}.set_aside.{item.occupant}"
+
+
+def carry_out(ex, ctx: Context, item: SetAside, step) -> dict:
+    """apply, and its ledger row, in the caller's (the step's first) transaction."""
+    started = datetime.now(UTC)
+    rows = preview(ctx, item)["rows"]
+    done = apply(ctx, item)
+    ex.write_ledger(
+        step.phase,
+        ledger_key(item),
+        ACTION,
+        started,
+        "applied",
+        sources=[item.occupant],
+        target=item.name,
+        rows_before={item.occupant: rows},
+        rows_after={item.name: rows},
+        details=done,
+    )
+    return done
+
+
+def recorded(conn, step_id: str) -> list[tuple[str, str, int]]:
+    """(occupant, name, oid) of the set-asides of a step the ledger holds and no revert undid."""
+    if not conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]:
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT ON (step_id) outcome, details -> 'set_aside' FROM ple_ops.action_ledger "
+        "WHERE action = %s AND starts_with(step_id, %s) AND outcome IN ('applied', 'reverted') "
+        "ORDER BY step_id, attempt_id DESC",
+        (ACTION, f"{step_id}.set_aside."),
+    ).fetchall()
+    return [(done["from"], done["to"], int(done["oid"])) for outcome, done in rows if outcome == "applied"]
+
+
+def revert(ctx: Context, item: SetAside, oid: int) -> str:
+    """In the caller's transaction, after the step's own revert freed the name: the same table
+    (by OID) back under it; anything else is left as it is and reported."""
+    there = ctx.catalog.get(item.name)
+    if there is None or there.oid != oid:
+        here = ctx.catalog.get(item.occupant)
+        if here is not None and here.oid == oid:
+            return "already_done"
+        return f"{item.name} is not the set-aside table (oid {oid}) any more; left as it is"
+    if ctx.catalog.exists(item.occupant):
+        return f"{item.occupant} is taken (the step's revert did not free it); {item.name} stays set aside"
     relocate.apply(ctx.conn, ctx.catalog, item.name, item.occupant)
     return "reverted"
