@@ -100,6 +100,18 @@ class Guard:
 
 
 # ------------------------------------------------------------------------------------- ledger
+def ensure_ledger(conn) -> None:
+    """The ple_ops tables, created once even when two imports start together on a fresh
+    database (CREATE ... IF NOT EXISTS races otherwise): under a transaction-level advisory lock."""
+
+    def create() -> None:
+        with transaction(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('ple.ops.schema', 0))")
+            ensure_schema(conn)
+
+    with_lock_retry(create)
+
+
 def _register(conn, source: files.Input, sha256: str, run_id: str) -> tuple[int, str | None]:
     """(import_id, previous status). A failed earlier attempt left nothing behind (one
     transaction) and is reused; a finished one is reported as such."""
@@ -445,9 +457,16 @@ class Load:
     compared: list[str]  # the columns whose change makes an update (not the key, not bookkeeping)
 
 
-def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year, import_id) -> Load:
+def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year, import_id, filings) -> Load:
+    """`filings`: for Schedule A, the filings table when both have `filing_id`: a new schedule row
+    is written linked to its filing at once (not rewritten by the link afterwards)."""
     columns = list(mapping.loaded)
     values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns]
+    if filings is not None and "filing_id" not in columns:
+        columns.append("filing_id")
+        values.append(
+            sql.SQL("(SELECT f.filing_id FROM {} AS f WHERE f.ack_id = s.ack_id)").format(qualified(filings.name))
+        )
     for alias, source in mapping.aliases:
         columns.append(alias)
         values.append(_alias_value(alias, source))
@@ -587,6 +606,13 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
     return conn.execute(statement).rowcount
 
 
+def _filings_to_link(conn, dataset: Dataset, live: target.LiveTable) -> target.LiveTable | None:
+    if dataset.name != "F_SCH_A" or not live.writable("filing_id"):
+        return None
+    filings = target.inspect(conn, DATASETS["F_5500"].table)
+    return filings if filings is not None and filings.has("filing_id") and filings.has("ack_id") else None
+
+
 def _link_schedule_a(conn, dataset: Dataset) -> None:
     """Schedule A rows point at their filing, whichever of the two arrived first (only the rows
     of this file's filings are looked at; the join starts from Schedule A, so a filings file
@@ -624,9 +650,24 @@ def _account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) ->
 
 
 # ------------------------------------------------------------------------------------- the import
+# Imports that take turns: files of one dataset, and F_5500 with F_SCH_A (each links Schedule A
+# rows to their filing, so each must see the other's committed rows). F_5500_SF runs beside them.
+TURNS = {
+    "F_5500": "ple.dol_import.filings",
+    "F_SCH_A": "ple.dol_import.filings",
+    "F_5500_SF": "ple.dol_import.F_5500_SF",
+}
+TURN_WAIT = "30min"
+
+
 def _lock(conn, dataset: Dataset) -> None:
-    """Imports of one dataset take turns (transaction-level: safe on pooled connections)."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ple.dol_import.{dataset.name}",))
+    """Wait for this import's turn (a transaction-level advisory lock: safe on pooled connections).
+    The import holds no table lock yet while it waits, so the wait blocks nobody: it may last as
+    long as the other import (TURN_WAIT); then the usual lock timeout applies again."""
+    usual = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (TURN_WAIT,))
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (TURNS[dataset.name],))
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (usual,))
 
 
 def import_file(
@@ -642,7 +683,7 @@ def import_file(
     (`new_columns.planned`), which must carry a recorded approval; it is re-checked in the
     transaction that runs the DDL (one ALTER TABLE per table, under a lock timeout)."""
     started = time.monotonic()
-    ensure_schema(conn)
+    ensure_ledger(conn)
     scanned = files.scan(source)
     checksum_seconds = time.monotonic() - started
     result = ImportResult(source.name, scanned.sha256, "imported")
@@ -804,7 +845,8 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
     with _timed(result, "upsert"):
         if result.form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in mapping.loaded:
             _constants(conn, live, result.form_year)
-        load = _load(dataset, live, mapping, result.form_year, import_id)
+        filings = _filings_to_link(conn, dataset, live)
+        load = _load(dataset, live, mapping, result.form_year, import_id, filings)
         result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
         result.unchanged = good - result.inserted - result.updated - result.already_superseded
         result.superseded = _supersede(conn, dataset, live, superseded)

@@ -93,16 +93,17 @@ def build_dol_import_dag(doc_md: str):
             return [{"path": str(i.path), "member": i.member} for i in inputs]
 
         @task
-        def approved_columns(items: list[dict]) -> list[dict] | None:
-            """With add_columns on: the columns the files would add, which must carry a recorded
-            approval (else the run stops here, before any import writes). Off: None."""
+        def prepare_imports(items: list[dict]) -> list[dict] | None:
+            """The ledger's tables, once; with add_columns on: the columns the files would add, which
+            must carry a recorded approval (else the run stops here, before any import writes). Off: None."""
             from ple.db import connect
-            from ple.dol import files, new_columns
+            from ple.dol import files, importer, new_columns
             from ple.reporting import emit
 
-            if not get_current_context()["params"]["add_columns"]:
-                return None
             with connect() as conn:
+                importer.ensure_ledger(conn)  # once, before the imports start side by side
+                if not get_current_context()["params"]["add_columns"]:
+                    return None
                 planned = new_columns.planned(conn, [files.Input(Path(i["path"]), i["member"]) for i in items])
                 if planned:
                     approved = new_columns.require(conn, planned)
@@ -188,7 +189,7 @@ def build_dol_import_dag(doc_md: str):
             )
 
         found = discover_files()
-        results = import_file.partial(additions=approved_columns(found)).expand(item=found)
+        results = import_file.partial(additions=prepare_imports(found)).expand(item=found)
         proof = prove(results)
         for name in DATASETS:
             proof >> publisher(name)(results)
