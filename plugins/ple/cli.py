@@ -101,7 +101,9 @@ def _cmd_approve_dol_columns(args) -> int:
             return 0
         approval_id = new_columns.approve(conn, planned, args.approver, via="cli", note=args.note)
     listed = "\n  ".join(a.describe() for a in planned)
-    print(f"APPROVED: {new_columns.fingerprint(planned).describe()} by {args.approver} (approval {approval_id}):\n  {listed}")
+    print(
+        f"APPROVED: {new_columns.fingerprint(planned).describe()} by {args.approver} (approval {approval_id}):\n  {listed}"
+    )
     return 0
 
 
