@@ -538,10 +538,8 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
 def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> int:
     """Amended filings replace their originals: for each plan and plan year this file touched,
     the filing received last (then the greatest ACK_ID) stays; the others move, whole, to
-    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted.
-
-    Only plans and plan years that have more than one filing are ranked (a hash aggregate finds
-    them; most have one), and the move runs only when something lost."""
+    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted. The losers are
+    found first (one join and one sort); the move runs only when something lost."""
     if not dataset.plan_identity or not all(live.has(c) for c in dataset.plan_identity):
         return 0
     order = sql.SQL("f.date_received DESC NULLS LAST, f.ack_id DESC" if live.has("date_received") else "f.ack_id DESC")
@@ -564,13 +562,10 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
             CREATE TEMPORARY TABLE {losers} ON COMMIT DROP AS
             WITH touched AS (
                 SELECT DISTINCT {sidentity} FROM {stage} AS s
-            ),
-            amended AS (
-                SELECT {fidentity} FROM {live} f JOIN touched t ON {ft} GROUP BY {fidentity} HAVING count(*) > 1
             )
             SELECT ranked.ack_id, ranked.winner FROM (
                 SELECT f.ack_id, row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
-                FROM {live} f JOIN amended a ON {fa}
+                FROM {live} f JOIN touched t ON {ft}
                 WINDOW w AS (PARTITION BY {fidentity} ORDER BY {order})
             ) AS ranked
             WHERE ranked.rank > 1
@@ -582,7 +577,6 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
             stage=sql.Identifier(STAGE),
             live=qualified(live.name),
             ft=joined("f", "t"),
-            fa=joined("f", "a"),
             order=order,
         )
     ).rowcount
@@ -837,8 +831,6 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
         # the upsert's joins plan on real counts; only the columns they join on (ANALYZE of every
         # column of a 191-column table costs more than the whole upsert)
         joined = dict.fromkeys([*dataset.natural_key, *(c for c in dataset.plan_identity if c in mapping.loaded)])
-        # a small sample is enough for row counts and distinct keys (transaction-local setting)
-        conn.execute("SELECT set_config('default_statistics_target', '10', true)")
         conn.execute(
             sql.SQL("ANALYZE {} ({})").format(sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, joined)))
         )
@@ -850,7 +842,9 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
         result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
         result.unchanged = good - result.inserted - result.updated - result.already_superseded
         result.superseded = _supersede(conn, dataset, live, superseded)
-        if dataset.name in ("F_5500", "F_SCH_A"):
+        # a Schedule A file wrote its rows linked (insert and update alike); a filings file links
+        # the schedules that arrived before it
+        if dataset.name == "F_5500" or (dataset.name == "F_SCH_A" and filings is None):
             _link_schedule_a(conn, dataset)
     with _timed(result, "prove"):
         result.live_rows, result.superseded_rows = _account(conn, dataset, live, superseded.name)
