@@ -374,3 +374,15 @@ def test_the_guard_bypass_is_the_configured_transaction_setting(live, samples):
     assert live.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0] == 0
     result = importer.import_file(live, source, "pytest", guard=importer.Guard("dol.import_mode", "active"))
     assert result.status == "imported"
+
+
+def test_schedule_a_before_its_filings_is_linked_when_the_filings_arrive(live, samples):
+    inputs = {i.name.split(":")[-1]: i for i in files.discover(samples)[0]}
+    schedule = importer.import_file(live, inputs["F_SCH_A_2021_synthetic.csv"], "pytest")
+    assert schedule.inserted == 1400
+    assert live.execute("SELECT count(filing_id) FROM dol.schedule_a").fetchone() == (0,)
+    importer.import_file(live, inputs["f_5500_2021_dbplans_slice.csv"], "pytest")
+    assert live.execute(
+        "SELECT count(*), count(a.filing_id) FILTER (WHERE a.filing_id = f.filing_id) "
+        "FROM dol.schedule_a a LEFT JOIN dol.form_5500 f USING (ack_id)"
+    ).fetchone() == (1400, 1400)
