@@ -92,14 +92,15 @@ def approve(
 
 def require(conn, planned_additions: list[Addition]) -> dict:
     """The recorded approval of exactly these additions, or NotApproved naming the command."""
-    if approval.current(conn, fingerprint(planned_additions)) is None:
+    found = approval.current(conn, fingerprint(planned_additions))
+    if found is None:
         raise NotApproved(
             "adding columns to the DOL tables needs an approval of exactly these columns: "
             + ", ".join(a.describe() for a in planned_additions)
             + f". Nothing was written. Review them, then approve with {APPROVE_HOW} (the same files), and run again; "
             "or run without add_columns (they are then reported and dropped from the load)"
         )
-    return approval.current(conn, fingerprint(planned_additions))
+    return found
 
 
 def from_dicts(items: Iterable[dict]) -> list[Addition]:
