@@ -7,7 +7,8 @@ F_SCH_A) into the DOL spoke of the PLE database (connection `ctb_postgres`), by 
 Every CSV in the landing folder (loose, or inside the zips DOL publishes) is imported into the
 DOL table that exists (`dol.form_5500` / `dol.form_5500_sf` / `dol.schedule_a`), adopted as it
 stands: columns mapped by header name, alias columns filled, values typed as the table declares,
-its defaults left to work; no DDL unless the `add_columns` Param asks for a file's new columns.
+its defaults left to work; no DDL unless the `add_columns` Param asks for a file's new columns
+and exactly those columns were approved (`python -m ple.cli approve --approver <name> --dol-columns <folder>`).
 In one transaction per file, with the read-only guard's bypass (`guard_setting` = `guard_value`)
 set transaction-locally: COPY into a typed temporary staging table, set-based validation (bad
 rows go to `ple_ops.dol_import_error` with the reason and the line; the good rows still land),

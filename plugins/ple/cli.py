@@ -83,7 +83,34 @@ def _cmd_lint(args) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_approve_dol_columns(args) -> int:
+    """Approve exactly the columns the given DOL files would add to the live tables (read-only
+    until the approval is recorded)."""
+    from pathlib import Path
+
+    from ple.db import connect
+    from ple.dol import files, new_columns
+
+    sources = []
+    for given in map(Path, args.dol_columns):
+        found = files.discover(given if given.is_dir() else given.parent)[0]
+        sources += [i for i in found if given.is_dir() or i.path.resolve() == given.resolve()]
+    with connect() as conn:
+        planned = new_columns.planned(conn, sources)
+        if not planned:
+            print(f"the {len(sources)} files add no column to the DOL tables: nothing to approve")
+            return 0
+        approval_id = new_columns.approve(conn, planned, args.approver, via="cli", note=args.note)
+    listed = "\n  ".join(a.describe() for a in planned)
+    print(
+        f"APPROVED: {new_columns.fingerprint(planned).describe()} by {args.approver} (approval {approval_id}):\n  {listed}"
+    )
+    return 0
+
+
 def _cmd_approve(args) -> int:
+    if args.dol_columns:
+        return _cmd_approve_dol_columns(args)
     from ple import approval
     from ple.db import connect
     from ple.reorg import decisions
@@ -316,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     approve.add_argument("--approver", required=True)
     approve.add_argument("--note")
     approve.add_argument("--revert", metavar="PHASE", help="approve reverting this phase instead of applying the plan")
+    approve.add_argument(
+        "--dol-columns",
+        nargs="+",
+        metavar="PATH",
+        help="approve the columns these DOL files (or landing folders) would add to the live tables (add_columns)",
+    )
     approve.set_defaults(func=_cmd_approve)
 
     run = sub.add_parser("run", help="run phases without Airflow (plan: read-only; apply: needs an approval)")

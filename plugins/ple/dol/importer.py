@@ -32,10 +32,10 @@ from psycopg import sql
 
 from ple import config
 from ple.db import sqlalchemy_url, transaction, with_lock_retry
-from ple.dol import files, reader, target
+from ple.dol import files, new_columns, reader, target
 from ple.dol.layouts import DATASETS, Dataset
 from ple.dol.tables import create_canonical_table, create_superseded_table, superseded_table
-from ple.errors import BadInput, ExpectationFailed
+from ple.errors import BadInput, ExpectationFailed, NotApproved
 from ple.ops import ensure_schema
 from ple.sqlutil import qualified
 
@@ -51,6 +51,7 @@ COPY_REFUSALS = (
 )
 STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the transaction, dropped at commit)
 BAD = "dol_stage_bad"  # record number and reason of the staged rows the validation refused
+LOSERS = "dol_stage_losers"  # filings an amendment replaced: (ack_id, the ACK_ID that replaced it)
 CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
@@ -99,6 +100,18 @@ class Guard:
 
 
 # ------------------------------------------------------------------------------------- ledger
+def ensure_ledger(conn) -> None:
+    """The ple_ops tables, created once even when two imports start together on a fresh
+    database (CREATE ... IF NOT EXISTS races otherwise): under a transaction-level advisory lock."""
+
+    def create() -> None:
+        with transaction(conn):
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('ple.ops.schema', 0))")
+            ensure_schema(conn)
+
+    with_lock_retry(create)
+
+
 def _register(conn, source: files.Input, sha256: str, run_id: str) -> tuple[int, str | None]:
     """(import_id, previous status). A failed earlier attempt left nothing behind (one
     transaction) and is reused; a finished one is reported as such."""
@@ -444,9 +457,16 @@ class Load:
     compared: list[str]  # the columns whose change makes an update (not the key, not bookkeeping)
 
 
-def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year, import_id) -> Load:
+def _load(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping, form_year, import_id, filings) -> Load:
+    """`filings`: for Schedule A, the filings table when both have `filing_id`: a new schedule row
+    is written linked to its filing at once (not rewritten by the link afterwards)."""
     columns = list(mapping.loaded)
     values = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns]
+    if filings is not None and "filing_id" not in columns:
+        columns.append("filing_id")
+        values.append(
+            sql.SQL("(SELECT f.filing_id FROM {} AS f WHERE f.ack_id = s.ack_id)").format(qualified(filings.name))
+        )
     for alias, source in mapping.aliases:
         columns.append(alias)
         values.append(_alias_value(alias, source))
@@ -518,47 +538,79 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
 def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> int:
     """Amended filings replace their originals: for each plan and plan year this file touched,
     the filing received last (then the greatest ACK_ID) stays; the others move, whole, to
-    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted."""
+    <table>_superseded with the ACK_ID that replaced them. Nothing is deleted. The losers are
+    found first (one join and one sort); the move runs only when something lost."""
     if not dataset.plan_identity or not all(live.has(c) for c in dataset.plan_identity):
         return 0
     order = sql.SQL("f.date_received DESC NULLS LAST, f.ack_id DESC" if live.has("date_received") else "f.ack_id DESC")
     kept = [c for c in live.columns if c in superseded.columns and c not in ("superseded_by_ack_id", "superseded_at")]
-    statement = sql.SQL(
-        """
-        WITH touched AS (
-            SELECT DISTINCT {sidentity} FROM {stage} AS s
-        ),
-        losers AS MATERIALIZED (
+
+    def identity(alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in dataset.plan_identity
+        )
+
+    def joined(left: str, right: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{l}.{c} = {r}.{c}").format(l=sql.Identifier(left), r=sql.Identifier(right), c=sql.Identifier(c))
+            for c in dataset.plan_identity
+        )
+
+    losers = conn.execute(
+        sql.SQL(
+            """
+            CREATE TEMPORARY TABLE {losers} ON COMMIT DROP AS
+            WITH touched AS (
+                SELECT DISTINCT {sidentity} FROM {stage} AS s
+            )
             SELECT ranked.ack_id, ranked.winner FROM (
                 SELECT f.ack_id, row_number() OVER w AS rank, first_value(f.ack_id) OVER w AS winner
-                FROM {live} f JOIN touched t ON {join}
+                FROM {live} f JOIN touched t ON {ft}
                 WINDOW w AS (PARTITION BY {fidentity} ORDER BY {order})
             ) AS ranked
             WHERE ranked.rank > 1
-        ),
-        moved AS (
-            DELETE FROM {live} f USING losers r WHERE f.ack_id = r.ack_id
+            """
+        ).format(
+            losers=sql.Identifier(LOSERS),
+            sidentity=identity("s"),
+            fidentity=identity("f"),
+            stage=sql.Identifier(STAGE),
+            live=qualified(live.name),
+            ft=joined("f", "t"),
+            order=order,
+        )
+    ).rowcount
+    if not losers:
+        return 0
+    statement = sql.SQL(
+        """
+        WITH moved AS (
+            DELETE FROM {live} f USING {losers} r WHERE f.ack_id = r.ack_id
             RETURNING f.*, r.winner
         )
         INSERT INTO {superseded} ({kept}, superseded_by_ack_id, superseded_at)
         SELECT {kept}, winner, now() FROM moved
         """
     ).format(
-        sidentity=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in dataset.plan_identity),
-        stage=sql.Identifier(STAGE),
         live=qualified(live.name),
-        join=sql.SQL(" AND ").join(sql.SQL("f.{c} = t.{c}").format(c=sql.Identifier(c)) for c in dataset.plan_identity),
-        fidentity=sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in dataset.plan_identity),
-        order=order,
+        losers=sql.Identifier(LOSERS),
         superseded=qualified(superseded.name),
         kept=sql.SQL(", ").join(map(sql.Identifier, kept)),
     )
     return conn.execute(statement).rowcount
 
 
+def _filings_to_link(conn, dataset: Dataset, live: target.LiveTable) -> target.LiveTable | None:
+    if dataset.name != "F_SCH_A" or not live.writable("filing_id"):
+        return None
+    filings = target.inspect(conn, DATASETS["F_5500"].table)
+    return filings if filings is not None and filings.has("filing_id") and filings.has("ack_id") else None
+
+
 def _link_schedule_a(conn, dataset: Dataset) -> None:
     """Schedule A rows point at their filing, whichever of the two arrived first (only the rows
-    of this file's filings are looked at)."""
+    of this file's filings are looked at; the join starts from Schedule A, so a filings file
+    whose schedules have not arrived costs nothing)."""
     schedule, filings = DATASETS["F_SCH_A"].table, DATASETS["F_5500"].table
     for name in (schedule, filings):
         live = target.inspect(conn, name)
@@ -566,16 +618,16 @@ def _link_schedule_a(conn, dataset: Dataset) -> None:
             return
     conn.execute(
         sql.SQL(
-            "WITH links AS MATERIALIZED (SELECT f.ack_id, f.filing_id FROM {filings} f "
-            "JOIN (SELECT DISTINCT s.ack_id FROM {stage} s) k ON k.ack_id = f.ack_id) "
-            "UPDATE {schedule} a SET filing_id = l.filing_id FROM links l "
-            "WHERE a.ack_id = l.ack_id AND a.filing_id IS DISTINCT FROM l.filing_id"
+            "UPDATE {schedule} a SET filing_id = f.filing_id FROM {filings} f "
+            "WHERE f.ack_id = a.ack_id AND a.filing_id IS DISTINCT FROM f.filing_id "
+            "AND a.ack_id IN (SELECT s.ack_id FROM {stage} s)"
         ).format(schedule=qualified(schedule), filings=qualified(filings), stage=sql.Identifier(STAGE))
     )
 
 
 def _account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> tuple[int, int]:
-    """(rows of the file in the live table, rows of the file only in the superseded table)."""
+    """(rows of the file in the live table, rows of the file only in the superseded table): one
+    probe of the live table per row, the superseded table only for rows not live."""
 
     def exists(table: str) -> sql.Composable:
         return sql.SQL("EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
@@ -584,16 +636,32 @@ def _account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) ->
         )
 
     return conn.execute(
-        sql.SQL("SELECT count(*) FILTER (WHERE {l}), count(*) FILTER (WHERE NOT {l} AND {s}) FROM {stage} AS s").format(
-            l=exists(live.name), s=exists(superseded), stage=sql.Identifier(STAGE)
-        )
+        sql.SQL(
+            "SELECT count(*) FILTER (WHERE p.place = 1), count(*) FILTER (WHERE p.place = 2) FROM "
+            "(SELECT CASE WHEN {l} THEN 1 WHEN {s} THEN 2 END AS place FROM {stage} AS s OFFSET 0) AS p"
+        ).format(l=exists(live.name), s=exists(superseded), stage=sql.Identifier(STAGE))
     ).fetchone()
 
 
 # ------------------------------------------------------------------------------------- the import
+# Imports that take turns: files of one dataset, and F_5500 with F_SCH_A (each links Schedule A
+# rows to their filing, so each must see the other's committed rows). F_5500_SF runs beside them.
+TURNS = {
+    "F_5500": "ple.dol_import.filings",
+    "F_SCH_A": "ple.dol_import.filings",
+    "F_5500_SF": "ple.dol_import.F_5500_SF",
+}
+TURN_WAIT = "30min"
+
+
 def _lock(conn, dataset: Dataset) -> None:
-    """Imports of one dataset take turns (transaction-level: safe on pooled connections)."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ple.dol_import.{dataset.name}",))
+    """Wait for this import's turn (a transaction-level advisory lock: safe on pooled connections).
+    The import holds no table lock yet while it waits, so the wait blocks nobody: it may last as
+    long as the other import (TURN_WAIT); then the usual lock timeout applies again."""
+    usual = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (TURN_WAIT,))
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (TURNS[dataset.name],))
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (usual,))
 
 
 def import_file(
@@ -602,12 +670,14 @@ def import_file(
     run_id: str = "cli",
     *,
     guard: Guard | None = None,
-    add_columns: bool = False,
+    add_columns: list[new_columns.Addition] | None = None,
 ) -> ImportResult:
     """Import one input. `add_columns`: the explicit option that adds the columns a file has and
-    the live table lacks (one ALTER TABLE under a lock timeout) instead of dropping them."""
+    the live table lacks instead of dropping them: the run's planned additions
+    (`new_columns.planned`), which must carry a recorded approval; it is re-checked in the
+    transaction that runs the DDL (one ALTER TABLE per table, under a lock timeout)."""
     started = time.monotonic()
-    ensure_schema(conn)
+    ensure_ledger(conn)
     scanned = files.scan(source)
     checksum_seconds = time.monotonic() - started
     result = ImportResult(source.name, scanned.sha256, "imported")
@@ -635,9 +705,9 @@ def _timed(result: ImportResult, stage: str):
     result.timings[stage] = round(time.monotonic() - started, 3)
 
 
-def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_columns: bool):
+def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_columns):
     """The live table and the file's mapping onto it; creates the tables only on a database
-    that has none (fresh), and alters nothing unless `add_columns` asks for it."""
+    that has none (fresh), and alters nothing unless approved `add_columns` ask for it."""
     live = target.inspect(conn, dataset.table)
     superseded_name = superseded_table(dataset)
     if live is None:
@@ -646,17 +716,28 @@ def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_
                 conn.execute(statement)
         live = target.inspect(conn, dataset.table)
         log.info("%s did not exist: created from the layouts", dataset.table)
+    mapping = target.map_header(dataset, live, header)
+    wanted = new_columns.additions(dataset, live, mapping.missing)
+    if wanted and add_columns is not None:
+        unlisted = [a.describe() for a in wanted if a not in add_columns]
+        if unlisted:
+            raise NotApproved(
+                f"{result.name} would add {', '.join(unlisted)}, which the approved additions do not list; nothing was "
+                f"written. Approve the columns of these files with {new_columns.APPROVE_HOW}, then run again"
+            )
+        new_columns.require(conn, add_columns)  # before anything is written
     if target.inspect(conn, superseded_name) is None:
         with transaction(conn):
             for statement in create_superseded_table(dataset):
                 conn.execute(statement)
         log.info("%s did not exist: created like %s", superseded_name, dataset.table)
-    mapping = target.map_header(dataset, live, header)
-    if mapping.missing and add_columns:
+    if wanted and add_columns is not None:
+        approved = [(a.column, a.type) for a in add_columns if a.table == live.name]
 
         def alter() -> list[str]:
             with transaction(conn, lock_timeout="2s"):
-                return target.add_columns(conn, dataset, live, mapping.missing, superseded_name)
+                new_columns.require(conn, add_columns)  # in the transaction that runs the DDL
+                return target.add_columns(conn, live, approved, superseded_name)
 
         result.added_columns = with_lock_retry(alter)
         live = target.inspect(conn, dataset.table)
@@ -671,7 +752,9 @@ def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_
     result.unknown_columns, result.dropped_columns = mapping.missing, mapping.dropped
     if mapping.dropped:
         log.warning(
-            "%s: %s has no column for %s and no extras column: dropped from the load (add_columns would add them)",
+            "%s: %s has no column for %s and no extras column: dropped from the load (add_columns, approved with "
+            + new_columns.APPROVE_HOW
+            + ", would add them)",
             result.name,
             dataset.table,
             ", ".join(mapping.dropped),
@@ -679,7 +762,7 @@ def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_
     return live, superseded, mapping
 
 
-def _import(conn, source, import_id, scanned, result, started, guard: Guard, add_columns: bool) -> ImportResult:
+def _import(conn, source, import_id, scanned, result, started, guard: Guard, add_columns) -> ImportResult:
     with _timed(result, "inspect"):
         result.encoding = "utf-8" if scanned.utf8 else files.detect_encoding(source)
         header = files.read_header(source, result.encoding)
@@ -754,11 +837,14 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
     with _timed(result, "upsert"):
         if result.form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in mapping.loaded:
             _constants(conn, live, result.form_year)
-        load = _load(dataset, live, mapping, result.form_year, import_id)
+        filings = _filings_to_link(conn, dataset, live)
+        load = _load(dataset, live, mapping, result.form_year, import_id, filings)
         result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
         result.unchanged = good - result.inserted - result.updated - result.already_superseded
         result.superseded = _supersede(conn, dataset, live, superseded)
-        if dataset.name in ("F_5500", "F_SCH_A"):
+        # a Schedule A file wrote its rows linked (insert and update alike); a filings file links
+        # the schedules that arrived before it
+        if dataset.name == "F_5500" or (dataset.name == "F_SCH_A" and filings is None):
             _link_schedule_a(conn, dataset)
     with _timed(result, "prove"):
         result.live_rows, result.superseded_rows = _account(conn, dataset, live, superseded.name)

@@ -116,7 +116,7 @@ def map_header(dataset: Dataset, live: LiveTable, header: list[str]) -> Mapping:
     seen: set[str] = set()
     for position, name in enumerate(names):
         column = name.lower()
-        if live.writable(column) and column not in seen and _plain(column):
+        if live.writable(column) and column not in seen and plain_column(column):
             mapping.staging.append(column)
             mapping.loaded.append(column)
             seen.add(column)
@@ -141,7 +141,7 @@ def map_header(dataset: Dataset, live: LiveTable, header: list[str]) -> Mapping:
     return mapping
 
 
-def _plain(column: str) -> bool:
+def plain_column(column: str) -> bool:
     try:
         split_qualified(f"x.{column}")
         return True
@@ -167,11 +167,11 @@ def layout_type(dataset: Dataset, header_name: str) -> str | None:
     return None
 
 
-def add_columns(conn, dataset: Dataset, live: LiveTable, names: list[str], superseded: str | None) -> list[str]:
-    """The explicit `add_columns` option: one ALTER TABLE adding the file's new columns (typed from
-    the layouts, else text), run under the caller's lock timeout; the superseded table gets them too,
-    so a superseded row keeps every column."""
-    wanted = [(n.lower(), layout_type(dataset, n) or "text") for n in names if _plain(n.lower())]
+def add_columns(conn, live: LiveTable, wanted: list[tuple[str, str]], superseded: str | None) -> list[str]:
+    """The approved additions (column, type) the live table still lacks: one ALTER TABLE, run under
+    the caller's lock timeout; the superseded table gets them too, so a superseded row keeps every
+    column. The types come from the layouts (or `text`), never from a file."""
+    wanted = [(c, t) for c, t in wanted if plain_column(c) and c not in live.columns]
     if not wanted:
         return []
     targets = [live.name] + ([superseded] if superseded else [])
@@ -184,7 +184,7 @@ def add_columns(conn, dataset: Dataset, live: LiveTable, names: list[str], super
                 ),
             )
         )
-    log.warning("%s: added columns %s (add_columns)", live.name, ", ".join(c for c, _ in wanted))
+    log.warning("%s: added columns %s (approved add_columns)", live.name, ", ".join(c for c, _ in wanted))
     return [c for c, _ in wanted]
 
 

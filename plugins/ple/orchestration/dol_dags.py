@@ -46,8 +46,10 @@ def build_dol_import_dag(doc_md: str):
                     type="boolean",
                     title="Add the columns a file has and the table lacks",
                     description="off (default): such columns go to the row's extras if the table has that column, "
-                    "else they are reported and dropped from the load, and the import runs no DDL at all; on: one "
-                    "ALTER TABLE per table adds them (lock timeout 2 s), for this run only",
+                    "else they are reported and dropped from the load, and the import runs no DDL at all; on: the "
+                    "exact columns must be approved first (python -m ple.cli approve --approver <name> --dol-columns "
+                    "<landing folder>), else the run stops before writing; one ALTER TABLE per table adds them "
+                    "(lock timeout 2 s), for this run only",
                 ),
                 "guard_setting": Param(
                     config.DOL_GUARD_SETTING,
@@ -90,14 +92,35 @@ def build_dol_import_dag(doc_md: str):
             emit(f"{len(inputs)} CSV inputs in {landing}")
             return [{"path": str(i.path), "member": i.member} for i in inputs]
 
+        @task
+        def prepare_imports(items: list[dict]) -> list[dict] | None:
+            """The ledger's tables, once; with add_columns on: the columns the files would add, which
+            must carry a recorded approval (else the run stops here, before any import writes). Off: None."""
+            from ple.db import connect
+            from ple.dol import files, importer, new_columns
+            from ple.reporting import emit
+
+            with connect() as conn:
+                importer.ensure_ledger(conn)  # once, before the imports start side by side
+                if not get_current_context()["params"]["add_columns"]:
+                    return None
+                planned = new_columns.planned(conn, [files.Input(Path(i["path"]), i["member"]) for i in items])
+                if planned:
+                    approved = new_columns.require(conn, planned)
+                    emit(
+                        f"adding {len(planned)} approved columns (approval {approved['approval_id']} by "
+                        f"{approved['approver']}): " + ", ".join(a.describe() for a in planned)
+                    )
+            return new_columns.as_dicts(planned)
+
         # Files import side by side on both cores (files of one dataset take turns: an advisory lock).
         @task(
             map_index_template="{{ task.op_kwargs['item']['member'] or task.op_kwargs['item']['path'].split('/')[-1] }}",
             max_active_tis_per_dagrun=2,
         )
-        def import_file(item: dict) -> dict:
+        def import_file(item: dict, additions: list[dict] | None) -> dict:
             from ple.db import connect
-            from ple.dol import files, importer
+            from ple.dol import files, importer, new_columns
             from ple.reporting import emit
 
             context = get_current_context()
@@ -109,7 +132,7 @@ def build_dol_import_dag(doc_md: str):
                     source,
                     context["run_id"],
                     guard=importer.Guard(params["guard_setting"], params["guard_value"]),
-                    add_columns=params["add_columns"],
+                    add_columns=None if additions is None else new_columns.from_dicts(additions),
                 )
             emit(f"{result.name}: {result.status}. {result.message}")
             return result.as_dict()
@@ -165,7 +188,8 @@ def build_dol_import_dag(doc_md: str):
                 )
             )
 
-        results = import_file.expand(item=discover_files())
+        found = discover_files()
+        results = import_file.partial(additions=prepare_imports(found)).expand(item=found)
         proof = prove(results)
         for name in DATASETS:
             proof >> publisher(name)(results)

@@ -241,7 +241,11 @@ def test_a_file_holding_a_filing_and_its_amendment(live, tmp_path):
     assert_accounted(live, files.Input(path), again)
 
 
-def test_a_header_the_table_lacks_is_reported_and_dropped_or_added_on_request(live, tmp_path):
+def test_a_header_the_table_lacks_is_reported_and_dropped_or_added_only_once_approved(live, tmp_path, capsys):
+    from ple import cli
+    from ple.dol import new_columns
+    from ple.errors import NotApproved
+
     header, rows = real_rows(5)
     rows = renumbered(header, rows, 5_000_000)
     path = write_csv(
@@ -255,16 +259,49 @@ def test_a_header_the_table_lacks_is_reported_and_dropped_or_added_on_request(li
     ).fetchone() == (["NEW_DOL_FIELD_2026"],)
     assert ddl_on(live, LIVE_TABLES) == []
 
+    # asked for, not approved: refused naming the command; no DDL, no row of the file written
     rows = renumbered(header, rows, 5_100_000)
-    path = write_csv(
-        tmp_path / "f_5500_2019_newer.csv", [*header, "NEW_DOL_FIELD_2026"], [[*r, f"w{i}"] for i, r in enumerate(rows)]
-    )
-    added = importer.import_file(live, files.Input(path), "pytest", add_columns=True)
+    newer = tmp_path / "landing" / "f_5500_2019_newer.csv"
+    newer.parent.mkdir()
+    write_csv(newer, [*header, "NEW_DOL_FIELD_2026"], [[*r, f"w{i}"] for i, r in enumerate(rows)])
+    planned = new_columns.planned(live, [files.Input(newer)])
+    assert [a.describe() for a in planned] == ["dol.form_5500.new_dol_field_2026 text"]
+    state = table_state(live)
+    with pytest.raises(NotApproved, match="--dol-columns"):
+        importer.import_file(live, files.Input(newer), "pytest", add_columns=planned)
+    assert ddl_on(live, LIVE_TABLES) == [] and table_state(live) == state
+    assert live.execute("SELECT count(*) FROM dol.form_5500 WHERE ack_id = %s", (rows[2][0],)).fetchone() == (0,)
+
+    # an approval of another list does not cover this one
+    new_columns.approve(live, [new_columns.Addition("dol.form_5500", "other_column", "text")], "pat")
+    with pytest.raises(NotApproved):
+        importer.import_file(live, files.Input(newer), "pytest", add_columns=planned)
+    assert ddl_on(live, LIVE_TABLES) == []
+
+    # approved on the command line (the landing folder): the DDL runs once, with the file's values
+    assert cli.main(["approve", "--approver", "pat", "--dol-columns", str(newer.parent)]) == 0
+    assert "dol.form_5500.new_dol_field_2026 text" in capsys.readouterr().out
+    added = importer.import_file(live, files.Input(newer), "pytest", add_columns=planned)
     assert added.added_columns == ["new_dol_field_2026"] and added.dropped_columns == []
     assert [tag for tag, _ in ddl_on(live, LIVE_TABLES)] == ["ALTER TABLE"]  # one statement, once
     assert live.execute("SELECT new_dol_field_2026 FROM dol.form_5500 WHERE ack_id = %s", (rows[2][0],)).fetchone() == (
         "w2",
     )
+    assert live.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'form_5500_superseded' "
+        "AND column_name = 'new_dol_field_2026'"
+    ).fetchone() == (1,)
+    assert_accounted(live, files.Input(newer), added)
+
+    # a re-run with the option on: nothing left to add, nothing to approve, no DDL
+    rows = renumbered(header, rows, 5_200_000)
+    again = write_csv(
+        tmp_path / "f_5500_2019_again.csv", [*header, "NEW_DOL_FIELD_2026"], [[*r, f"x{i}"] for i, r in enumerate(rows)]
+    )
+    assert new_columns.planned(live, [files.Input(again)]) == []
+    rerun = importer.import_file(live, files.Input(again), "pytest", add_columns=[])
+    assert rerun.added_columns == [] and rerun.live_rows == 5
+    assert len(ddl_on(live, LIVE_TABLES)) == 1
 
 
 def test_values_the_live_types_refuse_and_missing_not_null_aliases_go_to_the_errors_table(live, tmp_path):
@@ -337,3 +374,15 @@ def test_the_guard_bypass_is_the_configured_transaction_setting(live, samples):
     assert live.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0] == 0
     result = importer.import_file(live, source, "pytest", guard=importer.Guard("dol.import_mode", "active"))
     assert result.status == "imported"
+
+
+def test_schedule_a_before_its_filings_is_linked_when_the_filings_arrive(live, samples):
+    inputs = {i.name.split(":")[-1]: i for i in files.discover(samples)[0]}
+    schedule = importer.import_file(live, inputs["F_SCH_A_2021_synthetic.csv"], "pytest")
+    assert schedule.inserted == 1400
+    assert live.execute("SELECT count(filing_id) FROM dol.schedule_a").fetchone() == (0,)
+    importer.import_file(live, inputs["f_5500_2021_dbplans_slice.csv"], "pytest")
+    assert live.execute(
+        "SELECT count(*), count(a.filing_id) FILTER (WHERE a.filing_id = f.filing_id) "
+        "FROM dol.schedule_a a LEFT JOIN dol.form_5500 f USING (ack_id)"
+    ).fetchone() == (1400, 1400)
