@@ -1,6 +1,9 @@
 """Phase 2, the leaf lock: register each sub-hub's tables by class, then refuse new tables in the
 leaf schemas that have no CTB path assignment.
 
+A table a Phase 1L answer moved into a sub-hub (`ple.reorg.pending`) is assigned to that sub-hub,
+with the class `DECIDED_1L`: the answer says who owns it, not which class it is.
+
 Enforcement is an event trigger (ddl_command_end on CREATE TABLE). Creating one needs superuser
 (on Neon, the neon_superuser role); where the role lacks it, the lock is recorded as audit-only and
 the report lists the unassigned tables instead of refusing them.
@@ -16,12 +19,14 @@ from ple.catalog import read_catalog
 from ple.db import transaction
 from ple.errors import PlanRejected
 from ple.ops import ensure_schema, schema_exists
-from ple.reorg import decisions
+from ple.reorg import decisions, pending
 from ple.reorg.plan import Plan
 
+DECIDED_1L = "DECIDED_1L"
 
-def assignments(plan: Plan) -> list[tuple[str, str, str]]:
-    """(table, sub_hub, class) of every table the Phase 2 table and the tools name."""
+
+def assignments(plan: Plan, answers: dict[str, pending.Answer] | None = None) -> list[tuple[str, str, str]]:
+    """(table, sub_hub, class) of every table the Phase 2 table, the tools and the 1L answers name."""
     rows = [
         (table, sub_hub, ctb_class)
         for sub_hub, classes in plan.leaf_lock.get("sub_hubs", {}).items()
@@ -33,6 +38,7 @@ def assignments(plan: Plan) -> list[tuple[str, str, str]]:
         for sub_hub, tables in plan.leaf_lock.get("tool_tables", {}).items()
         for table in tables
     ]
+    rows += [(a.target, a.answer, DECIDED_1L) for a in (answers or {}).values() if a.action == "MOVE"]
     return rows
 
 
@@ -40,13 +46,15 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
     lines = []
     with transaction(conn, read_only=not apply):
         catalog = read_catalog(conn)
+        assigned_tables = assignments(plan, pending.latest(conn))
         frozen = set()
         if schema_exists(conn):
             frozen = {r[0] for r in conn.execute("SELECT phase FROM ple_ops.phase_status WHERE status = 'frozen'")}
-        unfinished = [p.phase for p in plan.phases if p.steps and p.phase not in frozen]
-        missing = [t for t, _, c in assignments(plan) if c != "TOOL" and not catalog.exists(t)]
+        answered = pending.answered(plan, pending.latest(conn))
+        unfinished = [p.phase for p in answered.phases if p.steps and p.phase not in frozen]
+        missing = [t for t, _, c in assigned_tables if c != "TOOL" and not catalog.exists(t)]
         schemas = plan.leaf_lock.get("schemas", [])
-        assigned = {t for t, _, _ in assignments(plan)}
+        assigned = {t for t, _, _ in assigned_tables}
         unassigned = sorted(
             name
             for name, table in catalog.tables.items()
@@ -54,7 +62,7 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
         )
         lines.append(f"Phase 1 phases not yet frozen: {', '.join(unfinished) or 'none'}")
         lines.append(f"Phase 2 tables missing: {', '.join(missing) or 'none'}")
-        lines += [f"  {sub_hub:<16} {ctb_class:<18} {table}" for table, sub_hub, ctb_class in assignments(plan)]
+        lines += [f"  {sub_hub:<16} {ctb_class:<18} {table}" for table, sub_hub, ctb_class in assigned_tables]
         lines.append(
             f"{len(unassigned)} existing tables in leaf schemas have no CTB path (they stay; new ones would be refused)"
         )
@@ -67,7 +75,7 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
             )
         approval.require(conn, decisions.fingerprint(plan, decisions.for_connection(conn)))
         ensure_schema(conn)
-        for table, sub_hub, ctb_class in assignments(plan):
+        for table, sub_hub, ctb_class in assigned_tables:
             conn.execute(
                 "INSERT INTO ple_ops.ctb_path_assignment (table_name, sub_hub, ctb_class, assigned_by) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (table_name) DO UPDATE SET sub_hub = EXCLUDED.sub_hub, ctb_class = EXCLUDED.ctb_class",
