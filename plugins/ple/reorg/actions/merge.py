@@ -456,18 +456,36 @@ def apply(ctx: Context, step) -> Outcome:
             f"{stored_checksum}, expected {merge_rows} rows with checksum {merge_checksum}"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
+    return applied(ctx, step, spec, plan, (merge_rows, merge_checksum), kept_rows, merged)
+
+
+def applied(
+    ctx: Context,
+    step,
+    spec: MergeTarget,
+    plan: Mapping,
+    source: tuple[int, int],
+    kept_rows: int,
+    merged: tuple[int, int],
+    **details,
+) -> Outcome:
+    """The outcome of a proven merge: `source` (rows to merge, their JSON checksum) was stored as
+    `merged` (rows, checksum of ctb_source_row); the source archived whole, key conflicts included."""
+    action = step.action
+    archived = ctx.plan.archive_name(action.source)
     return Outcome(
         step,
         "applied",
-        rows_before={action.source: merge_rows + kept_rows},
-        rows_after={action.target: inserted, ctx.plan.archive_name(action.source): merge_rows + kept_rows},
-        checksums_before={action.source: str(merge_checksum)},
+        rows_before={action.source: source[0] + kept_rows},
+        rows_after={action.target: merged[0], archived: source[0] + kept_rows},
+        checksums_before={action.source: str(source[1])},
         checksums_after={f"{action.target}[{spec.discriminator_column}={action.value}]": str(merged[1])},
         details={
             "discriminator": {spec.discriminator_column: action.value},
             "key_conflicts_kept_in_archive": kept_rows,
             "provenance_only_columns": plan.provenance_only,
-            "archived_as": ctx.plan.archive_name(action.source),
+            "archived_as": archived,
+            **details,
         },
     )
 

@@ -133,22 +133,17 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
             "source changed; nothing of this transaction stays, the batches' copies are marked by ctb_source_table"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
-    outcome = Outcome(
+    outcome = merge.applied(
+        ctx,
         step,
-        "applied",
-        rows_before={action.source: merge_rows + kept_rows},
-        rows_after={action.target: merge_rows, ctx.plan.archive_name(action.source): merge_rows + kept_rows},
-        checksums_before={action.source: str(merge_checksum)},
-        checksums_after={f"{action.target}[{spec.discriminator_column}={action.value}]": str(merged[1])},
-        details={
-            "discriminator": {spec.discriminator_column: action.value},
-            "key_conflicts_kept_in_archive": kept_rows,
-            "provenance_only_columns": plan.provenance_only,
-            "archived_as": ctx.plan.archive_name(action.source),
-            "path": "batches (a trigger on the live target is bypassed batch by batch)",
-            **batching,
-            **caught_up,
-        },
+        spec,
+        plan,
+        (merge_rows, merge_checksum),
+        kept_rows,
+        merged,
+        path="batches (a trigger on the live target is bypassed batch by batch)",
+        **batching,
+        **caught_up,
     )
     ledger.record(
         ctx.conn,
