@@ -102,9 +102,7 @@ class ApprovalGate(HITLOperator):
         from ple.reporting import emit
 
         answer = super().execute_complete(context, event)
-        user = answer["responded_by_user"] or {}
-        who = user.get("name") or user.get("id") or "unknown"
-        when = answer["responded_at"]
+        user, who, when = responder(answer)
         if answer["chosen_options"] != [APPROVE]:
             raise ApprovalRejected(f"rejected by {who} at {when.isoformat()}: nothing runs")
         asked = context["ti"].xcom_pull(task_ids=self.task_id, key=FINGERPRINT_XCOM)
@@ -133,6 +131,13 @@ class ApprovalGate(HITLOperator):
             )
         emit(f"APPROVED {fingerprint.describe()} by {who} at {when.isoformat()} (approval {approval_id})")
         return {"asked": True, "approval_id": approval_id, "approver": who, "fingerprint": fingerprint.sha256}
+
+
+def responder(response: dict) -> tuple[dict, str, Any]:
+    """(user, name, time) of who answered a Human-in-the-loop request: the authenticated Airflow
+    user the response carries, never a name typed into a form."""
+    user = response["responded_by_user"] or {}
+    return user, user.get("name") or user.get("id") or "unknown", response["responded_at"]
 
 
 def request_body(fingerprint: approval.Fingerprint, plan_text: str) -> str:

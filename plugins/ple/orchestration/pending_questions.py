@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 
+from ple.orchestration.approval_gate import responder
 from ple.reorg import pending
 from ple.reorg.plan import Action, Plan
 
@@ -70,9 +71,7 @@ class PendingQuestion(HITLOperator):
         from ple.reporting import emit
 
         response = super().execute_complete(context, event)
-        user = response["responded_by_user"] or {}
-        who = user.get("name") or user.get("id") or "unknown"
-        when = response["responded_at"]
+        user, who, when = responder(response)
         plan, _question = self._question()
         with connect() as conn:
             answer = pending.record(

@@ -101,14 +101,21 @@ def test_the_target_stays_writable_during_a_batched_merge_and_no_row_is_doubled_
     _rest_of_phase_then_verify(ex)
 
 
-def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_source(synced):
-    conn = synced
+def _preflight_in_small_batches(conn):
+    """Approved, 1b preflighted, two pages a batch: the executor and a step context that bypasses
+    the target's sync trigger, as the guards decide for this target."""
     approve(conn)
     ex = executor(conn, backfill_batch_pages=2)
     ex.preflight("1b")
-    # a first run copied two batches, then died
     ctx = ex.context(read_catalog(conn))
     ctx.bypass = ((TARGET, "sync_people_errors"),)
+    return ex, ctx
+
+
+def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_source(synced):
+    conn = synced
+    ex, ctx = _preflight_in_small_batches(conn)
+    # a first run copied two batches, then died
     assert merge_batches.batched(ctx, ex.effective_step(STEP))
     copied = merge_batches.copy_batch(ctx, ex.effective_step(STEP), 0, 2)
     copied += merge_batches.copy_batch(ctx, ex.effective_step(STEP), 2, 4)
@@ -135,11 +142,7 @@ def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_sour
 
 def test_a_batched_merge_killed_right_after_its_last_transaction_is_done_with_evidence(synced):
     conn = synced
-    approve(conn)
-    ex = executor(conn, backfill_batch_pages=2)
-    ex.preflight("1b")
-    ctx = ex.context(read_catalog(conn))
-    ctx.bypass = ((TARGET, "sync_people_errors"),)
+    ex, ctx = _preflight_in_small_batches(conn)
     merge_batches.apply(ctx, ex.effective_step(STEP))  # killed before the executor's own record
     rows = count(conn, "archive.marketing_failed_email_verification_ctb")
     assert ex.run_step(STEP).status == "already_done"

@@ -11,6 +11,7 @@ import pytest
 
 from ple.reorg import revert as revert_module
 from ple.reorg.actions import module_for
+from ple.reorg.plan import load
 from tests import rowcheck
 from tests.reorg_helpers import (
     approve,
@@ -34,6 +35,19 @@ def _phase_status(dsn: str, phase_id: str) -> str:
         return c.execute("SELECT status FROM ple_ops.phase_status WHERE phase = %s", (phase_id,)).fetchone()[0]
 
 
+def _applied_and_revert_approved(dsn: str, phase_id: str) -> tuple[dict, dict, list[str], str]:
+    """Apply the phase and approve its revert: (table fingerprints and rows before the phase, its
+    step ids, the run id the reverts use)."""
+    with connect(dsn) as conn:
+        approve(conn)
+        before = table_fingerprints(conn)
+        rows_before = rowcheck.take(conn)
+        ex = executor(conn)
+        run_phase(ex, phase_id)
+        approve_revert(conn, phase_id)
+        return before, rows_before, [s.step_id for s in ex.plan.phase(phase_id).steps], ex.run_id
+
+
 def _revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list, int]:
     """Run the revert on a new connection each time its backend is killed, until one run ends.
     `arm(pid)` installs the kill for the next run and returns False once every kill was made."""
@@ -55,15 +69,7 @@ def _revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list,
 
 @pytest.mark.parametrize("phase_id", ["1g", "1c"])
 def test_a_revert_terminated_at_every_step_boundary_converges(fresh_db, monkeypatch, phase_id):
-    with connect(fresh_db) as conn:
-        approve(conn)
-        before = table_fingerprints(conn)
-        rows_before = rowcheck.take(conn)
-        ex = executor(conn)
-        run_phase(ex, phase_id)
-        approve_revert(conn, phase_id)
-        steps = [s.step_id for s in ex.plan.phase(phase_id).steps]
-        run_id = ex.run_id
+    before, rows_before, steps, run_id = _applied_and_revert_approved(fresh_db, phase_id)
 
     real_step = revert_module._revert_step
     boundaries = ["start", *reversed(steps)]  # before the first step, then after each step's commit (last first)
@@ -103,19 +109,11 @@ def test_a_revert_terminated_inside_each_step_before_its_commit_converges(fresh_
     """The backend dies after a step's revert ran but before its transaction commits: that step
     is rolled back whole by the server, and the next run undoes it."""
     phase_id = "1g"
-    with connect(fresh_db) as conn:
-        approve(conn)
-        before = table_fingerprints(conn)
-        rows_before = rowcheck.take(conn)
-        ex = executor(conn)
-        run_phase(ex, phase_id)
-        approve_revert(conn, phase_id)
-        steps = [s.step_id for s in ex.plan.phase(phase_id).steps]
-        run_id = ex.run_id
+    before, rows_before, steps, run_id = _applied_and_revert_approved(fresh_db, phase_id)
 
     killed: list[str] = []
     state = {"pid": None}
-    modules = {module_for(s) for s in ex.plan.phase(phase_id).steps}
+    modules = {module_for(s) for s in load().phase(phase_id).steps}
     originals = {m: m.revert for m in modules}
 
     def arm(pid: int) -> bool:

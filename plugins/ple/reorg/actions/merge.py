@@ -548,21 +548,7 @@ def revert(ctx: Context, step) -> Outcome:
         return Outcome(step, "already_done")
     stable_text(ctx.conn)
     target = ctx.catalog.get(action.target)
-    removed = 0
-    for (columns,) in ctx.conn.execute(
-        "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
-        (target.oid, action.source),
-    ).fetchall():
-        if any(target.column(c) is None for c in columns):
-            continue  # a column the merge wrote is gone: those copies cannot be compared, so they stay
-        removed += ctx.conn.execute(
-            sql.SQL(
-                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
-                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
-                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash"
-            ).format(qualified(action.target), row_hash("t", list(columns))),
-            {"oid": target.oid, "source": action.source, "columns": list(columns)},
-        ).rowcount
+    removed = remove_unchanged_copies(ctx, action)
     kept = [
         r[0]
         for r in ctx.conn.execute(
@@ -591,6 +577,35 @@ def revert(ctx: Context, step) -> Outcome:
             f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
         )
     return Outcome(step, "reverted", details=details, notes=notes)
+
+
+def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
+    """Delete from the target the copies of `action.source` that still hash to what the merge wrote
+    (ple_ops.merged_row); a copy edited since stays. `unless_current_in_source`: only copies whose
+    source row changed or went away since (a batched merge catching up). Copies whose hashed columns
+    are gone from the target cannot be compared, so they stay."""
+    target = ctx.catalog.get(action.target)
+    stale = sql.SQL("")
+    if unless_current_in_source:
+        stale = sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s) = t.ctb_source_row)"
+        ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
+    removed = 0
+    for (columns,) in ctx.conn.execute(
+        "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
+        (target.oid, action.source),
+    ).fetchall():
+        if any(target.column(c) is None for c in columns):
+            continue
+        removed += ctx.conn.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
+                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash{}"
+            ).format(qualified(action.target), row_hash("t", list(columns)), stale),
+            {"oid": target.oid, "source": action.source, "columns": list(columns)},
+        ).rowcount
+    return removed
 
 
 def _lossy_message(action: Action, plan: Mapping) -> str:

@@ -33,8 +33,7 @@ from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import ledger
 from ple.reorg.actions import merge, relocate
 from ple.reorg.context import Context, Outcome, State
-from ple.reorg.proof import provenance_fingerprint, row_hash, stable_text
-from ple.sqlutil import qualified
+from ple.reorg.proof import provenance_fingerprint, stable_text
 
 
 def batched(ctx: Context, step) -> bool:
@@ -123,7 +122,9 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
     caught_up = {}
     if provenance_fingerprint(ctx.conn, action.target, action.source) != (merge_rows, merge_checksum):
         with ctx.bypassing_triggers():
-            caught_up["stale_copies_replaced"] = _remove_stale_copies(ctx, step)
+            caught_up["stale_copies_replaced"] = merge.remove_unchanged_copies(
+                ctx, action, unless_current_in_source=True
+            )
             caught_up["rows_copied_at_the_end"] = ctx.execute(insert).fetchone()[3]
     merged = provenance_fingerprint(ctx.conn, action.target, action.source)
     if merged != (merge_rows, merge_checksum):
@@ -165,32 +166,3 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
         details=outcome.details,
     )
     return outcome
-
-
-def _remove_stale_copies(ctx: Context, step) -> int:
-    """Copies of source rows changed or deleted since their batch, removed only while each still
-    hashes to what the merge wrote (ple_ops.merged_row); the current rows are copied after."""
-    action = step.action
-    target = ctx.catalog.get(action.target)
-    source = ctx.catalog.get(action.source)
-    removed = 0
-    for (columns,) in ctx.conn.execute(
-        "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
-        (target.oid, action.source),
-    ).fetchall():
-        removed += ctx.conn.execute(
-            sql.SQL(
-                "DELETE FROM {target} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
-                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
-                "AND t.ctb_source_key = m.source_key AND {hash} = m.row_hash "
-                "AND NOT EXISTS (SELECT 1 FROM {source} AS s WHERE {key} = t.ctb_source_key "
-                "AND to_jsonb(s) = t.ctb_source_row)"
-            ).format(
-                target=qualified(action.target),
-                hash=row_hash("t", list(columns)),
-                source=qualified(action.source),
-                key=merge.source_key(source),
-            ),
-            {"oid": target.oid, "source": action.source, "columns": list(columns)},
-        ).rowcount
-    return removed
