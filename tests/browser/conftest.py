@@ -1,6 +1,6 @@
 """Browser tests: headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
 `make browser-deps`) driven by selenium against one real local Airflow (`ple.local_airflow`, what
-`make airflow` starts) for the whole session, on a copy of the fixture database.
+`make airflow` starts) for the browser tests, on a copy of the fixture database.
 
 Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
 
@@ -91,14 +91,15 @@ class Api:
         raise TimeoutError(f"{dag_id} {run_id} not in {states} after {timeout}s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ctb_dsn(pg_server, fixture_template):
     return clone_fixture(pg_server, "ple_browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow(pg_server, ctb_dsn, tmp_path_factory):
-    """One local Airflow for every browser test (starting it costs about a minute)."""
+    """One local Airflow for every browser test (starting it costs about a minute), stopped after
+    them: its scheduler and dag-processor would take CPU from the rest of the session."""
     from ple import local_airflow
 
     home = tmp_path_factory.mktemp("airflow_local")
@@ -114,12 +115,12 @@ def airflow(pg_server, ctb_dsn, tmp_path_factory):
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin_api(airflow):
     return Api(airflow.url, "admin", airflow.passwords()["admin"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
