@@ -64,7 +64,7 @@ demo: db airflow-db
 	$(PLE) demo
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries);
 # PYTEST_ARGS narrows it (test paths, -k ...).
