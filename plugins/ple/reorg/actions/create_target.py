@@ -132,6 +132,8 @@ def revert(ctx: Context, table: str, phase_id: str) -> str:
         return f"{table}: already gone"
     if found != oid:
         return f"{table}: is not the table this tool created (oid {found}, created {oid}); kept"
+    # locked before it is counted: a row inserted between the count and the DROP would go with it
+    ctx.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(qualified(table)))
     rows = ctx.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()[0]
     if rows:
         return f"{table}: created by this tool, but holds {rows} rows the merges' revert did not remove; kept"
