@@ -1,0 +1,64 @@
+"""Adversarial: revert deletes merged copies from a LIVE target with every consequence of a DELETE
+on that table: ON DELETE CASCADE / SET NULL foreign keys of application tables pointing at a copy.
+A copy the application never edited is removed as 'unchanged', and the application's rows that
+reference it go with it (or lose their reference), while the revert reports success."""
+
+import pytest
+
+from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
+
+SOURCE = "marketing.failed_email_verification"
+TARGET = "people.people_errors"
+
+
+def _notes_on_merged_copies(conn, rule: str) -> int:
+    """The application annotates merged errors (a triage note per error), after the merge."""
+    conn.execute(
+        "CREATE TABLE people.error_notes (note_id serial PRIMARY KEY, error_id uuid "
+        f"REFERENCES {TARGET} (error_id) ON DELETE {rule}, note text NOT NULL)"
+    )
+    return conn.execute(
+        f"INSERT INTO people.error_notes (error_id, note) SELECT error_id, 'called the person back' FROM {TARGET} "
+        "WHERE ctb_source_table = %s LIMIT 5",
+        (SOURCE,),
+    ).rowcount
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="revert.py -> merge.remove_unchanged_copies DELETEs copies that application rows reference; "
+    "ON DELETE CASCADE takes those rows with it and the revert reports success",
+)
+def test_revert_never_deletes_application_rows_through_a_cascade(conn):
+    approve(conn)
+    ex = executor(conn)
+    run_phase(ex, "1b")
+    notes = _notes_on_merged_copies(conn, "CASCADE")
+    assert notes > 0
+    approve_revert(conn, "1b")
+    reports = ex.revert_phase("1b")
+    assert reports[-1].status == "reverted"
+    assert count(conn, "people.error_notes") == notes, (
+        f"revert of 1b reported {reports[-1].status!r} but deleted "
+        f"{notes - count(conn, 'people.error_notes')} of {notes} application rows of people.error_notes "
+        "through ON DELETE CASCADE on the merged copies it removed"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="revert.py -> merge.remove_unchanged_copies: ON DELETE SET NULL rewrites application rows that "
+    "reference a removed copy, and the revert reports success",
+)
+def test_revert_never_rewrites_application_rows_through_set_null(conn):
+    approve(conn)
+    ex = executor(conn)
+    run_phase(ex, "1b")
+    notes = _notes_on_merged_copies(conn, "SET NULL")
+    approve_revert(conn, "1b")
+    ex.revert_phase("1b")
+    orphaned = conn.execute("SELECT count(*) FROM people.error_notes WHERE error_id IS NULL").fetchone()[0]
+    assert orphaned == 0, (
+        f"revert of 1b set error_id to NULL in {orphaned} of {notes} application rows of people.error_notes "
+        "(ON DELETE SET NULL on the merged copies it removed): what they referred to is gone"
+    )
