@@ -53,6 +53,7 @@ class Application:
 
     def __init__(self, dsn: str):
         self.dsn, self.written, self.refused, self.stop = dsn, 0, 0, threading.Event()
+        self.errors: list[str] = []
         self.thread = threading.Thread(target=self._run)
 
     def _run(self):
@@ -62,11 +63,14 @@ class Application:
                 try:
                     app.execute(
                         f"INSERT INTO {TARGET} SELECT (jsonb_populate_record(p, jsonb_build_object("
-                        f"'error_id', gen_random_uuid()))).* FROM {TARGET} AS p WHERE p.ctb_source_table IS NULL LIMIT 1"
+                        f"'error_id', gen_random_uuid()))).* FROM {TARGET} AS p "
+                        "WHERE NOT to_jsonb(p) ? 'ctb_source_table' OR to_jsonb(p) ->> 'ctb_source_table' IS NULL LIMIT 1"
                     )
                     self.written += 1
                 except psycopg.errors.LockNotAvailable:
                     self.refused += 1
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc))
                 time.sleep(0.05)
 
     def __enter__(self):

@@ -1,0 +1,44 @@
+"""Adversarial: a rehearsal on the target itself promises to hold the target's locks for at most
+its budget (`rehearse_budget_seconds`), and to leave nothing behind."""
+
+import time
+
+import pytest
+
+from tests.integration.adversarial.test_merge_batches_attacks import (  # noqa: F401 (fixtures)
+    TARGET,
+    Application,
+    decisions_dir,
+    synced,
+)
+from tests.reorg_helpers import end_state, executor
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rehearse.py runs a batched merge (merge_batches) inside its one transaction: every batch's DISABLE "
+    "TRIGGER keeps SHARE ROW EXCLUSIVE on the live target until the rollback, each batch resets "
+    "statement_timeout to apply's 30 min, and the budget is checked only after the step",
+)
+def test_a_rehearsal_on_the_target_keeps_to_its_lock_budget_with_a_batched_merge(synced, fresh_db):
+    conn = synced
+    state = end_state(conn)
+    budget = 1.0
+    with Application(fresh_db) as application:
+        started = time.monotonic()
+        report = executor(conn, mode="rehearse", backfill_batch_pages=2, rehearse_budget_seconds=budget).preflight("1b")
+        held = time.monotonic() - started
+    after = end_state(conn)
+    assert after[TARGET][1] == state[TARGET][1] + application.written
+    written = (TARGET, "public.error_master")  # the application's rows, fanned out by its sync trigger
+    assert after["public.error_master"][1] == state["public.error_master"][1] + application.written
+    changed = {k for k in after.keys() | state.keys() if k not in written and after.get(k) != state.get(k)}
+    assert not changed, f"the rehearsal left these tables changed: {sorted(changed)}"
+    assert conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'sync_people_errors' AND tgenabled = 'O'"
+    ).fetchone()[0] == 1
+    assert application.errors == [] and application.written > 0
+    assert application.refused == 0 and held < budget + 2, (
+        f"a rehearsal with a {budget:g} s lock budget ran {held:.1f} s on the target ({report.status}); the "
+        f"application's INSERT into {TARGET} (lock_timeout 2 s) was refused {application.refused} times"
+    )
