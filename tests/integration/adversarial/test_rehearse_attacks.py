@@ -14,12 +14,6 @@ from tests.integration.adversarial.test_merge_batches_attacks import (  # noqa: 
 from tests.reorg_helpers import end_state, executor
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rehearse.py runs a batched merge (merge_batches) inside its one transaction: every batch's DISABLE "
-    "TRIGGER keeps SHARE ROW EXCLUSIVE on the live target until the rollback, each batch resets "
-    "statement_timeout to apply's 30 min, and the budget is checked only after the step",
-)
 def test_a_rehearsal_on_the_target_keeps_to_its_lock_budget_with_a_batched_merge(synced, fresh_db):
     conn = synced
     state = end_state(conn)
