@@ -20,6 +20,8 @@ no budget applies. The decisions are the target's: the branch rehearses exactly 
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
 
 import psycopg
@@ -65,6 +67,17 @@ class _Budget:
             "(ceil(extract(epoch FROM least(%s::interval, make_interval(secs => %s))) * 1000))::bigint || 'ms', true)",
             (ex.settings.statement_timeout, left),
         )
+
+    def bound_step(self, ctx) -> None:
+        """A step with transactions of its own (a fold, a batched merge) sets the statement_timeout of
+        each from its settings: inside the rehearsal those are savepoints of the one transaction, so
+        they get what is left of the budget, not apply's limit. A merge is rehearsed in one statement:
+        nothing commits between batches here, so batching would only hold the target's locks longer,
+        batch after batch, past the budget."""
+        if self.seconds is None:
+            return
+        left = ctx.conn.execute("SELECT current_setting('statement_timeout')").fetchone()[0]
+        ctx.settings = dataclasses.replace(ctx.settings, statement_timeout=left, backfill_batch_pages=sys.maxsize)
 
 
 def rehearse_phase(ex, phase_id: str) -> StepReport:
@@ -198,6 +211,7 @@ def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
                 return "already_done"
             found = guards.inspect(ex.conn, ex.plan, ctx.catalog, ex.decisions, steps=[step])
             ctx.bypass = tuple(guards.bypassed_triggers(found, step.step_id))
+            budget.bound_step(ctx)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 with ctx.bypassing_triggers():
                     outcome = _apply(ctx, step, module)
