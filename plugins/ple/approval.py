@@ -110,4 +110,21 @@ def require(conn: psycopg.Connection, fingerprint: Fingerprint, how: str = "`mak
             f"until approved. Review the plan output, then approve with {how}. Editing what the approval "
             "covers (plan, decisions, engine code) voids earlier approvals"
         )
+    if fingerprint.subject == REORGANIZATION:
+        _answers_unchanged(conn, fingerprint)
     return approval
+
+
+def _answers_unchanged(conn: psycopg.Connection, fingerprint: Fingerprint) -> None:
+    """A run reads the 1L answers once, when it starts; the answers live in the database and may
+    change while it runs. Every transaction that re-checks the approval re-reads them, so a run never
+    carries out an answer that is no longer in force (pending.record takes the same advisory lock)."""
+    from ple.reorg import pending
+
+    in_force = pending.sha256(pending.latest(conn))
+    if in_force != fingerprint.parts.get("answers_1l"):
+        raise NotApproved(
+            f"the Phase 1L answers changed since this run read them (approved {fingerprint.parts.get('answers_1l')}, "
+            f"in force now {in_force}): nothing more runs under the earlier answers. Review the answers in force "
+            "(`python -m ple.cli decide-1l`), approve them, and run again"
+        )

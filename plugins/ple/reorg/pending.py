@@ -33,6 +33,7 @@ from psycopg.types.json import Jsonb
 
 from ple.errors import BadInput
 from ple.ops import ensure_schema
+from ple.reorg.context import ADVISORY_LOCK
 from ple.reorg.plan import Action, Plan
 
 ARCHIVE = "archive"
@@ -173,6 +174,9 @@ def record(
         raise BadInput("an answer needs the name of who decided")
     choice = offered[answer]
     with conn.transaction():
+        # the apply transactions' advisory lock: an answer is recorded either before a step that
+        # re-reads it (approval.require) or after that step applied, where a different one is refused
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
         ensure_schema(conn)
         current = latest(conn).get(table)
         step = applied_step(conn, action)
