@@ -1,0 +1,83 @@
+"""Adversarial: a revert is approved over the plan, the code and the phase, not over the decisions;
+and it undoes each step as the decisions file says NOW, not as the ledger says it was applied."""
+
+import pytest
+
+from ple.reorg import decisions
+from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
+
+SOURCE = "outreach.dol_audit_log"
+HAND_TARGET = "outreach.ctb_audit_log"
+
+
+@pytest.fixture
+def decisions_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
+    return tmp_path / "decisions"
+
+
+VALUES_BY_TYPE = {
+    "uuid": "gen_random_uuid()",
+    "integer": "g",
+    "bigint": "g",
+    "boolean": "true",
+    "jsonb": "'{}'::jsonb",
+    "timestamp with time zone": "now()",
+    "timestamp without time zone": "now()::timestamp",
+}
+
+
+def add_rows(conn, table: str, rows: int) -> None:
+    """`rows` rows into a table whose columns the test does not know: NOT NULL columns get a value by type."""
+    schema, name = table.split(".")
+    columns = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "AND is_nullable = 'NO' AND column_default IS NULL ORDER BY ordinal_position",
+        (schema, name),
+    ).fetchall()
+    names = ", ".join(f'"{c}"' for c, _ in columns)
+    values = ", ".join(VALUES_BY_TYPE.get(t, "'x' || g") for _, t in columns)
+    conn.execute(f"INSERT INTO {table} ({names}) SELECT {values} FROM generate_series(1, {rows}) AS g")
+
+
+HAND_TARGET_DDL = (
+    "CREATE TABLE outreach.ctb_audit_log (audit_id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+    "source_hub varchar(50) NOT NULL DEFAULT 'hand', source_table text NOT NULL, log_data jsonb NOT NULL, "
+    "original_id text, original_created_at timestamptz, ctb_merged_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="revert.py undoes a merge against the target of the CURRENT decisions (executor.plan), not the "
+    "target its ledger row names, and the revert approval does not cover the decisions: the copies stay in "
+    "the retarget table while the source comes back, and the revert reports success",
+)
+def test_editing_the_decisions_after_apply_never_makes_revert_double_rows(conn, decisions_dir):
+    add_rows(conn, SOURCE, 7)
+    conn.execute(HAND_TARGET_DDL)
+    path = decisions.path_for(conn.info.dbname)
+    raw = {
+        "database": conn.info.dbname,
+        "actions": {SOURCE: {"retarget": HAND_TARGET}},
+        "targets": {HAND_TARGET: {"fill": {"source_table": {"discriminator": True}, "log_data": {"generate": "source_row"}}}},
+    }
+    decisions.write(raw, path)
+    approve(conn)
+    run_phase(executor(conn), "1d")
+    merged = conn.execute(f"SELECT count(*) FROM {HAND_TARGET} WHERE ctb_source_table = %s", (SOURCE,)).fetchone()[0]
+    assert merged == count(conn, "archive.outreach_dol_audit_log_ctb") == 7
+    # later, someone edits the decisions file: the retarget is taken out again
+    del raw["actions"][SOURCE]
+    decisions.write(raw, path)
+    approve_revert(conn, "1d")  # the same revert approval as before the edit: decisions are not part of it
+    try:
+        outcome = executor(conn).revert_phase("1d")[-1].status
+    except Exception as exc:  # noqa: BLE001 - a refusal is a correct outcome here
+        outcome = f"refused: {type(exc).__name__}: {str(exc)[:200]}"
+    restored = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SOURCE,)).fetchone()[0]
+    copies = conn.execute(f"SELECT count(*) FROM {HAND_TARGET} WHERE ctb_source_table = %s", (SOURCE,)).fetchone()[0]
+    assert not (restored and copies), (
+        f"revert of 1d ({outcome}) put {SOURCE} back ({count(conn, SOURCE)} rows) and left {copies} unchanged copies "
+        f"of those rows in {HAND_TARGET}: each of them is now in two places"
+    )
