@@ -21,6 +21,7 @@ no budget applies. The decisions are the target's: the branch rehearses exactly 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 import time
 
@@ -91,12 +92,25 @@ def rehearse_phase(ex, phase_id: str) -> StepReport:
     from ple.server import require_supported_server
 
     with connect(conn_id) as copy:
-        if _database(copy) == _database(ex.conn):
+        if _same_database(ex.conn, copy):
             return _rolled_back(ex, phase_id, *_on_target(ex, conn_id))
         require_supported_server(copy)
         on_copy = Executor(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
         where = f"on connection {conn_id} ({_database(copy)[2]} on {copy.info.host}:{copy.info.port}; the target is not touched)"
         return _rolled_back(on_copy, phase_id, where, None)
+
+
+def _same_database(target: psycopg.Connection, other: psycopg.Connection) -> bool:
+    """Whether two connections reach one database, whatever their host names say (localhost and
+    127.0.0.1, a Neon database's pooled and direct endpoints): a transaction-level advisory lock
+    (scoped to its database) held on the target is refused to the other only if it is the same
+    database; a branch or a clone grants it. Pool-safe: both locks end with their transactions."""
+    key = secrets.randbits(62)
+    with target.transaction():
+        target.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        with other.transaction():
+            granted = other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+    return not granted
 
 
 def _database(conn: psycopg.Connection) -> tuple:

@@ -39,12 +39,6 @@ def test_a_rehearsal_on_the_target_keeps_to_its_lock_budget_with_a_batched_merge
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rehearse._database compares (host, port, dbname) as written in the connections: the same database "
-    "reached through another host name (localhost / 127.0.0.1; Neon's -pooler endpoint of the same database) is "
-    "taken for a copy, and the rehearsal runs on the target with no budget, reporting 'the target is not touched'",
-)
 def test_the_target_under_another_host_name_is_not_taken_for_a_copy(conn, fresh_db, monkeypatch):
     params = psycopg.conninfo.conninfo_to_dict(fresh_db)
     assert params["host"] == "127.0.0.1"
