@@ -4,82 +4,15 @@ Its promise: the target is never locked for the whole merge, so an application w
 2 s lock timeout is never refused; no row is doubled or lost whatever happens between batches."""
 
 import threading
-import time
 
 import psycopg
 import pytest
 
 from ple.reorg.actions import merge_batches
-from ple.reorg import decisions
+from tests.integration.adversarial.workload import SOURCE, TARGET, Application
 from tests.reorg_helpers import approve, count, executor
 
-SOURCE = "marketing.failed_email_verification"
-TARGET = "people.people_errors"
 STEP = "1b__merge__marketing_failed_email_verification"
-
-
-@pytest.fixture(autouse=True)
-def decisions_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
-
-
-@pytest.fixture
-def synced(conn):
-    """As tests/integration/reorg/test_merge_batches.py: a sync trigger the merge bypasses, a row
-    trigger that costs 2 ms a row, and a keyed source of ~2,000 rows over many pages."""
-    conn.execute("CREATE TABLE public.error_master (source text, error_id uuid)")
-    conn.execute(
-        "CREATE FUNCTION public.sync_error() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN INSERT INTO public.error_master VALUES (TG_TABLE_NAME, NEW.error_id); RETURN NEW; END $$"
-    )
-    conn.execute(
-        f"CREATE TRIGGER sync_people_errors AFTER INSERT ON {TARGET} FOR EACH ROW EXECUTE FUNCTION public.sync_error()"
-    )
-    conn.execute(
-        "CREATE FUNCTION public.slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$"
-    )
-    conn.execute(f"CREATE TRIGGER slow_row BEFORE INSERT ON {TARGET} FOR EACH ROW EXECUTE FUNCTION public.slow_row()")
-    conn.execute(
-        f"INSERT INTO {SOURCE} SELECT (jsonb_populate_record(s, jsonb_build_object('id', m.top + g * 1000 + s.id))).* "
-        f"FROM {SOURCE} AS s, generate_series(1, 500) AS g, (SELECT max(id) AS top FROM {SOURCE}) AS m"
-    )
-    conn.execute(f"ALTER TABLE {SOURCE} ADD PRIMARY KEY (id)")
-    conn.execute(f"ANALYZE {SOURCE}")
-    return conn
-
-
-class Application:
-    """Writes one row into the target every 50 ms with a 2 s lock timeout; counts refusals."""
-
-    def __init__(self, dsn: str):
-        self.dsn, self.written, self.refused, self.stop = dsn, 0, 0, threading.Event()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self):
-        with psycopg.connect(self.dsn, autocommit=True) as app:
-            app.execute("SET lock_timeout = '2s'")
-            while not self.stop.is_set():
-                try:
-                    app.execute(
-                        f"INSERT INTO {TARGET} SELECT (jsonb_populate_record(p, jsonb_build_object("
-                        f"'error_id', gen_random_uuid()))).* FROM {TARGET} AS p "
-                        "WHERE NOT to_jsonb(p) ? 'ctb_source_table' OR to_jsonb(p) ->> 'ctb_source_table' IS NULL LIMIT 1"
-                    )
-                    self.written += 1
-                except psycopg.errors.LockNotAvailable:
-                    self.refused += 1
-                except psycopg.Error as exc:
-                    self.errors.append(str(exc))
-                time.sleep(0.05)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 @pytest.mark.xfail(
@@ -100,7 +33,9 @@ def test_one_source_edit_between_batches_does_not_lock_the_target_for_a_whole_pa
         copied = real_copy_batch(ctx, step, first, last)
         if not edited:  # the live source takes one ordinary write while the batches run
             with psycopg.connect(fresh_db, autocommit=True) as app:
-                app.execute(f"UPDATE {SOURCE} SET full_name = full_name || ' (edited)' WHERE id = (SELECT min(id) FROM {SOURCE})")
+                app.execute(
+                    f"UPDATE {SOURCE} SET full_name = full_name || ' (edited)' WHERE id = (SELECT min(id) FROM {SOURCE})"
+                )
             edited.append(1)
         return copied
 
@@ -136,7 +71,7 @@ def test_two_processes_running_the_same_batched_merge_at_once_double_nothing(syn
             start.wait()
             try:
                 results[name] = ex.run_step(STEP).status
-            except Exception as exc:  # noqa: BLE001 - reported below
+            except Exception as exc:
                 results[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
 
     threads = [threading.Thread(target=process, args=(n,)) for n in ("a", "b")]

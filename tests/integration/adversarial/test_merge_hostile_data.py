@@ -93,9 +93,7 @@ def test_a_before_insert_trigger_that_drops_a_row_is_refused_and_nothing_stays(c
 
 
 def test_a_generated_column_on_the_target_round_trips(conn):
-    conn.execute(
-        f"ALTER TABLE {TARGET} ADD COLUMN name_upper text GENERATED ALWAYS AS (upper(company_name)) STORED"
-    )
+    conn.execute(f"ALTER TABLE {TARGET} ADD COLUMN name_upper text GENERATED ALWAYS AS (upper(company_name)) STORED")
     before, stored = _apply_and_revert(conn)
     assert stored == before
 
@@ -103,7 +101,7 @@ def test_a_generated_column_on_the_target_round_trips(conn):
 @pytest.mark.xfail(
     strict=True,
     reason="merge.insert_statement lists the target's columns with sqlutil.identifiers, whose check_identifier "
-    "refuses any live column name that is not plain lower case (an ORM's \"createdAt\"): UnsafeIdentifier "
+    'refuses any live column name that is not plain lower case (an ORM\'s "createdAt"): UnsafeIdentifier '
     "escapes from the lint itself (plan mode included) instead of the name being quoted by sql.Identifier",
 )
 def test_mixed_case_and_quoted_column_names_as_an_orm_writes_them_round_trip(conn):

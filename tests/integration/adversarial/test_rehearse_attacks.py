@@ -4,14 +4,8 @@ its budget (`rehearse_budget_seconds`), and to leave nothing behind."""
 import time
 
 import psycopg
-import pytest
 
-from tests.integration.adversarial.test_merge_batches_attacks import (  # noqa: F401 (fixtures)
-    TARGET,
-    Application,
-    decisions_dir,
-    synced,
-)
+from tests.integration.adversarial.workload import TARGET, Application
 from tests.reorg_helpers import end_state, executor
 
 
@@ -29,9 +23,12 @@ def test_a_rehearsal_on_the_target_keeps_to_its_lock_budget_with_a_batched_merge
     assert after["public.error_master"][1] == state["public.error_master"][1] + application.written
     changed = {k for k in after.keys() | state.keys() if k not in written and after.get(k) != state.get(k)}
     assert not changed, f"the rehearsal left these tables changed: {sorted(changed)}"
-    assert conn.execute(
-        "SELECT count(*) FROM pg_trigger WHERE tgname = 'sync_people_errors' AND tgenabled = 'O'"
-    ).fetchone()[0] == 1
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'sync_people_errors' AND tgenabled = 'O'"
+        ).fetchone()[0]
+        == 1
+    )
     assert application.errors == [] and application.written > 0
     assert application.refused == 0 and held < budget + 2, (
         f"a rehearsal with a {budget:g} s lock budget ran {held:.1f} s on the target ({report.status}); the "

@@ -6,16 +6,10 @@ import threading
 import psycopg
 import pytest
 
-from ple.reorg import decisions
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve, approve_revert, end_state, executor, run_phase
 
 CREATED = "cl.cl_err_existence"  # 1b merges marketing.failed_low_confidence into it, and nothing else does
-
-
-@pytest.fixture(autouse=True)
-def decisions_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
 
 
 def _applied_with_a_created_target(conn) -> dict:
@@ -42,7 +36,7 @@ def test_a_revert_run_again_after_it_completed_is_still_proven(conn):
     assert executor(conn).revert_phase("1b")[-1].status == "reverted"
     try:
         again = executor(conn).revert_phase("1b")[-1].status
-    except Exception as exc:  # noqa: BLE001 - what this test documents
+    except Exception as exc:
         again = f"{type(exc).__name__}: {str(exc).splitlines()[-1]}"
     assert again == "reverted", f"the same revert run again (a retried task) ends {again}"
 
@@ -58,8 +52,8 @@ def test_two_reverts_at_once_converge_and_lose_nothing(conn, fresh_db):
             start.wait()
             try:
                 results[name] = ex.revert_phase("1b")[-1].status
-            except Exception as exc:  # noqa: BLE001 - reported below
-                results[name] = f"{type(exc).__name__}: {str(exc)}"
+            except Exception as exc:
+                results[name] = f"{type(exc).__name__}: {exc!s}"
 
     threads = [threading.Thread(target=revert, args=(n,)) for n in ("cli", "dag")]
     for t in threads:

@@ -10,12 +10,6 @@ SOURCE = "outreach.dol_audit_log"
 HAND_TARGET = "outreach.ctb_audit_log"
 
 
-@pytest.fixture
-def decisions_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
-    return tmp_path / "decisions"
-
-
 VALUES_BY_TYPE = {
     "uuid": "gen_random_uuid()",
     "integer": "g",
@@ -60,7 +54,9 @@ def test_editing_the_decisions_after_apply_never_makes_revert_double_rows(conn, 
     raw = {
         "database": conn.info.dbname,
         "actions": {SOURCE: {"retarget": HAND_TARGET}},
-        "targets": {HAND_TARGET: {"fill": {"source_table": {"discriminator": True}, "log_data": {"generate": "source_row"}}}},
+        "targets": {
+            HAND_TARGET: {"fill": {"source_table": {"discriminator": True}, "log_data": {"generate": "source_row"}}}
+        },
     }
     decisions.write(raw, path)
     approve(conn)
@@ -73,7 +69,7 @@ def test_editing_the_decisions_after_apply_never_makes_revert_double_rows(conn, 
     approve_revert(conn, "1d")  # the same revert approval as before the edit: decisions are not part of it
     try:
         outcome = executor(conn).revert_phase("1d")[-1].status
-    except Exception as exc:  # noqa: BLE001 - a refusal is a correct outcome here
+    except Exception as exc:
         outcome = f"refused: {type(exc).__name__}: {str(exc)[:200]}"
     restored = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SOURCE,)).fetchone()[0]
     copies = conn.execute(f"SELECT count(*) FROM {HAND_TARGET} WHERE ctb_source_table = %s", (SOURCE,)).fetchone()[0]
