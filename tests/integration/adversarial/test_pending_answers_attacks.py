@@ -55,3 +55,19 @@ def test_after_a_stale_answer_is_refused_the_answer_in_force_runs_once_approved(
         ex.run_step(step.step_id)
     assert ex.verify("1l").status == "applied"
     assert _where(conn, "archive.marketing_review_queue_ctb") == "archive.marketing_review_queue_ctb"
+
+
+def test_an_answer_for_a_table_that_vanished_is_refused_at_apply_and_changes_nothing(conn):
+    from tests.reorg_helpers import end_state
+
+    conn.execute(f"DROP TABLE {MOVED}")  # gone before the answer is carried out
+    _answer(conn, MOVED, "people", "Ada")
+    approve(conn)
+    state = end_state(conn)
+    ex = executor(conn)
+    with pytest.raises((PlanRejected, NotApproved)) as refused:
+        ex.preflight("1l")
+        for step in ex.declared.phase("1l").steps:
+            ex.run_step(step.step_id)
+    assert MOVED in str(refused.value)
+    assert end_state(conn) == state
