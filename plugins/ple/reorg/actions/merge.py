@@ -577,7 +577,7 @@ def revert(ctx: Context, step) -> Outcome:
     action = step.action
     archived = ctx.plan.archive_name(action.source)
     if relocate.check(ctx.catalog, archived, action.source) != State.PENDING:
-        return Outcome(step, "already_done")
+        return _unfinished_copies(ctx, step)
     stable_text(ctx.conn)
     target = ctx.catalog.get(action.target)
     removed = remove_unchanged_copies(ctx, action)
@@ -590,14 +590,7 @@ def revert(ctx: Context, step) -> Outcome:
             (action.source,),
         )
     ]
-    ctx.conn.execute(
-        sql.SQL(
-            "DELETE FROM ple_ops.merged_row AS m WHERE m.target_oid = %s AND m.source_table = %s "
-            "AND NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.ctb_source_table = m.source_table "
-            "AND t.ctb_source_key = m.source_key)"
-        ).format(qualified(action.target)),
-        (target.oid, action.source),
-    )
+    _forget_removed_copies(ctx, action, target)
     relocate.apply(ctx.conn, ctx.catalog, archived, action.source)
     details = {"copies_removed_from_target": removed, "changed_copies_kept_in_target": len(kept)}
     notes = []
@@ -609,6 +602,39 @@ def revert(ctx: Context, step) -> Outcome:
             f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
         )
     return Outcome(step, "reverted", details=details, notes=notes)
+
+
+def _unfinished_copies(ctx: Context, step) -> Outcome:
+    """The source was never archived: nothing to put back, but a batched merge that stopped half way
+    (merge_batches.py) left the copies of its committed batches in the target. Those still exactly
+    what it wrote are removed (the source still holds every row); a copy changed since stays."""
+    action = step.action
+    target = ctx.catalog.get(action.target)
+    if ctx.catalog.get(action.source) is None or target is None or target.column("ctb_source_table") is None:
+        return Outcome(step, "already_done")
+    stable_text(ctx.conn)
+    removed = remove_unchanged_copies(ctx, action)
+    if not removed:
+        return Outcome(step, "already_done")
+    _forget_removed_copies(ctx, action, target)
+    return Outcome(
+        step,
+        "reverted",
+        details={"copies_of_an_unfinished_merge_removed": removed},
+        notes=[f"{removed} copies an unfinished merge wrote into {action.target} removed; {action.source} holds them"],
+    )
+
+
+def _forget_removed_copies(ctx: Context, action: Action, target: TableInfo) -> None:
+    """The record of each copy no longer in the target (ple_ops.merged_row) goes with it."""
+    ctx.conn.execute(
+        sql.SQL(
+            "DELETE FROM ple_ops.merged_row AS m WHERE m.target_oid = %s AND m.source_table = %s "
+            "AND NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.ctb_source_table = m.source_table "
+            "AND t.ctb_source_key = m.source_key)"
+        ).format(qualified(action.target)),
+        (target.oid, action.source),
+    )
 
 
 def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
