@@ -29,7 +29,7 @@ from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action, MergeTarget
 from ple.reorg.proof import PROVENANCE_COLUMNS, content_columns, provenance_fingerprint, row_hash, stable_text
-from ple.sqlutil import identifiers, qualified, split_qualified
+from ple.sqlutil import identifiers, qualified, raw_template, split_qualified
 
 PROVENANCE_DDL = (
     ("ctb_source_table", "text"),
@@ -597,7 +597,8 @@ def revert(ctx: Context, step) -> Outcome:
     if kept:
         details["kept_keys"] = kept[:100]
         notes.append(
-            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge: "
+            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge, or "
+            "rows of the application refer to them: "
             f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
             f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
         )
@@ -639,13 +640,15 @@ def _forget_removed_copies(ctx: Context, action: Action, target: TableInfo) -> N
 
 def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
     """Delete from the target the copies of `action.source` that still hash to what the merge wrote
-    (ple_ops.merged_row); a copy edited since stays. `unless_current_in_source`: only copies whose
-    source row changed or went away since (a batched merge catching up). Copies whose hashed columns
-    are gone from the target cannot be compared, so they stay."""
+    (ple_ops.merged_row); a copy edited since stays, and so does a copy a row refers to through a
+    foreign key (the application uses it: its ON DELETE rule would delete or rewrite that row).
+    `unless_current_in_source`: only copies whose source row changed or went away since (a batched
+    merge catching up). Copies whose hashed columns are gone from the target cannot be compared, so
+    they stay."""
     target = ctx.catalog.get(action.target)
-    stale = sql.SQL("")
+    stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
-        stale = sql.SQL(
+        stale += sql.SQL(
             " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s) = t.ctb_source_row)"
         ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
     removed = 0
@@ -664,6 +667,27 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
             {"oid": target.oid, "source": action.source, "columns": list(columns)},
         ).rowcount
     return removed
+
+
+def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
+    """`AND NOT EXISTS (...)` for each foreign key into the target, over the copy `t`. The
+    referencing tables are locked against writes (SHARE; the target itself, for a key into itself,
+    SHARE ROW EXCLUSIVE) until the transaction ends, so no reference can arrive between the check
+    and the DELETE."""
+    conditions = []
+    for _name, referencing, columns, referenced, _rule in ctx.conn.execute(
+        raw_template("audit/foreign_keys_into"), {"table": target_name}
+    ).fetchall():
+        mode = "SHARE ROW EXCLUSIVE" if referencing == target_name else "SHARE"
+        ctx.conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(qualified(referencing), sql.SQL(mode)))
+        match = sql.SQL(" AND ").join(
+            sql.SQL("r.{} = t.{}").format(sql.Identifier(c), sql.Identifier(r))
+            for c, r in zip(columns, referenced, strict=True)
+        )
+        conditions.append(
+            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(qualified(referencing), match)
+        )
+    return sql.Composed(conditions)
 
 
 def _lossy_message(action: Action, plan: Mapping) -> str:
