@@ -120,6 +120,21 @@ def inspect(
     return found
 
 
+def revert_bypass(conn: psycopg.Connection, step: Step, decisions) -> list[tuple[str, str]]:
+    """(table, trigger) a merge's revert disables while it takes the copies out of the target: the
+    DELETE side of what the merge bypassed on INSERT. The copies were never events, so a sync must
+    not fan their removal out (it would undo the application's own rows elsewhere); a trigger that
+    raises on DELETE stays on (the revert stops, nothing lost) unless a person accepted it."""
+    if step.kind != "MERGE":
+        return []
+    accepted = decisions.accepted if decisions is not None else {}
+    return [
+        (g.table, g.key.rsplit(".", 1)[1])
+        for g in _triggers(conn, step, step.action.target, DELETE, accepted)
+        if g.bypass
+    ]
+
+
 def blocking(guards: list[Guard]) -> list[Guard]:
     return [g for g in guards if g.blocks]
 

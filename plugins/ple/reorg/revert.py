@@ -28,7 +28,7 @@ from psycopg import sql
 from ple import approval
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import tool_changes
+from ple.reorg import guards, tool_changes
 from ple.reorg.actions import create_target, module_for, relocate, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
@@ -127,7 +127,9 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             restored += _restore_foreign_keys(ex, table.oid, archive)
         ctx = ex.context(read_catalog(ex.conn))
         ctx.approval = fp
-        outcome = module_for(step).revert(ctx, step)
+        ctx.bypass = tuple(guards.revert_bypass(ex.conn, step, ex.decisions))
+        with ctx.bypassing_triggers():
+            outcome = module_for(step).revert(ctx, step)
         if restored:
             outcome.details["foreign_keys_restored"] = restored
         _restore_set_asides(ex, step, outcome, started)

@@ -11,7 +11,7 @@ import pytest
 from ple.catalog import read_catalog
 from ple.reorg import decisions
 from ple.reorg.actions import merge_batches
-from tests.reorg_helpers import approve, count, executor
+from tests.reorg_helpers import approve, approve_revert, count, executor
 
 SOURCE = "marketing.failed_email_verification"
 TARGET = "people.people_errors"
@@ -147,3 +147,30 @@ def test_a_batched_merge_killed_right_after_its_last_transaction_is_done_with_ev
     rows = count(conn, "archive.marketing_failed_email_verification_ctb")
     assert ex.run_step(STEP).status == "already_done"
     assert _provenance(conn) == (rows, rows)
+
+
+def test_reverting_a_batched_merge_that_died_half_way_takes_its_copies_out_again(synced):
+    conn = synced
+    rows = count(conn, SOURCE)
+    ex, ctx = _preflight_in_small_batches(conn)
+    native = conn.execute(f"SELECT count(*) FROM {TARGET} WHERE ctb_source_table IS NULL").fetchone()[0]
+    copied = merge_batches.copy_batch(ctx, ex.effective_step(STEP), 0, 2)
+    copied += merge_batches.copy_batch(ctx, ex.effective_step(STEP), 2, 4)
+    assert copied > 0 and _provenance(conn)[0] == copied
+    # the application edits one of the copies: that copy is no longer only the tool's
+    conn.execute(
+        f"UPDATE {TARGET} SET error_message = 'edited by the application' WHERE ctid = "
+        f"(SELECT ctid FROM {TARGET} WHERE ctb_source_table = %s LIMIT 1)",
+        (SOURCE,),
+    )
+    approve_revert(conn, "1b")
+    reports = executor(conn).revert_phase("1b")
+    step = next(r for r in reports if r.step_id == STEP)
+    assert step.status == "reverted", step.text
+    assert f"{copied - 1} copies an unfinished merge wrote" in step.text
+    assert _provenance(conn) == (1, 1)  # the edited copy stays, reported
+    assert count(conn, SOURCE) == rows  # the source never moved and holds every row
+    assert conn.execute(f"SELECT count(*) FROM {TARGET} WHERE ctb_source_table IS NULL").fetchone()[0] == native
+    assert conn.execute("SELECT count(*) FROM ple_ops.merged_row WHERE source_table = %s", (SOURCE,)).fetchone()[0] == 1
+    again = executor(conn).revert_phase("1b")
+    assert next(r for r in again if r.step_id == STEP).status == "already_done"

@@ -134,7 +134,10 @@ def _target_key(step) -> str:
     return keys.pop()
 
 
-def update_statement(ctx: Context, step) -> Statement:
+def update_statement(ctx: Context, step, *, proving: bool = False) -> Statement:
+    """One UPDATE of the target from every side table's aggregate. `proving`: the statement also
+    returns, in the same pass, the rows updated and per side table the rows whose stored values
+    (as written, after any trigger) differ from the aggregate they were set from."""
     sides, params = _sides(ctx, step)
     target_key = _target_key(step)
     ctes = [sql.SQL("{} AS ({})").format(sql.Identifier(side.alias), side.select) for side in sides]
@@ -147,18 +150,36 @@ def update_statement(ctx: Context, step) -> Statement:
         for side in sides
         for name, _ in side.new_columns
     )
-    query = sql.SQL(
-        "WITH {ctes}, keys AS ({keys}) UPDATE {target} AS t SET {sets} FROM keys {joins} WHERE t.{tk} = keys.k"
-    ).format(
-        ctes=sql.SQL(", ").join(ctes),
-        keys=keys,
-        target=qualified(step.target),
-        sets=sets,
-        joins=joins,
-        tk=sql.Identifier(target_key),
+    update = sql.SQL("UPDATE {target} AS t SET {sets} FROM keys {joins} WHERE t.{tk} = keys.k").format(
+        target=qualified(step.target), sets=sets, joins=joins, tk=sql.Identifier(target_key)
     )
     names = ", ".join(a.source for a in step.actions)
-    return Statement(f"fold {names} into {step.target} in one UPDATE", query, params)
+    if not proving:
+        query = sql.SQL("WITH {ctes}, keys AS ({keys}) {update}").format(
+            ctes=sql.SQL(", ").join(ctes), keys=keys, update=update
+        )
+        return Statement(f"fold {names} into {step.target} in one UPDATE", query, params)
+    differs = [
+        sql.SQL("ROW({ours}, NULL) IS DISTINCT FROM ROW({theirs}, NULL) AS {flag}").format(
+            ours=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n, _ in side.new_columns),
+            theirs=sql.SQL(", ").join(
+                sql.SQL("{}.{}").format(sql.Identifier(side.alias), sql.Identifier(n)) for n, _ in side.new_columns
+            ),
+            flag=sql.Identifier(f"differs_{side.alias}"),
+        )
+        for side in sides
+    ]
+    counts = [sql.SQL("count(*)")] + [
+        sql.SQL("count(*) FILTER (WHERE u.{})").format(sql.Identifier(f"differs_{side.alias}")) for side in sides
+    ]
+    query = sql.SQL("WITH {ctes}, keys AS ({keys}), u AS ({update} RETURNING {differs}) SELECT {counts} FROM u").format(
+        ctes=sql.SQL(", ").join(ctes),
+        keys=keys,
+        update=update,
+        differs=sql.SQL(", ").join(differs),
+        counts=sql.SQL(", ").join(counts),
+    )
+    return Statement(f"fold {names} into {step.target} in one UPDATE, proven as written", query, params)
 
 
 def add_column_statements(ctx: Context, step) -> list[Statement]:
@@ -290,10 +311,10 @@ def _fold(ctx: Context, step) -> Outcome:
         ctx.execute(lock)
     counts = side_counts(ctx, step)
     expected = _rows_named(ctx, step)
-    updated = ctx.execute(update_statement(ctx, step)).rowcount
+    updated, *differ = ctx.execute(update_statement(ctx, step, proving=True)).fetchone()
     if updated != expected:
         raise VerificationFailed(f"fold into {step.target}: updated {updated} rows, the side tables name {expected}")
-    differing = differences(ctx, step, columns={n for a in step.actions for n in new_column_names(a)})
+    differing = {a.source: n for a, n in zip(step.actions, differ, strict=True)}
     if any(differing.values()):
         raise VerificationFailed(f"fold into {step.target}: folded values differ from their side rows: {differing}")
     _prove_json_folds(ctx, step, counts)

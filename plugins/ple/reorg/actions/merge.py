@@ -29,7 +29,7 @@ from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action, MergeTarget
 from ple.reorg.proof import PROVENANCE_COLUMNS, content_columns, provenance_fingerprint, row_hash, stable_text
-from ple.sqlutil import identifiers, qualified, split_qualified
+from ple.sqlutil import identifiers, qualified, raw_template, split_qualified
 
 PROVENANCE_DDL = (
     ("ctb_source_table", "text"),
@@ -51,6 +51,7 @@ class ColumnFill:
     column: str
     expression: sql.Composable
     how: str  # copy, fill, discriminator
+    per_row: bool = False  # reads k.ctb_key or k.ctb_row: the source's provenance key or its JSON
 
 
 @dataclass
@@ -113,31 +114,40 @@ def source_key(source: TableInfo) -> sql.Composable:
     return sql.SQL("md5(to_jsonb(s)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s)::text))")
 
 
-def keyed_source(source: TableInfo, *, json: bool = True, rows: sql.Composable | None = None) -> sql.Composable:
+def keyed_source(
+    source: TableInfo, *, json: bool = True, key: bool = True, rows: sql.Composable | None = None
+) -> sql.Composable:
     """The source's rows as `(...) AS k`: each row as `s`, its JSON `ctb_row`, a 64-bit hash of
     that JSON's text `ctb_digest` and its provenance key `ctb_key` (source_key). `to_jsonb` of a
     wide row is the expensive part, so it is computed once per row (OFFSET 0 keeps the planner from
-    copying the expression into the key, the sort and the hash). Without `json` (a keyed source,
-    where only keys are wanted) no JSON is made at all. `rows`: a WHERE clause on `s`."""
+    copying the expression into the key, the sort and the hash). Without `json` no JSON is made
+    for a keyed source; without `json` and `key` (a count that reads only the row's columns) none is
+    made for a keyless one either, whose key is a hash of that JSON. `rows`: a WHERE clause on `s`."""
     relation = sql.SQL("{} AS s {}").format(qualified(source.name), rows or sql.SQL(""))
-    if source.primary_key:
-        key = sql.SQL("concat_ws('|', {})").format(
-            sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
+    if not json and not (key and not source.primary_key):
+        key_text = (
+            sql.SQL("concat_ws('|', {})").format(
+                sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
+            )
+            if source.primary_key and key
+            else sql.SQL("NULL::text")
         )
-        if not json:
-            return sql.SQL(
-                "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
-                "FROM (SELECT s FROM {relation}) AS j) AS k"
-            ).format(key=key, relation=relation)
+        return sql.SQL(
+            "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
+            "FROM (SELECT s FROM {relation}) AS j) AS k"
+        ).format(key=key_text, relation=relation)
     with_json = sql.SQL(
         "SELECT j.s, j.ctb_row, hashtextextended(j.ctb_text, 0)::numeric AS ctb_digest{hashed} "
         "FROM (SELECT i.s, i.ctb_row, i.ctb_row::text AS ctb_text "
         "FROM (SELECT s, to_jsonb(s) AS ctb_row FROM {relation} OFFSET 0) AS i OFFSET 0) AS j"
     )
     if source.primary_key:
+        key_text = sql.SQL("concat_ws('|', {})").format(
+            sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
+        )
         return sql.SQL(
             "(SELECT j.s, j.ctb_row, j.ctb_digest, {key} AS ctb_key FROM ({rows} OFFSET 0) AS j) AS k"
-        ).format(key=key, rows=with_json.format(hashed=sql.SQL(""), relation=relation))
+        ).format(key=key_text, rows=with_json.format(hashed=sql.SQL(""), relation=relation))
     return sql.SQL(
         "(SELECT j.s, j.ctb_row, j.ctb_digest, j.h || '#' || row_number() OVER (PARTITION BY j.h) AS ctb_key "
         "FROM ({rows} OFFSET 0) AS j) AS k"
@@ -205,7 +215,8 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
             if column.not_null and not source_columns[column.name].not_null and not column.has_default:
                 result.nullable_copies.append((column.name, column.name))
         if expression is not None:
-            result.fills.append(ColumnFill(column.name, expression, how))
+            per_row = rule is not None and rule.get("generate") in ("uuid", "source_row")
+            result.fills.append(ColumnFill(column.name, expression, how, per_row))
         elif column.not_null and not column.has_default and column.name not in relaxed:
             result.uncovered.append(column.name)
     result.provenance_only = [c for c in source_columns if c not in used]
@@ -234,6 +245,12 @@ def target_key_match(spec: MergeTarget, target: TableInfo, fills: list[ColumnFil
     return sql.SQL(" AND ").join(
         sql.SQL("x.{} = {}").format(sql.Identifier(c), by_column[c]) for c in target.primary_key
     )
+
+
+def key_reads_row(target: TableInfo, fills: list[ColumnFill]) -> bool:
+    """Whether the target-key expression of target_key_match needs the source row's provenance key
+    or JSON (a generated key): a count that only matches keys can skip making them otherwise."""
+    return any(f.per_row for f in fills if f.column in target.primary_key)
 
 
 def _kept_expression(ctx: Context, spec: MergeTarget, key_match) -> sql.Composable:
@@ -317,11 +334,19 @@ def insert_statement(
 
 
 def _merge_sets(
-    ctx: Context, relation: str, key_match, spec: MergeTarget, params: dict, *, checksums: bool = True
+    ctx: Context,
+    relation: str,
+    key_match,
+    spec: MergeTarget,
+    params: dict,
+    *,
+    checksums: bool = True,
+    key: bool = True,
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """In one pass over `relation` (the source, or its archive): (rows, JSON checksum) of the rows
     merged into the target, and of the rows whose key the target already had (kept in archive).
-    `to_jsonb(row)::text` is the expensive part: without `checksums` it is not computed."""
+    `to_jsonb(row)::text` is the expensive part: without `checksums` it is not computed, nor (for a
+    keyless source) its JSON-hash key when `key` says the key match does not read it."""
     kept = _kept_expression(ctx, spec, key_match)
     digest = sql.SQL("k.ctb_digest" if checksums else "0")
     row = ctx.conn.execute(
@@ -329,7 +354,11 @@ def _merge_sets(
             "SELECT count(*) FILTER (WHERE NOT d.kept), coalesce(sum(d.h) FILTER (WHERE NOT d.kept), 0), "
             "count(*) FILTER (WHERE d.kept), coalesce(sum(d.h) FILTER (WHERE d.kept), 0) "
             "FROM (SELECT {digest} AS h, {kept} AS kept FROM {keyed}) AS d"
-        ).format(digest=digest, kept=kept, keyed=keyed_source(ctx.catalog.get(relation), json=checksums)),
+        ).format(
+            digest=digest,
+            kept=kept,
+            keyed=keyed_source(ctx.catalog.get(relation), json=checksums, key=checksums or key),
+        ),
         params,
     ).fetchone()
     return (int(row[0]), int(row[1])), (int(row[2]), int(row[3]))
@@ -411,7 +440,10 @@ def preview(ctx: Context, step) -> dict:
     action = step.action
     spec, _, _ = _tables(ctx, action)
     _, plan, key_match = insert_statement(ctx, action)
-    (merged, _), (kept, _) = _merge_sets(ctx, action.source, key_match, spec, plan.params, checksums=False)
+    reads_row = key_reads_row(ctx.catalog.get(action.target), plan.fills)
+    (merged, _), (kept, _) = _merge_sets(
+        ctx, action.source, key_match, spec, plan.params, checksums=False, key=reads_row
+    )
     return {
         "rows": merged + kept,
         "rows_to_merge": merged,
@@ -545,7 +577,7 @@ def revert(ctx: Context, step) -> Outcome:
     action = step.action
     archived = ctx.plan.archive_name(action.source)
     if relocate.check(ctx.catalog, archived, action.source) != State.PENDING:
-        return Outcome(step, "already_done")
+        return _unfinished_copies(ctx, step)
     stable_text(ctx.conn)
     target = ctx.catalog.get(action.target)
     removed = remove_unchanged_copies(ctx, action)
@@ -558,6 +590,44 @@ def revert(ctx: Context, step) -> Outcome:
             (action.source,),
         )
     ]
+    _forget_removed_copies(ctx, action, target)
+    relocate.apply(ctx.conn, ctx.catalog, archived, action.source)
+    details = {"copies_removed_from_target": removed, "changed_copies_kept_in_target": len(kept)}
+    notes = []
+    if kept:
+        details["kept_keys"] = kept[:100]
+        notes.append(
+            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge, or "
+            "rows of the application refer to them: "
+            f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
+            f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
+        )
+    return Outcome(step, "reverted", details=details, notes=notes)
+
+
+def _unfinished_copies(ctx: Context, step) -> Outcome:
+    """The source was never archived: nothing to put back, but a batched merge that stopped half way
+    (merge_batches.py) left the copies of its committed batches in the target. Those still exactly
+    what it wrote are removed (the source still holds every row); a copy changed since stays."""
+    action = step.action
+    target = ctx.catalog.get(action.target)
+    if ctx.catalog.get(action.source) is None or target is None or target.column("ctb_source_table") is None:
+        return Outcome(step, "already_done")
+    stable_text(ctx.conn)
+    removed = remove_unchanged_copies(ctx, action)
+    if not removed:
+        return Outcome(step, "already_done")
+    _forget_removed_copies(ctx, action, target)
+    return Outcome(
+        step,
+        "reverted",
+        details={"copies_of_an_unfinished_merge_removed": removed},
+        notes=[f"{removed} copies an unfinished merge wrote into {action.target} removed; {action.source} holds them"],
+    )
+
+
+def _forget_removed_copies(ctx: Context, action: Action, target: TableInfo) -> None:
+    """The record of each copy no longer in the target (ple_ops.merged_row) goes with it."""
     ctx.conn.execute(
         sql.SQL(
             "DELETE FROM ple_ops.merged_row AS m WHERE m.target_oid = %s AND m.source_table = %s "
@@ -566,28 +636,19 @@ def revert(ctx: Context, step) -> Outcome:
         ).format(qualified(action.target)),
         (target.oid, action.source),
     )
-    relocate.apply(ctx.conn, ctx.catalog, archived, action.source)
-    details = {"copies_removed_from_target": removed, "changed_copies_kept_in_target": len(kept)}
-    notes = []
-    if kept:
-        details["kept_keys"] = kept[:100]
-        notes.append(
-            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge: "
-            f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
-            f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
-        )
-    return Outcome(step, "reverted", details=details, notes=notes)
 
 
 def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
     """Delete from the target the copies of `action.source` that still hash to what the merge wrote
-    (ple_ops.merged_row); a copy edited since stays. `unless_current_in_source`: only copies whose
-    source row changed or went away since (a batched merge catching up). Copies whose hashed columns
-    are gone from the target cannot be compared, so they stay."""
+    (ple_ops.merged_row); a copy edited since stays, and so does a copy a row refers to through a
+    foreign key (the application uses it: its ON DELETE rule would delete or rewrite that row).
+    `unless_current_in_source`: only copies whose source row changed or went away since (a batched
+    merge catching up). Copies whose hashed columns are gone from the target cannot be compared, so
+    they stay."""
     target = ctx.catalog.get(action.target)
-    stale = sql.SQL("")
+    stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
-        stale = sql.SQL(
+        stale += sql.SQL(
             " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s) = t.ctb_source_row)"
         ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
     removed = 0
@@ -606,6 +667,27 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
             {"oid": target.oid, "source": action.source, "columns": list(columns)},
         ).rowcount
     return removed
+
+
+def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
+    """`AND NOT EXISTS (...)` for each foreign key into the target, over the copy `t`. The
+    referencing tables are locked against writes (SHARE; the target itself, for a key into itself,
+    SHARE ROW EXCLUSIVE) until the transaction ends, so no reference can arrive between the check
+    and the DELETE."""
+    conditions = []
+    for _name, referencing, columns, referenced, _rule in ctx.conn.execute(
+        raw_template("audit/foreign_keys_into"), {"table": target_name}
+    ).fetchall():
+        mode = "SHARE ROW EXCLUSIVE" if referencing == target_name else "SHARE"
+        ctx.conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(qualified(referencing), sql.SQL(mode)))
+        match = sql.SQL(" AND ").join(
+            sql.SQL("r.{} = t.{}").format(sql.Identifier(c), sql.Identifier(r))
+            for c, r in zip(columns, referenced, strict=True)
+        )
+        conditions.append(
+            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(qualified(referencing), match)
+        )
+    return sql.Composed(conditions)
 
 
 def _lossy_message(action: Action, plan: Mapping) -> str:
@@ -646,7 +728,7 @@ def lint(ctx: Context, step) -> list:
                 "{keyed} {new_rows} "
                 "GROUP BY {keys} HAVING count(*) > 1) AS d"
             ).format(
-                keyed=keyed_source(source, json=False),
+                keyed=keyed_source(source, json=False, key=key_reads_row(target, plan.fills)),
                 new_rows=new_rows,
                 keys=sql.SQL(", ").join(keys),
             ),

@@ -34,6 +34,7 @@ from ple.reorg import ledger
 from ple.reorg.actions import merge, relocate
 from ple.reorg.context import Context, Outcome, State
 from ple.reorg.proof import provenance_fingerprint, stable_text
+from ple.sqlutil import qualified
 
 
 def batched(ctx: Context, step) -> bool:
@@ -113,7 +114,7 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
     refusals = merge._cast_findings(ctx, step)
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
-    insert, plan, key_match = merge.insert_statement(ctx, action)
+    _, plan, key_match = merge.insert_statement(ctx, action)
     (merge_rows, merge_checksum), (kept_rows, _) = merge._merge_sets(ctx, action.source, key_match, spec, plan.params)
     if kept_rows and spec.on_key_conflict != "keep_target":
         raise PlanRejected(
@@ -121,11 +122,21 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
         )
     caught_up = {}
     if provenance_fingerprint(ctx.conn, action.target, action.source) != (merge_rows, merge_checksum):
+        # only the rows without a copy: a pass over every source row would fire the target's row
+        # triggers for each (before ON CONFLICT skips it) while the bypass holds the target locked
+        missing, _, _ = merge.insert_statement(
+            ctx,
+            action,
+            rows=sql.SQL(
+                "WHERE NOT EXISTS (SELECT 1 FROM {} AS c WHERE c.ctb_source_table = %(source_table)s "
+                "AND c.ctb_source_key = {})"
+            ).format(qualified(action.target), merge.source_key(ctx.catalog.get(action.source))),
+        )
         with ctx.bypassing_triggers():
             caught_up["stale_copies_replaced"] = merge.remove_unchanged_copies(
                 ctx, action, unless_current_in_source=True
             )
-            caught_up["rows_copied_at_the_end"] = ctx.execute(insert).fetchone()[3]
+            caught_up["rows_copied_at_the_end"] = ctx.execute(missing).fetchone()[3]
     merged = provenance_fingerprint(ctx.conn, action.target, action.source)
     if merged != (merge_rows, merge_checksum):
         raise VerificationFailed(
