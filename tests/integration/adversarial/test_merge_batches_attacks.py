@@ -6,7 +6,6 @@ Its promise: the target is never locked for the whole merge, so an application w
 import threading
 
 import psycopg
-import pytest
 
 from ple.reorg.actions import merge_batches
 from tests.integration.adversarial.workload import SOURCE, TARGET, Application
@@ -15,12 +14,6 @@ from tests.reorg_helpers import approve, count, executor
 STEP = "1b__merge__marketing_failed_email_verification"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge_batches._finish: once any source row changed between batches, the catch-up re-runs the "
-    "whole-source INSERT (every row's BEFORE INSERT trigger fires before ON CONFLICT) while the target's "
-    "trigger is disabled, i.e. SHARE ROW EXCLUSIVE on the live target for a full pass",
-)
 def test_one_source_edit_between_batches_does_not_lock_the_target_for_a_whole_pass(synced, fresh_db, monkeypatch):
     conn = synced
     rows = count(conn, SOURCE)
@@ -85,12 +78,6 @@ def test_two_processes_running_the_same_batched_merge_at_once_double_nothing(syn
     assert count(conn, "public.error_master") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge.revert returns already_done when the archive does not exist, so the copies of a batched merge "
-    "that died between batches stay in the live target while the source stays live: rows in two places, and the "
-    "revert reports 'reverted' (README: 'left alone')",
-)
 def test_revert_of_a_batched_merge_abandoned_between_batches_leaves_no_row_in_two_places(synced):
     from tests.reorg_helpers import approve_revert
 
