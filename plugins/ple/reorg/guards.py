@@ -120,19 +120,15 @@ def inspect(
     return found
 
 
-def revert_bypass(conn: psycopg.Connection, step: Step, decisions) -> list[tuple[str, str]]:
-    """(table, trigger) a merge's revert disables while it takes the copies out of the target: the
+def revert_bypass(conn: psycopg.Connection, step: Step, decisions, target: str | None) -> list[tuple[str, str]]:
+    """(table, trigger) a merge's revert disables while it takes the copies out of `target`: the
     DELETE side of what the merge bypassed on INSERT. The copies were never events, so a sync must
     not fan their removal out (it would undo the application's own rows elsewhere); a trigger that
     raises on DELETE stays on (the revert stops, nothing lost) unless a person accepted it."""
-    if step.kind != "MERGE":
+    if step.kind != "MERGE" or target is None:
         return []
     accepted = decisions.accepted if decisions is not None else {}
-    return [
-        (g.table, g.key.rsplit(".", 1)[1])
-        for g in _triggers(conn, step, step.action.target, DELETE, accepted)
-        if g.bypass
-    ]
+    return [(g.table, g.key.rsplit(".", 1)[1]) for g in _triggers(conn, step, target, DELETE, accepted) if g.bypass]
 
 
 def blocking(guards: list[Guard]) -> list[Guard]:
@@ -451,9 +447,9 @@ def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guar
             continue
         params = dict(mapping.params) | {"run_id": "guards"}
         exprs = [by_column[c] for c in columns]
-        base = sql.SQL("FROM (SELECT s, to_jsonb(s) AS ctb_row, {key} AS ctb_key FROM {src} AS s) AS k").format(
-            key=merge_action.source_key(source), src=qualified(action.source)
-        )
+        base = sql.SQL(
+            "FROM (SELECT {row} AS s, to_jsonb(s.*) AS ctb_row, {key} AS ctb_key FROM {src} AS s) AS k"
+        ).format(row=merge_action.whole_row(source), key=merge_action.source_key(source), src=qualified(action.source))
         existing = sql.SQL("SELECT count(*) {base} WHERE EXISTS (SELECT 1 FROM {t} AS x WHERE {match})").format(
             base=base,
             t=qualified(target.name),

@@ -29,7 +29,7 @@ from ple import approval
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import guards, tool_changes
-from ple.reorg.actions import create_target, module_for, relocate, set_aside
+from ple.reorg.actions import create_target, merge, module_for, relocate, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
@@ -127,7 +127,7 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             restored += _restore_foreign_keys(ex, table.oid, archive)
         ctx = ex.context(read_catalog(ex.conn))
         ctx.approval = fp
-        ctx.bypass = tuple(guards.revert_bypass(ex.conn, step, ex.decisions))
+        ctx.bypass = tuple(guards.revert_bypass(ex.conn, step, ex.decisions, merge.applied_target(ex.conn, step)))
         with ctx.bypassing_triggers():
             outcome = module_for(step).revert(ctx, step)
         if restored:
@@ -249,7 +249,9 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
         notes = _restore_not_null(ex, phase)
-        dropped = _drop_created_targets(ex, phase, notes, started)
+        dropped = _drop_created_targets(ex, phase, notes, started) | create_target.dropped_by_revert(
+            ex.conn, phase.phase
+        )
         catalog = read_catalog(ex.conn)
         problems, reported, lines = _prove(ex, phase, catalog, dropped)
         outcome = "failed" if problems else "reverted"

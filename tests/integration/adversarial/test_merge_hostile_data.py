@@ -46,12 +46,6 @@ def _apply_and_revert(conn) -> tuple[list[str], list[str]]:
     return before, stored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge.keyed_source: `FROM <source> AS s` then `(k.s).col` and `to_jsonb(s)`: a source COLUMN named s "
-    "wins over the whole-row alias (PostgreSQL prefers a column), so the lint passes and apply is refused "
-    "(WrongObjectType); where no column is copied by name, ctb_source_row would keep that one value",
-)
 def test_a_source_column_named_like_the_row_alias_is_kept_whole(conn):
     conn.execute(f"ALTER TABLE {SOURCE} ADD COLUMN s text DEFAULT 'a column named s'")
     before = _source_rows(conn)
@@ -98,12 +92,6 @@ def test_a_generated_column_on_the_target_round_trips(conn):
     assert stored == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge.insert_statement lists the target's columns with sqlutil.identifiers, whose check_identifier "
-    'refuses any live column name that is not plain lower case (an ORM\'s "createdAt"): UnsafeIdentifier '
-    "escapes from the lint itself (plan mode included) instead of the name being quoted by sql.Identifier",
-)
 def test_mixed_case_and_quoted_column_names_as_an_orm_writes_them_round_trip(conn):
     for table in (SOURCE, TARGET):
         conn.execute(f'ALTER TABLE {table} ADD COLUMN "createdAt" text, ADD COLUMN "Odd ""Quoted"" Name" text')

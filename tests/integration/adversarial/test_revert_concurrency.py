@@ -4,10 +4,9 @@ ctb_revert DAG runs), on a phase whose merge target the tool created (decided)."
 import threading
 
 import psycopg
-import pytest
 
 from tests.reconcile_helpers import decide
-from tests.reorg_helpers import approve, approve_revert, end_state, executor, run_phase
+from tests.reorg_helpers import approve, approve_revert, assert_nothing_lost, executor, run_phase, table_fingerprints
 
 CREATED = "cl.cl_err_existence"  # 1b merges marketing.failed_low_confidence into it, and nothing else does
 
@@ -16,21 +15,12 @@ def _applied_with_a_created_target(conn) -> dict:
     conn.execute(f"DROP TABLE {CREATED} CASCADE")
     decide(conn)
     approve(conn)
-    before = end_state(conn)
+    before = table_fingerprints(conn)
     run_phase(executor(conn), "1b")
     approve_revert(conn, "1b")
     return before
 
 
-XFAIL_GONE = pytest.mark.xfail(
-    strict=True,
-    reason="revert.py _finish: _prove counts a snapshot table as legitimately gone only if THIS run dropped it "
-    "(_drop_created_targets' return); a created target dropped by an earlier (or concurrent) revert is 'gone', "
-    "so every revert after the first fails with VerificationFailed: revert is not idempotent",
-)
-
-
-@XFAIL_GONE
 def test_a_revert_run_again_after_it_completed_is_still_proven(conn):
     _applied_with_a_created_target(conn)
     assert executor(conn).revert_phase("1b")[-1].status == "reverted"
@@ -41,7 +31,6 @@ def test_a_revert_run_again_after_it_completed_is_still_proven(conn):
     assert again == "reverted", f"the same revert run again (a retried task) ends {again}"
 
 
-@XFAIL_GONE
 def test_two_reverts_at_once_converge_and_lose_nothing(conn, fresh_db):
     before = _applied_with_a_created_target(conn)
     results, start = {}, threading.Barrier(2)
@@ -61,8 +50,5 @@ def test_two_reverts_at_once_converge_and_lose_nothing(conn, fresh_db):
     for t in threads:
         t.join()
     assert set(results.values()) == {"reverted"}, results
-    after = end_state(conn)
-    assert CREATED not in after  # created by the tool, empty again: dropped once
-    assert {k: v for k, v in after.items()} == {k: v for k, v in before.items() if k != CREATED} | {
-        k: v for k, v in after.items() if k not in before
-    }
+    assert conn.execute("SELECT to_regclass(%s)", (CREATED,)).fetchone()[0] is None  # dropped once
+    assert_nothing_lost(conn, before)  # every table's rows, over its columns before the apply

@@ -1,8 +1,6 @@
 """Adversarial: a revert is approved over the plan, the code and the phase, not over the decisions;
 and it undoes each step as the decisions file says NOW, not as the ledger says it was applied."""
 
-import pytest
-
 from ple.reorg import decisions
 from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
 
@@ -41,12 +39,6 @@ HAND_TARGET_DDL = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="revert.py undoes a merge against the target of the CURRENT decisions (executor.plan), not the "
-    "target its ledger row names, and the revert approval does not cover the decisions: the copies stay in "
-    "the retarget table while the source comes back, and the revert reports success",
-)
 def test_editing_the_decisions_after_apply_never_makes_revert_double_rows(conn, decisions_dir):
     add_rows(conn, SOURCE, 7)
     conn.execute(HAND_TARGET_DDL)

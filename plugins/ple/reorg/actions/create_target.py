@@ -86,6 +86,19 @@ def created_by_tool(conn: psycopg.Connection, table: str, phase_id: str | None =
     return row[1] if row and row[0] == "applied" else None
 
 
+def dropped_by_revert(conn: psycopg.Connection, phase_id: str) -> set[int]:
+    """OIDs of the targets this tool created in `phase_id` that a revert dropped again (ledger), so
+    that a revert run again, or two at once, proves them gone rather than lost."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT (details ->> 'oid')::bigint FROM ple_ops.action_ledger WHERE action = %s AND phase = %s "
+            "AND outcome = 'reverted' AND (details ->> 'dropped')::boolean",
+            (ACTION, phase_id),
+        )
+    }
+
+
 def ensure(ex, phase_id: str, table: str, definition: dict) -> str:
     """One transaction: re-check the catalog, create, record the OID in the ledger. Returns
     `created`, `already_done` (the tool created it before) or `exists` (someone else did: used as

@@ -69,11 +69,11 @@ def side_for(ctx: Context, action: Action, index: int, params: dict, relation: s
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (source.primary_key or [join.source])]
-    tiebreak.append(sql.SQL("to_jsonb(s)::text"))  # identical rows aside, one order every time
+    tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))  # identical rows aside, one order every time
     alias = f"side_{index}"
     if action.kind == "MERGE_JSONB":
         order = [sql.SQL("s.{}").format(sql.Identifier(action.order_by))] if action.order_by else []
-        aggregate = sql.SQL("jsonb_agg(to_jsonb(s) ORDER BY {})").format(sql.SQL(", ").join(order + tiebreak))
+        aggregate = sql.SQL("jsonb_agg(to_jsonb(s.*) ORDER BY {})").format(sql.SQL(", ").join(order + tiebreak))
         value = aggregate if action.shape == "array" else sql.SQL("({}) -> 0").format(aggregate)
         select = sql.SQL(
             "SELECT {key} AS k, {value} AS {col}, count(*) AS side_rows FROM {src} WHERE {key} IS NOT NULL GROUP BY 1"

@@ -18,6 +18,7 @@ string into a shorter varchar) is refused unless the plan accepts it for that co
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -29,7 +30,7 @@ from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action, MergeTarget
 from ple.reorg.proof import PROVENANCE_COLUMNS, content_columns, provenance_fingerprint, row_hash, stable_text
-from ple.sqlutil import identifiers, qualified, raw_template, split_qualified
+from ple.sqlutil import qualified, raw_template, split_qualified
 
 PROVENANCE_DDL = (
     ("ctb_source_table", "text"),
@@ -111,7 +112,13 @@ def source_key(source: TableInfo) -> sql.Composable:
         return sql.SQL("concat_ws('|', {})").format(
             sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(c)) for c in source.primary_key)
         )
-    return sql.SQL("md5(to_jsonb(s)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s)::text))")
+    return sql.SQL("md5(to_jsonb(s.*)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s.*)::text))")
+
+
+def whole_row(source: TableInfo) -> sql.Composable:
+    """The row of `s` as a value of the source's row type. `s.*` (not `s`) so that a source column
+    named s cannot stand in for the row: PostgreSQL resolves a bare `s` to a column first."""
+    return sql.SQL("ROW(s.*)::{}").format(qualified(source.name))
 
 
 def keyed_source(
@@ -134,12 +141,12 @@ def keyed_source(
         )
         return sql.SQL(
             "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
-            "FROM (SELECT s FROM {relation}) AS j) AS k"
-        ).format(key=key_text, relation=relation)
+            "FROM (SELECT {row} AS s FROM {relation}) AS j) AS k"
+        ).format(key=key_text, row=whole_row(source), relation=relation)
     with_json = sql.SQL(
         "SELECT j.s, j.ctb_row, hashtextextended(j.ctb_text, 0)::numeric AS ctb_digest{hashed} "
         "FROM (SELECT i.s, i.ctb_row, i.ctb_row::text AS ctb_text "
-        "FROM (SELECT s, to_jsonb(s) AS ctb_row FROM {relation} OFFSET 0) AS i OFFSET 0) AS j"
+        "FROM (SELECT {row} AS s, to_jsonb(s.*) AS ctb_row FROM {relation} OFFSET 0) AS i OFFSET 0) AS j"
     )
     if source.primary_key:
         key_text = sql.SQL("concat_ws('|', {})").format(
@@ -147,11 +154,11 @@ def keyed_source(
         )
         return sql.SQL(
             "(SELECT j.s, j.ctb_row, j.ctb_digest, {key} AS ctb_key FROM ({rows} OFFSET 0) AS j) AS k"
-        ).format(key=key_text, rows=with_json.format(hashed=sql.SQL(""), relation=relation))
+        ).format(key=key_text, rows=with_json.format(hashed=sql.SQL(""), row=whole_row(source), relation=relation))
     return sql.SQL(
         "(SELECT j.s, j.ctb_row, j.ctb_digest, j.h || '#' || row_number() OVER (PARTITION BY j.h) AS ctb_key "
         "FROM ({rows} OFFSET 0) AS j) AS k"
-    ).format(rows=with_json.format(hashed=sql.SQL(", md5(j.ctb_text) AS h"), relation=relation))
+    ).format(rows=with_json.format(hashed=sql.SQL(", md5(j.ctb_text) AS h"), row=whole_row(source), relation=relation))
 
 
 def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableInfo, catalog: Catalog) -> Mapping:
@@ -311,7 +318,7 @@ def insert_statement(
     ).format(
         hash=sql.Composed([row_hash("t", hashed), sql.SQL(" AS row_hash")]),
         target=qualified(action.target),
-        columns=identifiers(f.column for f in plan.fills),
+        columns=sql.SQL(", ").join(sql.Identifier(f.column) for f in plan.fills),  # live names, quoted
         disc=sql.Identifier(spec.discriminator_column),
         values=sql.SQL(", ").join(f.expression for f in plan.fills),
         disc_value=_cast(sql.Placeholder("discriminator"), discriminator)
@@ -571,10 +578,25 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
     return []
 
 
+def applied_target(conn, step) -> str | None:
+    """The target the step's last apply wrote into, as its ledger row names it (None: no apply). A
+    revert takes the copies out of that table even when the decisions point the step elsewhere now."""
+    if step.kind != "MERGE":
+        return None
+    row = conn.execute(
+        "SELECT target FROM ple_ops.action_ledger WHERE step_id = %s AND action = 'MERGE' AND outcome = 'applied' "
+        "AND mode = 'apply' ORDER BY attempt_id DESC LIMIT 1",
+        (step.step_id,),
+    ).fetchone()
+    return row[0] if row else step.action.target
+
+
 def revert(ctx: Context, step) -> Outcome:
     """Put the source back and take out of the target the copies that are still exactly what the
-    merge wrote (the originals are the source). A copy changed since is kept, and reported."""
-    action = step.action
+    merge wrote (the originals are the source). A copy changed since is kept, and reported. The
+    target is the one the merge wrote into (its ledger row), whatever the decisions say now."""
+    action = dataclasses.replace(step.action, target=applied_target(ctx.conn, step))
+    step = dataclasses.replace(step, actions=(action,))
     archived = ctx.plan.archive_name(action.source)
     if relocate.check(ctx.catalog, archived, action.source) != State.PENDING:
         return _unfinished_copies(ctx, step)
@@ -649,7 +671,7 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
     stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
         stale += sql.SQL(
-            " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s) = t.ctb_source_row)"
+            " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s.*) = t.ctb_source_row)"
         ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
     removed = 0
     for (columns,) in ctx.conn.execute(
