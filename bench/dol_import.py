@@ -272,7 +272,9 @@ def main() -> None:
             for method in methods:
                 limit = args.pandas_rows if method.startswith("pandas") else 0
                 target_dsn = dsn_floor if method == "floor" else dsn
-                results[(case, dataset, method)] = run_child(method, target_dsn, dataset, source, f"bench-{case}", limit)
+                results[(case, dataset, method)] = run_child(
+                    method, target_dsn, dataset, source, f"bench-{case}", limit
+                )
             r = results[(case, dataset, "ours")]
             p = results[(case, dataset, "pandas")]
             floor = results.get((case, dataset, "floor"))
