@@ -121,6 +121,7 @@ def child(method: str, dsn: str, dataset: str, path: str, run_id: str, limit: in
         rows = result.data_rows
         extra = {
             "timings": result.timings,
+            "writer": result.writer,
             "inserted": result.inserted,
             "updated": result.updated,
             "unchanged": result.unchanged,
@@ -282,7 +283,7 @@ def main() -> None:
                 f"{case:8}{dataset:10}{r['rows']:>9,} rows  ours {r['seconds']:6.2f}s  copy "
                 f"{results[(case, dataset, 'copy')]['seconds']:6.2f}s  "
                 + (f"floor {floor['seconds']:6.2f}s  " if floor else "")
-                + f"pandas {p['rows']:,} rows {p['seconds']:7.2f}s  {r['path']} {r['timings']}  "
+                + f"pandas {p['rows']:,} rows {p['seconds']:7.2f}s  {r['path']} {r['writer']} {r['timings']}  "
                 f"new {r['inserted']} changed {r['updated']} unchanged {r['unchanged']}",
                 flush=True,
             )

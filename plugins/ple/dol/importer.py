@@ -879,14 +879,14 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
             quarantined += _quarantine(conn, import_id, dataset, live, mapping, result.form_year, keys.repeated)
             good = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGE))).fetchone()[0]
             _check_counts(source, result, good, quarantined)
-            # the upsert's joins plan on real counts; only the columns they join on (ANALYZE of every
-            # column of a 191-column table costs more than the whole upsert)
-            joined = dict.fromkeys([*dataset.natural_key, *(c for c in dataset.plan_identity if c in mapping.loaded)])
-            conn.execute(
-                sql.SQL("ANALYZE {} ({})").format(
-                    sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, joined))
-                )
-            )
+        # the joins plan on real counts: the upsert's and the Schedule A link's on the key, the
+        # supersede's on the plan identity (unanalyzed, a DISTINCT is guessed at 200 values and
+        # the join with the live table becomes a nested loop: minutes, measured); only those
+        # columns (ANALYZE of every column of a 191-column table costs more than the upsert)
+        joined = dict.fromkeys([*dataset.natural_key, *(c for c in dataset.plan_identity if c in mapping.loaded)])
+        conn.execute(
+            sql.SQL("ANALYZE {} ({})").format(sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, joined)))
+        )
     with _timed(result, "upsert"):
         if result.form_year and live.writable(target.FORM_YEAR) and target.FORM_YEAR not in mapping.loaded:
             _constants(conn, live, result.form_year)
