@@ -11,11 +11,17 @@
      types (each value parsed once, by COPY). When COPY refuses the file, the careful path reads
      it record by record and loads batches with COPY; a refused batch is split until the refused
      records are isolated: they go to the errors table with COPY's reason and their raw text.
-   - Validate set-based in one statement (ACK_ID, EINs, plan year, NOT NULL columns, natural key
-     unique in the file): bad rows go to ple_ops.dol_import_error with the reason and the line.
-   - Upsert by the natural key (a row whose values did not change is not rewritten), move
-     filings an amendment replaced to <table>_superseded, link Schedule A to its filing.
-   - Prove: every data row is in the live table, the superseded table or the errors table.
+   - One aggregate over the staged keys (count, checksum, repeats), then whether any of them is
+     in the live or the superseded table (two semi-joins that stop at the first match).
+   - Fresh load (none is, none repeats): one INSERT ... SELECT that validates on the way (ACK_ID,
+     EINs, plan year, NOT NULL columns) and returns the written keys; rows it left behind go to
+     ple_ops.dol_import_error with the reason and the line; the written keys' count and checksum
+     must equal the staged good ones (the proof, from the statement itself).
+   - Otherwise: validate set-based in one statement (the same checks, natural key unique in the
+     file), bad rows to the errors table, upsert by the natural key (a row whose values did not
+     change is not rewritten), and prove by probing the tables.
+   - Both: move filings an amendment replaced to <table>_superseded, link Schedule A to its
+     filing; every data row is in the live table, the superseded table or the errors table.
 5. Great Expectations proves the run's accounting once per run (`prove_run`), not per file.
 """
 
@@ -380,7 +386,7 @@ def _csv_line(mapping: target.Mapping) -> sql.Composable:
     )
 
 
-def _checked(dataset, live, mapping, form_year, columns: sql.Composable, duplicate: sql.Composable) -> sql.Composable:
+def _checked(dataset, live, mapping, columns: sql.Composable, duplicate: sql.Composable) -> sql.Composable:
     """The staged rows `s` with what the validation needs beside `columns`: whether the row
     repeats a key of the file and its plan-year dates (OFFSET 0: each date is computed once per
     row). `_problems` reads them as s.ple_duplicate, s.ple_plan_year_begin, s.ple_plan_year_end."""
@@ -450,7 +456,7 @@ def _quarantine(conn, import_id, dataset, live, mapping, form_year, repeated: bo
     ).format(
         bad=sql.Identifier(BAD),
         problems=_problems(dataset, live, mapping, form_year),
-        rows=_checked(dataset, live, mapping, form_year, columns, duplicate),
+        rows=_checked(dataset, live, mapping, columns, duplicate),
     )
     if not conn.execute(checked).rowcount:
         return 0  # the common case: one pass over the rows, nothing to move
@@ -969,7 +975,7 @@ def _insert_new(
     others go to the errors table (`_quarantine`, the same expression). Proof: the keys written
     are exactly the staged keys that were not quarantined (count and checksum), else roll back.
     Returns (written, quarantined)."""
-    rows = _checked(dataset, live, mapping, form_year, sql.SQL("s.*"), sql.SQL("false"))
+    rows = _checked(dataset, live, mapping, sql.SQL("s.*"), sql.SQL("false"))
     written, checksum = conn.execute(
         sql.SQL(
             """
