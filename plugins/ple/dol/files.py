@@ -111,7 +111,9 @@ def scan(source: Input) -> Scan:
             size += len(chunk)
             lines += chunk.count(b"\n")
             last = chunk[-1:]
-            if utf8:
+            # ASCII is UTF-8 (most DOL files are ASCII throughout): only other bytes, or a
+            # multi-byte character cut by the previous chunk, need the decoder
+            if utf8 and (not chunk.isascii() or decoder.getstate()[0]):
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:

@@ -11,11 +11,17 @@
      types (each value parsed once, by COPY). When COPY refuses the file, the careful path reads
      it record by record and loads batches with COPY; a refused batch is split until the refused
      records are isolated: they go to the errors table with COPY's reason and their raw text.
-   - Validate set-based in one statement (ACK_ID, EINs, plan year, NOT NULL columns, natural key
-     unique in the file): bad rows go to ple_ops.dol_import_error with the reason and the line.
-   - Upsert by the natural key (a row whose values did not change is not rewritten), move
-     filings an amendment replaced to <table>_superseded, link Schedule A to its filing.
-   - Prove: every data row is in the live table, the superseded table or the errors table.
+   - One aggregate over the staged keys (count, checksum, repeats), then whether any of them is
+     in the live or the superseded table (two semi-joins that stop at the first match).
+   - Fresh load (none is, none repeats): one INSERT ... SELECT that validates on the way (ACK_ID,
+     EINs, plan year, NOT NULL columns) and returns the written keys; rows it left behind go to
+     ple_ops.dol_import_error with the reason and the line; the written keys' count and checksum
+     must equal the staged good ones (the proof, from the statement itself).
+   - Otherwise: validate set-based in one statement (the same checks, natural key unique in the
+     file), bad rows to the errors table, upsert by the natural key (a row whose values did not
+     change is not rewritten), and prove by probing the tables.
+   - Both: move filings an amendment replaced to <table>_superseded, link Schedule A to its
+     filing; every data row is in the live table, the superseded table or the errors table.
 5. Great Expectations proves the run's accounting once per run (`prove_run`), not per file.
 """
 
@@ -63,7 +69,8 @@ class ImportResult:
     dataset: str | None = None
     form_year: int | None = None
     encoding: str | None = None
-    path: str | None = None
+    path: str | None = None  # copy (the file as it is) or careful (record by record)
+    writer: str | None = None  # insert (fresh load: no staged key existed) or upsert
     data_rows: int = 0
     staged_rows: int = 0
     error_rows: int = 0
@@ -346,7 +353,8 @@ def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping,
         # 2018), so the plan year is checked for its own shape.
         checks.append(
             sql.SQL(
-                "CASE WHEN NOT (s.plan_year_end >= s.plan_year_begin AND s.plan_year_end - s.plan_year_begin < 372) THEN {msg} END"
+                "CASE WHEN NOT (s.ple_plan_year_end >= s.ple_plan_year_begin AND s.ple_plan_year_end - s.ple_plan_year_begin < 372) "
+                "THEN {msg} END"
             ).format(
                 msg=sql.Literal(
                     f"plan year {dataset.begin_date.upper()}..{dataset.end_date.upper()} is not a plan year"
@@ -355,13 +363,13 @@ def _problems(dataset: Dataset, live: target.LiveTable, mapping: target.Mapping,
         )
     if begin and form_year:
         checks.append(
-            sql.SQL("CASE WHEN s.plan_year_begin >= make_date({y} + 1, 1, 1) THEN {msg} END").format(
+            sql.SQL("CASE WHEN s.ple_plan_year_begin >= make_date({y} + 1, 1, 1) THEN {msg} END").format(
                 y=sql.Literal(form_year + 1),  # short plan years of the next year are real
                 msg=sql.Literal(f"{dataset.begin_date.upper()} begins after form year {form_year} + 1"),
             )
         )
     checks.append(
-        sql.SQL("CASE WHEN s.duplicate THEN {} END").format(
+        sql.SQL("CASE WHEN s.ple_duplicate THEN {} END").format(
             sql.Literal("natural key " + "+".join(dataset.natural_key).upper() + " repeated in the file")
         )
     )
@@ -378,43 +386,77 @@ def _csv_line(mapping: target.Mapping) -> sql.Composable:
     )
 
 
-def _quarantine(conn, import_id, dataset, live, mapping, form_year) -> int:
-    """One pass: every staged row's problems; the bad rows move to the errors table."""
+def _checked(dataset, live, mapping, columns: sql.Composable, duplicate: sql.Composable) -> sql.Composable:
+    """The staged rows `s` with what the validation needs beside `columns`: whether the row
+    repeats a key of the file and its plan-year dates (OFFSET 0: each date is computed once per
+    row). `_problems` reads them as s.ple_duplicate, s.ple_plan_year_begin, s.ple_plan_year_end."""
     by_name = _by_name(mapping)
-    keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
-    repeated = conn.execute(
-        sql.SQL("SELECT EXISTS (SELECT FROM {} AS s GROUP BY {} HAVING count(*) > 1)").format(
-            sql.Identifier(STAGE), keys
-        )
-    ).fetchone()[0]
-    # the window that marks repeated keys costs a sort; most files need none
-    duplicate = (
-        sql.SQL("s.record_no <> min(s.record_no) OVER (PARTITION BY {})").format(keys) if repeated else sql.SQL("false")
-    )
-    checked = sql.SQL(
-        """
-        CREATE TEMPORARY TABLE {bad} ON COMMIT DROP AS
-        SELECT c.record_no, c.reason FROM (
-            SELECT s.record_no, {problems} AS reason
-            FROM (SELECT {checked}, {duplicate} AS duplicate, {begin} AS plan_year_begin, {end} AS plan_year_end
-                  FROM {stage} AS s OFFSET 0) AS s  -- OFFSET 0: each date is computed once per row
-        ) AS c
-        WHERE c.reason IS NOT NULL
-        """
+    return sql.SQL(
+        "(SELECT {columns}, {duplicate} AS ple_duplicate, {begin} AS ple_plan_year_begin, {end} AS ple_plan_year_end "
+        "FROM {stage} AS s OFFSET 0) AS s"
     ).format(
-        bad=sql.Identifier(BAD),
-        problems=_problems(dataset, live, mapping, form_year),
-        checked=sql.SQL(", ").join(
-            sql.SQL("s.{}").format(sql.Identifier(c)) for c in _checked_columns(dataset, live, mapping)
-        ),
+        columns=columns,
+        duplicate=duplicate,
         begin=_date_of(live, mapping, by_name[dataset.begin_date])
         if dataset.begin_date in by_name
         else sql.SQL("NULL::date"),
         end=_date_of(live, mapping, by_name[dataset.end_date])
         if dataset.end_date in by_name
         else sql.SQL("NULL::date"),
-        duplicate=duplicate,
         stage=sql.Identifier(STAGE),
+    )
+
+
+def _key_hash(dataset: Dataset, alias: str) -> sql.Composable:
+    """A 64-bit hash of a row's natural key: summed over rows, the checksum of a set of keys."""
+    return sql.SQL("hashtextextended(ROW({})::text, 0)").format(
+        sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(k)) for k in dataset.natural_key
+        )
+    )
+
+
+@dataclass
+class StagedKeys:
+    """One aggregate over the staged keys: how many rows, their keys' checksum, whether a key repeats."""
+
+    rows: int
+    checksum: int
+    repeated: bool
+
+
+def _staged_keys(conn, dataset: Dataset) -> StagedKeys:
+    keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
+    rows, checksum, repeated = conn.execute(
+        sql.SQL(
+            "SELECT coalesce(sum(g.n), 0), coalesce(sum(g.h), 0), coalesce(bool_or(g.n > 1), false) "
+            "FROM (SELECT count(*) AS n, sum({hash}) AS h FROM {stage} AS s GROUP BY {keys}) AS g"
+        ).format(hash=_key_hash(dataset, "s"), stage=sql.Identifier(STAGE), keys=keys)
+    ).fetchone()
+    return StagedKeys(rows, int(checksum), repeated)
+
+
+def _quarantine(conn, import_id, dataset, live, mapping, form_year, repeated: bool) -> int:
+    """One pass: every staged row's problems; the bad rows move to the errors table.
+    `repeated`: some natural key repeats in the file (the window that marks them costs a sort;
+    most files need none)."""
+    keys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
+    duplicate = (
+        sql.SQL("s.record_no <> min(s.record_no) OVER (PARTITION BY {})").format(keys) if repeated else sql.SQL("false")
+    )
+    columns = sql.SQL(", ").join(
+        sql.SQL("s.{}").format(sql.Identifier(c)) for c in _checked_columns(dataset, live, mapping)
+    )
+    checked = sql.SQL(
+        """
+        CREATE TEMPORARY TABLE {bad} ON COMMIT DROP AS
+        SELECT c.record_no, c.reason FROM (SELECT s.record_no, {problems} AS reason FROM {rows}) AS c
+        WHERE c.reason IS NOT NULL
+        """
+    ).format(
+        bad=sql.Identifier(BAD),
+        problems=_problems(dataset, live, mapping, form_year),
+        rows=_checked(dataset, live, mapping, columns, duplicate),
     )
     if not conn.execute(checked).rowcount:
         return 0  # the common case: one pass over the rows, nothing to move
@@ -535,13 +577,14 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
     return inserted, updated, already
 
 
-def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> int:
+def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> tuple[int, int]:
     """Amended filings replace their originals: for each plan and plan year this file touched,
     the filing received last (then the greatest ACK_ID) stays; the others move, whole, to
     <table>_superseded with the ACK_ID that replaced them. Nothing is deleted. The losers are
-    found first (one join and one sort); the move runs only when something lost."""
+    found first (one join and one sort); the move runs only when something lost.
+    Returns (rows moved, of those the rows of this file)."""
     if not dataset.plan_identity or not all(live.has(c) for c in dataset.plan_identity):
-        return 0
+        return 0, 0
     order = sql.SQL("f.date_received DESC NULLS LAST, f.ack_id DESC" if live.has("date_received") else "f.ack_id DESC")
     kept = [c for c in live.columns if c in superseded.columns and c not in ("superseded_by_ack_id", "superseded_at")]
 
@@ -581,7 +624,7 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
         )
     ).rowcount
     if not losers:
-        return 0
+        return 0, 0
     statement = sql.SQL(
         """
         WITH moved AS (
@@ -597,7 +640,13 @@ def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: targe
         superseded=qualified(superseded.name),
         kept=sql.SQL(", ").join(map(sql.Identifier, kept)),
     )
-    return conn.execute(statement).rowcount
+    moved = conn.execute(statement).rowcount
+    of_file = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} AS r WHERE EXISTS (SELECT 1 FROM {} AS s WHERE s.ack_id = r.ack_id)").format(
+            sql.Identifier(LOSERS), sql.Identifier(STAGE)
+        )
+    ).fetchone()[0]
+    return moved, of_file
 
 
 def _filings_to_link(conn, dataset: Dataset, live: target.LiveTable) -> target.LiveTable | None:
@@ -810,7 +859,13 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
 
 
 def _run(conn, source, import_id, scanned, result, dataset, live, superseded, mapping, started) -> None:
-    """Everything that writes, in the caller's one transaction: all of it or none."""
+    """Everything that writes, in the caller's one transaction: all of it or none.
+
+    Two ways to write: when no staged key is in the live or the superseded table (a fresh load,
+    e.g. a new plan year), one INSERT ... SELECT that validates on the way (rows with a problem
+    are not inserted; they go to the errors table after it, only when the INSERT's count says
+    some stayed behind), proved by its own counts and key checksum. Otherwise validate first,
+    then upsert (update what changed, insert what is new) and prove by probing the tables."""
     with _timed(result, "stage"):
         staged, quarantined = _stage(conn, import_id, source, live, mapping, result)
         result.data_rows = (
@@ -821,15 +876,19 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
     with _timed(result, "validate"):
         if result.form_year is None:
             result.form_year = _majority_year(conn, dataset, mapping)
-        quarantined += _quarantine(conn, import_id, dataset, live, mapping, result.form_year)
-        result.staged_rows, result.error_rows = staged, quarantined
-        good = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGE))).fetchone()[0]
-        if good + quarantined != result.data_rows:
-            raise BadInput(
-                f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
-            )
-        # the upsert's joins plan on real counts; only the columns they join on (ANALYZE of every
-        # column of a 191-column table costs more than the whole upsert)
+        keys = _staged_keys(conn, dataset)
+        if keys.rows != staged:
+            raise BadInput(f"{source.name}: COPY reported {staged} rows, the staging table holds {keys.rows}")
+        result.staged_rows = staged
+        fresh = not keys.repeated and not _known_keys(conn, dataset, live, superseded.name)
+        if not fresh:
+            quarantined += _quarantine(conn, import_id, dataset, live, mapping, result.form_year, keys.repeated)
+            good = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(STAGE))).fetchone()[0]
+            _check_counts(source, result, good, quarantined)
+        # the joins plan on real counts: the upsert's and the Schedule A link's on the key, the
+        # supersede's on the plan identity (unanalyzed, a DISTINCT is guessed at 200 values and
+        # the join with the live table becomes a nested loop: minutes, measured); only those
+        # columns (ANALYZE of every column of a 191-column table costs more than the upsert)
         joined = dict.fromkeys([*dataset.natural_key, *(c for c in dataset.plan_identity if c in mapping.loaded)])
         conn.execute(
             sql.SQL("ANALYZE {} ({})").format(sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, joined)))
@@ -839,15 +898,31 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
             _constants(conn, live, result.form_year)
         filings = _filings_to_link(conn, dataset, live)
         load = _load(dataset, live, mapping, result.form_year, import_id, filings)
-        result.inserted, result.updated, result.already_superseded = _upsert(conn, dataset, live, superseded.name, load)
-        result.unchanged = good - result.inserted - result.updated - result.already_superseded
-        result.superseded = _supersede(conn, dataset, live, superseded)
+        if fresh:
+            result.writer = "insert"
+            good, bad = _insert_new(conn, import_id, dataset, live, mapping, result.form_year, load, keys, source)
+            quarantined += bad
+            _check_counts(source, result, good, quarantined)
+            result.inserted = good
+        else:
+            result.writer = "upsert"
+            result.inserted, result.updated, result.already_superseded = _upsert(
+                conn, dataset, live, superseded.name, load
+            )
+            result.unchanged = good - result.inserted - result.updated - result.already_superseded
+        result.error_rows = quarantined
+        result.superseded, superseded_of_file = _supersede(conn, dataset, live, superseded)
         # a Schedule A file wrote its rows linked (insert and update alike); a filings file links
         # the schedules that arrived before it
         if dataset.name == "F_5500" or (dataset.name == "F_SCH_A" and filings is None):
             _link_schedule_a(conn, dataset)
     with _timed(result, "prove"):
-        result.live_rows, result.superseded_rows = _account(conn, dataset, live, superseded.name)
+        if fresh:
+            # proved by the INSERT's own count and key checksum (every good row written, nothing
+            # else); the supersede moved `superseded_of_file` of them, whole, in one statement
+            result.live_rows, result.superseded_rows = good - superseded_of_file, superseded_of_file
+        else:
+            result.live_rows, result.superseded_rows = _account(conn, dataset, live, superseded.name)
         if result.live_rows + result.superseded_rows != good:
             raise BadInput(
                 f"{source.name}: {good} good rows, but {result.live_rows} are in {dataset.table} and "
@@ -866,6 +941,70 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
         )
     )
     _finish(conn, import_id, result, "imported")
+
+
+def _check_counts(source, result: ImportResult, good: int, quarantined: int) -> None:
+    if good + quarantined != result.data_rows:
+        raise BadInput(
+            f"{source.name}: {result.data_rows} data rows in the file, but {good} staged + {quarantined} quarantined"
+        )
+
+
+def _known_keys(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> bool:
+    """Whether any staged natural key is already in the live or the superseded table: two
+    semi-joins that stop at the first match (a refresh answers at once; a fresh load probes
+    each key in the tables' key indexes)."""
+
+    def known(table: str) -> sql.Composable:
+        return sql.SQL("EXISTS (SELECT 1 FROM {} AS s JOIN {} AS t ON {})").format(
+            sql.Identifier(STAGE),
+            qualified(table),
+            sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
+        )
+
+    return conn.execute(sql.SQL("SELECT {} OR {}").format(known(live.name), known(superseded))).fetchone()[0]
+
+
+def _insert_new(
+    conn, import_id, dataset, live, mapping, form_year, load: Load, keys: StagedKeys, source
+) -> tuple[int, int]:
+    """The fresh load: no staged key exists in the tables and none repeats in the file, so every
+    good row is new. One INSERT ... SELECT over the staging table writes the rows the validation
+    passes (the same `_problems` expression, evaluated on the way); its RETURNING gives the count
+    and checksum of the keys written. Only when fewer than the staged rows were written do the
+    others go to the errors table (`_quarantine`, the same expression). Proof: the keys written
+    are exactly the staged keys that were not quarantined (count and checksum), else roll back.
+    Returns (written, quarantined)."""
+    rows = _checked(dataset, live, mapping, sql.SQL("s.*"), sql.SQL("false"))
+    written, checksum = conn.execute(
+        sql.SQL(
+            """
+            WITH written AS (
+                INSERT INTO {live} ({columns}) SELECT {values} FROM {rows} WHERE {problems} IS NULL
+                RETURNING {keys}
+            )
+            SELECT count(*), coalesce(sum({hash}), 0) FROM written AS w
+            """
+        ).format(
+            live=qualified(live.name),
+            columns=sql.SQL(", ").join(map(sql.Identifier, load.columns)),
+            values=sql.SQL(", ").join(load.values),
+            rows=rows,
+            problems=_problems(dataset, live, mapping, form_year),
+            keys=sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key)),
+            hash=_key_hash(dataset, "w"),
+        )
+    ).fetchone()
+    bad, expected = 0, keys
+    if written != keys.rows:
+        bad = _quarantine(conn, import_id, dataset, live, mapping, form_year, repeated=False)
+        expected = _staged_keys(conn, dataset)
+    if (written, int(checksum)) != (expected.rows, expected.checksum) or written + bad != keys.rows:
+        raise BadInput(
+            f"{source.name}: {keys.rows} rows staged, {bad} quarantined, but {written} written to {live.name} with "
+            "other keys than the staged ones: rolled back"
+        )
+    return written, bad
 
 
 def _stage(conn, import_id, source, live, mapping, result) -> tuple[int, int]:
