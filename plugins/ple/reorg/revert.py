@@ -246,12 +246,17 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     """Restore relaxed NOT NULLs, prove against the preflight snapshot, mark the phase reverted."""
     started = datetime.now(UTC)
     step_id = f"{phase.phase}__revert"
+    # each in a short transaction of its own, so that their ACCESS EXCLUSIVE locks on live targets
+    # are not held through the proof's scans; both are idempotent (tool_changes, ledger)
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
         notes = _restore_not_null(ex, phase)
-        dropped = _drop_created_targets(ex, phase, notes, started) | create_target.dropped_by_revert(
-            ex.conn, phase.phase
-        )
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        _drop_created_targets(ex, phase, notes, started)
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        dropped = create_target.dropped_by_revert(ex.conn, phase.phase)
         catalog = read_catalog(ex.conn)
         problems, reported, lines = _prove(ex, phase, catalog, dropped)
         outcome = "failed" if problems else "reverted"
@@ -284,18 +289,16 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     return StepReport(step_id, outcome, text, {"notes": len(notes), "live_changes": len(reported)})
 
 
-def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started: datetime) -> set[int]:
+def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started: datetime) -> None:
     """Merge targets this tool created in the phase (CREATE_TARGET ledger rows), dropped only
-    while they hold no row; kept and reported otherwise. Returns the OIDs dropped."""
+    while they hold no row (ledger row `reverted`, dropped); kept and reported otherwise."""
     ctx = ex.context(read_catalog(ex.conn))
-    dropped = set()
     for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
         oid = create_target.created_by_tool(ex.conn, target, phase.phase)
         if oid is None:
             continue
         result = create_target.revert(ctx, target, phase.phase)
         if result == "dropped":
-            dropped.add(oid)
             notes.append(f"{target}: created by this tool in phase {phase.phase}, empty again: dropped")
             ex.write_ledger(
                 phase.phase,
@@ -309,7 +312,6 @@ def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started:
             )
         else:
             notes.append(result)
-    return dropped
 
 
 def _restore_not_null(ex: Executor, phase: Phase) -> list[str]:
