@@ -131,7 +131,7 @@ def _cmd_approve(args) -> int:
             args.approver,
             via="cli",
             note=args.note,
-            details={"decisions_file": str(decided.path) if decided.exists else None},
+            details={"covers": decided.covered()} if not args.revert else None,
         )
     covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
     if decided.answers_sha256:

@@ -15,6 +15,8 @@ preflight if an edited plan ever breaks that.
 
 from __future__ import annotations
 
+import json
+
 from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
 from ple.orchestration import pending_questions
@@ -312,14 +314,20 @@ def build_approval_dag(doc_md: str) -> DAG:
             from ple.reorg import decisions
 
             with connect() as conn:
+                decided = decisions.for_connection(conn)
+                covered = decided.covered()
                 approval_id = approval.approve(
                     conn,
-                    decisions.fingerprint(plan, decisions.for_connection(conn)),  # plan + this database's decisions
+                    decisions.fingerprint(plan, decided),  # plan + this database's decisions + 1L answers
                     approver,
                     via="airflow-form",
                     note=params["note"] or None,
+                    details={"covers": covered},
                 )
-            emit(f"APPROVED plan {plan.sha256} by {approver} (approval {approval_id})")
+            emit(
+                f"APPROVED plan {plan.sha256} by {approver} (approval {approval_id}), and with it, in this database:\n"
+                + json.dumps(covered, indent=2, default=str)
+            )
             return {"approval_id": approval_id, "plan_sha256": plan.sha256}
 
         record_approval()

@@ -78,6 +78,18 @@ class Decisions:
     def for_action(self, source: str) -> dict:
         return self.actions.get(source) or {}
 
+    def covered(self) -> dict:
+        """What an approval of the plan also approves in this database, in words a person can check:
+        the decisions file and each decision in force, the guards accepted, the 1L answers."""
+        return {
+            "decisions_file": str(self.path) if self.exists else None,
+            "decisions_sha256": self.sha256,
+            "decisions": {source: _resolution(entry) for source, entry in sorted(self.as_table().items())},
+            "targets_decided": sorted(self.targets),
+            "guards_accepted": dict(sorted(self.accepted.items())),
+            "answers_1l": {table: a.answer for table, a in sorted(self.answers.items())},
+        }
+
     def as_table(self) -> dict[str, dict]:
         """Per action source, the decision in force (for the reconcile table)."""
         return {source: entry for source, entry in self.actions.items() if _resolution(entry)}

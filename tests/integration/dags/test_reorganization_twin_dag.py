@@ -31,6 +31,11 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
             airflow_env, "ctb_approve_plan", {"approver": "Ada Lovelace", "plan_sha256": load().sha256}, twin_db, env
         )
         assert dag_run_state(approved.stdout) == "success", approved.stdout[-3000:]
+        covers = conn.execute(
+            "SELECT details -> 'covers' FROM ple_ops.approval WHERE approved_via = 'airflow-form' ORDER BY approval_id DESC LIMIT 1"
+        ).fetchone()[0]
+        assert covers["decisions"] and covers["decisions_sha256"]  # the approval says what it approved
+        assert "and with it, in this database" in approved.stdout and '"decisions":' in approved.stdout
         rows = rowcheck.take(conn)
         applied = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, twin_db, env)
         assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
