@@ -136,3 +136,34 @@ def count(conn, table: str) -> int:
 
 def connect(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True)
+
+
+BATCHED_SOURCE = "marketing.failed_email_verification"
+BATCHED_TARGET = "people.people_errors"
+
+
+def batched_merge_setting(conn):
+    """The target fans every insert out (production's error sync: bypassed for merged rows), each
+    inserted row costs a little time (so the whole merge lasts well beyond a lock timeout), and the
+    source has many pages."""
+    conn.execute("CREATE TABLE public.error_master (source text, error_id uuid)")
+    conn.execute(
+        "CREATE FUNCTION public.sync_error() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO public.error_master VALUES (TG_TABLE_NAME, NEW.error_id); RETURN NEW; END $$"
+    )
+    conn.execute(
+        f"CREATE TRIGGER sync_people_errors AFTER INSERT ON {BATCHED_TARGET} FOR EACH ROW EXECUTE FUNCTION public.sync_error()"
+    )
+    conn.execute(
+        "CREATE FUNCTION public.slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$"
+    )
+    conn.execute(
+        f"CREATE TRIGGER slow_row BEFORE INSERT ON {BATCHED_TARGET} FOR EACH ROW EXECUTE FUNCTION public.slow_row()"
+    )
+    conn.execute(
+        f"INSERT INTO {BATCHED_SOURCE} SELECT (jsonb_populate_record(s, jsonb_build_object('id', m.top + g * 1000 + s.id))).* "
+        f"FROM {BATCHED_SOURCE} AS s, generate_series(1, 500) AS g, (SELECT max(id) AS top FROM {BATCHED_SOURCE}) AS m"
+    )
+    conn.execute(f"ALTER TABLE {BATCHED_SOURCE} ADD PRIMARY KEY (id)")  # production's legacy tables have a serial key
+    conn.execute(f"ANALYZE {BATCHED_SOURCE}")
+    return conn

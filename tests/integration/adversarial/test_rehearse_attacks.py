@@ -60,7 +60,7 @@ SEQUENCE_GAP = pytest.mark.xfail(
     strict=True,
     reason="nextval is not transactional: a rehearsal that inserts into a target with a serial key "
     "(outreach.pipeline_audit_log.log_id) leaves its sequence advanced by every rehearsed row after the "
-    "rollback (README: 'It writes nothing')",
+    "rollback (documented in README, Rehearse: the one trace a rehearsal leaves)",
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from ple.catalog import read_catalog
 from ple.reorg import decisions
 from ple.reorg.actions import merge_batches
-from tests.reorg_helpers import approve, approve_revert, count, executor
+from tests.reorg_helpers import approve, approve_revert, batched_merge_setting, count, executor
 
 SOURCE = "marketing.failed_email_verification"
 TARGET = "people.people_errors"
@@ -25,28 +25,7 @@ def decisions_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def synced(conn):
-    """The target fans every insert out (production's error sync: bypassed for merged rows), each
-    inserted row costs a little time (so the whole merge lasts well beyond a lock timeout), and the
-    source has many pages."""
-    conn.execute("CREATE TABLE public.error_master (source text, error_id uuid)")
-    conn.execute(
-        "CREATE FUNCTION public.sync_error() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN INSERT INTO public.error_master VALUES (TG_TABLE_NAME, NEW.error_id); RETURN NEW; END $$"
-    )
-    conn.execute(
-        f"CREATE TRIGGER sync_people_errors AFTER INSERT ON {TARGET} FOR EACH ROW EXECUTE FUNCTION public.sync_error()"
-    )
-    conn.execute(
-        "CREATE FUNCTION public.slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$"
-    )
-    conn.execute(f"CREATE TRIGGER slow_row BEFORE INSERT ON {TARGET} FOR EACH ROW EXECUTE FUNCTION public.slow_row()")
-    conn.execute(
-        f"INSERT INTO {SOURCE} SELECT (jsonb_populate_record(s, jsonb_build_object('id', m.top + g * 1000 + s.id))).* "
-        f"FROM {SOURCE} AS s, generate_series(1, 500) AS g, (SELECT max(id) AS top FROM {SOURCE}) AS m"
-    )
-    conn.execute(f"ALTER TABLE {SOURCE} ADD PRIMARY KEY (id)")  # production's legacy tables have a serial key
-    conn.execute(f"ANALYZE {SOURCE}")
-    return conn
+    return batched_merge_setting(conn)
 
 
 def _rest_of_phase_then_verify(ex) -> None:
