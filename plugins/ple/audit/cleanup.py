@@ -233,7 +233,7 @@ def _guard_references(conn: psycopg.Connection, table: str) -> None:
             sql.SQL(
                 "SELECT count(*) FROM {referencing} x JOIN {table} t ON {joined} "
                 "WHERE t.ctid IN (SELECT row_ctid FROM pg_temp.ctb_2c_rows)"
-            ).format(referencing=qualified(referencing), table=qualified(table), joined=joined)
+            ).format(referencing=sql.Identifier(*referencing), table=qualified(table), joined=joined)
         ).fetchone()[0]
         if count:
             effect = (
@@ -242,7 +242,7 @@ def _guard_references(conn: psycopg.Connection, table: str) -> None:
                 else f"the DELETE would {rules[rule].lower()} them without an archive copy"
             )
             raise Blocked(
-                f"{count:,} rows of {referencing} reference rows of {table} this step would remove "
+                f"{count:,} rows of {'.'.join(referencing)} reference rows of {table} this step would remove "
                 f"(foreign key {name}, ON DELETE {rules[rule]}): {effect}; resolve those references first"
             )
 

@@ -77,3 +77,20 @@ def test_revert_does_not_fire_the_sync_trigger_the_merge_bypassed(conn):
         f"after apply and revert of 1b the application's counter of {TARGET} says {counted}, the table holds "
         f"{native}: the revert's DELETE of the copies fired the trigger the merge's INSERT had bypassed"
     )
+
+
+def test_a_referencing_table_with_an_orm_style_name_is_handled_not_refused(conn):
+    approve(conn)
+    ex = executor(conn)
+    run_phase(ex, "1b")
+    conn.execute(
+        'CREATE TABLE people."ErrorNotes" (note_id serial PRIMARY KEY, "errorId" uuid '
+        f"REFERENCES {TARGET} (error_id) ON DELETE CASCADE)"
+    )
+    notes = conn.execute(
+        f'INSERT INTO people."ErrorNotes" ("errorId") SELECT error_id FROM {TARGET} WHERE ctb_source_table = %s LIMIT 3',
+        (SOURCE,),
+    ).rowcount
+    approve_revert(conn, "1b")
+    assert ex.revert_phase("1b")[-1].status == "reverted"
+    assert conn.execute('SELECT count(*) FROM people."ErrorNotes"').fetchone()[0] == notes

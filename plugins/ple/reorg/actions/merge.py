@@ -105,13 +105,18 @@ def _cast(expression: sql.Composable, column: ColumnInfo, *, to_length: bool = F
     return sql.SQL("CAST({} AS {})").format(expression, column.type_identifier)
 
 
+def _primary_key_text(source: TableInfo, row: str) -> sql.Composable:
+    """A keyed source row's provenance key: its primary key's values joined by '|' (row: `s.` or `(j.s).`)."""
+    return sql.SQL("concat_ws('|', {})").format(
+        sql.SQL(", ").join(sql.SQL(row + "{}::text").format(sql.Identifier(c)) for c in source.primary_key)
+    )
+
+
 def source_key(source: TableInfo) -> sql.Composable:
     """The provenance key of a source row: its primary key, else its content hash and ordinal
     (identical rows of a keyless table are told apart by number, so none is dropped)."""
     if source.primary_key:
-        return sql.SQL("concat_ws('|', {})").format(
-            sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(c)) for c in source.primary_key)
-        )
+        return _primary_key_text(source, "s.")
     return sql.SQL("md5(to_jsonb(s.*)::text) || '#' || row_number() OVER (PARTITION BY md5(to_jsonb(s.*)::text))")
 
 
@@ -132,13 +137,7 @@ def keyed_source(
     made for a keyless one either, whose key is a hash of that JSON. `rows`: a WHERE clause on `s`."""
     relation = sql.SQL("{} AS s {}").format(qualified(source.name), rows or sql.SQL(""))
     if not json and not (key and not source.primary_key):
-        key_text = (
-            sql.SQL("concat_ws('|', {})").format(
-                sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
-            )
-            if source.primary_key and key
-            else sql.SQL("NULL::text")
-        )
+        key_text = _primary_key_text(source, "(j.s).") if source.primary_key and key else sql.SQL("NULL::text")
         return sql.SQL(
             "(SELECT j.s, NULL::jsonb AS ctb_row, NULL::numeric AS ctb_digest, {key} AS ctb_key "
             "FROM (SELECT {row} AS s FROM {relation}) AS j) AS k"
@@ -149,12 +148,12 @@ def keyed_source(
         "FROM (SELECT {row} AS s, to_jsonb(s.*) AS ctb_row FROM {relation} OFFSET 0) AS i OFFSET 0) AS j"
     )
     if source.primary_key:
-        key_text = sql.SQL("concat_ws('|', {})").format(
-            sql.SQL(", ").join(sql.SQL("(j.s).{}::text").format(sql.Identifier(c)) for c in source.primary_key)
-        )
         return sql.SQL(
             "(SELECT j.s, j.ctb_row, j.ctb_digest, {key} AS ctb_key FROM ({rows} OFFSET 0) AS j) AS k"
-        ).format(key=key_text, rows=with_json.format(hashed=sql.SQL(""), row=whole_row(source), relation=relation))
+        ).format(
+            key=_primary_key_text(source, "(j.s)."),
+            rows=with_json.format(hashed=sql.SQL(""), row=whole_row(source), relation=relation),
+        )
     return sql.SQL(
         "(SELECT j.s, j.ctb_row, j.ctb_digest, j.h || '#' || row_number() OVER (PARTITION BY j.h) AS ctb_key "
         "FROM ({rows} OFFSET 0) AS j) AS k"
@@ -700,14 +699,14 @@ def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
     for _name, referencing, columns, referenced, _rule in ctx.conn.execute(
         raw_template("audit/foreign_keys_into"), {"table": target_name}
     ).fetchall():
-        mode = "SHARE ROW EXCLUSIVE" if referencing == target_name else "SHARE"
-        ctx.conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(qualified(referencing), sql.SQL(mode)))
+        mode = "SHARE ROW EXCLUSIVE" if ".".join(referencing) == target_name else "SHARE"
+        ctx.conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(*referencing), sql.SQL(mode)))
         match = sql.SQL(" AND ").join(
             sql.SQL("r.{} = t.{}").format(sql.Identifier(c), sql.Identifier(r))
             for c, r in zip(columns, referenced, strict=True)
         )
         conditions.append(
-            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(qualified(referencing), match)
+            sql.SQL(" AND NOT EXISTS (SELECT 1 FROM {} AS r WHERE {})").format(sql.Identifier(*referencing), match)
         )
     return sql.Composed(conditions)
 
