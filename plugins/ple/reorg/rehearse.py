@@ -96,7 +96,7 @@ def rehearse_phase(ex, phase_id: str) -> StepReport:
             return _rolled_back(ex, phase_id, *_on_target(ex, conn_id))
         require_supported_server(copy)
         on_copy = Executor(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
-        where = f"on connection {conn_id} ({_database(copy)[2]} on {copy.info.host}:{copy.info.port}; the target is not touched)"
+        where = f"on connection {conn_id} ({copy.info.dbname} on {copy.info.host}:{copy.info.port}; the target is not touched)"
         return _rolled_back(on_copy, phase_id, where, None)
 
 
@@ -111,10 +111,6 @@ def _same_database(target: psycopg.Connection, other: psycopg.Connection) -> boo
         with other.transaction():
             granted = other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
     return not granted
-
-
-def _database(conn: psycopg.Connection) -> tuple:
-    return (conn.info.host, conn.info.port, conn.info.dbname)
 
 
 def _on_target(ex, conn_id: str | None) -> tuple[str, float]:
