@@ -69,7 +69,8 @@ def side_for(ctx: Context, action: Action, index: int, params: dict, relation: s
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (source.primary_key or [join.source])]
-    tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))  # identical rows aside, one order every time
+    if not source.primary_key:  # a key orders the rows totally; without one, identical rows aside, one order every time
+        tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))
     alias = f"side_{index}"
     if action.kind == "MERGE_JSONB":
         order = [sql.SQL("s.{}").format(sql.Identifier(action.order_by))] if action.order_by else []
