@@ -20,6 +20,7 @@ the phase stood (merge sources, fold side tables) with exactly their preflight r
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import psycopg
@@ -246,11 +247,9 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     """Restore relaxed NOT NULLs, prove against the preflight snapshot, mark the phase reverted."""
     started = datetime.now(UTC)
     step_id = f"{phase.phase}__revert"
-    # each in a short transaction of its own, so that their ACCESS EXCLUSIVE locks on live targets
+    # each in short transactions of its own, so that their ACCESS EXCLUSIVE locks on live targets
     # are not held through the proof's scans; both are idempotent (tool_changes, ledger)
-    with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
-        notes = _restore_not_null(ex, phase)
+    notes = _restore_not_null(ex, phase, fp)
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
         _drop_created_targets(ex, phase, notes, started)
@@ -314,29 +313,71 @@ def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started:
             notes.append(result)
 
 
-def _restore_not_null(ex: Executor, phase: Phase) -> list[str]:
+def _restore_not_null(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[str]:
+    """Each NOT NULL the tool relaxed, set again without scanning the live table under an ACCESS
+    EXCLUSIVE lock: a helper CHECK (col IS NOT NULL) is added NOT VALID (brief lock, no scan),
+    validated under SHARE UPDATE EXCLUSIVE (the scan; the application keeps reading and writing),
+    then SET NOT NULL finds it proven (no scan) and the helper goes. Each in its own transaction;
+    a run killed between them leaves a helper the next run reuses or drops."""
     notes = []
-    catalog = read_catalog(ex.conn)
-    for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
-        table = catalog.get(target)
-        if table is None:
-            continue
-        for column in tool_changes.columns_with(ex.conn, table.oid, tool_changes.RELAXED_NOT_NULL):
-            nulls = ex.conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(qualified(target), sql.Identifier(column))
-            ).fetchone()[0]
-            if nulls:
-                notes.append(
-                    f"{target}.{column} stays nullable: {nulls} rows hold NULL (merged rows of other phases, or "
-                    "rows written since); set NOT NULL again once they have values"
-                )
-                continue
-            ex.conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(qualified(target), sql.Identifier(column))
-            )
-            tool_changes.forget(ex.conn, table.oid, column, tool_changes.RELAXED_NOT_NULL)
-            notes.append(f"{target}.{column}: NOT NULL restored")
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        catalog = read_catalog(ex.conn)
+        relaxed = [
+            (target, table.oid, column)
+            for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"})
+            if (table := catalog.get(target)) is not None
+            for column in tool_changes.columns_with(ex.conn, table.oid, tool_changes.RELAXED_NOT_NULL)
+        ]
+    for target, oid, column in relaxed:
+        notes.append(_restore_one_not_null(ex, fp, target, oid, column))
     return notes
+
+
+def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, oid: int, column: str) -> str:
+    helper = not_null_helper(column)
+    table, col = qualified(target), sql.Identifier(column)
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        nulls = ex.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col)).fetchone()[0]
+        proven = nulls == 0
+        if proven and not _has_constraint(ex, oid, helper):
+            ex.conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                    table, sql.Identifier(helper), col
+                )
+            )
+    if proven:
+        try:
+            with ex.transaction():
+                hold(ex.conn, fp, _how(fp))
+                ex.conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, sql.Identifier(helper)))
+        except psycopg.errors.CheckViolation:
+            proven = False  # a NULL was written between the count and the validation
+    with ex.transaction():
+        hold(ex.conn, fp, _how(fp))
+        if proven:
+            ex.conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col))
+            tool_changes.forget(ex.conn, oid, column, tool_changes.RELAXED_NOT_NULL)
+        ex.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, sql.Identifier(helper)))
+    if not proven:
+        return (
+            f"{target}.{column} stays nullable: {nulls or 'some'} rows hold NULL (merged rows of other phases, or "
+            "rows written since); set NOT NULL again once they have values"
+        )
+    return f"{target}.{column}: NOT NULL restored (validated while the table stayed writable)"
+
+
+def not_null_helper(column: str) -> str:
+    """The helper CHECK's name: readable, unique per column, within the 63-byte identifier limit."""
+    return f"ctb_not_null_{column[:36]}_{hashlib.md5(column.encode()).hexdigest()[:8]}"
+
+
+def _has_constraint(ex: Executor, oid: int, name: str) -> bool:
+    return (
+        ex.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = %s AND conname = %s", (oid, name)).fetchone()
+        is not None
+    )
 
 
 def _prove(ex: Executor, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:

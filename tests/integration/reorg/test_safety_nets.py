@@ -308,6 +308,50 @@ def test_not_null_relaxed_in_preflight_is_restored_even_if_the_phase_stopped_the
     ).fetchone()[0]
 
 
+def _not_null(conn, table: str, column: str) -> bool:
+    return conn.execute(
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s", (table, column)
+    ).fetchone()[0]
+
+
+def _helper_checks(conn, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND conname LIKE 'ctb_not_null_%%'",
+            (table,),
+        )
+    ]
+
+
+def test_not_null_restore_killed_after_its_helper_check_was_added_converges(conn):
+    """The restore validates a helper CHECK while the table stays writable, then sets NOT NULL
+    without a scan; a run killed after adding the helper leaves it, and the next run finishes."""
+    approve(conn)
+    ex = executor(conn)
+    ex.preflight("1b")
+    helper = revert_module.not_null_helper("outreach_id")
+    conn.execute(f'ALTER TABLE people.people_errors ADD CONSTRAINT "{helper}" CHECK (outreach_id IS NOT NULL) NOT VALID')
+    approve_revert(conn, "1b")
+    ex.revert_phase("1b")
+    assert _not_null(conn, "people.people_errors", "outreach_id")
+    assert _helper_checks(conn, "people.people_errors") == []
+
+
+def test_not_null_stays_relaxed_while_a_null_is_there_and_no_helper_is_left(conn):
+    approve(conn)
+    ex = executor(conn)
+    ex.preflight("1b")
+    conn.execute(
+        "UPDATE people.people_errors SET outreach_id = NULL WHERE ctid = (SELECT ctid FROM people.people_errors LIMIT 1)"
+    )
+    approve_revert(conn, "1b")
+    report = ex.revert_phase("1b")
+    assert not _not_null(conn, "people.people_errors", "outreach_id")
+    assert _helper_checks(conn, "people.people_errors") == []
+    assert "people.people_errors.outreach_id stays nullable: 1 rows hold NULL" in str(report)
+
+
 # ---------------------------------------------------------------- verify
 
 
