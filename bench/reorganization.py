@@ -223,7 +223,8 @@ def handwritten_phase(conn, plan: Plan, phase_id: str, relocate=_copy_and_drop) 
 COPY_SECONDS: list[float] = []  # per hand-written run: its copies' share (CREATE TABLE AS + DROP)
 
 
-def run_handwritten(dsn: str, plan: Plan) -> dict[str, float]:
+def _run_script(dsn: str, plan: Plan, statements_of) -> tuple[dict[str, float], float]:
+    """Each phase's statements in one transaction: seconds per phase, and the copies' share."""
     seconds, copies = {}, 0.0
     with psycopg.connect(dsn, autocommit=True) as conn:
         for phase in plan.phases:
@@ -231,12 +232,17 @@ def run_handwritten(dsn: str, plan: Plan) -> dict[str, float]:
                 continue
             started = time.perf_counter()
             with conn.transaction():
-                for statement, params in handwritten_phase(conn, plan, phase.phase):
+                for statement, params in statements_of(conn, plan, phase.phase):
                     before = time.perf_counter()
                     conn.execute(statement, params or None)
                     if statement.as_string(conn).startswith(("CREATE TABLE", "DROP TABLE")):
                         copies += time.perf_counter() - before
             seconds[phase.phase] = time.perf_counter() - started
+    return seconds, copies
+
+
+def run_handwritten(dsn: str, plan: Plan) -> dict[str, float]:
+    seconds, copies = _run_script(dsn, plan, handwritten_phase)
     COPY_SECONDS.append(copies)
     return seconds
 
@@ -280,17 +286,7 @@ def floor_phase(conn, plan: Plan, phase_id: str) -> list[tuple[sql.Composable, d
 
 
 def run_floor(dsn: str, plan: Plan) -> dict[str, float]:
-    seconds = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for phase in plan.phases:
-            if not phase.steps:
-                continue
-            started = time.perf_counter()
-            with conn.transaction():
-                for statement, params in floor_phase(conn, plan, phase.phase):
-                    conn.execute(statement, params or None)
-            seconds[phase.phase] = time.perf_counter() - started
-    return seconds
+    return _run_script(dsn, plan, floor_phase)[0]
 
 
 def run_tool(dsn: str, plan: Plan) -> dict[str, float]:
