@@ -334,38 +334,62 @@ def _restore_not_null(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> l
     return notes
 
 
+HELPER_COMMENT = "ctb: helper of revert's NOT NULL restore; dropped by it"
+
+
 def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, oid: int, column: str) -> str:
-    helper = not_null_helper(column)
+    """Three transactions, each reading the state afresh, so that a run killed between them, or
+    another revert running between them, converges: the helper is the tool's only when it carries
+    the tool's comment (set in the transaction that adds it); a constraint of its name that does not
+    is someone else's, never validated, relied on or dropped: the helper takes the next name."""
     table, col = qualified(target), sql.Identifier(column)
+    nulls = 0
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
-        nulls = ex.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col)).fetchone()[0]
-        proven = nulls == 0
-        if proven and not _has_constraint(ex, oid, helper):
-            ex.conn.execute(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
-                    table, sql.Identifier(helper), col
-                )
+        helper = _helper_name(ex, oid, column)
+        if helper is None:
+            return (
+                f"{target}.{column} stays nullable: every name of the restore's helper check is taken by "
+                f"constraints this tool did not create ({not_null_helper(column)}...); rename them, then revert again"
             )
-    if proven:
+        name, state = sql.Identifier(helper), _helper_state(ex, oid, helper)
+        if not _is_not_null(ex, oid, column):
+            nulls = ex.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col)).fetchone()[
+                0
+            ]
+            if not nulls and state is None:
+                ex.conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID").format(
+                        table, name, col
+                    )
+                )
+                ex.conn.execute(
+                    sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(name, table, sql.Literal(HELPER_COMMENT))
+                )
+    if not nulls:
         try:
             with ex.transaction():
                 hold(ex.conn, fp, _how(fp))
-                ex.conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, sql.Identifier(helper)))
+                if _helper_state(ex, oid, helper) == "not validated":
+                    ex.conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, name))
         except psycopg.errors.CheckViolation:
-            proven = False  # a NULL was written between the count and the validation
+            nulls = None  # a NULL was written between the count and the validation
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
-        if proven:
+        state = _helper_state(ex, oid, helper)
+        if nulls == 0 and state == "validated" and not _is_not_null(ex, oid, column):
             ex.conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col))
+        restored = _is_not_null(ex, oid, column)
+        if restored:
             tool_changes.forget(ex.conn, oid, column, tool_changes.RELAXED_NOT_NULL)
-        ex.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, sql.Identifier(helper)))
-    if not proven:
-        return (
-            f"{target}.{column} stays nullable: {nulls or 'some'} rows hold NULL (merged rows of other phases, or "
-            "rows written since); set NOT NULL again once they have values"
-        )
-    return f"{target}.{column}: NOT NULL restored (validated while the table stayed writable)"
+        if state in ("validated", "not validated"):
+            ex.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, name))
+    if restored:
+        return f"{target}.{column}: NOT NULL restored (validated while the table stayed writable)"
+    return (
+        f"{target}.{column} stays nullable: {nulls or 'some'} rows hold NULL (merged rows of other phases, or "
+        "rows written since); set NOT NULL again once they have values"
+    )
 
 
 def not_null_helper(column: str) -> str:
@@ -373,11 +397,34 @@ def not_null_helper(column: str) -> str:
     return f"ctb_not_null_{column[:36]}_{hashlib.md5(column.encode()).hexdigest()[:8]}"
 
 
-def _has_constraint(ex: Executor, oid: int, name: str) -> bool:
-    return (
-        ex.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = %s AND conname = %s", (oid, name)).fetchone()
-        is not None
-    )
+def _helper_name(ex: Executor, oid: int, column: str) -> str | None:
+    """The tool's helper of `column` if there is one, else the first of its names that is free."""
+    base = not_null_helper(column)
+    candidates = [base] + [f"{base}_{n}" for n in range(1, 10)]
+    states = {name: _helper_state(ex, oid, name) for name in candidates}
+    mine = [n for n in candidates if states[n] in ("validated", "not validated")]
+    free = [n for n in candidates if states[n] is None]
+    return (mine or free or [None])[0]
+
+
+def _helper_state(ex: Executor, oid: int, helper: str) -> str | None:
+    """None (absent), 'not validated' or 'validated' (the tool's), or 'foreign' (someone else's)."""
+    row = ex.conn.execute(
+        "SELECT convalidated, obj_description(oid, 'pg_constraint') FROM pg_constraint "
+        "WHERE conrelid = %s AND conname = %s",
+        (oid, helper),
+    ).fetchone()
+    if row is None:
+        return None
+    if row[1] != HELPER_COMMENT:
+        return "foreign"
+    return "validated" if row[0] else "not validated"
+
+
+def _is_not_null(ex: Executor, oid: int, column: str) -> bool:
+    return ex.conn.execute(
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = %s AND attname = %s", (oid, column)
+    ).fetchone()[0]
 
 
 def _prove(ex: Executor, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:

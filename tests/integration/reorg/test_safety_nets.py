@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ple.errors import NotApproved, PlanRejected, VerificationFailed
 from ple.reorg import revert as revert_module
@@ -331,7 +332,14 @@ def test_not_null_restore_killed_after_its_helper_check_was_added_converges(conn
     ex = executor(conn)
     ex.preflight("1b")
     helper = revert_module.not_null_helper("outreach_id")
-    conn.execute(f'ALTER TABLE people.people_errors ADD CONSTRAINT "{helper}" CHECK (outreach_id IS NOT NULL) NOT VALID')
+    conn.execute(
+        f'ALTER TABLE people.people_errors ADD CONSTRAINT "{helper}" CHECK (outreach_id IS NOT NULL) NOT VALID'
+    )
+    conn.execute(
+        sql.SQL("COMMENT ON CONSTRAINT {} ON people.people_errors IS {}").format(
+            sql.Identifier(helper), sql.Literal(revert_module.HELPER_COMMENT)
+        )
+    )
     approve_revert(conn, "1b")
     ex.revert_phase("1b")
     assert _not_null(conn, "people.people_errors", "outreach_id")
