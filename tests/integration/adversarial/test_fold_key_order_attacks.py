@@ -44,6 +44,12 @@ def _verify_problems(conn) -> str:
     return "" if report.status != "failed" else report.text
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="low severity, older than ce5c064 (fails the same with the whole-row tiebreak): the fold's order "
+    "is read from the side table's key at each recomputation and not recorded, so verify (and revert's "
+    "'values still restorable' check) call unchanged archived rows different after the archive's key changes",
+)
 @pytest.mark.parametrize(
     "keyed_at_apply", [True, False], ids=["key-dropped-after-the-fold", "key-added-after-the-fold"]
 )
