@@ -79,6 +79,18 @@ def last_outcomes(conn: psycopg.Connection, phase: str | None = None) -> list[tu
     return conn.execute(raw_template("ops/last_outcomes"), {"phase": phase}).fetchall()
 
 
+def applied_details(conn: psycopg.Connection, step_id: str) -> dict:
+    """The details the step's latest applied attempt recorded (empty if it never applied)."""
+    if not schema_exists(conn):
+        return {}
+    row = conn.execute(
+        "SELECT details FROM ple_ops.action_ledger WHERE step_id = %s AND outcome = 'applied' "
+        "ORDER BY attempt_id DESC LIMIT 1",
+        (step_id,),
+    ).fetchone()
+    return (row[0] or {}) if row else {}
+
+
 def action_outcomes(conn: psycopg.Connection) -> dict[str, int]:
     """How many action steps (not preflight/verify/freeze) last ended in each outcome."""
     return dict(

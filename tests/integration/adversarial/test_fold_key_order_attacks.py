@@ -1,8 +1,8 @@
 """Adversarial: the fold's order (plugins/ple/reorg/actions/fold.py `side_for`). A side table with a
 primary key is ordered by the key alone; without one, by the join column and then the whole row's
-text. The fold applies from the live side table and verify recomputes from the archived one, reading
-its key from the catalog each time: the order is not recorded with the fold. A key dropped from (or
-adopted on) the archive after the fold makes verify pick another 'latest' side row for the same data.
+text. The fold applies from the live side table and verify recomputes from the archived one: a key
+dropped from (or adopted on) the archive after the fold must not make verify pick another 'latest'
+side row for the same data, so the fold records the key it ordered by and verify uses it.
 (Held: a JSONB fold of shape `object` refuses several side rows per key; a re-run is `already_done`.)"""
 
 import pytest
@@ -44,12 +44,6 @@ def _verify_problems(conn) -> str:
     return "" if report.status != "failed" else report.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="low severity, older than ce5c064 (fails the same with the whole-row tiebreak): the fold's order "
-    "is read from the side table's key at each recomputation and not recorded, so verify (and revert's "
-    "'values still restorable' check) call unchanged archived rows different after the archive's key changes",
-)
 @pytest.mark.parametrize(
     "keyed_at_apply", [True, False], ids=["key-dropped-after-the-fold", "key-added-after-the-fold"]
 )

@@ -10,8 +10,9 @@ The proof is on the rows that moved: every folded value equals the aggregate of 
 those keys name, and every matched side row is in the JSONB it was folded into. The UPDATE sets
 only the columns this step adds (recorded as the tool's own in ple_ops.tool_change), so the
 table's own columns are untouched by construction, without a scan of the whole table. "Latest"
-orders put NULL timestamps last and break ties on the whole row, so a recomputation always picks
-the same value. Revert drops a folded column only while every value in it is still what the side
+orders put NULL timestamps last and break ties on the side table's key (on the whole row if it has
+none), so a recomputation always picks the same value; the key the fold ordered by is recorded with
+it, so a key later added to or dropped from the archive does not change what verify recomputes. Revert drops a folded column only while every value in it is still what the side
 tables give (the side tables go back, so those values are restorable); otherwise the column stays,
 and the revert says why.
 """
@@ -25,7 +26,7 @@ from psycopg import sql
 from ple.catalog import TableInfo, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import tool_changes
+from ple.reorg import ledger, tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action
@@ -50,8 +51,11 @@ def new_column_names(action: Action) -> list[str]:
     return [name for name, _ in action.columns]
 
 
-def side_for(ctx: Context, action: Action, index: int, params: dict, relation: str | None = None) -> Side:
-    """The side table's rows aggregated per key; from `relation` (its archive) if given."""
+def side_for(
+    ctx: Context, action: Action, index: int, params: dict, relation: str | None = None, key: list | None = None
+) -> Side:
+    """The side table's rows aggregated per key; from `relation` (its archive) if given. Ties are
+    broken on `key` (default: the relation's primary key; empty: the whole row)."""
     relation = relation or action.source
     source: TableInfo = ctx.catalog.get(relation)
     if source is None:
@@ -68,8 +72,9 @@ def side_for(ctx: Context, action: Action, index: int, params: dict, relation: s
     else:
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
-    tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (source.primary_key or [join.source])]
-    if not source.primary_key:  # a key orders the rows totally; without one, identical rows aside, one order every time
+    key = source.primary_key if key is None else key
+    tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (key or [join.source])]
+    if not key:  # a key orders the rows totally; without one, identical rows aside, one order every time
         tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))
     alias = f"side_{index}"
     if action.kind == "MERGE_JSONB":
@@ -121,9 +126,19 @@ def side_for(ctx: Context, action: Action, index: int, params: dict, relation: s
 
 
 def _sides(ctx: Context, step, archived: bool = False) -> tuple[list[Side], dict]:
+    """From the live side tables (ordered by their keys now) or from their archives (ordered by
+    the keys the fold recorded when it ran)."""
     params: dict = {}
+    keys = ledger.applied_details(ctx.conn, step.step_id).get("order_keys", {}) if archived else {}
     return [
-        side_for(ctx, action, i, params, ctx.plan.archive_name(action.source) if archived else None)
+        side_for(
+            ctx,
+            action,
+            i,
+            params,
+            ctx.plan.archive_name(action.source) if archived else None,
+            keys.get(action.source),
+        )
         for i, action in enumerate(step.actions)
     ], params
 
@@ -332,6 +347,7 @@ def _fold(ctx: Context, step) -> Outcome:
             "side_tables": counts,
             "new_columns": [n for a in step.actions for n in new_column_names(a)],
             "archived_as": {a.source: ctx.plan.archive_name(a.source) for a in step.actions},
+            "order_keys": {a.source: ctx.catalog.get(a.source).primary_key or [] for a in step.actions},
             "proof": "every folded value equals its side rows' aggregate; rows updated = rows the keys name",
         },
     )
