@@ -2,6 +2,8 @@
 `_sides(archived=True)` reading `order_keys` from `ledger.applied_details`) and revert's low-lock
 NOT NULL restore (plugins/ple/reorg/revert.py `_restore_one_not_null`)."""
 
+import contextlib
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -75,9 +77,9 @@ def test_a_surrogate_key_added_to_a_keyless_archive_does_not_make_verify_find_a_
     # the DBA gives the keyless archive a surrogate key: no archived value changes
     conn.execute(f"ALTER TABLE {archived} ADD COLUMN a bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
     # the fold picked `folded`; make the surrogate key rank the other tied row higher (DESC)
-    other = conn.execute(
-        f"SELECT a FROM {archived} WHERE id = 9 AND score IS DISTINCT FROM %s", (folded,)
-    ).fetchone()[0]
+    other = conn.execute(f"SELECT a FROM {archived} WHERE id = 9 AND score IS DISTINCT FROM %s", (folded,)).fetchone()[
+        0
+    ]
     mine = conn.execute(f"SELECT a FROM {archived} WHERE id = 9 AND score = %s", (folded,)).fetchone()[0]
     assert other > mine, (other, mine)  # the surrogate key (DESC) now ranks the unfolded row first
     problems = [line for line in _verify_text(conn).splitlines() if "differ" in line or "PROBLEM" in line]
@@ -143,7 +145,7 @@ def test_a_revert_whose_relaxed_column_was_dropped_says_so_instead_of_crashing(c
         executor(conn, plan=plan).revert_phase("1b")
     except VerificationFailed:
         pass  # a refusal that names the problem is fine
-    except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+    except Exception as exc:
         pytest.fail(f"revert crashed: {type(exc).__name__}: {exc}")
 
 
@@ -164,12 +166,12 @@ def test_a_column_renamed_between_the_restores_transactions_converges(conn, monk
     errors = []
     try:
         ex.revert_phase("1b")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
     monkeypatch.undo()
     try:
         executor(conn, plan=plan).revert_phase("1b")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
     assert not any(e.startswith("TypeError") for e in errors), errors
     assert not any(c.startswith("ctb_not_null_") for c in _checks(conn)), "a helper CHECK was left behind"
@@ -190,15 +192,11 @@ def test_a_table_moved_between_the_restores_transactions_leaves_no_helper(conn, 
             other.execute(f"ALTER TABLE {TARGET} SET SCHEMA public")
 
     _interrupt_restore(monkeypatch, ex, 1, move)
-    try:
+    with contextlib.suppress(Exception):
         ex.revert_phase("1b")
-    except Exception:  # noqa: BLE001, S110 - the move makes the revert fail; the helper is the point
-        pass
     monkeypatch.undo()
-    try:
+    with contextlib.suppress(Exception):
         executor(conn, plan=plan).revert_phase("1b")
-    except Exception:  # noqa: BLE001, S110
-        pass
     helpers = [
         r[0]
         for r in conn.execute(
@@ -226,3 +224,27 @@ def test_a_constraint_with_the_tools_comment_but_another_definition_is_not_dropp
     executor(conn, plan=plan).revert_phase("1b")
     assert _not_null(conn, PLAN_COLUMN)
     assert name in _checks(conn), "the revert dropped a constraint that is not its helper"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="low: a fold applied by the previous version (ledger details without order_keys) falls "
+    "back to the archive's key now: the key dropped from its archive afterwards still makes verify "
+    "report the correct fold wrong (the case the recorded key fixes, for folds recorded from now on only)",
+)
+def test_a_fold_recorded_without_order_keys_survives_its_archives_key_being_dropped(conn):
+    from tests.integration.adversarial.test_fold_key_order_attacks import _two_latest_scores_for_one_person
+
+    _two_latest_scores_for_one_person(conn, keyed=True)
+    approve(conn)
+    run_phase(executor(conn), "1g")
+    # the ledger row as the version before order_keys wrote it
+    conn.execute(
+        "UPDATE ple_ops.action_ledger SET details = details - 'order_keys' "
+        "WHERE outcome = 'applied' AND details->'order_keys' ? %s",
+        (SIDE,),
+    )
+    archived = _archive(conn)
+    conn.execute(f'ALTER TABLE {archived} DROP CONSTRAINT "{_primary_key(conn, archived)[0]}"')
+    problems = [line for line in _verify_text(conn).splitlines() if "differ" in line or "PROBLEM" in line]
+    assert problems == [], "the archived side rows are unchanged, yet verify finds the fold wrong"
