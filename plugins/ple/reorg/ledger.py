@@ -80,15 +80,16 @@ def last_outcomes(conn: psycopg.Connection, phase: str | None = None) -> list[tu
 
 
 def applied_details(conn: psycopg.Connection, step_id: str) -> dict:
-    """The details the step's latest applied attempt recorded (empty if it never applied)."""
+    """The details the step's latest applied attempt recorded; empty if it never applied, or if it
+    was reverted or adopted (done by other means) since, so that nothing stale is read."""
     if not schema_exists(conn):
         return {}
     row = conn.execute(
-        "SELECT details FROM ple_ops.action_ledger WHERE step_id = %s AND outcome = 'applied' "
-        "ORDER BY attempt_id DESC LIMIT 1",
+        "SELECT outcome, details FROM ple_ops.action_ledger "
+        "WHERE step_id = %s AND outcome IN ('applied', 'reverted', 'adopted') ORDER BY attempt_id DESC LIMIT 1",
         (step_id,),
     ).fetchone()
-    return (row[0] or {}) if row else {}
+    return (row[1] or {}) if row and row[0] == "applied" else {}
 
 
 def action_outcomes(conn: psycopg.Connection) -> dict[str, int]:

@@ -57,6 +57,13 @@ def fingerprint(
     return Fingerprint(table.name, table.oid, table.relfilenode, tuple(columns), int(rows), int(checksum))
 
 
+def columns_gone(name: str, table: TableInfo, columns) -> str | None:
+    """What to report when the table no longer has some of its snapshot's columns (renamed or
+    dropped since): its rows cannot be compared with the snapshot's checksum."""
+    gone = [c for c in columns if table.column(c) is None]
+    return f"{name}: columns {gone} of the preflight snapshot are gone (renamed or dropped)" if gone else None
+
+
 def identity(conn: psycopg.Connection, table: TableInfo, *, counted: bool = True) -> Fingerprint:
     """A relocated, re-keyed or re-classified table is proven by its identity (the same OID and data
     file answer to its new name), not by reading its rows. `counted` counts them for the report (a

@@ -34,7 +34,7 @@ from ple.ops import ensure_schema
 from ple.reorg import guards, lint
 from ple.reorg.actions import add_pk, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
-from ple.reorg.proof import fingerprint, native_count
+from ple.reorg.proof import columns_gone, fingerprint, native_count
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -277,6 +277,10 @@ def _verify(ex, phase, snapshot: dict) -> list[str]:
                 f"rows {fp.rows:,} -> {now_rows:,}"
             )
         else:
+            gone = columns_gone(name, table, fp.columns)
+            if gone:
+                lines.append(f"  PROBLEM: {gone}")
+                continue
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(fp.columns), native_only=merged_into)
             same = (now.rows, now.checksum) == (fp.rows, fp.checksum)

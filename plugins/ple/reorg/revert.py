@@ -34,7 +34,7 @@ from ple.reorg.actions import create_target, merge, module_for, relocate, set_as
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
-from ple.reorg.proof import fingerprint, stable_text
+from ple.reorg.proof import columns_gone, fingerprint, stable_text
 from ple.sqlutil import qualified
 
 SUBJECT = "revert"
@@ -338,11 +338,13 @@ HELPER_COMMENT = "ctb: helper of revert's NOT NULL restore; dropped by it"
 
 
 def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, oid: int, column: str) -> str:
-    """Three transactions, each reading the state afresh, so that a run killed between them, or
-    another revert running between them, converges: the helper is the tool's only when it carries
-    the tool's comment (set in the transaction that adds it); a constraint of its name that does not
-    is someone else's, never validated, relied on or dropped: the helper takes the next name."""
-    table, col = qualified(target), sql.Identifier(column)
+    """Three transactions, each reading the state afresh (the table by its OID, wherever it is now;
+    the column by its name), so that a run killed between them, another revert running between
+    them, or a table moved or a column renamed between them converges: the helper is the tool's only
+    when it carries the tool's comment (set in the transaction that adds it) and checks exactly
+    that column; a constraint of its name that does not is someone else's, never validated, relied
+    on or dropped: the helper takes the next name."""
+    col = sql.Identifier(column)
     nulls = 0
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
@@ -352,6 +354,9 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
                 f"{target}.{column} stays nullable: every name of the restore's helper check is taken by "
                 f"constraints this tool did not create ({not_null_helper(column)}...); rename them, then revert again"
             )
+        table = _where(ex, oid, column)
+        if table is None:
+            return _column_gone(ex, target, oid, column, helper)
         name, state = sql.Identifier(helper), _helper_state(ex, oid, helper)
         if not _is_not_null(ex, oid, column):
             nulls = ex.conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col)).fetchone()[
@@ -370,12 +375,16 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
         try:
             with ex.transaction():
                 hold(ex.conn, fp, _how(fp))
-                if _helper_state(ex, oid, helper) == "not validated":
+                table = _where(ex, oid, column)
+                if table is not None and _helper_state(ex, oid, helper) == "not validated":
                     ex.conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, name))
         except psycopg.errors.CheckViolation:
             nulls = None  # a NULL was written between the count and the validation
     with ex.transaction():
         hold(ex.conn, fp, _how(fp))
+        table = _where(ex, oid, column)
+        if table is None:
+            return _column_gone(ex, target, oid, column, helper)
         state = _helper_state(ex, oid, helper)
         if nulls == 0 and state == "validated" and not _is_not_null(ex, oid, column):
             ex.conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col))
@@ -390,6 +399,39 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
         f"{target}.{column} stays nullable: {nulls or 'some'} rows hold NULL (merged rows of other phases, or "
         "rows written since); set NOT NULL again once they have values"
     )
+
+
+def _where(ex: Executor, oid: int, column: str) -> sql.Composable | None:
+    """The table's name now, if it still exists and still has the column."""
+    row = ex.conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped WHERE c.oid = %s",
+        (column, oid),
+    ).fetchone()
+    return sql.Identifier(*row) if row else None
+
+
+def _column_gone(ex: Executor, target: str, oid: int, column: str, helper: str) -> str:
+    """The column the tool relaxed is gone (dropped, or renamed by someone): nothing to restore;
+    the tool's helper, if it is still there (a rename keeps it), is dropped, the record forgotten."""
+    if _helper_state(ex, oid, helper) in ("validated", "not validated"):
+        ex.conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(*_name_of(ex, oid)), sql.Identifier(helper)
+            )
+        )
+    tool_changes.forget(ex.conn, oid, column, tool_changes.RELAXED_NOT_NULL)
+    return (
+        f"{target}.{column}: not restored, the column is gone (dropped, or renamed since the tool relaxed it); "
+        "if it was renamed, set NOT NULL on it by hand once it holds no NULL"
+    )
+
+
+def _name_of(ex: Executor, oid: int) -> tuple[str, str]:
+    return ex.conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s",
+        (oid,),
+    ).fetchone()
 
 
 def not_null_helper(column: str) -> str:
@@ -408,15 +450,19 @@ def _helper_name(ex: Executor, oid: int, column: str) -> str | None:
 
 
 def _helper_state(ex: Executor, oid: int, helper: str) -> str | None:
-    """None (absent), 'not validated' or 'validated' (the tool's), or 'foreign' (someone else's)."""
+    """None (absent), 'not validated' or 'validated' (the tool's: its comment, and a check that one
+    column IS NOT NULL), or 'foreign' (someone else's)."""
     row = ex.conn.execute(
-        "SELECT convalidated, obj_description(oid, 'pg_constraint') FROM pg_constraint "
-        "WHERE conrelid = %s AND conname = %s",
-        (oid, helper),
+        "SELECT c.convalidated, obj_description(c.oid, 'pg_constraint') = %s AND a.attname IS NOT NULL "
+        "AND pg_get_constraintdef(c.oid) IN (format('CHECK ((%%I IS NOT NULL))', a.attname), "
+        "format('CHECK ((%%I IS NOT NULL)) NOT VALID', a.attname)) "
+        "FROM pg_constraint c LEFT JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+        "AND cardinality(c.conkey) = 1 WHERE c.conrelid = %s AND c.conname = %s",
+        (HELPER_COMMENT, oid, helper),
     ).fetchone()
     if row is None:
         return None
-    if row[1] != HELPER_COMMENT:
+    if not row[1]:
         return "foreign"
     return "validated" if row[0] else "not validated"
 
@@ -446,6 +492,10 @@ def _prove(ex: Executor, phase: Phase, catalog, dropped: set[int]) -> tuple[list
             continue
         if proof != "checksum":
             lines.append(f"  {name:<50} same table (oid {oid})")
+            continue
+        gone = columns_gone(name, table, columns)
+        if gone:
+            (problems if name in owned else reported).append(gone)
             continue
         now = fingerprint(ex.conn, table, list(columns), native_only=table.column("ctb_source_table") is not None)
         same = (now.rows, now.checksum) == (rows, int(checksum))

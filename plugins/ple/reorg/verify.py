@@ -32,7 +32,7 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import StepReport
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
-from ple.reorg.proof import fingerprint, native_count, row_hash, stable_text
+from ple.reorg.proof import columns_gone, fingerprint, native_count, row_hash, stable_text
 from ple.sqlutil import qualified
 
 
@@ -139,6 +139,10 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
                         problems.append(message + " (TRUNCATE, VACUUM FULL or a rewrite of an archive)")
                     else:
                         reported.append(f"live table rewritten since the preflight snapshot: {message}")
+                continue
+            gone = columns_gone(name, table, columns)
+            if gone:
+                (problems if name in owned else reported).append(gone)
                 continue
             merged_into = table.column("ctb_source_table") is not None
             now = fingerprint(ex.conn, table, list(columns), native_only=merged_into)

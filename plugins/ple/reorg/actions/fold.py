@@ -11,8 +11,9 @@ those keys name, and every matched side row is in the JSONB it was folded into. 
 only the columns this step adds (recorded as the tool's own in ple_ops.tool_change), so the
 table's own columns are untouched by construction, without a scan of the whole table. "Latest"
 orders put NULL timestamps last and break ties on the side table's key (on the whole row if it has
-none), so a recomputation always picks the same value; the key the fold ordered by is recorded with
-it, so a key later added to or dropped from the archive does not change what verify recomputes. Revert drops a folded column only while every value in it is still what the side
+none), so a recomputation always picks the same value; the key and the columns the fold ordered by
+are recorded with it, so a key or a column later added to or dropped from the archive does not
+change what verify recomputes (a column the recomputation reads that is gone is a problem named). Revert drops a folded column only while every value in it is still what the side
 tables give (the side tables go back, so those values are restorable); otherwise the column stays,
 and the revert says why.
 """
@@ -52,10 +53,17 @@ def new_column_names(action: Action) -> list[str]:
 
 
 def side_for(
-    ctx: Context, action: Action, index: int, params: dict, relation: str | None = None, key: list | None = None
+    ctx: Context,
+    action: Action,
+    index: int,
+    params: dict,
+    relation: str | None = None,
+    order: dict | None = None,
 ) -> Side:
     """The side table's rows aggregated per key; from `relation` (its archive) if given. Ties are
-    broken on `key` (default: the relation's primary key; empty: the whole row)."""
+    broken on the relation's primary key, or on the whole row where it has none; `order` (what the
+    fold recorded: {"key": [...], "row": [...]}) replaces both with the key and the row's columns
+    the fold saw, so columns or keys added to the archive later do not change the recomputation."""
     relation = relation or action.source
     source: TableInfo = ctx.catalog.get(relation)
     if source is None:
@@ -72,10 +80,17 @@ def side_for(
     else:
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
-    key = source.primary_key if key is None else key
+    key = source.primary_key if order is None else order["key"]
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (key or [join.source])]
     if not key:  # a key orders the rows totally; without one, identical rows aside, one order every time
-        tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))
+        added = [c for c in source.column_names if order is not None and c not in order["row"]]
+        if added:
+            params[f"side_{index}_added"] = added
+            tiebreak.append(
+                sql.SQL("(to_jsonb(s.*) - {}::text[])::text").format(sql.Placeholder(f"side_{index}_added"))
+            )
+        else:
+            tiebreak.append(sql.SQL("to_jsonb(s.*)::text"))
     alias = f"side_{index}"
     if action.kind == "MERGE_JSONB":
         order = [sql.SQL("s.{}").format(sql.Identifier(action.order_by))] if action.order_by else []
@@ -125,22 +140,27 @@ def side_for(
     return Side(action, alias, select, new_columns, mapped_key, source_from)
 
 
-def _sides(ctx: Context, step, archived: bool = False) -> tuple[list[Side], dict]:
-    """From the live side tables (ordered by their keys now) or from their archives (ordered by
-    the keys the fold recorded when it ran)."""
+def _sides(ctx: Context, step) -> tuple[list[Side], dict]:
+    """From the live side tables, ordered by their keys now."""
     params: dict = {}
-    keys = ledger.applied_details(ctx.conn, step.step_id).get("order_keys", {}) if archived else {}
-    return [
-        side_for(
-            ctx,
-            action,
-            i,
-            params,
-            ctx.plan.archive_name(action.source) if archived else None,
-            keys.get(action.source),
-        )
-        for i, action in enumerate(step.actions)
-    ], params
+    return [side_for(ctx, action, i, params) for i, action in enumerate(step.actions)], params
+
+
+def order_of(table: TableInfo) -> dict:
+    """What orders a side table's rows: its key, and its columns (the whole row, where it has no key)."""
+    return {"key": table.primary_key, "row": table.column_names}
+
+
+def _needed_columns(action: Action, order: dict) -> set[str]:
+    """The side table's columns the recomputation reads."""
+    needed = {action.join.source, *order["key"]}
+    if action.kind == "MERGE_JSONB":
+        needed |= {action.order_by} if action.order_by else set()
+    elif action.pivot:
+        needed |= {action.pivot["value"], action.pivot["key"], action.pivot["latest_by"]}
+    else:
+        needed |= {source_column for _, source_column in action.columns}
+    return needed
 
 
 def _target_key(step) -> str:
@@ -347,7 +367,7 @@ def _fold(ctx: Context, step) -> Outcome:
             "side_tables": counts,
             "new_columns": [n for a in step.actions for n in new_column_names(a)],
             "archived_as": {a.source: ctx.plan.archive_name(a.source) for a in step.actions},
-            "order_keys": {a.source: ctx.catalog.get(a.source).primary_key or [] for a in step.actions},
+            "order": {a.source: order_of(ctx.catalog.get(a.source)) for a in step.actions},
             "proof": "every folded value equals its side rows' aggregate; rows updated = rows the keys name",
         },
     )
@@ -368,17 +388,25 @@ def _rows_named(ctx: Context, step) -> int:
     ).fetchone()[0]
 
 
-def differences(
-    ctx: Context, step, *, archived: bool = False, whole_table: bool = False, columns: dict | None = None
-) -> dict[str, int]:
-    """Per side table: canonical rows whose folded columns differ from the aggregate of their side
-    rows, recomputed now. On the rows the keys name (proportional to what moved); `whole_table`
-    also counts rows no side row names that hold a value (revert: values it could not restore).
-    `columns`: the folded columns that exist (default: those the catalog shows)."""
-    sides, params = _sides(ctx, step, archived)
+def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict | None = None) -> dict[str, int | str]:
+    """Per side table: canonical rows whose folded columns differ from the aggregate of their
+    archived side rows, recomputed now in the order the fold recorded (the archive's own key if it
+    recorded none); or why they cannot be recomputed (a column the recomputation reads is gone).
+    On the rows the keys name (proportional to what moved); `whole_table` also counts rows no side
+    row names that hold a value (revert: values it could not restore). `columns`: the folded
+    columns that exist (default: those the catalog shows)."""
+    recorded = ledger.applied_details(ctx.conn, step.step_id).get("order", {})
     target = ctx.catalog.get(step.target)
-    result = {}
-    for side in sides:
+    params: dict = {}
+    result: dict[str, int | str] = {}
+    for index, action in enumerate(step.actions):
+        archive = ctx.plan.archive_name(action.source)
+        order = recorded.get(action.source) or order_of(ctx.catalog.get(archive))
+        gone = sorted(_needed_columns(action, order) - set(ctx.catalog.get(archive).column_names))
+        if gone:
+            result[action.source] = f"{archive} no longer has the columns {gone} (renamed or dropped since the fold)"
+            continue
+        side = side_for(ctx, action, index, params, archive, order)
         names = [
             n for n, _ in side.new_columns if (n in columns if columns is not None else target.column(n) is not None)
         ]
@@ -386,7 +414,7 @@ def differences(
             continue
         ours = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names)
         theirs = sql.SQL(", ").join(sql.SQL("side.{}").format(sql.Identifier(n)) for n in names)
-        result[side.action.source] = ctx.conn.execute(
+        result[action.source] = ctx.conn.execute(
             sql.SQL(
                 "SELECT count(*) FROM {t} AS t {join} ({select}) AS side ON side.k = t.{tk} "
                 "WHERE ROW({ours}, NULL) IS DISTINCT FROM ROW({theirs}, NULL)"
@@ -445,8 +473,10 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
         problems.append(f"{step.target} lacks the folded columns {missing}")
     if problems:
         return problems
-    for source, n in differences(ctx, step, archived=True).items():
-        if n:
+    for source, n in differences(ctx, step).items():
+        if isinstance(n, str):
+            problems.append(f"the folded values of {source} in {step.target} cannot be proven: {n}")
+        elif n:
             problems.append(
                 f"{n} rows of {step.target} hold folded values of {source} that differ from its archived rows"
             )
@@ -459,7 +489,7 @@ def revert(ctx: Context, step) -> Outcome:
     target = ctx.catalog.get(step.target)
     if check(ctx, step) == State.PENDING:
         return _drop_empty_columns(ctx, step, target)
-    differing = differences(ctx, step, archived=True, whole_table=True)
+    differing = differences(ctx, step, whole_table=True)
     dropped, kept, notes = [], [], []
     for action in step.actions:
         for name in new_column_names(action):
@@ -474,11 +504,10 @@ def revert(ctx: Context, step) -> Outcome:
                 dropped.append(name)
             else:
                 kept.append(name)
-                why = (
-                    f"{differing.get(action.source)} rows hold values its side rows do not give"
-                    if ours
-                    else "the tool did not create it"
-                )
+                why = "the tool did not create it"
+                if ours:
+                    n = differing[action.source]
+                    why = n if isinstance(n, str) else f"{n} rows hold values its side rows do not give"
                 notes.append(f"{step.target}.{name} kept: {why}")
     for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, ctx.plan.archive_name(action.source), action.source)
