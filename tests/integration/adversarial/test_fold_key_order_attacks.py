@@ -13,10 +13,11 @@ from tests.reorg_helpers import approve, executor, run_phase
 SIDE = "people.person_scores"  # 1g pivots it into people.people_master.<type>_score, the latest per type
 
 
-def _two_latest_scores_for_one_person(conn, keyed: bool) -> str:
-    """One person gets two 'seniority' scores of the same scored_at, id 9 (score s) and id 10
-    (score s + 1): by the key (DESC), 10 is the latest; by the row's text (DESC: '{"id": 9, ...' >
-    '{"id": 10, ...'), 9 is."""
+def _two_latest_scores_for_one_person(conn, keyed: bool, second_id: int = 10, delta: int = 1) -> str:
+    """One person gets two 'seniority' scores of the same scored_at, id 9 (score s) and `second_id`
+    (score s + `delta`): by the key (DESC), 10 is the latest; by the row's text (DESC: '{"id": 9, ...' >
+    '{"id": 10, ...'), 9 is. With `second_id` 9 (a keyless legacy table's duplicate id), only the
+    whole row's text orders them."""
     key = conn.execute(
         "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (SIDE,)
     ).fetchone()
@@ -29,7 +30,8 @@ def _two_latest_scores_for_one_person(conn, keyed: bool) -> str:
     ).fetchone()[0]
     conn.execute(
         f"INSERT INTO {SIDE} (id, person_unique_id, score_type, score, model_version, scored_at) "
-        f"SELECT 10, person_unique_id, score_type, score + 1, model_version, scored_at FROM {SIDE} WHERE id = 9"
+        f"SELECT %s, person_unique_id, score_type, score + %s, model_version, scored_at FROM {SIDE} WHERE id = 9",
+        (second_id, delta),
     )
     if keyed:
         conn.execute(f"ALTER TABLE {SIDE} ADD PRIMARY KEY (id)")

@@ -10,7 +10,11 @@ from psycopg import sql
 
 from ple.errors import VerificationFailed
 from ple.reorg import revert as revert_module
-from tests.integration.adversarial.test_fold_key_order_attacks import SIDE
+from tests.integration.adversarial.test_fold_key_order_attacks import (
+    SIDE,
+    _two_latest_scores_for_one_person,
+    _verify_problems,
+)
 from tests.integration.adversarial.test_revert_not_null_attacks import (
     PLAN_COLUMN,
     TARGET,
@@ -34,34 +38,8 @@ def _primary_key(conn, table: str):
     ).fetchone()
 
 
-def _verify_text(conn) -> str:
-    try:
-        report = executor(conn).verify("1g")
-    except VerificationFailed as exc:
-        return str(exc)
-    return "" if report.status != "failed" else report.text
-
-
-def _two_tied_rows_without_a_key(conn) -> str:
-    """The side table has no key; one person holds two 'seniority' scores of the same scored_at and
-    the same id (a keyless legacy table has duplicates): only the whole row's text orders them."""
-    key = _primary_key(conn, SIDE)
-    if key:
-        conn.execute(f'ALTER TABLE {SIDE} DROP CONSTRAINT "{key[0]}"')
-    conn.execute(f"UPDATE {SIDE} SET id = id + 1000000")
-    person = conn.execute(
-        f"UPDATE {SIDE} SET id = 9 WHERE id = (SELECT min(id) FROM {SIDE} WHERE score_type = 'seniority') "
-        "RETURNING person_unique_id"
-    ).fetchone()[0]
-    conn.execute(
-        f"INSERT INTO {SIDE} (id, person_unique_id, score_type, score, model_version, scored_at) "
-        f"SELECT 9, person_unique_id, score_type, score - 1, model_version, scored_at FROM {SIDE} WHERE id = 9"
-    )
-    return person
-
-
 def test_a_surrogate_key_added_to_a_keyless_archive_does_not_make_verify_find_a_correct_fold_wrong(conn):
-    person = _two_tied_rows_without_a_key(conn)
+    person = _two_latest_scores_for_one_person(conn, keyed=False, second_id=9, delta=-1)
     approve(conn)
     run_phase(executor(conn), "1g")
     folded = conn.execute(
@@ -76,7 +54,7 @@ def test_a_surrogate_key_added_to_a_keyless_archive_does_not_make_verify_find_a_
     ]
     mine = conn.execute(f"SELECT a FROM {archived} WHERE id = 9 AND score = %s", (folded,)).fetchone()[0]
     assert other > mine, (other, mine)  # the surrogate key (DESC) now ranks the unfolded row first
-    problems = [line for line in _verify_text(conn).splitlines() if "differ" in line or "PROBLEM" in line]
+    problems = [line for line in _verify_problems(conn).splitlines() if "differ" in line or "PROBLEM" in line]
     assert problems == [], "the archived side rows are unchanged, yet verify finds the fold wrong"
 
 
@@ -97,7 +75,7 @@ def _folded_then_key_renamed(conn) -> None:
 def test_verify_reports_an_archive_column_renamed_after_the_fold_instead_of_crashing(conn):
     _folded_then_key_renamed(conn)
     try:
-        text = _verify_text(conn)
+        text = _verify_problems(conn)
     except psycopg.Error as exc:
         pytest.fail(f"verify crashed: {type(exc).__name__}: {exc}")
     assert "columns ['id'] of the preflight snapshot are gone" in text, text
@@ -203,8 +181,6 @@ def test_a_constraint_with_the_tools_comment_but_another_definition_is_not_dropp
     "since makes verify report the correct fold wrong (a false alarm, never a false pass)",
 )
 def test_a_fold_recorded_without_the_order_survives_its_archives_key_being_dropped(conn):
-    from tests.integration.adversarial.test_fold_key_order_attacks import _two_latest_scores_for_one_person
-
     _two_latest_scores_for_one_person(conn, keyed=True)
     approve(conn)
     run_phase(executor(conn), "1g")
@@ -216,5 +192,5 @@ def test_a_fold_recorded_without_the_order_survives_its_archives_key_being_dropp
     )
     archived = _archive(conn)
     conn.execute(f'ALTER TABLE {archived} DROP CONSTRAINT "{_primary_key(conn, archived)[0]}"')
-    problems = [line for line in _verify_text(conn).splitlines() if "differ" in line or "PROBLEM" in line]
+    problems = [line for line in _verify_problems(conn).splitlines() if "differ" in line or "PROBLEM" in line]
     assert problems == [], "the archived side rows are unchanged, yet verify finds the fold wrong"
