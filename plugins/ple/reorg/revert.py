@@ -35,7 +35,7 @@ from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, stable_text
-from ple.sqlutil import qualified
+from ple.sqlutil import qualified, raw_template
 
 SUBJECT = "revert"
 MATCH = {"f": sql.SQL("MATCH FULL"), "s": sql.SQL("MATCH SIMPLE"), "p": sql.SQL("MATCH PARTIAL")}
@@ -401,13 +401,9 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
     )
 
 
-def _where(ex: Executor, oid: int, column: str) -> sql.Composable | None:
-    """The table's name now, if it still exists and still has the column."""
-    row = ex.conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped WHERE c.oid = %s",
-        (column, oid),
-    ).fetchone()
+def _where(ex: Executor, oid: int, column: str | None = None) -> sql.Composable | None:
+    """The table's name now, found by OID wherever it has moved; None if it is gone, or lacks `column`."""
+    row = ex.conn.execute(raw_template("revert/table_now"), {"oid": oid, "column": column}).fetchone()
     return sql.Identifier(*row) if row else None
 
 
@@ -415,23 +411,12 @@ def _column_gone(ex: Executor, target: str, oid: int, column: str, helper: str) 
     """The column the tool relaxed is gone (dropped, or renamed by someone): nothing to restore;
     the tool's helper, if it is still there (a rename keeps it), is dropped, the record forgotten."""
     if _helper_state(ex, oid, helper) in ("validated", "not validated"):
-        ex.conn.execute(
-            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                sql.Identifier(*_name_of(ex, oid)), sql.Identifier(helper)
-            )
-        )
+        ex.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(_where(ex, oid), sql.Identifier(helper)))
     tool_changes.forget(ex.conn, oid, column, tool_changes.RELAXED_NOT_NULL)
     return (
         f"{target}.{column}: not restored, the column is gone (dropped, or renamed since the tool relaxed it); "
         "if it was renamed, set NOT NULL on it by hand once it holds no NULL"
     )
-
-
-def _name_of(ex: Executor, oid: int) -> tuple[str, str]:
-    return ex.conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s",
-        (oid,),
-    ).fetchone()
 
 
 def not_null_helper(column: str) -> str:
@@ -450,21 +435,16 @@ def _helper_name(ex: Executor, oid: int, column: str) -> str | None:
 
 
 def _helper_state(ex: Executor, oid: int, helper: str) -> str | None:
-    """None (absent), 'not validated' or 'validated' (the tool's: its comment, and a check that one
-    column IS NOT NULL), or 'foreign' (someone else's)."""
+    """None (absent), 'not validated' or 'validated' (the tool's), or 'foreign' (someone else's)."""
     row = ex.conn.execute(
-        "SELECT c.convalidated, obj_description(c.oid, 'pg_constraint') = %s AND a.attname IS NOT NULL "
-        "AND pg_get_constraintdef(c.oid) IN (format('CHECK ((%%I IS NOT NULL))', a.attname), "
-        "format('CHECK ((%%I IS NOT NULL)) NOT VALID', a.attname)) "
-        "FROM pg_constraint c LEFT JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
-        "AND cardinality(c.conkey) = 1 WHERE c.conrelid = %s AND c.conname = %s",
-        (HELPER_COMMENT, oid, helper),
+        raw_template("revert/not_null_helper_state"), {"oid": oid, "helper": helper, "comment": HELPER_COMMENT}
     ).fetchone()
     if row is None:
         return None
-    if not row[1]:
+    validated, ours = row
+    if not ours:
         return "foreign"
-    return "validated" if row[0] else "not validated"
+    return "validated" if validated else "not validated"
 
 
 def _is_not_null(ex: Executor, oid: int, column: str) -> bool:

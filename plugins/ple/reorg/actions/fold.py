@@ -13,8 +13,8 @@ table's own columns are untouched by construction, without a scan of the whole t
 orders put NULL timestamps last and break ties on the side table's key (on the whole row if it has
 none), so a recomputation always picks the same value; the key and the columns the fold ordered by
 are recorded with it, so a key or a column later added to or dropped from the archive does not
-change what verify recomputes (a column the recomputation reads that is gone is a problem named). Revert drops a folded column only while every value in it is still what the side
-tables give (the side tables go back, so those values are restorable); otherwise the column stays,
+change what verify recomputes (a column the recomputation reads that is gone is a named problem).
+Revert drops a folded column only while every value in it is still what the side tables give (the side tables go back, so those values are restorable); otherwise the column stays,
 and the revert says why.
 """
 
@@ -58,12 +58,12 @@ def side_for(
     index: int,
     params: dict,
     relation: str | None = None,
-    order: dict | None = None,
+    recorded: dict | None = None,
 ) -> Side:
     """The side table's rows aggregated per key; from `relation` (its archive) if given. Ties are
-    broken on the relation's primary key, or on the whole row where it has none; `order` (what the
-    fold recorded: {"key": [...], "row": [...]}) replaces both with the key and the row's columns
-    the fold saw, so columns or keys added to the archive later do not change the recomputation."""
+    broken on the relation's primary key, or on the whole row where it has none; `recorded` (the
+    fold's `order_of` the side table) replaces both with the key and the row's columns the fold
+    saw, so columns or keys added to the archive later do not change the recomputation."""
     relation = relation or action.source
     source: TableInfo = ctx.catalog.get(relation)
     if source is None:
@@ -80,10 +80,10 @@ def side_for(
     else:
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
-    key = source.primary_key if order is None else order["key"]
+    key = source.primary_key if recorded is None else recorded["key"]
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (key or [join.source])]
     if not key:  # a key orders the rows totally; without one, identical rows aside, one order every time
-        added = [c for c in source.column_names if order is not None and c not in order["row"]]
+        added = [c for c in source.column_names if c not in recorded["row"]] if recorded else []
         if added:
             params[f"side_{index}_added"] = added
             tiebreak.append(
@@ -401,8 +401,12 @@ def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict 
     result: dict[str, int | str] = {}
     for index, action in enumerate(step.actions):
         archive = ctx.plan.archive_name(action.source)
-        order = recorded.get(action.source) or order_of(ctx.catalog.get(archive))
-        gone = sorted(_needed_columns(action, order) - set(ctx.catalog.get(archive).column_names))
+        archived = ctx.catalog.get(archive)
+        if archived is None:
+            result[action.source] = f"{archive} does not exist"
+            continue
+        order = recorded.get(action.source) or order_of(archived)
+        gone = sorted(_needed_columns(action, order) - set(archived.column_names))
         if gone:
             result[action.source] = f"{archive} no longer has the columns {gone} (renamed or dropped since the fold)"
             continue
