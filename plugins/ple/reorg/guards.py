@@ -311,11 +311,15 @@ def _fallback(allowed: list[str]) -> str:
     return allowed[0]
 
 
-def _constants(plan: Plan, step: Step) -> dict[str, str]:
-    """Column -> the constant a merge writes into it (discriminator, fill values)."""
+def _constants(plan: Plan, step: Step, source_columns: set[str]) -> dict[str, str]:
+    """Column -> the constant a merge writes into every row (discriminator, fill values). A rule
+    that reads a column the source has writes per-row values: those are judged on the rows
+    themselves (_mapped_rows), never by the rule's fallback."""
     spec = plan.merge_targets[step.action.target]
     values = {spec.discriminator_column: step.action.value}
     for column, rule in spec.fill.items():
+        if any(c in source_columns for c in rule.get("from", [])):
+            continue
         if "value" in rule and isinstance(rule["value"], str):
             values.setdefault(column, rule["value"])
         elif rule.get("discriminator"):
@@ -329,7 +333,8 @@ def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]
     if spec is None:
         return []
     result = []
-    constants = {c: v for c, v in _constants(plan, step).items() if target.column(c) is not None}
+    source_columns = set(catalog.get(step.action.source).column_names)
+    constants = {c: v for c, v in _constants(plan, step, source_columns).items() if target.column(c) is not None}
     for column, kind, name, definition, labels in conn.execute(
         raw_template("guards/column_checks"), {"table": target.name}
     ):
@@ -346,7 +351,7 @@ def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]
                     step.step_id,
                     target.name,
                     f"CHECK {definition} on {column}, which gets {value!r}",
-                    "not a list of values: rehearse evaluates it on the real rows",
+                    "not a list of values: evaluated on the rows the merge would write",
                 )
             )
             continue
@@ -404,8 +409,156 @@ def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]
                 proposal=("targets", target.name, {"discriminator": {"column": "ctb_merge_source", "type": "text"}}),
             )
         )
+    result += _mapped_rows(conn, plan, catalog, step)
     result += _unique_indexes(conn, plan, catalog, step)
     return result
+
+
+def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
+    """Every CHECK constraint of the target (any shape) and every NOT NULL it keeps, evaluated in
+    one read-only pass over the rows exactly as the merge would write them: the plan's fill rules
+    with their fallbacks, casts and the discriminator, rows the target keeps left out. A constraint
+    that reads a column the merge leaves to its default is not evaluated here (named: rehearse
+    runs it); a row that cannot even be converted is a blocking finding naming the error."""
+    from ple.reorg.actions import merge as merge_action
+
+    action = step.action
+    spec = plan.merge_targets[action.target]
+    source, target = catalog.get(action.source), catalog.get(action.target)
+    mapping = merge_action.mapping(action, spec, source, target, catalog)
+    if mapping.uncovered:
+        return []  # the merge refuses the plan itself before any write (lint reports it)
+    values = {f.column: f.expression for f in mapping.fills}
+    discriminator = target.column(spec.discriminator_column)
+    if discriminator is not None:
+        values[discriminator.name] = merge_action.cast_to(sql.Placeholder("discriminator"), discriminator)
+    values |= {"ctb_source_table": sql.Placeholder("source_table"), "ctb_source_key": sql.SQL("k.ctb_key")}
+    checks = conn.execute(raw_template("guards/check_constraints"), {"table": target.name}).fetchall()
+    read = {c for _, _, columns in checks for c in columns}
+    for column in target.columns:  # what INSERT gives a column the merge does not name
+        if column.name in read and column.name not in values and not column.has_default and not column.generated:
+            values[column.name] = merge_action.cast_to(sql.SQL("NULL"), column)
+    relaxed = set(spec.relax_not_null)
+    tests: list[tuple[str, str, sql.Composable, str | None, str | None]] = []  # name, text, failing, column, CHECK
+    result = []
+    for name, expression, columns in checks:
+        missing = [c for c in columns if c not in values]
+        if missing:
+            result.append(
+                Guard(
+                    "check",
+                    f"{target.name}.{name}",
+                    step.step_id,
+                    target.name,
+                    f"CHECK {name} ({expression}) reads {missing}, which the merge leaves to their defaults",
+                    "not evaluated before apply: rehearse runs the merge against it",
+                )
+            )
+            continue
+        column = columns[0] if len(columns) == 1 else None
+        failing = sql.SQL("NOT ({})").format(sql.SQL(expression))
+        tests.append((name, f"CHECK {name} ({expression})", failing, column, expression))
+    for column in target.columns:
+        if column.not_null and column.name in values and column.name not in relaxed and not column.generated:
+            tests.append(
+                (
+                    f"{column.name}.not_null",
+                    f"NOT NULL on {column.name}",
+                    sql.SQL("{} IS NULL").format(sql.Identifier(column.name)),
+                    column.name,
+                    None,
+                )
+            )
+    if not tests:
+        return result
+    key_match = merge_action.target_key_match(spec, target, mapping.fills)
+    kept = (
+        sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(qualified(target.name), key_match)
+        if key_match is not None and spec.on_key_conflict == "keep_target"
+        else sql.SQL("")
+    )
+    shown = [
+        sql.SQL("m.ctb_source_key || ' = ' || coalesce(m.{}::text, 'NULL')").format(sql.Identifier(c))
+        if c
+        else sql.SQL("m.ctb_source_key")
+        for _, _, _, c, _ in tests
+    ]
+    query = sql.SQL("SELECT {aggregates} FROM (SELECT {values} FROM {keyed} {kept}) AS m").format(
+        aggregates=sql.SQL(", ").join(
+            sql.SQL(
+                "count(*) FILTER (WHERE {t}), (array_agg({s} ORDER BY m.ctb_source_key) FILTER (WHERE {t}))[1:3]"
+            ).format(t=t, s=s)
+            for (_, _, t, _, _), s in zip(tests, shown, strict=True)
+        ),
+        values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
+        keyed=merge_action.keyed_source(source),
+        kept=kept,
+    )
+    params = dict(mapping.params) | {"run_id": "guards"}
+    try:
+        with conn.transaction():  # a savepoint: a value that cannot be converted must not end the lint
+            row = conn.execute(query, params).fetchone()
+    except psycopg.errors.DataError as exc:
+        what = f"rows of {action.source} cannot be converted into {target.name}'s columns"
+        fix = "Fix the plan's fill rules for that column (or skip the action)"
+        return [*result, _unevaluated(step, target.name, what, exc, fix)]
+    except psycopg.Error as exc:  # e.g. the role may not use a column's type: the INSERT could not either
+        what = f"the rows of {action.source} as the merge maps them cannot be read"
+        return [*result, _unevaluated(step, target.name, what, exc, "Run as the role that owns the tables")]
+    for index, (name, description, _, column, expression) in enumerate(tests):
+        failing, examples = row[2 * index], row[2 * index + 1]
+        if not failing:
+            continue
+        proposal, fix = _proposal_for(spec, target, name, expression, column)
+        result.append(
+            Guard(
+                "check" if not name.endswith(".not_null") else "not-null",
+                f"{target.name}.{name}",
+                step.step_id,
+                target.name,
+                f"{failing} rows of {action.source} would break {description} as the merge maps them "
+                f"(e.g. {'; '.join(examples)})",
+                f"the merge would fail half way. {fix}",
+                blocks=True,
+                proposal=proposal,
+            )
+        )
+    return result
+
+
+def _unevaluated(step: Step, table: str, what: str, exc: psycopg.Error, fix: str) -> Guard:
+    return Guard(
+        "check",
+        f"{table}.mapped_rows",
+        step.step_id,
+        table,
+        f"{what}: {exc.diag.message_primary or exc}",
+        f"the merge would fail the same way. {fix}; nothing was written",
+        blocks=True,
+    )
+
+
+def _proposal_for(spec, target, name: str, expression: str | None, column: str | None) -> tuple[tuple | None, str]:
+    """A lossless way to write rows that break a constraint (each row's own values stay in
+    ctb_source_row), or what to decide by hand."""
+    rule = spec.fill.get(column) if column else None
+    if rule is None:
+        return None, "No lossless default: change the plan's fill rules for these columns, or skip the action"
+    allowed = allowed_values(expression) if expression else None
+    if allowed:  # write the source's value where the list has it, the fallback elsewhere
+        value = rule.get("value") if rule.get("value") in allowed else _fallback(allowed)
+        entry = {**rule, "only": allowed, "value": value}
+        entry.pop("discriminator", None)
+        return ("targets", target.name, {"fill": {column: entry}}), (
+            f"Proposal: write the source's {column} only where {name} allows it, {value!r} elsewhere "
+            "(each row's own value stays in ctb_source_row)"
+        )
+    if expression is None:
+        return None, (
+            f"Give {column} a fallback value in merge_targets.{target.name}.fill, or list it under "
+            "relax_not_null (each row's own values stay in ctb_source_row)"
+        )
+    return None, f"No lossless default for this shape of CHECK: change the fill rule of {column}, or skip the action"
 
 
 def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:

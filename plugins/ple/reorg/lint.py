@@ -434,17 +434,21 @@ def _lint_fold(ctx: Context, step: Step, report: LintReport, set_aside=frozenset
         if missing:
             report.errors.append(Finding("join-key", step.step_id, f"join columns missing: {', '.join(missing)}"))
             continue
-        target_type = target.column(join.target)
-        if key_type_source.type_oid != target_type.type_oid and not (
-            key_type_source.type_category == target_type.type_category == "S"
-        ):
-            report.errors.append(
-                Finding(
-                    "join-key",
-                    step.step_id,
-                    f"{action.source} joins with type {key_type_source.type}, {step.target}.{join.target} is {target.column(join.target).type}",
-                )
+        pairs = [(f"{step.target}.{join.target}", target.column(join.target), key_type_source)]
+        if join.via_table:
+            pairs.append(
+                (f"{join.via_table}.{join.via_source}", via.column(join.via_source), source.column(join.source))
             )
+        for name, column, other in pairs:
+            if column.type != other.type:
+                report.warnings.append(
+                    Finding(
+                        "join-key",
+                        step.step_id,
+                        f"{action.source} joins {name} ({column.type}) with a key of type {other.type}: compared as "
+                        "text; a side row whose key is written otherwise matches no row and stays in the archive",
+                    )
+                )
         for name in fold.new_column_names(action):
             if target.column(name) is not None and not tool_changes.recorded(
                 ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN

@@ -278,6 +278,10 @@ class Reconciler:
 
         spec = self.effective.merge_targets.get(action.target)
         source, target = self.catalog.get(action.source), self.catalog.get(action.target)
+        if target is None and source is not None:
+            # whatever else holds the names (a hand copy set aside first), the target must exist
+            gone = self._target_gone(verdict.step_id, action, verdict.evidence)
+            return dataclasses.replace(gone, facts=verdict.facts | gone.facts)
         if spec is None or source is None or target is None:
             return verdict
         uncovered = merge_action.mapping(action, spec, source, target, self.catalog).uncovered
@@ -393,16 +397,16 @@ class Reconciler:
         rows = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(source.name))).fetchone()[0]
         evidence = f"{action.source}: {rows:,} rows; {destination(self.plan, action)} is free"
         if action.kind == "MERGE" and not self.catalog.exists(action.target):
-            return self._target_gone(step, action, evidence)
+            return self._target_gone(step.step_id, action, evidence)
         return Verdict(step.step_id, action, Status.PENDING, evidence, facts={"rows": rows})
 
-    def _target_gone(self, step: Step, action: Action, evidence: str) -> Verdict:
+    def _target_gone(self, step_id: str, action: Action, evidence: str) -> Verdict:
         reason = gone_because(action.target)
         hand = HAND_RUN_TARGETS.get(action.target)
         misfit = self._retarget_misfit(action, hand) if hand and self.catalog.exists(hand) else None
         if hand and self.catalog.exists(hand) and misfit is None:
             return Verdict(
-                step.step_id,
+                step_id,
                 action,
                 Status.CONFLICT,
                 f"{evidence}; merge target: {reason}; the hand run of 2026-02-06 put such rows into {hand}",
@@ -411,7 +415,7 @@ class Reconciler:
             )
         elsewhere = f"{hand} does not fit ({misfit})" if misfit else "no table holds such rows"
         return Verdict(
-            step.step_id,
+            step_id,
             action,
             Status.CONFLICT,
             f"{evidence}; merge target: {reason}; {elsewhere}: create it with the columns the plan fills "

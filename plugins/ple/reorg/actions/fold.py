@@ -42,6 +42,7 @@ class Side:
     new_columns: list[tuple[str, sql.Composable]]  # (name, type)
     mapped_key: sql.Composable  # the key of a raw side row `s` (through the bridge, if any)
     source_from: sql.Composable  # FROM clause of raw side rows (with the bridge join)
+    bridge_on: sql.Composable | None = None  # the bridge join's condition, if any
 
 
 def new_column_names(action: Action) -> list[str]:
@@ -59,27 +60,32 @@ def side_for(
     params: dict,
     relation: str | None = None,
     recorded: dict | None = None,
+    keys_text: bool = False,
 ) -> Side:
     """The side table's rows aggregated per key; from `relation` (its archive) if given. Ties are
     broken on the relation's primary key, or on the whole row where it has none; `recorded` (the
     fold's `order_of` the side table) replaces both with the key and the row's columns the fold
-    saw, so columns or keys added to the archive later do not change the recomputation."""
+    saw, so columns or keys added to the archive later do not change the recomputation.
+    `keys_text`: the step compares its keys as text (keys_as_text)."""
     relation = relation or action.source
     source: TableInfo = ctx.catalog.get(relation)
     if source is None:
         raise PlanRejected(f"{action.kind} source {relation} does not exist")
     join = action.join
     if join.via_table:
-        source_from = sql.SQL("{} AS s JOIN {} AS b ON b.{} = s.{}").format(
-            qualified(relation),
-            qualified(join.via_table),
-            sql.Identifier(join.via_source),
-            sql.Identifier(join.source),
+        bridge_on = sql.SQL("{} = {}").format(
+            *_comparable((ctx.catalog.get(join.via_table), "b", join.via_source), (source, "s", join.source))
+        )
+        source_from = sql.SQL("{} AS s JOIN {} AS b ON {}").format(
+            qualified(relation), qualified(join.via_table), bridge_on
         )
         mapped_key = sql.SQL("b.{}").format(sql.Identifier(join.via_target))
     else:
+        bridge_on = None
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
+    if keys_text:
+        mapped_key = sql.SQL("({})::text").format(mapped_key)
     key = source.primary_key if recorded is None else recorded["key"]
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (key or [join.source])]
     if not key:  # a key orders the rows totally; without one, identical rows aside, one order every time
@@ -137,13 +143,14 @@ def side_for(
         select = sql.SQL(
             "SELECT {key} AS k, {picks}, count(*) AS side_rows FROM {src} WHERE {key} IS NOT NULL GROUP BY 1"
         ).format(key=mapped_key, picks=sql.SQL(", ").join(picks), src=source_from)
-    return Side(action, alias, select, new_columns, mapped_key, source_from)
+    return Side(action, alias, select, new_columns, mapped_key, source_from, bridge_on)
 
 
 def _sides(ctx: Context, step) -> tuple[list[Side], dict]:
     """From the live side tables, ordered by their keys now."""
     params: dict = {}
-    return [side_for(ctx, action, i, params) for i, action in enumerate(step.actions)], params
+    keys_text = keys_as_text(ctx, step.target, step.actions)
+    return [side_for(ctx, action, i, params, keys_text=keys_text) for i, action in enumerate(step.actions)], params
 
 
 def order_of(table: TableInfo) -> dict:
@@ -163,6 +170,45 @@ def _needed_columns(action: Action, order: dict) -> set[str]:
     return needed
 
 
+def _key_type(ctx: Context, action: Action) -> str | None:
+    """The type of the key a side row is folded by (the bridge's, through a bridge); None if the
+    side table is gone (then its archive, which keeps the types, is read instead)."""
+    join = action.join
+    table, column = (join.via_table, join.via_target) if join.via_table else (action.source, join.source)
+    info = ctx.catalog.get(table) or ctx.catalog.get(ctx.plan.archive_name(table))
+    found = info.column(column) if info else None
+    return found.type if found else None
+
+
+def keys_as_text(ctx: Context, target: str, actions) -> bool:
+    """Whether side keys and the canonical key are compared as text: where their types differ (an
+    independently built database keeps company_unique_id as text on one side and uuid on the
+    other). A side key that is no value of the canonical key's type then names no canonical row
+    and stays in the archive, instead of failing the statement."""
+    canonical = ctx.catalog.get(target)
+    column = canonical.column(next(iter(actions)).join.target) if canonical else None
+    return column is not None and any(_key_type(ctx, a) not in (None, column.type) for a in actions)
+
+
+def _comparable(left: tuple, right: tuple) -> tuple[sql.Composable, sql.Composable]:
+    """Two columns (table info, alias, column) as expressions PostgreSQL can compare: as they
+    are where their types agree, as text where they differ."""
+    (lt, la, lc), (rt, ra, rc) = left, right
+    same = lt is None or rt is None or lt.column(lc) is None or rt.column(rc) is None
+    same = same or lt.column(lc).type == rt.column(rc).type
+    cast = sql.SQL("") if same else sql.SQL("::text")
+    return (
+        sql.SQL("{}.{}{}").format(sql.Identifier(la), sql.Identifier(lc), cast),
+        sql.SQL("{}.{}{}").format(sql.Identifier(ra), sql.Identifier(rc), cast),
+    )
+
+
+def canonical_key(ctx: Context, step) -> sql.Composable:
+    """The canonical table's key as `t.<key>`, as text where side keys are compared as text."""
+    key = sql.SQL("t.{}").format(sql.Identifier(_target_key(step)))
+    return sql.SQL("{}::text").format(key) if keys_as_text(ctx, step.target, step.actions) else key
+
+
 def _target_key(step) -> str:
     keys = {a.join.target for a in step.actions}
     if len(keys) != 1:
@@ -175,7 +221,6 @@ def update_statement(ctx: Context, step, *, proving: bool = False) -> Statement:
     returns, in the same pass, the rows updated and per side table the rows whose stored values
     (as written, after any trigger) differ from the aggregate they were set from."""
     sides, params = _sides(ctx, step)
-    target_key = _target_key(step)
     ctes = [sql.SQL("{} AS ({})").format(sql.Identifier(side.alias), side.select) for side in sides]
     keys = sql.SQL(" UNION ").join(sql.SQL("SELECT k FROM {}").format(sql.Identifier(side.alias)) for side in sides)
     joins = sql.SQL(" ").join(
@@ -186,8 +231,8 @@ def update_statement(ctx: Context, step, *, proving: bool = False) -> Statement:
         for side in sides
         for name, _ in side.new_columns
     )
-    update = sql.SQL("UPDATE {target} AS t SET {sets} FROM keys {joins} WHERE t.{tk} = keys.k").format(
-        target=qualified(step.target), sets=sets, joins=joins, tk=sql.Identifier(target_key)
+    update = sql.SQL("UPDATE {target} AS t SET {sets} FROM keys {joins} WHERE {tk} = keys.k").format(
+        target=qualified(step.target), sets=sets, joins=joins, tk=canonical_key(ctx, step)
     )
     names = ", ".join(a.source for a in step.actions)
     if not proving:
@@ -266,13 +311,13 @@ def statements(ctx: Context, step) -> list[Statement]:
 def side_counts(ctx: Context, step) -> dict[str, dict]:
     """Per side table: rows, and rows that match no canonical row (they stay in the archive)."""
     sides, _ = _sides(ctx, step)
-    target_key = _target_key(step)
+    target_key = canonical_key(ctx, step)
     counts = {}
     for side in sides:
         total, unmatched = ctx.conn.execute(
             sql.SQL(
-                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.{tk} = {key})) FROM {src}"
-            ).format(t=qualified(step.target), tk=sql.Identifier(target_key), key=side.mapped_key, src=_raw_from(side)),
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE {tk} = {key})) FROM {src}"
+            ).format(t=qualified(step.target), tk=target_key, key=side.mapped_key, src=_raw_from(side)),
         ).fetchone()
         counts[side.action.source] = {"rows": total, "unmatched": unmatched}
     return counts
@@ -280,14 +325,10 @@ def side_counts(ctx: Context, step) -> dict[str, dict]:
 
 def _raw_from(side: Side) -> sql.Composable:
     """Raw side rows, keeping those the bridge cannot map (they count as unmatched)."""
-    join = side.action.join
-    if not join.via_table:
+    if side.bridge_on is None:
         return side.source_from
-    return sql.SQL("{} AS s LEFT JOIN {} AS b ON b.{} = s.{}").format(
-        qualified(side.action.source),
-        qualified(join.via_table),
-        sql.Identifier(join.via_source),
-        sql.Identifier(join.source),
+    return sql.SQL("{} AS s LEFT JOIN {} AS b ON {}").format(
+        qualified(side.action.source), qualified(side.action.join.via_table), side.bridge_on
     )
 
 
@@ -381,8 +422,8 @@ def _rows_named(ctx: Context, step) -> int:
         for side in sides
     )
     return ctx.conn.execute(
-        sql.SQL("SELECT count(*) FROM {} AS t WHERE t.{} IN ({})").format(
-            qualified(step.target), sql.Identifier(_target_key(step)), keys
+        sql.SQL("SELECT count(*) FROM {} AS t WHERE {} IN ({})").format(
+            qualified(step.target), canonical_key(ctx, step), keys
         ),
         params,
     ).fetchone()[0]
@@ -410,7 +451,9 @@ def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict 
         if gone:
             result[action.source] = f"{archive} no longer has the columns {gone} (renamed or dropped since the fold)"
             continue
-        side = side_for(ctx, action, index, params, archive, order)
+        side = side_for(
+            ctx, action, index, params, archive, order, keys_text=keys_as_text(ctx, step.target, step.actions)
+        )
         names = [
             n for n, _ in side.new_columns if (n in columns if columns is not None else target.column(n) is not None)
         ]
@@ -420,13 +463,13 @@ def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict 
         theirs = sql.SQL(", ").join(sql.SQL("side.{}").format(sql.Identifier(n)) for n in names)
         result[action.source] = ctx.conn.execute(
             sql.SQL(
-                "SELECT count(*) FROM {t} AS t {join} ({select}) AS side ON side.k = t.{tk} "
+                "SELECT count(*) FROM {t} AS t {join} ({select}) AS side ON side.k = {tk} "
                 "WHERE ROW({ours}, NULL) IS DISTINCT FROM ROW({theirs}, NULL)"
             ).format(
                 t=qualified(step.target),
                 join=sql.SQL("LEFT JOIN" if whole_table else "JOIN"),
                 select=side.select,
-                tk=sql.Identifier(_target_key(step)),
+                tk=canonical_key(ctx, step),
                 ours=ours,
                 theirs=theirs,
             ),

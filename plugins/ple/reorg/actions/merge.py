@@ -73,7 +73,7 @@ EXACT_NUMBERS = {"numeric"}
 FLOATS = {"float4": 4, "float8": 8}
 
 
-def lossy_cast(source: ColumnInfo, target: ColumnInfo) -> str | None:
+def lossycast_to(source: ColumnInfo, target: ColumnInfo) -> str | None:
     """Why converting `source` into `target` would lose information silently, or None."""
     s, t = source.type_name, target.type_name
     if t in INTEGER_TYPES and (s in EXACT_NUMBERS or s in FLOATS):
@@ -97,7 +97,7 @@ def narrowing(source: ColumnInfo, target: ColumnInfo) -> bool:
     return source.type_category != "S" or source.max_length is None or source.max_length > target.max_length
 
 
-def _cast(expression: sql.Composable, column: ColumnInfo, *, to_length: bool = False) -> sql.Composable:
+def cast_to(expression: sql.Composable, column: ColumnInfo, *, to_length: bool = False) -> sql.Composable:
     """An explicit cast to the column's base type; `to_length` keeps a varchar's limit (an
     explicit cast cuts longer values: only where the plan accepted that)."""
     if to_length and column.max_length is not None:
@@ -172,7 +172,7 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
     def loses(source_column: str, column: ColumnInfo) -> bool:
         """Records a refused lossy cast; True where the plan accepts cutting to the column's length."""
         accepted = column.name in spec.accept_lossy_casts
-        why = lossy_cast(source_columns[source_column], column)
+        why = lossycast_to(source_columns[source_column], column)
         if why and not accepted:
             result.lossy.append((source_column, column.name, why))
         if narrowing(source_columns[source_column], column) and not accepted:
@@ -183,15 +183,15 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
         if "value" in rule:
             name = f"value_{column.name}"
             result.params[name] = rule["value"]
-            return _cast(sql.Placeholder(name), column)
+            return cast_to(sql.Placeholder(name), column)
         if rule.get("discriminator"):
-            return _cast(sql.Placeholder("discriminator"), column)
+            return cast_to(sql.Placeholder("discriminator"), column)
         if rule.get("generate") == "uuid":  # deterministic: a retried merge makes the same ids
             return sql.SQL("md5(%(source_table)s || ':' || k.ctb_key)::uuid")
         if rule.get("generate") == "merged_at":
             return sql.SQL("now()")
         if rule.get("generate") == "source_row":
-            return _cast(sql.SQL("k.ctb_row"), column)
+            return cast_to(sql.SQL("k.ctb_row"), column)
         return None
 
     for column in target.columns:
@@ -204,9 +204,17 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
             present = [c for c in rule.get("from", []) if c in source_columns]
             used.update(present)
             parts = [
-                _cast(sql.SQL("(k.s).{}").format(sql.Identifier(c)), column, to_length=loses(c, column))
+                cast_to(sql.SQL("(k.s).{}").format(sql.Identifier(c)), column, to_length=loses(c, column))
                 for c in present
             ]
+            if "only" in rule:  # a value outside the list is not written: the next part is
+                result.params[f"only_{column.name}"] = [str(v) for v in rule["only"]]
+                parts = [
+                    sql.SQL("CASE WHEN {part}::text = ANY({only}) THEN {part} END").format(
+                        part=part, only=sql.Placeholder(f"only_{column.name}")
+                    )
+                    for part in parts
+                ]
             last = fallback(rule, column)
             if last is not None:
                 parts.append(last)
@@ -215,7 +223,7 @@ def mapping(action: Action, spec: MergeTarget, source: TableInfo, target: TableI
         elif column.name in source_columns and catalog.assignable(source_columns[column.name], column):
             expression = sql.SQL("(k.s).{}").format(sql.Identifier(column.name))
             if loses(column.name, column):
-                expression = _cast(expression, column, to_length=True)
+                expression = cast_to(expression, column, to_length=True)
             used.add(column.name)
             how = "copy"
             if column.not_null and not source_columns[column.name].not_null and not column.has_default:
@@ -320,7 +328,7 @@ def insert_statement(
         columns=sql.SQL(", ").join(sql.Identifier(f.column) for f in plan.fills),  # live names, quoted
         disc=sql.Identifier(spec.discriminator_column),
         values=sql.SQL(", ").join(f.expression for f in plan.fills),
-        disc_value=_cast(sql.Placeholder("discriminator"), discriminator)
+        disc_value=cast_to(sql.Placeholder("discriminator"), discriminator)
         if discriminator
         else sql.Placeholder("discriminator"),
         keyed=keyed_source(source, rows=rows),

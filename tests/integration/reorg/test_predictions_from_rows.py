@@ -1,0 +1,140 @@
+"""Issue 19: every prediction is made from the rows in front of it, not from constants or from the
+project's own twin. Each test reproduces a finding of an independently built database and failed
+before its fix."""
+
+import pytest
+
+from ple.reorg import decisions
+from tests.reconcile_helpers import decide, stale_hand_copy
+from tests.reorg_helpers import approve, count, end_state, executor, plan_from, raw_plan, run_phase
+
+
+@pytest.fixture(autouse=True)
+def decisions_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
+
+
+def _blocking(conn, phase: str) -> list[str]:
+    return [f.message for f in executor(conn, mode="plan").lint([phase]).errors]
+
+
+def _status_source(conn) -> str:
+    """The 1B source column the plan fills people_errors.status from first."""
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'marketing.failed_email_verification'::regclass "
+            "AND attnum > 0 AND NOT attisdropped"
+        )
+    }
+    for column in ("status", "resolution_status", "validation_status"):
+        if column in columns:
+            return column
+    conn.execute("ALTER TABLE marketing.failed_email_verification ADD COLUMN resolution_status text")
+    return "resolution_status"
+
+
+def test_a_check_is_evaluated_on_the_values_filled_from_source_columns(conn):
+    """Finding 1: the plan fills people_errors.status from the source's own status columns first and
+    'open' only as the fallback; the guard judged 'open' alone and called 1B clear, then apply died
+    on chk_status after 1A and one 1B merge had committed."""
+    column = _status_source(conn)
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT chk_status "
+        "CHECK (status::text = ANY (ARRAY['open', 'resolved', 'ignored'])) NOT VALID"
+    )
+    conn.execute(
+        f"UPDATE marketing.failed_email_verification SET {column} = "
+        "(ARRAY['queued', 'pending', 'active', 'open', NULL])[1 + id % 5]"
+    )
+    refused = conn.execute(
+        f"SELECT count(*) FROM marketing.failed_email_verification WHERE {column} IN ('queued', 'pending', 'active')"
+    ).fetchone()[0]
+    assert refused
+    blocking = _blocking(conn, "1b")
+    found = [e for e in blocking if "chk_status" in e]
+    assert found, blocking
+    assert f"{refused} rows" in found[0] and any(v in found[0] for v in ("queued", "pending", "active")), found[0]
+    decided = decide(conn)
+    rule = decided["targets"]["people.people_errors"]["fill"]["status"]
+    assert rule["only"] == ["open", "resolved", "ignored"] and rule["value"] == "open"
+    assert not [e for e in _blocking(conn, "1b") if "chk_status" in e]
+    approve(conn)
+    assert "failed" not in {r.status for r in run_phase(executor(conn), "1b")}
+    written = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM people.people_errors WHERE error_type = 'failed_email_verification' "
+            "GROUP BY status"
+        ).fetchall()
+    )
+    assert set(written) <= {"open", "resolved", "ignored"}
+    assert sum(written.values()) == count(conn, "archive.marketing_failed_email_verification_ctb")
+    # each row's own value is kept whole in its provenance
+    assert conn.execute(
+        f"SELECT count(*) FROM people.people_errors WHERE ctb_source_row->>'{column}' = 'queued'"
+    ).fetchone()[0]
+
+
+def test_a_check_of_any_shape_is_evaluated_on_the_mapped_rows(conn):
+    """Not only value lists: a CHECK over two columns is evaluated on the rows as they will be written."""
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT chk_message_length "
+        "CHECK (length(error_message) < 12 OR status IS NULL) NOT VALID"
+    )
+    blocking = _blocking(conn, "1b")
+    assert any("chk_message_length" in e and "rows" in e for e in blocking), blocking
+
+
+def test_a_not_null_column_filled_only_from_nullable_columns_is_counted(conn):
+    conn.execute("UPDATE marketing.failed_email_verification SET created_at = NULL WHERE id % 2 = 0")
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN IF NOT EXISTS reviewed_at timestamptz")
+    conn.execute("UPDATE people.people_errors SET reviewed_at = now()")
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN reviewed_at SET NOT NULL")
+    raw = raw_plan()
+    target = raw["merge_targets"]["people.people_errors"]
+    target["fill"]["reviewed_at"] = {"from": ["created_at"]}
+    target["accept_lossy_casts"]["reviewed_at"] = "read as UTC"
+    plan = plan_from(raw)
+    errors = [f.message for f in executor(conn, plan=plan, mode="plan").lint(["1b"]).errors]
+    assert any("reviewed_at" in e and "NULL" in e for e in errors), errors
+
+
+def test_a_fold_joins_keys_of_different_types(conn):
+    """Finding 8: the published inventory has cl.company_identity.company_unique_id as uuid and the
+    side tables' copy as text; 1G's lint crashed with `operator does not exist: uuid = text` after
+    1A-1F were applied. Keys of different types are compared as text: nothing crashes, a side key
+    that names no canonical row stays in the archive."""
+    before = end_state(conn)
+    for table in ("bit.phase_state", "bit.proof_lines"):
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN company_unique_id TYPE text USING company_unique_id::text")
+    report = executor(conn, mode="plan").lint(["1g"])
+    assert not report.errors, report.errors
+    assert any(f.code == "join-key" and "compared as text" in f.message for f in report.warnings)
+    approve(conn)
+    reports = run_phase(executor(conn), "1g")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    folded = conn.execute("SELECT count(*) FROM outreach.bit_scores WHERE bit_phase IS NOT NULL").fetchone()[0]
+    assert folded
+    assert count(conn, "archive.bit_phase_state_ctb") == before["bit.phase_state"][1]
+
+
+def test_a_gone_merge_target_is_seen_when_a_hand_copy_holds_the_archive_name(conn):
+    """Finding 2: a hand copy at the archive name made reconcile propose a set-aside only; the
+    merge target was gone too, lint said OK and 1D's preflight died with a raw UndefinedTable."""
+    before = end_state(conn)
+    stale_hand_copy(conn, "outreach.dol_audit_log", "archive.outreach_dol_audit_log_ctb")
+    conn.execute("ALTER TABLE outreach.pipeline_audit_log RENAME TO pipeline_audit_log_gone")
+    conn.execute("DROP TABLE outreach.pipeline_audit_log_gone CASCADE")
+    undecided = [e.message for e in executor(conn, mode="plan").lint(["1d"]).errors if e.code == "undecided"]
+    about = [m for m in undecided if m.startswith("outreach.dol_audit_log:")]
+    assert about and "set_aside" in about[0] and "pipeline_audit_log" in about[0] and "create" in about[0], undecided
+    decide(conn)
+    assert not executor(conn, mode="plan").lint(["1d"]).errors
+    approve(conn)
+    reports = run_phase(executor(conn), "1d")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    assert count(conn, "archive.outreach_dol_audit_log_ctb") == before["outreach.dol_audit_log"][1]
+    merged = conn.execute(
+        "SELECT count(*) FROM outreach.pipeline_audit_log WHERE ctb_source_table = 'outreach.dol_audit_log'"
+    ).fetchone()[0]
+    assert merged == before["outreach.dol_audit_log"][1]
