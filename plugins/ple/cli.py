@@ -194,12 +194,20 @@ def _cmd_run(args) -> int:
             rehearse_budget_seconds=args.rehearse_budget_seconds,
         )
         phases = args.phase or [p.phase for p in executor.declared.phases if p.steps]
+        rehearsals = []
         for phase_id in phases:
-            emit(executor.preflight(phase_id).text)
+            preflight = executor.preflight(phase_id)
+            emit(preflight.text)
+            rehearsals.append(preflight)
             for step in executor.declared.phase(phase_id).steps:
                 emit(executor.run_step(step.step_id).text)
             emit(executor.verify(phase_id).text)
             emit(executor.freeze(phase_id).text)
+    if executor.rehearsing:  # every phase is rehearsed; then the command fails if one was not clean
+        from ple.reorg.rehearse import require_clean
+
+        for report in rehearsals:
+            require_clean(report)
     return 0
 
 

@@ -25,6 +25,11 @@ class VerificationFailed(PermanentError):
     """Counts or checksums before and after an action disagree; the action was rolled back."""
 
 
+class RehearsalFailed(PermanentError):
+    """A rehearsal found a problem, was blocked by the lint, or did not cover every step: apply
+    would not go through as shown. Its report names each problem; nothing stayed."""
+
+
 class ExpectationFailed(PermanentError):
     """A Great Expectations suite failed against the live database."""
 

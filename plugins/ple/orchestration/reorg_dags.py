@@ -88,7 +88,13 @@ def _report(result) -> dict:
 def preflight(phase_id: str) -> dict:
     conn, executor = _executor()
     with conn:
-        return _report(executor.preflight(phase_id))
+        report = executor.preflight(phase_id)
+    summary = _report(report)
+    if executor.rehearsing:  # a rehearsal that found a problem is red, after its report is logged
+        from ple.reorg.rehearse import require_clean
+
+        require_clean(report)
+    return summary
 
 
 @task

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from ple.catalog import read_catalog
-from ple.errors import PermanentError
+from ple.errors import PermanentError, RehearsalFailed
 from ple.ops import ensure_schema
 from ple.reorg import guards, lint
 from ple.reorg.actions import add_pk, module_for, set_aside
@@ -98,6 +98,23 @@ def rehearse_phase(ex, phase_id: str) -> StepReport:
         on_copy = Executor(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
         where = f"on connection {conn_id} ({copy.info.dbname} on {copy.info.host}:{copy.info.port}; the target is not touched)"
         return _rolled_back(on_copy, phase_id, where, None)
+
+
+NOT_CLEAN = {
+    "failed": "found problems",
+    "blocked": "was not carried out: the lint blocks apply",
+    "incomplete": "did not cover every step (its lock budget was spent)",
+}
+
+
+def require_clean(report: StepReport) -> None:
+    """Fail the task or command whose rehearsal was not clean (red task, non-zero exit): its
+    report, logged first, names each problem and its fix."""
+    if report.status in NOT_CLEAN:
+        raise RehearsalFailed(
+            f"{report.step_id}: the rehearsal {NOT_CLEAN[report.status]}; apply would not go through as "
+            "rehearsed (the report above names each problem and what to do); nothing stayed"
+        )
 
 
 def _same_database(target: psycopg.Connection, other: psycopg.Connection) -> bool:

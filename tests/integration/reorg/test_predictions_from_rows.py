@@ -2,9 +2,12 @@
 project's own twin. Each test reproduces a finding of an independently built database and failed
 before its fix."""
 
+import psycopg
 import pytest
 
+from ple import cli
 from ple.reorg import decisions
+from tests.helpers import dag_run_state, run_dag
 from tests.reconcile_helpers import decide, stale_hand_copy
 from tests.reorg_helpers import approve, count, end_state, executor, plan_from, raw_plan, run_phase
 
@@ -138,3 +141,34 @@ def test_a_gone_merge_target_is_seen_when_a_hand_copy_holds_the_archive_name(con
         "SELECT count(*) FROM outreach.pipeline_audit_log WHERE ctb_source_table = 'outreach.dol_audit_log'"
     ).fetchone()[0]
     assert merged == before["outreach.dol_audit_log"][1]
+
+
+def _a_problem_only_a_rehearsal_sees(conn) -> None:
+    """A CHECK reading a column the merge leaves to its default: the lint names it unevaluated."""
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN checked_at timestamptz DEFAULT now()")
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT short_error_type "
+        "CHECK (checked_at IS NULL OR length(error_type) < 20) NOT VALID"
+    )
+
+
+def test_a_failed_rehearsal_fails_its_command(conn, capsys):
+    """Finding 3: `run --mode rehearse` printed '4 problems; rolled back: apply would fail the same
+    way' and exited 0."""
+    _a_problem_only_a_rehearsal_sees(conn)
+    assert cli.main(["run", "--mode", "rehearse", "--phase", "1b"]) != 0
+    captured = capsys.readouterr()
+    assert "FAILS in rehearsal" in captured.out and "short_error_type" in captured.out
+    assert "the rehearsal found problems" in captured.err
+    assert cli.main(["run", "--mode", "rehearse", "--phase", "1h"]) == 0  # a clean rehearsal exits 0
+
+
+@pytest.mark.slow
+def test_a_failed_rehearsal_is_a_red_task(airflow_env, fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        _a_problem_only_a_rehearsal_sees(conn)
+        state = end_state(conn)
+        run = run_dag(airflow_env, "ctb_phase_1b", {"mode": "rehearse"}, fresh_db)
+        assert dag_run_state(run.stdout) == "failed", run.stdout[-3000:]
+        assert "RehearsalFailed" in run.stdout and "short_error_type" in run.stdout
+        assert end_state(conn) == state
