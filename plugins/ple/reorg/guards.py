@@ -415,8 +415,8 @@ def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]
 
 
 def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
-    """Every CHECK constraint of the target (any shape) and every NOT NULL it keeps, evaluated in
-    one read-only pass over the rows exactly as the merge would write them: the plan's fill rules
+    """Every CHECK constraint of the target (any shape), its foreign keys and every NOT NULL it
+    keeps, evaluated in one read-only pass over the rows exactly as the merge would write them: the plan's fill rules
     with their fallbacks, casts and the discriminator, rows the target keeps left out. A constraint
     that reads a column the merge leaves to its default is not evaluated here (named: rehearse
     runs it); a row that cannot even be converted is a blocking finding naming the error."""
@@ -439,7 +439,9 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         if column.name in read and column.name not in values and not column.has_default and not column.generated:
             values[column.name] = merge_action.cast_to(sql.SQL("NULL"), column)
     relaxed = set(spec.relax_not_null)
-    tests: list[tuple[str, str, sql.Composable, str | None, str | None]] = []  # name, text, failing, column, CHECK
+    tests: list[
+        tuple[str, str, str, sql.Composable, str | None, str | None]
+    ] = []  # kind, name, text, failing, column, CHECK
     result = []
     for name, expression, columns in checks:
         missing = [c for c in columns if c not in values]
@@ -457,11 +459,27 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
             continue
         column = columns[0] if len(columns) == 1 else None
         failing = sql.SQL("NOT ({})").format(sql.SQL(expression))
-        tests.append((name, f"CHECK {name} ({expression})", failing, column, expression))
+        tests.append(("check", name, f"CHECK {name} ({expression})", failing, column, expression))
+    for name, columns, referenced, referenced_columns in conn.execute(
+        raw_template("guards/foreign_keys_of"), {"table": target.name}
+    ):
+        if not all(c in values for c in columns):
+            continue  # a column left to its default or NULL: rehearse runs the merge against it
+        missing = sql.SQL("({set}) AND NOT EXISTS (SELECT 1 FROM {ref} AS r WHERE {match})").format(
+            set=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
+            ref=qualified(referenced),
+            match=sql.SQL(" AND ").join(
+                sql.SQL("r.{} = m.{}").format(sql.Identifier(r), sql.Identifier(c))
+                for c, r in zip(columns, referenced_columns, strict=True)
+            ),
+        )
+        about = f"FOREIGN KEY {name} ({', '.join(columns)}) into {referenced}"
+        tests.append(("fk", name, about, missing, columns[0] if len(columns) == 1 else None, None))
     for column in target.columns:
         if column.not_null and column.name in values and column.name not in relaxed and not column.generated:
             tests.append(
                 (
+                    "not-null",
                     f"{column.name}.not_null",
                     f"NOT NULL on {column.name}",
                     sql.SQL("{} IS NULL").format(sql.Identifier(column.name)),
@@ -481,14 +499,14 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         sql.SQL("m.ctb_source_key || ' = ' || coalesce(m.{}::text, 'NULL')").format(sql.Identifier(c))
         if c
         else sql.SQL("m.ctb_source_key")
-        for _, _, _, c, _ in tests
+        for _, _, _, _, c, _ in tests
     ]
     query = sql.SQL("SELECT {aggregates} FROM (SELECT {values} FROM {keyed} {kept}) AS m").format(
         aggregates=sql.SQL(", ").join(
             sql.SQL(
                 "count(*) FILTER (WHERE {t}), (array_agg({s} ORDER BY m.ctb_source_key) FILTER (WHERE {t}))[1:3]"
             ).format(t=t, s=s)
-            for (_, _, t, _, _), s in zip(tests, shown, strict=True)
+            for (_, _, _, t, _, _), s in zip(tests, shown, strict=True)
         ),
         values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
         keyed=merge_action.keyed_source(source),
@@ -505,14 +523,14 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     except psycopg.Error as exc:  # e.g. the role may not use a column's type: the INSERT could not either
         what = f"the rows of {action.source} as the merge maps them cannot be read"
         return [*result, _unevaluated(step, target.name, what, exc, "Run as the role that owns the tables")]
-    for index, (name, description, _, column, expression) in enumerate(tests):
+    for index, (kind, name, description, _, column, expression) in enumerate(tests):
         failing, examples = row[2 * index], row[2 * index + 1]
         if not failing:
             continue
-        proposal, fix = _proposal_for(spec, target, name, expression, column)
+        proposal, fix = _proposal_for(spec, target, kind, name, expression, column)
         result.append(
             Guard(
-                "check" if not name.endswith(".not_null") else "not-null",
+                kind,
                 f"{target.name}.{name}",
                 step.step_id,
                 target.name,
@@ -538,13 +556,23 @@ def _unevaluated(step: Step, table: str, what: str, exc: psycopg.Error, fix: str
     )
 
 
-def _proposal_for(spec, target, name: str, expression: str | None, column: str | None) -> tuple[tuple | None, str]:
+def _proposal_for(spec, target, kind: str, name: str, expression: str | None, column: str | None):
     """A lossless way to write rows that break a constraint (each row's own values stay in
-    ctb_source_row), or what to decide by hand."""
+    ctb_source_row), or what to decide by hand: (proposal or None, the text)."""
     rule = spec.fill.get(column) if column else None
-    if rule is None:
-        return None, "No lossless default: change the plan's fill rules for these columns, or skip the action"
-    allowed = allowed_values(expression) if expression else None
+    if kind == "not-null":
+        return None, (
+            f"Give {column} a fallback value in merge_targets.{target.name}.fill, or list it under "
+            "relax_not_null (each row's own values stay in ctb_source_row)"
+        )
+    if kind == "fk":
+        info = target.column(column) if column else None
+        if info is None or info.not_null:
+            return None, "No lossless default: load the referenced rows first, or skip the action"
+        return ("targets", target.name, {"fill": {column: {"from": []}}}), (
+            f"Proposal: leave {column} NULL in merged rows (each row's own value stays in ctb_source_row)"
+        )
+    allowed = allowed_values(expression) if expression and rule is not None else None
     if allowed:  # write the source's value where the list has it, the fallback elsewhere
         value = rule.get("value") if rule.get("value") in allowed else _fallback(allowed)
         entry = {**rule, "only": allowed, "value": value}
@@ -553,12 +581,7 @@ def _proposal_for(spec, target, name: str, expression: str | None, column: str |
             f"Proposal: write the source's {column} only where {name} allows it, {value!r} elsewhere "
             "(each row's own value stays in ctb_source_row)"
         )
-    if expression is None:
-        return None, (
-            f"Give {column} a fallback value in merge_targets.{target.name}.fill, or list it under "
-            "relax_not_null (each row's own values stay in ctb_source_row)"
-        )
-    return None, f"No lossless default for this shape of CHECK: change the fill rule of {column}, or skip the action"
+    return None, "No lossless default for this CHECK: change the plan's fill rules for its columns, or skip the action"
 
 
 def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:

@@ -172,3 +172,22 @@ def test_a_failed_rehearsal_is_a_red_task(airflow_env, fresh_db):
         assert dag_run_state(run.stdout) == "failed", run.stdout[-3000:]
         assert "RehearsalFailed" in run.stdout and "short_error_type" in run.stdout
         assert end_state(conn) == state
+
+
+def test_a_foreign_key_of_the_target_is_checked_on_the_mapped_rows(conn):
+    """A target column that references another table, filled from the source's values: rows that
+    reference nothing would fail the INSERT half way; the lint counts them and proposes NULL."""
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN error_code DROP NOT NULL")
+    conn.execute("CREATE TABLE public.error_kinds (code text PRIMARY KEY)")
+    conn.execute(
+        "INSERT INTO public.error_kinds SELECT DISTINCT error_code FROM people.people_errors WHERE error_code IS NOT NULL"
+    )
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT fk_error_kind FOREIGN KEY (error_code) "
+        "REFERENCES public.error_kinds (code) NOT VALID"
+    )
+    blocking = _blocking(conn, "1b")
+    assert any("fk_error_kind" in e and "rows of marketing" in e for e in blocking), blocking
+    decided = decide(conn)
+    assert decided["targets"]["people.people_errors"]["fill"]["error_code"] == {"from": []}
+    assert not [e for e in _blocking(conn, "1b") if "fk_error_kind" in e]
