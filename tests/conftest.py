@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
+from tests.helpers import PRODUCTION_2026_03_TEMPLATE_DB, PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 # Great Expectations validates in an ephemeral context (no Data Docs written) unless a test asks
@@ -101,6 +101,32 @@ def production_template(pg_server):
 def twin_db(pg_server, production_template, monkeypatch):
     """A private copy of the production twin; the connection ctb_postgres points at it for the test."""
     dsn = clone_fixture(pg_server, template=PRODUCTION_TEMPLATE_DB)
+    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
+    yield dsn
+    from ple import embedded_pg
+
+    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+@pytest.fixture(scope="session")
+def production_2026_03_template(pg_server):
+    """The production twin as of 2026-03-12 (CTB governance layer with its event triggers enabled,
+    Legacy Collapse Phase 3, the March workers' tables) at TEST_SCALE, built once into its own
+    template database, only by sessions that ask for it. Built as the superuser (event triggers
+    need one)."""
+    from ple import embedded_pg
+    from ple.fixture.builder import build
+
+    dsn = embedded_pg.create_database(pg_server, PRODUCTION_2026_03_TEMPLATE_DB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        report = build(conn, scale=TEST_SCALE, log=lambda _: None, state="production-2026-03")
+    return {"dsn": dsn, "report": report}
+
+
+@pytest.fixture
+def twin_2026_03_db(pg_server, production_2026_03_template, monkeypatch):
+    """A private copy of the 2026-03-12 twin; the connection ctb_postgres points at it for the test."""
+    dsn = clone_fixture(pg_server, template=PRODUCTION_2026_03_TEMPLATE_DB)
     monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
     yield dsn
     from ple import embedded_pg

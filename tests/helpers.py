@@ -12,6 +12,7 @@ from ple import embedded_pg
 
 TEMPLATE_DB = "ple_fixture_template"
 PRODUCTION_TEMPLATE_DB = "ple_production_template"
+PRODUCTION_2026_03_TEMPLATE_DB = "ple_production_2026_03_template"
 _db_counter = itertools.count(1)
 
 

@@ -330,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     fixture.add_argument("--verbose", action="store_true", help="print every table as it is built")
     fixture.add_argument(
         "--state",
-        choices=["pre-plan", "production"],
+        choices=["pre-plan", "production", "production-2026-03"],
         default="pre-plan",
-        help="pre-plan: the database the plan assumes; production: the twin of the real one (2026-02-20)",
+        help="pre-plan: the database the plan assumes; production: the twin of the real one (2026-02-20); "
+        "production-2026-03: that twin with what changed up to 2026-03-12 (CTB governance, Phase 3)",
     )
     fixture.set_defaults(func=_cmd_fixture)
 
