@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import psycopg
 
+from ple import governance
 from ple.sqlutil import raw_template
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
+    """Where the owner's DDL gate exists, the tool's tables are registered first (as SYSTEM)."""
+    gate = governance.detect(conn)
+    written = governance.register_ops(conn, gate) if gate else []
     conn.execute(raw_template("ops/schema"))
+    governance.record_ops(conn, written)
 
 
 def schema_exists(conn: psycopg.Connection) -> bool:

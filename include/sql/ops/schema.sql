@@ -286,3 +286,15 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION ple_ops.pending_answer_append_only();
     END IF;
 END $$;
+-- The rows this tool wrote into the owner's registry (ctb.table_registry, where the owner's
+-- governance layer exists: plugins/ple/governance.py), each with the step that needed it, so that
+-- a revert removes exactly those and nothing the owner registered.
+CREATE TABLE IF NOT EXISTS ple_ops.registry_change (
+    table_name text NOT NULL,
+    change text NOT NULL CHECK (change IN ('registered')),
+    leaf_type text NOT NULL,
+    step_id text NOT NULL,
+    run_id text,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, change)
+);

@@ -22,13 +22,13 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from ple import approval
+from ple import approval, governance
 from ple.catalog import Catalog, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PermanentError, PlanRejected
 from ple.ops import ensure_schema
 from ple.reorg import decisions as decisions_module
-from ple.reorg import guards, ledger, lint, pending, reconcile
+from ple.reorg import gate, guards, ledger, lint, pending, reconcile
 from ple.reorg.actions import create_target, module_for, set_aside
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
@@ -357,6 +357,12 @@ class Executor:
                     text += "\n-- with these triggers disabled for the step's transaction only: " + ", ".join(
                         f"{t}.{name}" for t, name in bypass
                     )
+                if governance.detect(self.conn):
+                    names = gate.registrations(self.conn, self.plan, step)
+                    known = governance.entries(self.conn, [r.table for r in names])
+                    text += "".join(
+                        f"\n-- first, in the same transaction: {r.line()}" for r in names if r.table not in known
+                    )
                 text += f"\n-- live: {preview}"
             return StepReport(step_id, "planned", "\n".join([*lines, text]), preview)
         if left_out:
@@ -469,7 +475,15 @@ class Executor:
             approval.require(self.conn, self.fingerprint)
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog)
-            asides = [set_aside.carry_out(self, ctx, item, step) for item in self._set_asides(ctx, step)]
+            pending_asides = self._set_asides(ctx, step)
+            gate.admit(
+                self.conn,
+                governance.detect(self.conn),
+                gate.registrations(self.conn, self.plan, step, pending_asides),
+                step.step_id,
+                self.run_id,
+            )
+            asides = [set_aside.carry_out(self, ctx, item, step) for item in pending_asides]
             if asides:
                 catalog = read_catalog(self.conn, schemas)
                 ctx = self.context(catalog)
@@ -494,6 +508,7 @@ class Executor:
                     outcome.details = outcome.details | {
                         "triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]
                     }
+                governance.forget_gone(self.conn, [step.step_id])  # an intermediate name, gone again
                 self._record(step, outcome, started, statements)
                 return outcome
         # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
@@ -503,6 +518,7 @@ class Executor:
         if bypass:
             outcome.details = outcome.details | {"triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]}
         with self.transaction():
+            governance.forget_gone(self.conn, [step.step_id])
             self._record(step, outcome, started)
         return outcome
 

@@ -14,10 +14,11 @@ from itertools import pairwise
 import psycopg
 from psycopg import sql
 
+from ple import governance
 from ple.catalog import Catalog, read_catalog
 from ple.errors import PlanRejected
 from ple.reorg import decisions as decisions_module
-from ple.reorg import guards, reconcile, tool_changes
+from ple.reorg import gate, guards, reconcile, tool_changes
 from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Settings
@@ -237,6 +238,22 @@ def lint_live(
             )
     ctx = Context(conn, effective, run_id="lint", settings=Settings(), catalog=catalog)
     selected = [effective.phase(p) for p in phases] if phases else list(effective.phases)
+    owner_gate = governance.detect(conn)
+    if owner_gate:
+        report.info.append(
+            Finding("governance", "database", f"{owner_gate.describe()}: each step registers its new names first")
+        )
+        drift = governance.drift(conn)
+        if drift:
+            shown = "; ".join(f"{name} ({kind})" for kind, name in drift[:8])
+            report.warnings.append(
+                Finding(
+                    "governance-drift",
+                    "database",
+                    f"{len(drift)} tables where the owner's registry and the catalog disagree (no step of the plan "
+                    f"is blocked by it): {shown}{'; ...' if len(drift) > 8 else ''}",
+                )
+            )
     for phase in selected:
         for step in phase.steps:
             step_verdicts = [by_source[a.source] for a in step.actions if a.source in by_source]
@@ -256,6 +273,10 @@ def lint_live(
                     continue
             _lint_pending(ctx, step, report, set_aside)
             report.errors += module_for(step).lint(ctx, step)
+            if owner_gate:
+                report.errors += [
+                    Finding("governance", step.step_id, p) for p in gate.problems(conn, effective, catalog, step)
+                ]
         for action in plan.phase(phase.phase).pending:
             if not catalog.exists(action.source):
                 report.warnings.append(Finding("catalog", action.source, "pending table does not exist"))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from ple import approval
+from ple import approval, governance
 from ple.errors import PlanRejected
 from ple.reorg.context import Context, State, Statement
 from ple.sqlutil import check_identifier, qualified
@@ -110,6 +110,13 @@ def ensure(ex, phase_id: str, table: str, definition: dict) -> str:
         if ex.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
             return "already_done" if created_by_tool(ex.conn, table) else "exists"
         statement = statements(ex.context(None), table, definition)[0]
+        owner_gate = governance.detect(ex.conn)
+        if owner_gate:  # register first, create second
+            leaf = "ERROR" if "err" in table.rsplit(".", maxsplit=1)[-1] else "CANONICAL"
+            why = "a merge target the decisions create"
+            governance.register(
+                ex.conn, owner_gate, [governance.Registration(table, leaf, why)], ledger_key(phase_id, table), ex.run_id
+            )
         try:
             with ex.conn.transaction():  # a savepoint: a concurrent CREATE of the same name wins
                 ex.conn.execute(statement.query)

@@ -1,0 +1,72 @@
+"""Issue 20: the owner's CTB governance layer (the 2026-03-12 twin, its DDL gate enabled). The tool
+registers every name it gives a table before its DDL, records what it wrote, names what the gate
+would refuse or what the owner froze before any write, and reports the registry's drift."""
+
+import psycopg
+import pytest
+
+from ple import governance
+from ple.ops import ensure_schema
+from ple.reorg import decisions
+from tests.reconcile_helpers import decide
+from tests.reorg_helpers import approve, assert_nothing_lost, executor, run_phase, table_fingerprints
+
+
+@pytest.fixture(autouse=True)
+def decisions_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
+
+
+@pytest.fixture
+def gated(twin_2026_03_db):
+    with psycopg.connect(twin_2026_03_db, autocommit=True) as connection:
+        yield connection
+
+
+def _registered(conn, name: str):
+    schema, table = name.split(".")
+    return conn.execute(
+        "SELECT leaf_type, registered_by FROM ctb.table_registry WHERE table_schema = %s AND table_name = %s",
+        (schema, table),
+    ).fetchone()
+
+
+def test_the_tool_registers_its_own_tables_before_creating_them(gated):
+    gate = governance.detect(gated)
+    assert gate and "ctb_enforce_table_registration" in gate.triggers
+    ensure_schema(gated)  # refused by the gate before: "ple_ops.approval is not registered"
+    assert _registered(gated, "ple_ops.action_ledger") == ("SYSTEM", governance.REGISTERED_BY)
+    recorded = gated.execute("SELECT count(*) FROM ple_ops.registry_change WHERE step_id = 'ple_ops'").fetchone()[0]
+    assert recorded == len(governance.OPS_TABLES)
+    ensure_schema(gated)  # again: nothing new
+    assert gated.execute("SELECT count(*) FROM ple_ops.registry_change").fetchone()[0] == recorded
+
+
+def test_lint_names_frozen_tables_a_step_would_alter_and_the_drift(gated):
+    report = executor(gated, mode="plan").lint(["1c"])
+    frozen = [f for f in report.errors if f.code == "governance" and "outreach.people is frozen" in f.message]
+    assert frozen and frozen[0].where == "1c__move__outreach_people", report.errors
+    assert any(f.code == "governance" and "CTB governance layer" in f.message for f in report.info)
+    drift = [f for f in report.warnings if f.code == "governance-drift"]
+    assert drift and "ctb.audit_log (in the catalog, not registered)" in drift[0].message
+
+
+def test_an_archive_phase_passes_the_gate_and_its_names_are_registered_and_recorded(gated):
+    before = table_fingerprints(gated)
+    planned = executor(gated, mode="plan")
+    decide(gated)
+    texts = "\n".join(r.text for r in run_phase(planned, "1j"))
+    assert "register archive." in texts, texts
+    approve(gated)
+    reports = run_phase(executor(gated), "1j")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    written = gated.execute(
+        "SELECT table_name, leaf_type FROM ple_ops.registry_change WHERE step_id LIKE '1j%%'"
+    ).fetchall()
+    assert written and all(leaf == "ARCHIVE" for _, leaf in written)
+    for name, _ in written:  # every name the tool registered exists: intermediates were removed
+        assert gated.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0], name
+        assert _registered(gated, name)[1] == governance.REGISTERED_BY
+    assert_nothing_lost(gated, before)
+    again = run_phase(executor(gated), "1j")
+    assert "failed" not in {r.status for r in again}
