@@ -341,6 +341,9 @@ class Executor:
                 except PlanRejected as exc:
                     return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: BLOCKED: {exc}"]))
                 if state == State.DONE:
+                    refusal = self._unproven_done(step)
+                    if refusal:  # what apply would say: not "done" on the catalog's word alone
+                        return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: BLOCKED: {refusal}"]))
                     return StepReport(
                         step_id, "already_done", "\n".join([*lines, f"{step_id}: done; would change nothing"])
                     )
@@ -522,19 +525,25 @@ class Executor:
             self._record(step, outcome, started)
         return outcome
 
-    def _done_with_evidence(self, step: Step, started: datetime) -> Outcome:
-        """The catalog looks done. Only the ledger (this tool did it) may say so here; an adoption is
-        a decision (`make decide`), carried out before this step as `adopted` with its evidence."""
+    def _unproven_done(self, step: Step) -> str | None:
+        """The catalog looks done. Only the ledger (this tool did it) may say so; otherwise why
+        not (an adoption is a decision, `make decide`, carried out as `adopted` with its evidence)."""
         verdicts = [self._verdict(step, a) for a in step.actions]
         if all(v.facts.get("ledger") for v in verdicts):
-            outcome = Outcome(step, "already_done")
-            self._record(step, outcome, started)
-            return outcome
-        raise PlanRejected(
+            return None
+        return (
             f"{step.step_id}: the catalog looks done, but nothing proves this tool or anyone did it: "
             + "; ".join(f"{v.action.source}: {v.status.value}: {v.evidence}" for v in verdicts)
             + ". Decide (skip or adopt) with `make decide` after review"
         )
+
+    def _done_with_evidence(self, step: Step, started: datetime) -> Outcome:
+        refusal = self._unproven_done(step)
+        if refusal:
+            raise PlanRejected(refusal)
+        outcome = Outcome(step, "already_done")
+        self._record(step, outcome, started)
+        return outcome
 
     def _record(self, step: Step, outcome: Outcome, started: datetime, statements=None) -> None:
         self.write_ledger(

@@ -70,3 +70,13 @@ def test_an_archive_phase_passes_the_gate_and_its_names_are_registered_and_recor
     assert_nothing_lost(gated, before)
     again = run_phase(executor(gated), "1j")
     assert "failed" not in {r.status for r in again}
+
+
+def test_plan_mode_does_not_call_done_what_the_owner_dropped(gated):
+    """Phase 3 dropped company.company_master; a stale hand copy holds its archive name. Plan mode
+    said `done; would change nothing` on the catalog's word (24 steps on this twin); apply refuses
+    such a step, so plan mode says what apply would."""
+    texts = {r.step_id: r.text for r in run_phase(executor(gated, mode="plan"), "1a")}
+    text = texts["1a__archive__company_company_master"]
+    assert "done; would change nothing" not in text, text
+    assert "BLOCKED" in text and "nothing proves" in text and "company.company_master" in text
