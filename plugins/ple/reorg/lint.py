@@ -238,6 +238,15 @@ def lint_live(
             )
     ctx = Context(conn, effective, run_id="lint", settings=Settings(), catalog=catalog)
     selected = [effective.phase(p) for p in phases] if phases else list(effective.phases)
+    for table, trigger, function, missing in guards.dangling_triggers(conn):
+        report.warnings.append(
+            Finding(
+                "dangling-trigger",
+                table,
+                f"trigger {trigger} ({function}) names {missing}, which does not exist: every write that fires it "
+                "fails. The tool never fires it (disabled for its own writes); fix the function or drop the trigger",
+            )
+        )
     owner_gate = governance.detect(conn)
     if owner_gate:
         report.info.append(

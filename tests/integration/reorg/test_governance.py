@@ -80,3 +80,10 @@ def test_plan_mode_does_not_call_done_what_the_owner_dropped(gated):
     text = texts["1a__archive__company_company_master"]
     assert "done; would change nothing" not in text, text
     assert "BLOCKED" in text and "nothing proves" in text and "company.company_master" in text
+
+
+def test_a_trigger_left_dangling_is_reported(gated):
+    """dol.bridge_renewal_calendar() still inserts into dol.pressure_signals, dropped in Phase 3."""
+    report = executor(gated, mode="plan").lint(["1h"])
+    found = [f for f in report.warnings if f.code == "dangling-trigger"]
+    assert any(f.where == "dol.renewal_calendar" and "dol.pressure_signals" in f.message for f in found), found
