@@ -32,7 +32,7 @@ from ple.catalog import Catalog, TableInfo
 from ple.config import INCLUDE_DIR, INVENTORY_FILE
 from ple.reorg.plan import Action, Plan, Step
 from ple.reporting import table
-from ple.sqlutil import qualified, split_qualified
+from ple.sqlutil import qualified, raw_template, split_qualified
 
 DROPPED_TABLES_FILE = INCLUDE_DIR / "reference" / "dropped_tables_2026_02_20.yaml"
 # Columns the hand run of 2026-02-06 added to its archive copies (CREATE TABLE ... AS SELECT *, ...).
@@ -211,6 +211,74 @@ class Reconciler:
         self.catalog = catalog
         self.ledger = ledger_outcomes(conn)
         self._decided = {a.source: a for a in self.effective.actions}
+        self._registry = (
+            dict(conn.execute(raw_template("governance/registry_rows"), {}).fetchall())
+            if catalog.exists("ctb.table_registry")
+            else {}
+        )
+
+    def gone_because(self, name: str) -> str:
+        """What the live database says about a table that does not exist: the owner's registry (it
+        lists tables when they are created, so a row there for a missing table means it was dropped
+        since), where its columns live on now (a copy the owner made, e.g. into vendor.*), and the
+        published list of 2026-02-20 and the inventory."""
+        reason = gone_because(name)
+        entry = self._registry.get(name)
+        if entry is not None:
+            when = str(entry.get("created_at") or "")[:10] or "at an unknown date"
+            reason = (
+                f"{name} does not exist, but the owner's registry lists it ({entry.get('leaf_type')}, registered "
+                f"{when} by {entry.get('registered_by') or 'unknown'}): dropped after it was registered"
+                + (f"; also {reason}" if name in dropped_tables() else "")
+            )
+        elsewhere = self._lives_elsewhere(name)
+        return f"{reason}; {elsewhere}" if elsewhere else reason
+
+    def _lives_elsewhere(self, name: str) -> str | None:
+        """Where the gone table's rows live on: tables whose `source_table` column names it (the
+        owner's vendor copies record their origin so), else a live table holding most of its
+        columns (inventory of 2026-02-20)."""
+        copies = self._copy_counts.get(name)
+        if copies:
+            return "its rows live on in " + ", ".join(
+                f"{table} ({rows:,} rows whose source_table names it)" for table, rows in sorted(copies.items())
+            )
+        known = _known_columns(name)
+        if not known or len(known) < 3:
+            return None
+        best = []
+        for info in self.catalog.tables.values():
+            if info.kind not in ("r", "p") or info.name.split(".")[0] in (self.plan.archive_schema, "ple_ops", "ctb"):
+                continue
+            shared = len(set(known) & set(info.column_names))
+            if shared >= max(3, int(0.8 * len(known))):
+                best.append((shared, info.name))
+        if not best:
+            return None
+        shared, where = max(best)
+        return f"its columns live on in {where} ({shared} of its {len(known)} columns): its rows may have been copied there"
+
+    @functools.cached_property
+    def _copy_counts(self) -> dict[str, dict[str, int]]:
+        """{plan table: {table: rows}} for the rows of live tables whose source_table names a table of the plan."""
+        names = {a.source for a in self.plan.actions} | {a.target for a in self.plan.actions if a.target}
+        wanted = sorted(names | {n.split(".", 1)[1] for n in names})
+        result: dict[str, dict[str, int]] = {}
+        for info in self.catalog.tables.values():
+            column = info.column("source_table")
+            if (
+                column is None
+                or column.type_category != "S"
+                or info.name.split(".")[0] in (self.plan.archive_schema, "ple_ops")
+            ):
+                continue
+            query = sql.SQL("SELECT source_table, count(*) FROM {} WHERE source_table = ANY(%s) GROUP BY 1").format(
+                qualified(info.name)
+            )
+            for named, rows in self.conn.execute(query, (wanted,)):
+                full = named if "." in named else next((n for n in names if n.split(".", 1)[1] == named), named)
+                result.setdefault(full, {})[info.name] = rows
+        return result
 
     # ------------------------------------------------------------------ entry points
     def verdicts(self, phases: list[str] | None = None) -> list[Verdict]:
@@ -383,7 +451,7 @@ class Reconciler:
             return self._occupied(step, action, source, dest)
         if source is None and dest is not None:
             return self._source_gone_destination_there(step, action, dest)
-        reason = gone_because(action.source)
+        reason = self.gone_because(action.source)
         return Verdict(
             step.step_id,
             action,
@@ -401,7 +469,7 @@ class Reconciler:
         return Verdict(step.step_id, action, Status.PENDING, evidence, facts={"rows": rows})
 
     def _target_gone(self, step_id: str, action: Action, evidence: str) -> Verdict:
-        reason = gone_because(action.target)
+        reason = self.gone_because(action.target)
         hand = HAND_RUN_TARGETS.get(action.target)
         misfit = self._retarget_misfit(action, hand) if hand and self.catalog.exists(hand) else None
         if hand and self.catalog.exists(hand) and misfit is None:
@@ -470,7 +538,7 @@ class Reconciler:
                 + f", content checksum {checksum} recorded as the baseline (no earlier checksum exists)"
             )
             return Verdict(step.step_id, action, Status.ADOPTED, evidence, proposal={"adopt": True}, facts=facts)
-        reason = gone_because(action.source)
+        reason = self.gone_because(action.source)
         copy = "a hand copy" if set(dest.column_names) & HAND_COPY_COLUMNS else "a table this tool did not make"
         return Verdict(
             step.step_id,
@@ -484,7 +552,7 @@ class Reconciler:
     def _add_pk(self, step: Step, action: Action, done: dict | None) -> Verdict:
         info = self.catalog.get(action.source)
         if info is None:
-            reason = gone_because(action.source)
+            reason = self.gone_because(action.source)
             return Verdict(step.step_id, action, Status.MOOT, reason, proposal={"skip": f"table gone: {reason}"})
         if info.primary_key == [action.column]:
             if done:
@@ -517,7 +585,7 @@ class Reconciler:
     def _in_place(self, step: Step, action: Action, done: dict | None) -> Verdict:
         info = self.catalog.get(action.source)
         if info is None:
-            reason = gone_because(action.source)
+            reason = self.gone_because(action.source)
             return Verdict(step.step_id, action, Status.MOOT, reason, proposal={"skip": f"table gone: {reason}"})
         if done:
             return self._recorded(step, action, done)

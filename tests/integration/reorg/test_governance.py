@@ -87,3 +87,22 @@ def test_a_trigger_left_dangling_is_reported(gated):
     report = executor(gated, mode="plan").lint(["1h"])
     found = [f for f in report.warnings if f.code == "dangling-trigger"]
     assert any(f.where == "dol.renewal_calendar" and "dol.pressure_signals" in f.message for f in found), found
+
+
+def test_a_gone_source_is_explained_from_the_live_evidence(gated):
+    """Phase 3's drops are not on the list of 2026-02-20 (and the owner's registry was synchronised
+    with the catalog after them): the live rows say where the table went, the vendor copies that
+    record their origin in source_table."""
+    report = executor(gated, mode="plan").lint(["1a"])
+    about = [f.message for f in report.errors if f.message.startswith("company.company_master:")]
+    assert about and "its rows live on in vendor.ct (" in about[0], about
+
+
+def test_a_gone_table_the_registry_still_lists_was_dropped_after_it_was_registered(gated):
+    gated.execute(
+        "INSERT INTO ctb.table_registry (table_schema, table_name, leaf_type, registered_by) "
+        "VALUES ('marketing', 'failed_company_match', 'ERROR', 'ctb_phase3')"
+    )
+    report = executor(gated, mode="plan").lint(["1b"])
+    about = [f.message for f in report.errors if f.message.startswith("marketing.failed_company_match:")]
+    assert about and "the owner's registry lists it (ERROR" in about[0] and "dropped after it was registered" in about[0]
