@@ -146,6 +146,8 @@ def forget_gone(conn: psycopg.Connection, step_ids: list[str]) -> list[str]:
     """The tool's registrations for these steps whose table does not exist now (an intermediate
     name at the end of its step; a revert's names taken away), removed from the registry and the
     tool's record. Never a row the owner wrote."""
+    if conn.execute("SELECT to_regclass('ple_ops.registry_change') IS NULL").fetchone()[0]:
+        return []
     gone = conn.execute(
         "SELECT table_name FROM ple_ops.registry_change WHERE step_id = ANY(%s) AND change = 'registered' "
         "AND to_regclass(format('%%I.%%I', split_part(table_name, '.', 1), split_part(table_name, '.', 2))) IS NULL",

@@ -298,3 +298,15 @@ CREATE TABLE IF NOT EXISTS ple_ops.registry_change (
     changed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, change)
 );
+-- Phase 2 on a database with the owner's DDL gate: the lock adopts it (enforcement 'owner_gate',
+-- the gate's event triggers recorded) instead of adding a second event trigger.
+ALTER TABLE ple_ops.leaf_lock ADD COLUMN IF NOT EXISTS adopted jsonb;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'ple_ops.leaf_lock'::regclass
+                   AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%owner_gate%') THEN
+        ALTER TABLE ple_ops.leaf_lock DROP CONSTRAINT IF EXISTS leaf_lock_enforcement_check;
+        ALTER TABLE ple_ops.leaf_lock ADD CONSTRAINT leaf_lock_enforcement_check
+            CHECK (enforcement IN ('event_trigger', 'audit_only', 'owner_gate'));
+    END IF;
+END $$;

@@ -479,13 +479,7 @@ class Executor:
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog)
             pending_asides = self._set_asides(ctx, step)
-            gate.admit(
-                self.conn,
-                governance.detect(self.conn),
-                gate.registrations(self.conn, self.plan, step, pending_asides),
-                step.step_id,
-                self.run_id,
-            )
+            gate.admit(self.conn, self.plan, step, pending_asides, self.run_id)
             asides = [set_aside.carry_out(self, ctx, item, step) for item in pending_asides]
             if asides:
                 catalog = read_catalog(self.conn, schemas)

@@ -9,7 +9,7 @@ import psycopg
 
 from ple import governance
 from ple.catalog import Catalog
-from ple.governance import Gate, Registration
+from ple.governance import Registration
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import split_qualified
 
@@ -71,6 +71,10 @@ def problems(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step)
     return result
 
 
-def admit(conn: psycopg.Connection, gate: Gate | None, registrations: list[Registration], step_id: str, run_id: str):
-    """Before the step's DDL, in its transaction: the names it will give tables, registered."""
-    return governance.register(conn, gate, registrations, step_id, run_id) if gate else []
+def admit(conn: psycopg.Connection, plan: Plan, step: Step, asides, run_id: str) -> list[Registration]:
+    """Before the step's DDL, in its transaction: where the owner's gate exists, the names the
+    step will give tables, registered (nothing where it does not)."""
+    owner_gate = governance.detect(conn)
+    if owner_gate is None:
+        return []
+    return governance.register(conn, owner_gate, registrations(conn, plan, step, asides), step.step_id, run_id)

@@ -6,15 +6,20 @@ with the class `DECIDED_1L`: the answer says who owns it, not which class it is.
 
 Enforcement is an event trigger (ddl_command_end on CREATE TABLE). Creating one needs superuser
 (on Neon, the neon_superuser role); where the role lacks it, the lock is recorded as audit-only and
-the report lists the unassigned tables instead of refusing them.
+the report lists the unassigned tables instead of refusing them. Where the owner's own DDL gate
+exists (ple/governance.py), the lock adopts it instead of adding a second one: it records which
+event triggers enforce the owner's registry, and reports the plan's tables the registry does not
+list, or lists in the archive's leaf type, as proposals for the owner; it writes nothing into the
+owner's registry.
 """
 
 from __future__ import annotations
 
 import psycopg
 from psycopg import errors
+from psycopg.types.json import Jsonb
 
-from ple import approval
+from ple import approval, governance
 from ple.catalog import read_catalog
 from ple.db import transaction
 from ple.errors import PlanRejected
@@ -66,6 +71,9 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
         lines.append(
             f"{len(unassigned)} existing tables in leaf schemas have no CTB path (they stay; new ones would be refused)"
         )
+        owner_gate = governance.detect(conn)
+        if owner_gate:
+            lines += _owner_gate_lines(conn, owner_gate, assigned_tables)
         if not apply:
             lines.append("plan mode: nothing written")
             return "\n".join(lines)
@@ -87,21 +95,44 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
                     "VALUES (%s::regclass::oid, %s, %s, %s, '2', %s) ON CONFLICT (table_oid) DO UPDATE SET sub_hub = EXCLUDED.sub_hub",
                     (table, table, sub_hub, ctb_class, run_id),
                 )
-        enforcement = "event_trigger"
-        try:
-            with conn.transaction():
-                if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = 'ple_leaf_lock'").fetchone():
-                    conn.execute(
-                        "CREATE EVENT TRIGGER ple_leaf_lock ON ddl_command_end "
-                        "WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') EXECUTE FUNCTION ple_ops.enforce_leaf_lock()"
-                    )
-        except errors.InsufficientPrivilege:
-            enforcement = "audit_only"
+        adopted = None
+        if owner_gate and owner_gate.triggers:  # the owner's gate refuses unregistered tables already
+            enforcement = "owner_gate"
+            adopted = Jsonb({"event_triggers": list(owner_gate.triggers), "registry": "ctb.table_registry"})
+        else:
+            enforcement = "event_trigger"
+            try:
+                with conn.transaction():
+                    if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = 'ple_leaf_lock'").fetchone():
+                        conn.execute(
+                            "CREATE EVENT TRIGGER ple_leaf_lock ON ddl_command_end "
+                            "WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') EXECUTE FUNCTION ple_ops.enforce_leaf_lock()"
+                        )
+            except errors.InsufficientPrivilege:
+                enforcement = "audit_only"
         for schema in schemas:
             conn.execute(
-                "INSERT INTO ple_ops.leaf_lock (schema_name, enforcement, run_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT (schema_name) DO UPDATE SET enforcement = EXCLUDED.enforcement",
-                (schema, enforcement, run_id),
+                "INSERT INTO ple_ops.leaf_lock (schema_name, enforcement, run_id, adopted) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (schema_name) DO UPDATE SET enforcement = EXCLUDED.enforcement, adopted = EXCLUDED.adopted",
+                (schema, enforcement, run_id, adopted),
             )
         lines.append(f"leaf lock on {', '.join(schemas)}: enforcement {enforcement}")
     return "\n".join(lines)
+
+
+def _owner_gate_lines(
+    conn: psycopg.Connection, gate: governance.Gate, assigned: list[tuple[str, str, str]]
+) -> list[str]:
+    """What the owner's gate already enforces, and what the plan's Phase 2 table asks that the
+    owner's registry does not say (proposals for the owner: the tool writes nothing there)."""
+    known = governance.entries(conn, [t for t, _, c in assigned if c != "TOOL"])
+    unregistered = [t for t, _, c in assigned if c != "TOOL" and t not in known]
+    archived = [t for t, _, c in assigned if c != "TOOL" and known.get(t, ("",))[0] in ("ARCHIVE", "DEPRECATED")]
+    lines = [f"adopted: {gate.describe()}; the leaf lock adds no event trigger of its own"]
+    if unregistered:
+        lines.append(f"proposal for the owner: register {', '.join(unregistered)} (Phase 2 assigns them a sub-hub)")
+    if archived:
+        lines.append(
+            f"proposal for the owner: {', '.join(archived)} are registered as ARCHIVE/DEPRECATED but assigned a live sub-hub"
+        )
+    return lines

@@ -106,3 +106,13 @@ def test_a_gone_table_the_registry_still_lists_was_dropped_after_it_was_register
     report = executor(gated, mode="plan").lint(["1b"])
     about = [f.message for f in report.errors if f.message.startswith("marketing.failed_company_match:")]
     assert about and "the owner's registry lists it (ERROR" in about[0] and "dropped after it was registered" in about[0]
+
+
+def test_the_leaf_lock_adopts_the_owner_gate_instead_of_adding_a_second(gated):
+    from ple.reorg import leaf_lock
+    from ple.reorg import plan as plan_module
+
+    text = leaf_lock.run(gated, plan_module.load(), "test", apply=False)
+    assert "adopted: the owner's CTB governance layer" in text and "ctb_enforce_table_registration" in text, text
+    assert "plan mode: nothing written" in text
+    assert not gated.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = 'ple_leaf_lock'").fetchone()
