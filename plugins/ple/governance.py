@@ -9,7 +9,9 @@ merge target, the intermediate name of a rename followed by a move, the tool's o
 is registered in the step's own transaction before its DDL, and recorded in ple_ops.registry_change;
 a registration of a name that no longer exists when the step ends (an intermediate) is removed in
 the same transaction, and a revert removes the tool's rows for the names it takes away. Frozen
-tables are never unfrozen by the tool: the lint names each step that would alter one.
+tables are altered only where a person accepted it (a guard, `guards.accept.<table>.frozen`): the
+step unfreezes them inside each of its transactions and freezes them again before it commits, so no
+other session ever sees them unfrozen, and a killed step leaves them as they were.
 
 Nothing here acts where the layer is absent: detect() returns None and every caller goes on as before.
 """
@@ -159,3 +161,15 @@ def forget_gone(conn: psycopg.Connection, step_ids: list[str]) -> list[str]:
         conn.execute("DELETE FROM ctb.table_registry WHERE table_schema = %s AND table_name = %s", (schema, table))
         conn.execute("DELETE FROM ple_ops.registry_change WHERE table_name = %s AND change = 'registered'", (name,))
     return names
+
+
+def set_frozen(conn: psycopg.Connection, tables: list[str], frozen: bool) -> list[str]:
+    """In the caller's transaction: the registry's frozen flag of these tables; returns those changed."""
+    if not tables:
+        return []
+    rows = conn.execute(
+        "UPDATE ctb.table_registry SET is_frozen = %s WHERE format('%%s.%%s', table_schema, table_name) = ANY(%s) "
+        "AND is_frozen IS DISTINCT FROM %s RETURNING format('%%s.%%s', table_schema, table_name)",
+        (frozen, tables, frozen),
+    ).fetchall()
+    return [name for (name,) in rows]

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from ple import approval as approvals
+from ple import governance
 from ple.catalog import Catalog
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import qualified
@@ -73,15 +74,20 @@ class Context:
     catalog: Catalog | None = None
     approval: approvals.Fingerprint | None = None  # what every apply transaction re-checks
     bypass: tuple[tuple[str, str], ...] = ()  # (table, trigger) the guards let this step pass
+    unfreeze: tuple[str, ...] = ()  # tables frozen in the owner's registry a person let this step alter
+    freeze_after: tuple[str, ...] = ()  # names the step gives a frozen table: frozen like it
 
     def execute(self, statement: Statement):
         return self.conn.execute(statement.query, statement.params or None)
 
     @contextmanager
     def bypassing_triggers(self) -> Iterator[None]:
-        """Within the caller's transaction, the triggers the guards let this step pass are off, and
-        on again before it commits, in the firing mode each had (ENABLE, ENABLE ALWAYS): transactional
-        DDL, so no other session ever sees them off."""
+        """Within the caller's transaction, the guards' exceptions for this step: tables frozen in the
+        owner's registry that a person let it alter are unfrozen, the triggers the guards let it pass
+        are off; before it commits the triggers are on again, in the firing mode each had (ENABLE,
+        ENABLE ALWAYS), and the tables frozen again, with any name the step gave them: transactional,
+        so no other session ever sees either."""
+        unfrozen = governance.set_frozen(self.conn, list(self.unfreeze), False)
         modes = {
             (table, trigger): self.conn.execute(
                 "SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s", (table, trigger)
@@ -93,6 +99,7 @@ class Context:
         yield
         for table, trigger in self.bypass:
             self.conn.execute(trigger_switch(table, trigger, ENABLE_MODES[modes[(table, trigger)]]))
+        governance.set_frozen(self.conn, [*unfrozen, *self.freeze_after], True)
 
     def hold(self) -> None:
         """In the current transaction: take the advisory lock, then re-check the approval (an

@@ -479,7 +479,9 @@ class Executor:
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog)
             pending_asides = self._set_asides(ctx, step)
-            gate.admit(self.conn, self.plan, step, pending_asides, self.run_id)
+            accepted = self.decisions.accepted if self.decisions is not None else {}
+            gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted)
+            unfreeze, freeze_after = gate.frozen_names(self.plan, step, accepted)
             asides = [set_aside.carry_out(self, ctx, item, step) for item in pending_asides]
             if asides:
                 catalog = read_catalog(self.conn, schemas)
@@ -494,7 +496,7 @@ class Executor:
                     + "\n".join("  " + g.line() for g in blocked)
                 )
             bypass = guards.bypassed_triggers(found, step.step_id)
-            ctx.bypass = tuple(bypass)
+            ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 statements = module.statements(ctx, step)
                 with ctx.bypassing_triggers():
@@ -510,7 +512,7 @@ class Executor:
                 return outcome
         # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
         ctx = self.context(read_catalog(self.conn, schemas))
-        ctx.bypass = tuple(bypass)
+        ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
         outcome = module.apply(ctx, step)
         if bypass:
             outcome.details = outcome.details | {"triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]}

@@ -51,30 +51,58 @@ def altered(plan: Plan, step: Step) -> list[str]:
     return list(dict.fromkeys(tables))
 
 
-def problems(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step) -> list[str]:
-    """Why the owner's gate would refuse the step, or the step would alter what the owner froze."""
+def guards(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step, accepted: dict) -> list[tuple]:
+    """(key, table, message, handling, blocks, proposal) for each table the step alters that the
+    owner's registry freezes or does not list: the gate would refuse the step half way, or the tool
+    would alter what the owner froze. A person's acceptance (guards.accept.<key>) lets the step
+    unfreeze it inside its own transactions (frozen again before each commits), or register it."""
     tables = [t for t in altered(plan, step) if catalog.exists(t)]
     known = governance.entries(conn, tables)
     result = []
     for table in tables:
         if table not in known:
-            result.append(
-                f"{table} is not in the owner's registry (ctb.table_registry): the DDL gate refuses the step's "
-                "ALTER of it. Register it there (the owner's leaf type), or skip the action"
-            )
+            key = f"{table}.register"
+            message = f"{table} is not in the owner's registry (ctb.table_registry): the DDL gate refuses the step's ALTER of it"
+            handling = "accepted: the step registers it first (recorded, removed by revert)"
+            fix = "the step would fail. Fix: accept registering it (as CANONICAL), or register it yourself, or skip the action"
+            reason = f"{step.step_id} alters {table}; register it in the owner's registry first, as the owner does"
         elif known[table][1]:
-            result.append(
-                f"{table} is frozen in the owner's registry (ctb.table_registry.is_frozen): the step would alter "
-                "it, and the tool never unfreezes what the owner froze. Unfreeze it there for this phase (and "
-                "freeze it again after), or skip the action"
+            key = f"{table}.frozen"
+            message = f"{table} is frozen in the owner's registry (ctb.table_registry.is_frozen) and the step alters it"
+            handling = "accepted: unfrozen inside each of the step's transactions, frozen again before each commits"
+            fix = (
+                "the tool never alters a frozen table on its own. Fix: accept unfreezing it for the step's own "
+                "transactions (frozen again before each commits), or unfreeze it yourself, or skip the action"
             )
+            reason = f"{step.step_id} alters {table} as the plan says; frozen again in the same transaction"
+        else:
+            continue
+        if key in accepted:
+            result.append((key, table, message, f"{handling} ({accepted[key]})", False, None))
+        else:
+            result.append((key, table, message, fix, True, ("accept", key, reason)))
     return result
 
 
-def admit(conn: psycopg.Connection, plan: Plan, step: Step, asides, run_id: str) -> list[Registration]:
+def admit(conn: psycopg.Connection, plan: Plan, step: Step, asides, run_id: str, accepted: dict) -> list[Registration]:
     """Before the step's DDL, in its transaction: where the owner's gate exists, the names the
-    step will give tables, registered (nothing where it does not)."""
+    step will give tables, and the unregistered tables it alters that a person accepted to
+    register, registered (nothing where the gate does not exist)."""
     owner_gate = governance.detect(conn)
     if owner_gate is None:
         return []
-    return governance.register(conn, owner_gate, registrations(conn, plan, step, asides), step.step_id, run_id)
+    names = registrations(conn, plan, step, asides)
+    names += [
+        Registration(t, "CANONICAL", f"altered by {step.step_id} (accepted)")
+        for t in altered(plan, step)
+        if f"{t}.register" in accepted
+    ]
+    return governance.register(conn, owner_gate, names, step.step_id, run_id)
+
+
+def frozen_names(plan: Plan, step: Step, accepted: dict) -> tuple[list[str], list[str]]:
+    """(frozen tables a person let the step alter, the names the step gives them: frozen like
+    them once the step is done)."""
+    unfreeze = [t for t in altered(plan, step) if f"{t}.frozen" in accepted]
+    carried = [d for a in step.actions if a.source in unfreeze and (d := _destination(plan, step, a))]
+    return unfreeze, carried

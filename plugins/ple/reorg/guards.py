@@ -20,7 +20,10 @@ proven) or relocates (archived, moved, merged or folded sources), this module re
   view      views reading a relocated table. Handled: they follow it by OID;
   function  function bodies naming a relocated table (qualified, quoted, dynamic, or through a
             search_path). A trigger function of a live table blocks (its writes would fail),
-            unless accepted; other functions are reported.
+            unless accepted; other functions are reported;
+  governance where the owner's DDL gate exists (ple/governance.py): a table the step alters that
+            the owner's registry freezes or does not list blocks, unless accepted (unfrozen
+            inside the step's transactions only, or registered first).
 
 Each finding carries a key; `guards.accept.<key>` in the decisions file records a person's
 acceptance. Read-only, except `bypassed_triggers`, which names the triggers run_step disables.
@@ -34,7 +37,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from ple import governance
 from ple.catalog import Catalog, dependent_views
+from ple.reorg import gate
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import qualified, raw_template
 
@@ -105,7 +110,13 @@ def inspect(
         selected = [plan.phase(p) for p in phases] if phases else list(plan.phases)
         steps = [s for phase in selected for s in phase.steps]
     found: list[Guard] = []
+    owner_gate = governance.detect(conn)
     for step in steps:
+        if owner_gate:
+            found += [
+                Guard("governance", key, step.step_id, table, message, handling, blocks=blocks, proposal=proposal)
+                for key, table, message, handling, blocks, proposal in gate.guards(conn, plan, catalog, step, accepted)
+            ]
         write = _writes(step)
         if write and catalog.exists(write[0]):
             found += _triggers(conn, step, write[0], write[1], accepted)

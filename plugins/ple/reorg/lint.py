@@ -18,7 +18,7 @@ from ple import governance
 from ple.catalog import Catalog, read_catalog
 from ple.errors import PlanRejected
 from ple.reorg import decisions as decisions_module
-from ple.reorg import gate, guards, reconcile, tool_changes
+from ple.reorg import guards, reconcile, tool_changes
 from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Settings
@@ -282,10 +282,6 @@ def lint_live(
                     continue
             _lint_pending(ctx, step, report, set_aside)
             report.errors += module_for(step).lint(ctx, step)
-            if owner_gate:
-                report.errors += [
-                    Finding("governance", step.step_id, p) for p in gate.problems(conn, effective, catalog, step)
-                ]
         for action in plan.phase(phase.phase).pending:
             if not catalog.exists(action.source):
                 report.warnings.append(Finding("catalog", action.source, "pending table does not exist"))

@@ -44,7 +44,7 @@ def test_the_tool_registers_its_own_tables_before_creating_them(gated):
 
 def test_lint_names_frozen_tables_a_step_would_alter_and_the_drift(gated):
     report = executor(gated, mode="plan").lint(["1c"])
-    frozen = [f for f in report.errors if f.code == "governance" and "outreach.people is frozen" in f.message]
+    frozen = [f for f in report.errors if f.code == "guard-governance" and "outreach.people is frozen" in f.message]
     assert frozen and frozen[0].where == "1c__move__outreach_people", report.errors
     assert any(f.code == "governance" and "CTB governance layer" in f.message for f in report.info)
     drift = [f for f in report.warnings if f.code == "governance-drift"]
@@ -116,3 +116,25 @@ def test_the_leaf_lock_adopts_the_owner_gate_instead_of_adding_a_second(gated):
     assert "adopted: the owner's CTB governance layer" in text and "ctb_enforce_table_registration" in text, text
     assert "plan mode: nothing written" in text
     assert not gated.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = 'ple_leaf_lock'").fetchone()
+
+
+def test_a_frozen_table_is_altered_only_as_decided_and_frozen_again(gated):
+    """1C moves outreach.people, which the owner froze. Without a decision the lint blocks it; the
+    proposal (accept) lets the step unfreeze it inside its own transaction, register the new name
+    first and freeze both again before it commits."""
+    before = table_fingerprints(gated)
+    decided = decide(gated)
+    assert "outreach.people.frozen" in decided["guards"]["accept"]
+    assert not [f for f in executor(gated, mode="plan").lint(["1c"]).errors if f.code == "guard-governance"]
+    approve(gated)
+    reports = run_phase(executor(gated), "1c")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    assert gated.execute("SELECT to_regclass('people.people_outreach_link') IS NOT NULL").fetchone()[0]
+    frozen = dict(
+        gated.execute(
+            "SELECT format('%s.%s', table_schema, table_name), is_frozen FROM ctb.table_registry "
+            "WHERE format('%s.%s', table_schema, table_name) IN ('outreach.people', 'people.people_outreach_link')"
+        ).fetchall()
+    )
+    assert frozen == {"outreach.people": True, "people.people_outreach_link": True}
+    assert_nothing_lost(gated, before)
