@@ -324,6 +324,8 @@ class Reconciler:
 
         spec = dataclasses.replace(self.plan.merge_targets[action.target], table=hand)
         target, source = self.catalog.get(hand), self.catalog.get(action.source)
+        if not target.primary_key:  # verify proves a target's own rows unchanged by their key
+            return "it has no primary key: its own rows could not be told apart from merged ones in the proof"
         uncovered = merge_action.mapping(action, spec, source, target, self.catalog).uncovered
         unfillable = [c for c in uncovered if fill_by_type(target.column(c)) is None]
         if unfillable:

@@ -105,7 +105,9 @@ def test_a_gone_table_the_registry_still_lists_was_dropped_after_it_was_register
     )
     report = executor(gated, mode="plan").lint(["1b"])
     about = [f.message for f in report.errors if f.message.startswith("marketing.failed_company_match:")]
-    assert about and "the owner's registry lists it (ERROR" in about[0] and "dropped after it was registered" in about[0]
+    assert (
+        about and "the owner's registry lists it (ERROR" in about[0] and "dropped after it was registered" in about[0]
+    )
 
 
 def test_the_leaf_lock_adopts_the_owner_gate_instead_of_adding_a_second(gated):
