@@ -169,3 +169,10 @@ def exact_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
         sql.SQL("SELECT {}::text, count(*) FROM {}").format(sql.Literal(name), qualified(name)) for name in tables
     )
     return dict(conn.execute(statement).fetchall())
+
+
+def dangling_triggers(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
+    """(table, trigger, function, missing table): enabled triggers whose function names a table
+    that no longer exists. Every write that fires one fails; the tool never fires them (a merge or
+    fold disables a trigger that writes into other tables for its own transaction)."""
+    return conn.execute(raw_template("catalog/dangling_triggers"), {}).fetchall()

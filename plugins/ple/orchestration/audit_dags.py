@@ -88,6 +88,20 @@ def build_nightly_audit_dag(doc_md: str):
                 )
             return {"expectations": len(bounds), "breached": 0}
 
+        @task
+        def structure() -> dict:
+            """Dangling triggers and the owner's registry drift: reported, never failing the audit."""
+            from ple.audit.structure import findings
+            from ple.db import connect, transaction
+            from ple.reporting import emit
+
+            with connect() as conn, transaction(conn, read_only=True):
+                found = findings(conn)
+            for line in found or ["no dangling trigger; no registry drift"]:
+                emit(line)
+            return {"findings": len(found)}
+
         check_thresholds(compute_numbers())
+        structure()
 
     return ctb_nightly_audit()

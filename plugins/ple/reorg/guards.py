@@ -164,13 +164,6 @@ def _events(tgtype: int) -> str:
     return ("BEFORE " if tgtype & BEFORE else "AFTER ") + "/".join(names) + (" row" if tgtype & ROW else " statement")
 
 
-def dangling_triggers(conn) -> list[tuple[str, str, str, str]]:
-    """(table, trigger, function, missing table): triggers whose function names a table that no
-    longer exists. Every write that fires one fails; the tool never fires them (a merge or fold
-    disables such a trigger for its own transaction: it writes into other tables)."""
-    return conn.execute(raw_template("guards/dangling_triggers"), {}).fetchall()
-
-
 def _triggers(conn, step: Step, table: str, event: int, accepted: dict) -> list[Guard]:
     result = []
     statement = {"MERGE": "INSERT (merge)", "FOLD": "UPDATE (fold)"}.get(step.kind, "UPDATE (key backfill)")

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ple import governance
-from ple.catalog import Catalog, read_catalog
+from ple.catalog import Catalog, dangling_triggers, read_catalog
 from ple.errors import PlanRejected
 from ple.reorg import decisions as decisions_module
 from ple.reorg import guards, reconcile, tool_changes
@@ -238,7 +238,7 @@ def lint_live(
             )
     ctx = Context(conn, effective, run_id="lint", settings=Settings(), catalog=catalog)
     selected = [effective.phase(p) for p in phases] if phases else list(effective.phases)
-    for table, trigger, function, missing in guards.dangling_triggers(conn):
+    for table, trigger, function, missing in dangling_triggers(conn):
         report.warnings.append(
             Finding(
                 "dangling-trigger",

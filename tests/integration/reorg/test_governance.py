@@ -140,3 +140,11 @@ def test_a_frozen_table_is_altered_only_as_decided_and_frozen_again(gated):
     )
     assert frozen == {"outreach.people": True, "people.people_outreach_link": True}
     assert_nothing_lost(gated, before)
+
+
+def test_the_nightly_audit_reports_dangling_triggers_and_registry_drift(gated):
+    from ple.audit.structure import findings
+
+    found = findings(gated)
+    assert any("dangling trigger" in f and "dol.pressure_signals" in f for f in found), found
+    assert any(f.startswith("registry drift (in the catalog, not registered): 5:") for f in found), found
