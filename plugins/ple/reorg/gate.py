@@ -59,6 +59,29 @@ def guards(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step, a
     tables = [t for t in altered(plan, step) if catalog.exists(t)]
     known = governance.entries(conn, tables)
     result = []
+    new_names = [r.table for r in registrations(conn, plan, step) if r.table not in governance.entries(conn, [r.table])]
+    needs = [
+        p
+        for p, wanted in (("INSERT", new_names), ("UPDATE", [t for t in tables if known.get(t, ("", False))[1]]))
+        if wanted
+    ]
+    missing = [
+        p for p in needs if not conn.execute("SELECT has_table_privilege('ctb.table_registry', %s)", (p,)).fetchone()[0]
+    ]
+    if missing:
+        role = conn.execute("SELECT current_user").fetchone()[0]
+        result.append(
+            (
+                "ctb.table_registry.privileges",
+                "ctb.table_registry",
+                f"the step registers {', '.join(new_names) or 'no name'} and the role {role} lacks {' and '.join(missing)} "
+                "on the owner's registry",
+                f"the step would fail before its DDL. Fix: GRANT {', '.join(missing)} ON ctb.table_registry TO {role}, "
+                "or have the owner register the names first",
+                True,
+                None,
+            )
+        )
     for table in tables:
         if table not in known:
             key = f"{table}.register"

@@ -148,3 +148,22 @@ def test_the_nightly_audit_reports_dangling_triggers_and_registry_drift(gated):
     found = findings(gated)
     assert any("dangling trigger" in f and "dol.pressure_signals" in f for f in found), found
     assert any(f.startswith("registry drift (in the catalog, not registered): 5:") for f in found), found
+
+
+def test_a_role_that_cannot_register_is_told_before_any_write(gated):
+    gated.execute("CREATE ROLE ple_no_registry NOLOGIN")
+    gated.execute("GRANT USAGE ON SCHEMA ctb TO ple_no_registry")
+    gated.execute("GRANT SELECT ON ctb.table_registry TO ple_no_registry")
+    gated.execute("SET ROLE ple_no_registry")
+    try:
+        from ple.catalog import read_catalog
+        from ple.reorg import gate
+        from ple.reorg import plan as plan_module
+
+        plan = plan_module.load()
+        step = plan.step("1j__merge__outreach_outreach_orphan_archive")
+        found = gate.guards(gated, plan, read_catalog(gated), step, {})
+    finally:
+        gated.execute("RESET ROLE")
+    refusal = [f for f in found if f[0] == "ctb.table_registry.privileges"]
+    assert refusal and "lacks INSERT" in refusal[0][2] and refusal[0][4], found
