@@ -103,6 +103,13 @@ def verify_phase(ex: Executor, phase_id: str) -> StepReport:
             f"{step_id}: would prove the tool's rows of {len(ex.touched(phase))} tables against the preflight "
             "snapshot and report live changes",
         )
+    if not phase.steps:  # the preflight snapshots the tables of the steps the decisions leave in
+        return StepReport(
+            step_id,
+            "verified",
+            f"{step_id}: every action of phase {phase_id} was left out by the decisions (each skipped or adopted "
+            "with its ledger row and evidence): no table moved, nothing to prove",
+        )
     owned = tool_owned(ex, phase)
     canonical = {s.target for s in phase.steps if s.kind in ("MERGE", "FOLD", "ADD_PK")}
     rekeyed = {s.action.source for s in phase.steps if s.kind == "ADD_PK"}

@@ -167,3 +167,32 @@ def test_a_role_that_cannot_register_is_told_before_any_write(gated):
         gated.execute("RESET ROLE")
     refusal = [f for f in found if f[0] == "ctb.table_registry.privileges"]
     assert refusal and "lacks INSERT" in refusal[0][2] and refusal[0][4], found
+
+
+def test_the_whole_reorganization_applies_under_the_owner_gate_and_converges(gated):
+    """The acceptance path on the 2026-03-12 twin, gate enabled: `decide ACCEPT=proposed`, approve,
+    apply 1A-1K: no DDL refused, no row lost, every registry row the tool wrote in its ledger, and a
+    second apply changes nothing. (Phases every action of which the owner's drops made moot verify
+    as having nothing to prove.)"""
+    before = table_fingerprints(gated)
+    decide(gated)
+    approve(gated)
+    ex = executor(gated)
+    phases = [p.phase for p in ex.declared.phases if p.steps]
+    for phase in phases:
+        reports = run_phase(ex, phase)
+        assert "failed" not in {r.status for r in reports}, (phase, [r.text for r in reports])
+    assert_nothing_lost(gated, before)
+    ours = set(
+        gated.execute(
+            "SELECT format('%%s.%%s', table_schema, table_name) FROM ctb.table_registry WHERE registered_by = %s",
+            (governance.REGISTERED_BY,),
+        ).fetchall()
+    )
+    recorded = set(gated.execute("SELECT table_name FROM ple_ops.registry_change").fetchall())
+    assert ours == recorded and ours
+    after = table_fingerprints(gated)
+    again = executor(gated)
+    for phase in phases:
+        assert "failed" not in {r.status for r in run_phase(again, phase)}
+    assert table_fingerprints(gated) == after
