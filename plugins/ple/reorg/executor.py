@@ -480,7 +480,7 @@ class Executor:
             ctx = self.context(catalog)
             pending_asides = self._set_asides(ctx, step)
             accepted = self.decisions.accepted if self.decisions is not None else {}
-            gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted)
+            gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted, own=False)
             unfreeze, freeze_after = gate.frozen_names(self.plan, step, accepted)
             asides = [set_aside.carry_out(self, ctx, item, step) for item in pending_asides]
             if asides:
@@ -488,6 +488,7 @@ class Executor:
                 ctx = self.context(catalog)
             if module.check(ctx, step) == State.DONE:
                 return self._done_with_evidence(step, started)
+            gate.admit(self.conn, self.plan, step, (), self.run_id, accepted)
             found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
             blocked = guards.blocking(found)
             if blocked:

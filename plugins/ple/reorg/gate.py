@@ -22,14 +22,16 @@ def _destination(plan: Plan, step: Step, action) -> str | None:
     return None
 
 
-def registrations(conn: psycopg.Connection, plan: Plan, step: Step, asides=()) -> list[Registration]:
+def registrations(
+    conn: psycopg.Connection, plan: Plan, step: Step, asides=(), *, own: bool = True
+) -> list[Registration]:
     """Every name the step gives a table, with the leaf type it is registered as: ARCHIVE in the
     archive schema, otherwise the leaf type the source is registered with (a MOVE keeps its kind)."""
     moves = [(item.occupant, item.name, f"{item.occupant} set aside") for item in asides]
     moves += [
         (a.source, dest, f"{step.kind.lower()} of {a.source}")
         for a in step.actions
-        if (dest := _destination(plan, step, a)) is not None
+        if own and (dest := _destination(plan, step, a)) is not None
     ]
     known = governance.entries(conn, [source for source, _, _ in moves])
     result = []
@@ -107,18 +109,21 @@ def guards(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step, a
     return result
 
 
-def admit(conn: psycopg.Connection, plan: Plan, step: Step, asides, run_id: str, accepted: dict) -> list[Registration]:
-    """Before the step's DDL, in its transaction: where the owner's gate exists, the names the
-    step will give tables, and the unregistered tables it alters that a person accepted to
-    register, registered (nothing where the gate does not exist)."""
+def admit(
+    conn: psycopg.Connection, plan: Plan, step: Step, asides, run_id: str, accepted: dict, *, own: bool = True
+) -> list[Registration]:
+    """Before DDL, in the step's transaction, where the owner's gate exists (nothing where it does
+    not): the names the set-asides give tables, and with `own` (once the step will run: a step
+    already done registers nothing) the names the step gives them and the unregistered tables it
+    alters that a person accepted to register."""
     owner_gate = governance.detect(conn)
     if owner_gate is None:
         return []
-    names = registrations(conn, plan, step, asides)
+    names = registrations(conn, plan, step, asides, own=own)
     names += [
         Registration(t, "CANONICAL", f"altered by {step.step_id} (accepted)")
         for t in altered(plan, step)
-        if f"{t}.register" in accepted
+        if own and f"{t}.register" in accepted
     ]
     return governance.register(conn, owner_gate, names, step.step_id, run_id)
 

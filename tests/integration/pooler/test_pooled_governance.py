@@ -1,0 +1,83 @@
+"""Issue 20's acceptance path as Neon's pooled endpoint would see it: the 2026-03-12 twin (the
+owner's DDL gate enabled) owned by an ordinary role, every command the real CLI through PgBouncer in
+transaction mode as that role: decide, approve, apply 1A-1K with no DDL refused by the gate, no row
+lost, and a second apply that changes nothing."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests import rowcheck
+from tests.helpers import PRODUCTION_2026_03_TEMPLATE_DB
+from tests.integration.pooler.conftest import POOLED_PASSWORD, POOLED_ROLE
+from tests.integration.pooler.test_pooled_reorganization import _cli, _ok
+
+DATABASE = "ple_pooled_2026_03"
+USER_OBJECTS = """
+SELECT 'SCHEMA', quote_ident(nspname) FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+       c.oid::regclass::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+  AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' AND p.prokind IN ('f', 'p')
+"""
+
+
+def _hand_over(conn: psycopg.Connection, role: str) -> None:
+    """Every object of the user schemas to the role, as a Neon user owns what its migrations made
+    (the event triggers themselves stay the superuser's: creating one needs it)."""
+    gates = [name for (name,) in conn.execute("SELECT evtname FROM pg_event_trigger WHERE evtenabled <> 'D'")]
+    for name in gates:  # the owner's gate refuses even a change of owner of a frozen table
+        conn.execute(sql.SQL("ALTER EVENT TRIGGER {} DISABLE").format(sql.Identifier(name)))
+    for kind, name in conn.execute(USER_OBJECTS).fetchall():
+        conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.SQL(name), sql.Identifier(role)))
+    for name in gates:
+        conn.execute(sql.SQL("ALTER EVENT TRIGGER {} ENABLE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def gated_pooled(pg_server, pooled_role, pgbouncer, production_2026_03_template, tmp_path_factory, monkeypatch_module):
+    from ple import embedded_pg
+
+    embedded_pg.create_database(pg_server, DATABASE, PRODUCTION_2026_03_TEMPLATE_DB)
+    direct = pg_server.dsn(DATABASE)
+    with psycopg.connect(direct, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(DATABASE), sql.Identifier(pooled_role))
+        )
+        _hand_over(conn, pooled_role)
+    monkeypatch_module.setenv("PLE_DECISIONS_DIR", str(tmp_path_factory.mktemp("decisions")))
+    yield direct, f"postgresql://{POOLED_ROLE}:{POOLED_PASSWORD}@127.0.0.1:{pgbouncer}/{DATABASE}"
+    embedded_pg.drop_database(pg_server, DATABASE)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_the_reorganization_applies_under_the_owner_gate_as_an_ordinary_role_through_the_pooler(gated_pooled):
+    direct, pooled = gated_pooled
+    with psycopg.connect(direct, autocommit=True) as conn:
+        assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (POOLED_ROLE,)).fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM pg_event_trigger WHERE evtenabled <> 'D'").fetchone()[0] >= 2
+        before = rowcheck.take(conn)
+    _ok(_cli(pooled, "decide", "--accept", "proposed"))
+    _ok(_cli(pooled, "approve", "--approver", "pooler-test"))
+    first = _ok(_cli(pooled, "run", "--mode", "apply"))
+    assert "CTB_DDL_GATE" not in first
+    with psycopg.connect(direct, autocommit=True) as conn:
+        assert rowcheck.missing(before, conn) == []
+        registered = conn.execute("SELECT count(*) FROM ple_ops.registry_change").fetchone()[0]
+        assert registered
+        state = rowcheck.take(conn)
+    _ok(_cli(pooled, "run", "--mode", "apply"))
+    with psycopg.connect(direct, autocommit=True) as conn:
+        assert rowcheck.take(conn) == state
