@@ -1,6 +1,7 @@
-"""`ctb_reorganization` through Airflow on the production twin: plan mode runs to the end, prints
-the reconcile table and writes nothing; after `decide --accept proposed` and the approval DAG,
-apply completes and an independent check finds every row that existed before."""
+"""`ctb_reorganization` through Airflow on both production twins (2026-02-20, and 2026-03-12 with
+the owner's DDL gate enabled): plan mode runs to the end, prints the reconcile table and writes
+nothing (not a registry row either); after `decide --accept proposed` and the approval DAG, apply
+completes with no DDL refused and an independent check finds every row that existed before."""
 
 import psycopg
 import pytest
@@ -15,16 +16,24 @@ from tests.reorg_helpers import end_state
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # every phase, twice, each task a process
 
 
-def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin_db, tmp_path, monkeypatch):
+def _registry_rows(conn) -> int | None:
+    if not conn.execute("SELECT to_regclass('ctb.table_registry') IS NOT NULL").fetchone()[0]:
+        return None
+    return conn.execute("SELECT count(*) FROM ctb.table_registry").fetchone()[0]
+
+
+@pytest.mark.parametrize("twin", ["twin_db", "twin_2026_03_db"])
+def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin, request, tmp_path, monkeypatch):
+    twin_db = request.getfixturevalue(twin)
     directory = tmp_path / "decisions"
     monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(directory))
     env = {decisions.DECISIONS_DIR_ENV: str(directory)}
     with psycopg.connect(twin_db, autocommit=True) as conn:
-        original = end_state(conn)
+        original, registry = end_state(conn), _registry_rows(conn)
         planned = run_dag(airflow_env, "ctb_reorganization", {"mode": "plan"}, twin_db, env)
         assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
         assert "reconcile: " in planned.stdout and "UNDECIDED" in planned.stdout
-        assert end_state(conn) == original
+        assert end_state(conn) == original and _registry_rows(conn) == registry
 
         decide(conn)
         approved = run_dag(
@@ -39,6 +48,7 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
         rows = rowcheck.take(conn)
         applied = run_dag(airflow_env, "ctb_reorganization", {"mode": "apply"}, twin_db, env)
         assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
+        assert "CTB_DDL_GATE" not in applied.stdout
         assert rowcheck.missing(rows, conn) == []
         failed = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'failed'").fetchone()[0]
         assert failed == 0
