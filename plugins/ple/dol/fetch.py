@@ -316,7 +316,7 @@ class Night:
     failures: list[str] = field(default_factory=list)  # imports that raised: "<input>: <error>"
 
 
-def import_fetched(conn, fetched: Fetched, run_id: str, guard=None) -> tuple[list, list[str]]:
+def import_fetched(conn, fetched: Fetched, run_id: str, guard=None, add_columns=None) -> tuple[list, list[str]]:
     """Import the members of one fetched archive that are not imported yet. Returns (results,
     failures); an import that fails rolls back alone and is named."""
     from ple.dol import importer
@@ -324,7 +324,7 @@ def import_fetched(conn, fetched: Fetched, run_id: str, guard=None) -> tuple[lis
     results, failures = [], []
     for source in pending_inputs(conn, fetched):
         try:
-            results.append(importer.import_file(conn, source, run_id, guard=guard))
+            results.append(importer.import_file(conn, source, run_id, guard=guard, add_columns=add_columns))
         except Exception as exc:  # one member's failure is reported; the next member still imports
             log.exception("%s: import failed", source.name)
             failures.append(f"{source.name}: {type(exc).__name__}: {exc}")
