@@ -29,6 +29,12 @@ class DolServer:
             def log_message(self, *args) -> None:
                 pass
 
+            def send_response(self, code, message=None) -> None:
+                # recorded before the response is sent: a client never sees an answer not yet recorded
+                with server.lock:
+                    server.requests.append((unquote(self.path), code, dict(self.headers)))
+                super().send_response(code, message)
+
             def _answer(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
                 self.send_response(status)
                 for name, value in (headers or {}).items():
@@ -42,9 +48,7 @@ class DolServer:
                 with server.lock:
                     fault = server.faults[path].popleft() if server.faults[path] else None
                     served = server.files.get(path)
-                status = self._serve(path, fault, served)
-                with server.lock:
-                    server.requests.append((path, status, dict(self.headers)))
+                self._serve(path, fault, served)
 
             def _serve(self, path, fault, served) -> int:
                 if fault == "503":
