@@ -103,16 +103,17 @@ def default_years(today: date | None = None) -> list[int]:
 
 def default_datasets(conn=None) -> list[str]:
     """Every known dataset whose table the DOL schema holds; on a fresh database (none) all."""
-    from ple.dol.layouts import DATASETS
+    from ple.dol.layouts import all_datasets
 
+    datasets = all_datasets()
     if conn is None:
-        return list(DATASETS)
+        return list(datasets)
     held = [
         name
-        for name, dataset in DATASETS.items()
+        for name, dataset in datasets.items()
         if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (dataset.table,)).fetchone()[0]
     ]
-    return held or list(DATASETS)
+    return held or list(datasets)
 
 
 def archives(years: Iterable[int], datasets: Iterable[str], base_url: str = DEFAULT_BASE_URL) -> list[Archive]:

@@ -154,11 +154,34 @@ def read_header(source: Input, encoding: str) -> list[str] | None:
 
 
 def detect_dataset(header: list[str]) -> str | None:
-    names = {h.strip().lstrip("\ufeff").upper() for h in header}
+    """The dataset of a header: the filings and Schedule A by a column only they have; any other
+    dataset with a layout when every column of the header is in its layout but ACK_ID, FORM_ID,
+    ROW_ORDER (the one whose layout has most of them; a new DOL column is tolerated when at least
+    nine in ten are known). None: no known layout."""
+    from ple.dol.layouts import layout_datasets, union_fields
+
+    names = {h.strip().lstrip("\ufeff").upper() for h in header} - {""}
     for dataset, markers in DATASET_MARKERS:
         if names & markers:
             return dataset
-    return None
+    if "ACK_ID" not in names:
+        return None
+    common = {"ACK_ID", "FORM_ID", "ROW_ORDER"}
+    best = None
+    for dataset in layout_datasets():
+        fields = {f.name for f in union_fields(dataset)}
+        known = len(names & fields)
+        if not (names - common) & fields or known * 10 < len(names) * 9:
+            continue
+        score = (known, -len(fields))
+        if best is None or score > best[0]:
+            best = (score, dataset)
+    return best[1] if best else None
+
+
+def describe_header(header: list[str], limit: int = 2000) -> str:
+    text = ", ".join(h.strip() for h in header)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def download(urls: list[str], landing_dir: Path, timeout: float = 600) -> list[Path]:

@@ -39,7 +39,7 @@ from psycopg import sql
 from ple import config
 from ple.db import sqlalchemy_url, transaction, with_lock_retry
 from ple.dol import files, new_columns, reader, target
-from ple.dol.layouts import DATASETS, Dataset
+from ple.dol.layouts import DATASETS, Dataset, all_datasets
 from ple.dol.tables import create_canonical_table, create_superseded_table, superseded_table
 from ple.errors import BadInput, ExpectationFailed, NotApproved
 from ple.ops import ensure_schema
@@ -737,7 +737,10 @@ def _lock(conn, dataset: Dataset) -> None:
     long as the other import (TURN_WAIT); then the usual lock timeout applies again."""
     usual = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (TURN_WAIT,))
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (TURNS[dataset.name],))
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (TURNS.get(dataset.name, f"ple.dol_import.{dataset.name}"),),
+    )
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (usual,))
 
 
@@ -852,9 +855,10 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
         dataset_name = files.detect_dataset(header)
         if dataset_name is None:
             raise BadInput(
-                f"{source.name}: the header is not that of F_5500, F_5500_SF or F_SCH_A; the file is left in place"
+                f"{source.name}: its header matches no known EFAST2 layout ({', '.join(all_datasets())}); the file is "
+                f"left in place. The header: {files.describe_header(header)}"
             )
-        dataset = DATASETS[dataset_name]
+        dataset = all_datasets()[dataset_name]
         result.dataset = dataset.name
         result.form_year = source.form_year_from_name()
         live, superseded, mapping = _adopt(conn, dataset, header, result, add_columns)
@@ -880,7 +884,7 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
         return result
 
     result = with_lock_retry(work)
-    result.disabled_guards = target.disabled_triggers(conn, [d.table for d in DATASETS.values()])
+    result.disabled_guards = target.disabled_triggers(conn, [d.table for d in all_datasets().values()])
     if result.disabled_guards:
         log.error("triggers on the DOL tables are disabled (not by this import): %s", ", ".join(result.disabled_guards))
     return result

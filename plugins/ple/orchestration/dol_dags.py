@@ -10,8 +10,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ple import config
 from ple.dol import fetch as fetch_defaults
-from ple.dol.layouts import DATASETS
+from ple.dol.layouts import all_datasets
 from ple.orchestration.common import dag_arguments, optional_text_param
+
+DATASETS = all_datasets()  # every EFAST2 dataset that has a layout
 
 # Downstream DAGs can be scheduled on these (data-aware scheduling): an event is published for a
 # table whenever an import changed it.
