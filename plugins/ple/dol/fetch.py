@@ -148,6 +148,19 @@ def _write_state(folder: Path, archive: Archive, state: dict) -> None:
     os.replace(partial, path)
 
 
+def archive_states(folder: Path) -> list[dict]:
+    """What every archive in the folder answered last (for the console): name, outcome, when
+    checked, when changed, size, message."""
+    states = []
+    for path in sorted(Path(folder).glob("*" + STATE_SUFFIX)) if Path(folder).is_dir() else []:
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        states.append({"name": path.name[: -len(STATE_SUFFIX)], **state})
+    return states
+
+
 class _Transient(Exception):
     pass
 

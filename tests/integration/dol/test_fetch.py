@@ -18,6 +18,8 @@ import pytest
 
 from ple.config import DOL_SAMPLE_DIR
 from ple.dol import fetch, importer
+from ple.sqlutil import raw_template
+from ple.ui import pages
 from tests.integration.dol.corpus import renumbered, with_value
 from tests.integration.dol.dol_server import DolServer
 from tests.integration.dol.test_live_tables import _ddl_counter, ddl_on, guard_triggers, table_state
@@ -235,6 +237,20 @@ def three_nights(conn, dol_server, tmp_path, fresh: bool) -> None:
     assert ddl_on(conn, LIVE_TABLES) == []
     with pytest.raises(psycopg.errors.RaiseException, match="DOL_READONLY_VIOLATION"):
         conn.execute("UPDATE dol.form_5500 SET plan_name = 'x' WHERE ack_id = %s", (rows[at][0],))
+
+    # the console's DOL page: each archive (last checked, last changed) and each dataset's rows
+    page = pages.dol_datasets(conn, folder)
+    for text in ("F_5500_2021_Latest.zip", "F_5500_2022_Latest.zip", "missing", "unchanged", "changed"):
+        assert text in page, text
+    by_dataset = {r[0]: r[1:6] for r in conn.execute(raw_template("ui/dol_datasets")).fetchall()}
+    assert by_dataset["F_5500"][0] == 1 and by_dataset["F_5500"][3] == 1  # one input; one replaced row kept
+    assert sum(by_dataset["F_5500"][1:3]) + by_dataset["F_5500"][4] == 1001  # live + superseded + errors
+    if fresh:
+        assert by_dataset == {
+            "F_5500": (1, 1001, 0, 1, 0),
+            "F_5500_SF": (1, 400, 0, 0, 0),
+            "F_SCH_A": (1, 1400, 0, 0, 0),
+        }
 
 
 def test_three_nights_against_the_local_dol_server(live, dol_server, tmp_path):
