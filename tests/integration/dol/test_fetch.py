@@ -221,7 +221,11 @@ def three_nights(conn, dol_server, tmp_path, fresh: bool) -> None:
     republished = [*rows[:at], with_value(header, rows[at], "PLAN_NAME", "CORRECTED PLAN"), *rows[at + 1 :], added]
     dol_server.publish("F_5500", 2021, archive("F_5500", 2021, _csv(header, republished)))
     count = conn.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0]
+    versions = dict(conn.execute("SELECT ack_id::text, xmin::text FROM dol.form_5500").fetchall())
     third = night("night-3")
+    after = dict(conn.execute("SELECT ack_id::text, xmin::text FROM dol.form_5500").fetchall())
+    # only the corrected row was rewritten, only the added one is new
+    assert sorted(a for a in after if versions.get(a) != after[a]) == sorted([rows[at][0], added[0]])
     assert [(f.dataset, f.year) for f in third.fetched if f.status == "changed"] == [("F_5500", 2021)]
     [result] = third.imports
     assert (result.inserted, result.updated, result.history_rows, result.superseded) == (1, 1, 1, 0), result.message
