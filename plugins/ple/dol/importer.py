@@ -555,24 +555,23 @@ def _upsert(
     sets = [sql.SQL("{c} = v.{c}").format(c=sql.Identifier(c)) for c in load.columns if c not in dataset.natural_key]
     if live.writable(target.UPDATED_AT) and target.UPDATED_AT not in load.columns:
         sets.append(sql.SQL("{} = now()").format(sql.Identifier(target.UPDATED_AT)))
-    # A correction keeps what it replaces: the rows about to change are read once (locked), moved
-    # whole to the history with this file's import, and updated, in one statement (one snapshot):
-    # the history holds exactly the rows the update replaced, or the statement fails.
+    # A correction keeps what it replaces: one statement updates the rows whose values changed
+    # and moves the rows it replaced, whole, to the history with this file's import. Every part of
+    # a statement reads the same snapshot, so `kept` reads the live rows as they were before the
+    # update (the version it replaced); the two counts must agree.
     kept, updated = conn.execute(
         sql.SQL(
             """
-            WITH changed AS (
-                SELECT v.*, to_jsonb(t.*) AS ple_replaced_row, jsonb_build_object({key}) AS ple_natural_key
-                FROM {live} AS t JOIN ({values}) AS v ON {match}
-                WHERE ({old}) IS DISTINCT FROM ({new})
-                FOR UPDATE OF t
+            WITH updated AS (
+                UPDATE {live} AS t SET {sets} FROM ({values}) AS v
+                WHERE {match} AND ({old}) IS DISTINCT FROM ({new})
+                RETURNING {tkeys}
             ), kept AS (
                 INSERT INTO ple_ops.dol_row_history
                     (table_name, natural_key, replaced_row, replaced_by_import_id, replaced_by_file)
-                SELECT %(table)s, c.ple_natural_key, c.ple_replaced_row, %(import_id)s, %(file)s FROM changed AS c
+                SELECT %(table)s, jsonb_build_object({key}), to_jsonb(t.*), %(import_id)s, %(file)s
+                FROM {live} AS t JOIN updated AS v ON {match}
                 RETURNING 1
-            ), updated AS (
-                UPDATE {live} AS t SET {sets} FROM changed AS v WHERE {match} RETURNING 1
             )
             SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM updated)
             """
@@ -581,6 +580,7 @@ def _upsert(
             sets=sql.SQL(", ").join(sets),
             values=values,
             match=key_match,
+            tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in dataset.natural_key),
             key=sql.SQL(", ").join(
                 sql.SQL("{}, t.{}").format(sql.Literal(k), sql.Identifier(k)) for k in dataset.natural_key
             ),
