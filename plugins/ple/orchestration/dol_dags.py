@@ -168,7 +168,10 @@ def build_dol_import_dag(doc_md: str):
             )
             return [a.as_dict() for a in planned]
 
-        @task(map_index_template="{{ task.op_kwargs['archive']['dataset'] }}_{{ task.op_kwargs['archive']['year'] }}")
+        @task(
+            map_index_template="{{ task.op_kwargs['archive']['dataset'] }}_{{ task.op_kwargs['archive']['year'] }}",
+            max_active_tis_per_dagrun=4,  # polite to DOL's server: four requests at a time
+        )
         def fetch_archive(archive: dict) -> dict:
             """One conditional request; the archive downloaded only when it changed (see ple.dol.fetch)."""
             from ple.dol import fetch
