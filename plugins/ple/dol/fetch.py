@@ -52,13 +52,20 @@ class Archive:
     dataset: str
     year: int
     url: str
+    file_name: str | None = None  # a URL of another shape (the `urls` Param): its last path segment
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}_{self.year}_Latest.zip"
+        return self.file_name or f"{self.dataset}_{self.year}_Latest.zip"
+
+    @classmethod
+    def of_url(cls, url: str) -> Archive:
+        from urllib.parse import unquote, urlparse
+
+        return cls("", 0, url, Path(unquote(urlparse(url).path)).name)
 
     def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "year": self.year, "url": self.url}
+        return {"dataset": self.dataset, "year": self.year, "url": self.url, "file_name": self.file_name}
 
 
 @dataclass(frozen=True)
@@ -129,20 +136,21 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def state_path(folder: Path, archive: Archive) -> Path:
-    return Path(folder) / (archive.name + STATE_SUFFIX)
+def state_path(folder: Path, archive: Archive, state_dir: Path | None = None) -> Path:
+    return Path(state_dir or folder) / (archive.name + STATE_SUFFIX)
 
 
-def read_state(folder: Path, archive: Archive) -> dict:
-    path = state_path(folder, archive)
+def read_state(folder: Path, archive: Archive, state_dir: Path | None = None) -> dict:
+    path = state_path(folder, archive, state_dir)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
 
 
-def _write_state(folder: Path, archive: Archive, state: dict) -> None:
-    path = state_path(folder, archive)
+def _write_state(folder: Path, archive: Archive, state: dict, state_dir: Path | None = None) -> None:
+    path = state_path(folder, archive, state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     partial.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(partial, path)
@@ -230,7 +238,7 @@ def _attempt(client: httpx.Client, archive: Archive, folder: Path, state: dict, 
             if progress:
                 progress(archive, size, size)
             sha256 = digest.hexdigest()
-            members = _verify(partial)
+            members = _verify(partial) if archive.name.lower().endswith(".zip") else []
             change = {
                 "etag": response.headers.get("etag"),
                 "last_modified": response.headers.get("last-modified"),
@@ -253,12 +261,14 @@ def fetch(
     client: httpx.Client | None = None,
     progress: Callable | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    state_dir: Path | None = None,
 ) -> Fetched:
-    """Bring one archive up to date in `folder` (see the module's doc). Never raises for what the
-    server or the network does: the outcome says it."""
+    """Bring one archive up to date in `folder` (see the module's doc; its state in `state_dir`,
+    default the folder itself). Never raises for what the server or the network does: the
+    outcome says it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = read_state(folder, archive)
+    state = read_state(folder, archive, state_dir)
     own = client is None
     client = client or httpx.Client(follow_redirects=True, headers={"User-Agent": "ple-dol-import"})
     result = Fetched(archive.dataset, archive.year, archive.url, archive.name, "failed")
@@ -293,7 +303,7 @@ def fetch(
             "downloaded" if outcome == "changed" else "unchanged"
         )
     state["status"], state["message"] = result.status, result.message
-    _write_state(folder, archive, state)
+    _write_state(folder, archive, state, state_dir)
     result.changed_at = state.get("changed_at")
     if result.status in ("changed", "unchanged") and (folder / archive.name).exists():
         result.path = str(folder / archive.name)

@@ -124,7 +124,8 @@ def build_dol_import_dag(doc_md: str):
                     type="array",
                     items={"type": "string", "pattern": "^https?://"},
                     title="Download first",
-                    description="DOL dataset URLs (zips) to fetch into the landing folder before importing",
+                    description="DOL dataset URLs (zips) to fetch into the landing folder before importing, each with a "
+                    "conditional request: a file republished under the same name is fetched again",
                 ),
             },
         ),
