@@ -31,6 +31,11 @@ AUDIT_SUCCESS_SUMMARY_VARIABLE = "ple_audit_success_summary"
 # The DOL import's landing folder defaults to this Variable, then to the project's sample folder.
 DOL_LANDING_DIR_VARIABLE = "dol_landing_dir"
 DOL_DEFAULT_LANDING_DIR = REPO_ROOT / "data" / "dol_landing"
+# The nightly fetch from DOL's EFAST2 server (plugins/ple/dol/fetch.py): on unless PLE_DOL_FETCH=false;
+# the archives and what each last answered live in <landing folder>/efast2 unless PLE_DOL_ARCHIVE_DIR.
+DOL_FETCH = os.environ.get("PLE_DOL_FETCH", "true").lower() not in ("0", "false", "no", "off")
+DOL_ARCHIVE_SUBDIR = "efast2"
+DOL_ARCHIVE_DIR_ENV = "PLE_DOL_ARCHIVE_DIR"
 # The DOL tables' read-only guard triggers let writes through when this transaction setting holds
 # this value; the import sets it transaction-locally (set_config(..., true)) in each of its transactions.
 DOL_GUARD_SETTING = os.environ.get("PLE_DOL_GUARD_SETTING", "dol.import_mode")

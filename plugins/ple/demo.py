@@ -95,7 +95,7 @@ def main() -> int:
     print_reports(run_dag("ctb_nightly_audit"), only=("ok ", "BREACHED", "audit computed"))
 
     _banner("10. nightly DOL import of the shipped samples (dol_staging_import), twice")
-    landing = f'{{"landing_dir": "{DOL_SAMPLE_DIR}"}}'
+    landing = f'{{"landing_dir": "{DOL_SAMPLE_DIR}", "fetch_efast2": false}}'
     print_reports(
         run_dag("dol_staging_import", landing), only=("│ file", "│ ---", "imported", "rows changed", "skipped")
     )

@@ -82,7 +82,18 @@ EXPECTED_PARAMS = {
     "ctb_phase_2_leaf_lock": {"mode"},
     "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
     "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout"},
-    "dol_staging_import": {"landing_dir", "urls", "add_columns", "guard_setting", "guard_value"},
+    "dol_staging_import": {
+        "landing_dir",
+        "urls",
+        "add_columns",
+        "guard_setting",
+        "guard_value",
+        "fetch_efast2",
+        "years",
+        "datasets",
+        "base_url",
+        "archive_dir",
+    },
 }
 
 

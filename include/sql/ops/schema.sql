@@ -310,3 +310,34 @@ BEGIN
             CHECK (enforcement IN ('event_trigger', 'audit_only', 'owner_gate'));
     END IF;
 END $$;
+-- DOL corrections keep what they replace (issue 22): a republished file that changes a row under
+-- the same natural key moves the row it replaces here first, whole (every column of the live
+-- table as JSON: a column added to the live table later needs nothing here), with when and by
+-- which import (file) it was replaced. Append-only.
+ALTER TABLE ple_ops.dol_import ADD COLUMN IF NOT EXISTS history_rows bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS ple_ops.dol_row_history (
+    history_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_name text NOT NULL,
+    natural_key jsonb NOT NULL,
+    replaced_row jsonb NOT NULL,
+    replaced_by_import_id bigint NOT NULL REFERENCES ple_ops.dol_import (import_id),
+    replaced_by_file text NOT NULL,
+    replaced_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS dol_row_history_key ON ple_ops.dol_row_history (table_name, natural_key);
+CREATE INDEX IF NOT EXISTS dol_row_history_import ON ple_ops.dol_row_history (replaced_by_import_id);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'dol_row_history_append_only'
+                   AND pronamespace = 'ple_ops'::regnamespace) THEN
+        CREATE FUNCTION ple_ops.dol_row_history_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            RAISE EXCEPTION 'ple_ops.dol_row_history is append-only: the values DOL corrections replaced are kept';
+        END $fn$;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'ple_ops.dol_row_history'::regclass
+                   AND tgname = 'dol_row_history_append_only') THEN
+        CREATE TRIGGER dol_row_history_append_only BEFORE UPDATE OR DELETE ON ple_ops.dol_row_history
+            FOR EACH ROW EXECUTE FUNCTION ple_ops.dol_row_history_append_only();
+    END IF;
+END $$;

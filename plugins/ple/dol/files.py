@@ -12,8 +12,6 @@ import csv
 import hashlib
 import io
 import re
-import shutil
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,23 +152,59 @@ def read_header(source: Input, encoding: str) -> list[str] | None:
 
 
 def detect_dataset(header: list[str]) -> str | None:
-    names = {h.strip().lstrip("\ufeff").upper() for h in header}
+    """The dataset of a header: the filings and Schedule A by a column only they have; any other
+    dataset with a layout when every column of the header is in its layout but ACK_ID, FORM_ID,
+    ROW_ORDER (the one whose layout has most of them; a new DOL column is tolerated when at least
+    nine in ten are known). None: no known layout."""
+    from ple.dol.layouts import layout_datasets, union_fields
+
+    names = {h.strip().lstrip("\ufeff").upper() for h in header} - {""}
     for dataset, markers in DATASET_MARKERS:
         if names & markers:
             return dataset
-    return None
-
-
-def download(urls: list[str], landing_dir: Path, timeout: float = 600) -> list[Path]:
-    """Fetch DOL archives into the landing folder (streamed to disk; existing files are kept)."""
-    fetched = []
-    for url in urls:
-        target = Path(landing_dir) / Path(urllib.request.urlparse(url).path).name
-        if target.exists():
+    if "ACK_ID" not in names:
+        return None
+    common = {"ACK_ID", "FORM_ID", "ROW_ORDER"}
+    best = None
+    for dataset in layout_datasets():
+        fields = {f.name for f in union_fields(dataset)}
+        known = len(names & fields)
+        if not (names - common) & fields or known * 10 < len(names) * 9:
             continue
-        partial = target.with_suffix(target.suffix + ".part")
-        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out, CHUNK)
-        partial.rename(target)
-        fetched.append(target)
+        score = (known, -len(fields))
+        if best is None or score > best[0]:
+            best = (score, dataset)
+    return best[1] if best else None
+
+
+def describe_header(header: list[str], limit: int = 2000) -> str:
+    text = ", ".join(h.strip() for h in header)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+FETCH_STATE_DIR = ".dol_fetch_state"  # hidden: discover() looks at files, not folders
+
+
+def download(urls: list[str], landing_dir: Path, retry=None) -> list[Path]:
+    """Fetch DOL archives into the landing folder: each URL with a conditional request (ETag /
+    Last-Modified of the last download, kept in <landing>/.dol_fetch_state), streamed to a
+    temporary name and renamed when whole, transient failures retried (`ple.dol.fetch`). A file
+    republished under the same name is fetched again; an unchanged one costs one request.
+    Returns the files that changed; raises after trying every URL if some could not be fetched."""
+    from ple.dol import fetch
+
+    fetched, problems = [], []
+    for url in urls:
+        result = fetch.fetch(
+            fetch.Archive.of_url(url),
+            Path(landing_dir),
+            retry or fetch.Retry(),
+            state_dir=Path(landing_dir) / FETCH_STATE_DIR,
+        )
+        if result.status == "changed":
+            fetched.append(Path(result.path))
+        elif result.status in ("missing", "failed"):
+            problems.append(f"{url}: {result.status}: {result.message}")
+    if problems:
+        raise OSError("; ".join(problems))
     return fetched

@@ -39,7 +39,7 @@ from psycopg import sql
 from ple import config
 from ple.db import sqlalchemy_url, transaction, with_lock_retry
 from ple.dol import files, new_columns, reader, target
-from ple.dol.layouts import DATASETS, Dataset
+from ple.dol.layouts import DATASETS, Dataset, all_datasets
 from ple.dol.tables import create_canonical_table, create_superseded_table, superseded_table
 from ple.errors import BadInput, ExpectationFailed, NotApproved
 from ple.ops import ensure_schema
@@ -81,6 +81,7 @@ class ImportResult:
     already_superseded: int = 0
     live_rows: int = 0  # the file's rows in the live table after the import
     superseded_rows: int = 0  # the file's rows in the superseded table after the import
+    history_rows: int = 0  # rows this file corrected: their previous content kept in ple_ops.dol_row_history
     unknown_columns: list[str] = field(default_factory=list)  # headers the live table lacks
     dropped_columns: list[str] = field(default_factory=list)  # of those, not loaded (no extras column)
     added_columns: list[str] = field(default_factory=list)  # added on request (add_columns)
@@ -143,8 +144,8 @@ def _register(conn, source: files.Input, sha256: str, run_id: str) -> tuple[int,
 
 LEDGER_FIELDS = (
     "dataset", "form_year", "encoding", "path", "bytes", "data_rows", "staged_rows", "error_rows", "inserted",
-    "updated", "unchanged", "superseded", "live_rows", "superseded_rows", "unknown_columns", "dropped_columns",
-    "added_columns",
+    "updated", "unchanged", "superseded", "live_rows", "superseded_rows", "history_rows", "unknown_columns",
+    "dropped_columns", "added_columns",
 )  # fmt: skip
 
 
@@ -531,9 +532,12 @@ def managed_columns(live: target.LiveTable, form_year) -> set[str]:
     return {c for c in (target.SOURCE_IMPORT,) + ((target.FORM_YEAR,) if form_year else ()) if live.writable(c)}
 
 
-def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, load: Load) -> tuple[int, int, int]:
+def _upsert(
+    conn, dataset: Dataset, live: target.LiveTable, superseded: str, load: Load, import_id: int, file_name: str
+) -> tuple[int, int, int]:
     """(inserted, updated, already superseded). Matched by the natural key; a row whose values
-    did not change is not rewritten; a filing already superseded by an amendment stays there."""
+    did not change is not rewritten; a filing already superseded by an amendment stays there; the
+    row a correction replaces is kept in ple_ops.dol_row_history (so updated = rows kept there)."""
     key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = v.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
     values = sql.SQL("SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
         sql.SQL(", ").join(
@@ -551,18 +555,42 @@ def _upsert(conn, dataset: Dataset, live: target.LiveTable, superseded: str, loa
     sets = [sql.SQL("{c} = v.{c}").format(c=sql.Identifier(c)) for c in load.columns if c not in dataset.natural_key]
     if live.writable(target.UPDATED_AT) and target.UPDATED_AT not in load.columns:
         sets.append(sql.SQL("{} = now()").format(sql.Identifier(target.UPDATED_AT)))
-    updated = conn.execute(
+    # A correction keeps what it replaces: one statement updates the rows whose values changed
+    # and moves the rows it replaced, whole, to the history with this file's import. Every part of
+    # a statement reads the same snapshot, so `kept` reads the live rows as they were before the
+    # update (the version it replaced); the two counts must agree.
+    kept, updated = conn.execute(
         sql.SQL(
-            "UPDATE {live} AS t SET {sets} FROM ({values}) AS v WHERE {match} AND ({old}) IS DISTINCT FROM ({new})"
+            """
+            WITH updated AS (
+                UPDATE {live} AS t SET {sets} FROM ({values}) AS v
+                WHERE {match} AND ({old}) IS DISTINCT FROM ({new})
+                RETURNING {tkeys}
+            ), kept AS (
+                INSERT INTO ple_ops.dol_row_history
+                    (table_name, natural_key, replaced_row, replaced_by_import_id, replaced_by_file)
+                SELECT %(table)s, jsonb_build_object({key}), to_jsonb(t.*), %(import_id)s, %(file)s
+                FROM {live} AS t JOIN updated AS v ON {match}
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM kept), (SELECT count(*) FROM updated)
+            """
         ).format(
             live=qualified(live.name),
             sets=sql.SQL(", ").join(sets),
             values=values,
             match=key_match,
+            tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in dataset.natural_key),
+            key=sql.SQL(", ").join(
+                sql.SQL("{}, t.{}").format(sql.Literal(k), sql.Identifier(k)) for k in dataset.natural_key
+            ),
             old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in load.compared),
             new=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in load.compared),
-        )
-    ).rowcount
+        ),
+        {"table": live.name, "import_id": import_id, "file": file_name},
+    ).fetchone()
+    if kept != updated:
+        raise BadInput(f"{live.name}: {updated} rows corrected but {kept} replaced rows kept: rolled back")
     inserted = conn.execute(
         sql.SQL(
             "INSERT INTO {live} ({columns}) SELECT {vcolumns} FROM ({values}) AS v WHERE NOT EXISTS (SELECT 1 FROM {live} AS t WHERE {match})"
@@ -709,7 +737,10 @@ def _lock(conn, dataset: Dataset) -> None:
     long as the other import (TURN_WAIT); then the usual lock timeout applies again."""
     usual = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (TURN_WAIT,))
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (TURNS[dataset.name],))
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (TURNS.get(dataset.name, f"ple.dol_import.{dataset.name}"),),
+    )
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (usual,))
 
 
@@ -824,9 +855,10 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
         dataset_name = files.detect_dataset(header)
         if dataset_name is None:
             raise BadInput(
-                f"{source.name}: the header is not that of F_5500, F_5500_SF or F_SCH_A; the file is left in place"
+                f"{source.name}: its header matches no known EFAST2 layout ({', '.join(all_datasets())}); the file is "
+                f"left in place. The header: {files.describe_header(header)}"
             )
-        dataset = DATASETS[dataset_name]
+        dataset = all_datasets()[dataset_name]
         result.dataset = dataset.name
         result.form_year = source.form_year_from_name()
         live, superseded, mapping = _adopt(conn, dataset, header, result, add_columns)
@@ -852,7 +884,7 @@ def _import(conn, source, import_id, scanned, result, started, guard: Guard, add
         return result
 
     result = with_lock_retry(work)
-    result.disabled_guards = target.disabled_triggers(conn, [d.table for d in DATASETS.values()])
+    result.disabled_guards = target.disabled_triggers(conn, [d.table for d in all_datasets().values()])
     if result.disabled_guards:
         log.error("triggers on the DOL tables are disabled (not by this import): %s", ", ".join(result.disabled_guards))
     return result
@@ -907,8 +939,9 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
         else:
             result.writer = "upsert"
             result.inserted, result.updated, result.already_superseded = _upsert(
-                conn, dataset, live, superseded.name, load
+                conn, dataset, live, superseded.name, load, import_id, source.name
             )
+            result.history_rows = result.updated
             result.unchanged = good - result.inserted - result.updated - result.already_superseded
         result.error_rows = quarantined
         result.superseded, superseded_of_file = _supersede(conn, dataset, live, superseded)
@@ -931,7 +964,8 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
     result.bytes = scanned.size
     result.seconds = time.monotonic() - started
     result.message = (
-        f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed, {result.unchanged} unchanged, "
+        f"{result.data_rows} rows: {result.inserted} new, {result.updated} changed ({result.history_rows} replaced rows "
+        f"kept in ple_ops.dol_row_history), {result.unchanged} unchanged, "
         f"{result.error_rows} to the errors table, {result.superseded} superseded by amendments"
         + (f", {result.already_superseded} already superseded" if result.already_superseded else "")
         + (
@@ -1044,7 +1078,9 @@ def _majority_year(conn, dataset: Dataset, mapping: target.Mapping) -> int | Non
 # ------------------------------------------------------------------------------------- the run's proof
 def prove_run(conn: psycopg.Connection, run_id: str) -> int:
     """Great Expectations, started once per run: every file this run imported has every data row
-    accounted for (live + superseded + errors = data rows). Returns the number of files proved."""
+    accounted for (live + superseded + errors = data rows) and every row it corrected has its replaced
+    content in the history (history_rows = its rows in ple_ops.dol_row_history). Returns the number
+    of files proved."""
     from ple.expectations import TableSuite, validate
 
     files_in_run = conn.execute(
@@ -1055,8 +1091,9 @@ def prove_run(conn: psycopg.Connection, run_id: str) -> int:
     suite = TableSuite(
         table="ple_ops.dol_import",
         query=sql.SQL(
-            "SELECT import_id, data_rows = live_rows + superseded_rows + error_rows AS accounted "
-            "FROM ple_ops.dol_import WHERE status = 'imported' AND run_id = {}"
+            "SELECT i.import_id, i.data_rows = i.live_rows + i.superseded_rows + i.error_rows AND i.history_rows = "
+            "(SELECT count(*) FROM ple_ops.dol_row_history h WHERE h.replaced_by_import_id = i.import_id) AS accounted "
+            "FROM ple_ops.dol_import i WHERE i.status = 'imported' AND i.run_id = {}"
         )
         .format(sql.Literal(run_id))
         .as_string(conn),

@@ -60,6 +60,7 @@ class Dataset:
     ein_columns: tuple[str, ...] = ()  # EINs: 9 digits when present
     begin_date: str | None = None  # the plan year: begins on or before it ends, lasts at most a year,
     end_date: str | None = None  # and does not begin after the form year
+    surrogate_type: str = "uuid"  # uuid (the filing tables) or bigserial (the owner's schedule tables: `id`)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -112,10 +113,86 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+LAYOUT_FILE = re.compile(r"^(?P<dataset>[A-Za-z0-9_]+?)_(?P<year>20\d\d)_latest_layout\.txt$", re.IGNORECASE)
+
+
+def _layout_file_rows(path) -> list[dict[str, str]]:
+    """One of DOL's published layout files (`FIELD_POSITION,FIELD_NAME,TYPE,SIZE`, a line of `=`)."""
+    match = LAYOUT_FILE.match(path.name)
+    rows = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for record in csv.reader(handle):
+            if not record or not record[0].strip().isdigit():
+                continue  # the heading and its underline
+            position, name, dol_type, *size = (v.strip() for v in record)
+            rows.append(
+                {
+                    "form_year": match.group("year"),
+                    "dataset": match.group("dataset").upper(),
+                    "field_position": position,
+                    "field_name": name.upper(),
+                    "type": dol_type.upper(),
+                    "size": size[0] if size and size[0] else "",
+                }
+            )
+    return rows
+
+
 @functools.cache
 def _layout_rows() -> tuple[dict[str, str], ...]:
+    """Every field of every layout: layouts_by_year.csv, and each layout file beside it
+    (`<DATASET>_<year>_latest_layout.txt`, as DOL publishes them) for a dataset and year the
+    table does not hold: a dataset is imported once its layout is here."""
     with open(DOL_LAYOUTS_FILE, newline="", encoding="utf-8") as handle:
-        return tuple(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    known = {(r["dataset"], r["form_year"]) for r in rows}
+    for path in sorted(DOL_LAYOUTS_FILE.parent.iterdir()):
+        match = LAYOUT_FILE.match(path.name)
+        if match and (match.group("dataset").upper(), match.group("year")) not in known:
+            rows += _layout_file_rows(path)
+    return tuple(rows)
+
+
+def layout_datasets() -> list[str]:
+    """Every EFAST2 dataset that has a layout."""
+    return sorted({row["dataset"] for row in _layout_rows()})
+
+
+def table_name(dataset: str) -> str:
+    """dol.<table> of a dataset without a table of its own above: F_SCH_A_PART1 -> dol.schedule_a_part1,
+    F_5500_SF_PART7 -> dol.form_5500_sf_part7, F_SCH_C -> dol.schedule_c."""
+    name = dataset.lower()
+    name = re.sub(r"^f_sch_", "schedule_", name)
+    name = re.sub(r"^f_5500", "form_5500", name)
+    return f"dol.{name}"
+
+
+@functools.cache
+def dataset(name: str) -> Dataset:
+    """The dataset of that name: one of DATASETS, else derived from its layout: its table by name,
+    its natural key ACK_ID with FORM_ID and ROW_ORDER where the layout has them (a schedule's
+    filing, its form, the row within the form), an `id bigserial` key like the owner's schedule
+    tables."""
+    if name in DATASETS:
+        return DATASETS[name]
+    fields = {f.name for f in union_fields(name)}
+    if "ACK_ID" not in fields:
+        raise KeyError(f"{name}: its layout has no ACK_ID: no natural key")
+    table = table_name(name)
+    return Dataset(
+        name=name,
+        table=table,
+        staging_table=f"{table}_staging",
+        natural_key=tuple(k.lower() for k in ("ACK_ID", "FORM_ID", "ROW_ORDER") if k in fields),
+        surrogate_key="id",
+        aliases=(),
+        surrogate_type="bigserial",
+    )
+
+
+def all_datasets() -> dict[str, Dataset]:
+    """DATASETS and every other dataset that has a layout."""
+    return {**DATASETS, **{name: dataset(name) for name in layout_datasets() if name not in DATASETS}}
 
 
 def years(dataset: str) -> list[int]:

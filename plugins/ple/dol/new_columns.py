@@ -21,7 +21,7 @@ import psycopg
 
 from ple import approval
 from ple.dol import files, target
-from ple.dol.layouts import DATASETS
+from ple.dol.layouts import all_datasets
 from ple.errors import NotApproved
 
 SUBJECT = "dol_add_columns"
@@ -48,7 +48,7 @@ def for_file(conn: psycopg.Connection, source: files.Input) -> list[Addition]:
     dataset_name = files.detect_dataset(header) if header and header != [""] else None
     if dataset_name is None:
         return []
-    dataset = DATASETS[dataset_name]
+    dataset = all_datasets()[dataset_name]
     live = target.inspect(conn, dataset.table)
     if live is None:
         return []

@@ -34,7 +34,11 @@ def record_sequence(dataset: Dataset) -> str:
 def create_canonical_table(dataset: Dataset) -> list[sql.Composed]:
     natural = set(dataset.natural_key)
     table = split_qualified(dataset.table)[1]
-    parts = [sql.SQL("{} uuid PRIMARY KEY DEFAULT gen_random_uuid()").format(sql.Identifier(dataset.surrogate_key))]
+    parts = [
+        sql.SQL("{} bigserial PRIMARY KEY").format(sql.Identifier(dataset.surrogate_key))
+        if dataset.surrogate_type == "bigserial"
+        else sql.SQL("{} uuid PRIMARY KEY DEFAULT gen_random_uuid()").format(sql.Identifier(dataset.surrogate_key))
+    ]
     if dataset.name == "F_SCH_A":
         parts.append(sql.SQL("filing_id uuid"))
     for column, sql_type in canonical_columns(dataset):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from html import escape
+from pathlib import Path
 
 import psycopg
 
@@ -326,9 +327,52 @@ def _cleanups(conn: psycopg.Connection) -> str:
 
 
 # ------------------------------------------------------------------------- DOL imports
+def _dol_archive_dir() -> Path:
+    """Where dol_staging_import keeps the EFAST2 archives by default: PLE_DOL_ARCHIVE_DIR, else
+    <default landing folder>/efast2 (the console does not read Airflow Variables)."""
+    import os
+
+    from ple import config
+
+    if os.environ.get(config.DOL_ARCHIVE_DIR_ENV):
+        return Path(os.environ[config.DOL_ARCHIVE_DIR_ENV])
+    return config.DOL_DEFAULT_LANDING_DIR / config.DOL_ARCHIVE_SUBDIR
+
+
+def dol_datasets(conn: psycopg.Connection, archive_dir: Path | None = None) -> str:
+    """The DOL page's head: each EFAST2 archive (last checked, last changed, outcome) and each
+    dataset's rows (live, superseded, history, errors)."""
+    from ple.dol import fetch
+
+    states = fetch.archive_states(archive_dir or _dol_archive_dir())
+    archives = table(
+        ("archive", "outcome", "last checked", "last changed", "bytes", "message"),
+        [
+            (
+                s["name"],
+                s.get("status", ""),
+                s.get("checked_at") or "",
+                s.get("changed_at") or "",
+                s.get("size") or 0,
+                s.get("message") or "",
+            )
+            for s in states
+        ],
+    )
+    datasets = "<p class='muted'>nothing imported yet</p>"
+    if _exists(conn, "ple_ops.dol_row_history"):
+        rows = conn.execute(raw_template("ui/dol_datasets")).fetchall()
+        datasets = table(
+            ("dataset", "inputs", "rows live", "superseded", "history", "errors", "last import"),
+            [(*r[:6], str(r[6]).split(".")[0] if r[6] is not None else "") for r in rows],
+        )
+    return "<h2>EFAST2 archives</h2>" + archives + "<h2>Datasets</h2>" + datasets + "<h2>Imports</h2>"
+
+
 def dol_imports(conn: psycopg.Connection, limit: int = 200) -> str:
     if not _exists(conn, "ple_ops.dol_import"):
         return "<p class='muted'>dol_staging_import has not run yet</p>"
+    head = dol_datasets(conn)
     rows = conn.execute(raw_template("ui/dol_imports"), {"limit": limit}).fetchall()
     totals = conn.execute(
         "SELECT count(*), coalesce(sum(data_rows), 0), coalesce(sum(error_rows), 0), coalesce(sum(superseded), 0) "
@@ -350,7 +394,7 @@ def dol_imports(conn: psycopg.Connection, limit: int = 200) -> str:
         )
         for r in rows
     ]
-    return "".join(
+    return head + "".join(
         [
             f"<p>{totals[0]:,} files · {totals[1]:,} data rows · {totals[2]:,} error rows "
             f"(in <code>ple_ops.dol_import_error</code>, with the raw line) · {totals[3]:,} superseded</p>",

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_nightly_import_twice(airflow_env, fresh_db, tmp_path):
     landing = tmp_path / "landing"
     shutil.copytree(DOL_SAMPLE_DIR, landing)
-    conf = {"landing_dir": str(landing)}
+    conf = {"landing_dir": str(landing), "fetch_efast2": False}
 
     first = run_dag(airflow_env, "dol_staging_import", conf, fresh_db)
     assert dag_run_state(first.stdout) == "success", first.stdout[-4000:]

@@ -39,7 +39,7 @@ def test_adding_columns_through_the_dag_needs_the_approval(airflow_env, pg_serve
         landing = tmp_path / "landing"
         landing.mkdir()
         write_csv(landing / "f_5500_2019_new.csv", [*header, NEW], [[*r, f"v{i}"] for i, r in enumerate(rows)])
-        conf = {"landing_dir": str(landing), "add_columns": True}
+        conf = {"landing_dir": str(landing), "add_columns": True, "fetch_efast2": False}
 
         refused = run_dag(airflow_env, "dol_staging_import", conf, dsn)
         assert dag_run_state(refused.stdout) == "failed", refused.stdout[-4000:]
