@@ -173,3 +173,11 @@ def set_frozen(conn: psycopg.Connection, tables: list[str], frozen: bool) -> lis
         (frozen, tables, frozen),
     ).fetchall()
     return [name for (name,) in rows]
+
+
+def register_before_create(conn: psycopg.Connection, table: str, leaf_type: str, why: str, step_id: str) -> None:
+    """In the caller's transaction, before it creates `table`: registered where the owner's gate
+    exists (a no-op where it does not, or where the table is registered already)."""
+    gate = detect(conn)
+    if gate is not None:
+        register(conn, gate, [Registration(table, leaf_type, why)], step_id, None)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg import sql
 
-from ple import config
+from ple import config, governance
 from ple.db import sqlalchemy_url, transaction, with_lock_retry
 from ple.dol import files, new_columns, reader, target
 from ple.dol.layouts import DATASETS, Dataset, all_datasets
@@ -792,6 +792,9 @@ def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_
     superseded_name = superseded_table(dataset)
     if live is None:
         with transaction(conn):
+            governance.register_before_create(
+                conn, dataset.table, "STAGING", "a DOL dataset the import keeps", "dol_import"
+            )
             for statement in create_canonical_table(dataset):
                 conn.execute(statement)
         live = target.inspect(conn, dataset.table)
@@ -808,6 +811,9 @@ def _adopt(conn, dataset: Dataset, header: list[str], result: ImportResult, add_
         new_columns.require(conn, add_columns)  # before anything is written
     if target.inspect(conn, superseded_name) is None:
         with transaction(conn):
+            governance.register_before_create(
+                conn, superseded_name, "ARCHIVE", f"filings amendments replaced in {dataset.table}", "dol_import"
+            )
             for statement in create_superseded_table(dataset):
                 conn.execute(statement)
         log.info("%s did not exist: created like %s", superseded_name, dataset.table)

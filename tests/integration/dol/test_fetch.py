@@ -267,6 +267,17 @@ def test_three_nights_over_the_production_twin(twin_db, dol_server, tmp_path):
         three_nights(twin, dol_server, tmp_path, fresh=False)
 
 
+def test_three_nights_over_the_2026_03_twin_under_the_owner_gate(twin_2026_03_db, dol_server, tmp_path):
+    """The DOL spoke as the owner left it on 2026-03-12 (filing tables registered as STAGING, the DDL
+    gate enabled): a table the import creates is registered first."""
+    with psycopg.connect(twin_2026_03_db, autocommit=True) as twin:
+        twin.execute(  # the test's own DDL counter passes the owner's gate like any table
+            "INSERT INTO ctb.table_registry (table_schema, table_name, leaf_type) VALUES ('public', 'ddl_seen', 'SYSTEM')"
+        )
+        _ddl_counter(twin)
+        three_nights(twin, dol_server, tmp_path, fresh=False)
+
+
 def test_an_archive_whose_import_failed_is_imported_the_next_night(live, dol_server, tmp_path):
     dol_server.publish("F_5500", 2021, served_archives()[("F_5500", 2021)])
     [one] = fetch.archives([2021], ["F_5500"], dol_server.base_url)
