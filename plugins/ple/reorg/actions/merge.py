@@ -665,7 +665,9 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
     foreign key (the application uses it: its ON DELETE rule would delete or rewrite that row).
     `unless_current_in_source`: only copies whose source row changed or went away since (a batched
     merge catching up). Copies whose hashed columns are gone from the target cannot be compared, so
-    they stay."""
+    they stay. A column added to the target since the merge is one the merge wrote nothing into:
+    a copy holding any value there (filled by the application, or by the DEFAULT of the DDL that
+    added it: the tool cannot tell the two apart) stays too."""
     target = ctx.catalog.get(action.target)
     stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
@@ -679,12 +681,24 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
     ).fetchall():
         if any(target.column(c) is None for c in columns):
             continue
+        added_since = sql.Composed(
+            [
+                sql.SQL(" AND t.{} IS NULL").format(sql.Identifier(c))
+                for c in content_columns(target)
+                if c not in columns
+            ]
+        )
         removed += ctx.conn.execute(
             sql.SQL(
                 "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
                 "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
-                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash{}"
-            ).format(qualified(action.target), row_hash("t", list(columns)), stale),
+                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash{}{}"
+            ).format(
+                qualified(action.target),
+                row_hash("t", list(columns)),
+                added_since,
+                stale,
+            ),
             {"oid": target.oid, "source": action.source, "columns": list(columns)},
         ).rowcount
     return removed
