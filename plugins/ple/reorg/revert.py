@@ -91,7 +91,8 @@ def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepRe
         ctx = ex.context(read_catalog(ex.conn))
         for step in reversed(phase.steps):
             try:
-                state = module_for(step).check(ctx, step)
+                undone = set_aside.restored(ex.conn, ctx.catalog, step.step_id)  # the name is the hand copy's
+                state = State.PENDING if undone else module_for(step).check(ctx, step)
             except PlanRejected as exc:  # reported; plan mode acts on nothing
                 state = f"unknown ({exc})"
             would = "would undo" if state == State.DONE else "nothing to undo"
@@ -115,6 +116,9 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
         hold(ex.conn, fp, _how(fp))
         stable_text(ex.conn)
         catalog = read_catalog(ex.conn)
+        given_back = set_aside.restored(ex.conn, catalog, step.step_id)
+        if given_back:
+            return Outcome(step, "already_done", details={"set_asides_restored_before": given_back})
         thawed, restored = [], []
         for archive in archives_made_by(ex, step):
             table = catalog.get(archive)
