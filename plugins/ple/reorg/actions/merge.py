@@ -278,8 +278,12 @@ def insert_statement(
     """The merge and its proof in one statement, so each source row is read and turned into JSON
     once: the copies are inserted and recorded (ple_ops.merged_row), and the statement returns
     (rows to merge, checksum of their JSON as read from the source, rows whose key the target
-    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded). `rows`: a WHERE
-    clause on the source `s` (one batch: merge_batches.py); all rows by default."""
+    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded, copies already in
+    the target, checksum of their ctb_source_row). A copy already there (a revert kept it: the
+    application changed it since an earlier merge) is not inserted again (ON CONFLICT); it is the
+    row's copy, and the proof counts it with its stored provenance, so it holds only while that
+    provenance is the source row (refused before: stale_copies). `rows`: a WHERE clause on the
+    source `s` (one batch: merge_batches.py); all rows by default."""
     spec, source, target = _tables(ctx, action)
     plan = mapping(action, spec, source, target, ctx.catalog)
     if plan.uncovered:
@@ -308,12 +312,15 @@ def insert_statement(
         "recorded AS (INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
         "SELECT %(target_oid)s, %(source_table)s, i.ctb_source_key, i.row_hash, %(hashed_columns)s, %(run_id)s "
         "FROM inserted AS i ON CONFLICT (target_oid, source_table, source_key) DO UPDATE SET "
-        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id RETURNING 1) "
+        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id RETURNING 1), "
+        "present AS (SELECT count(*) AS n, coalesce(sum(hashtextextended(x.ctb_source_row::text, 0)::numeric), 0) AS stored "
+        "FROM d JOIN {target} AS x ON x.ctb_source_table = %(source_table)s AND x.ctb_source_key = d.ctb_key "
+        "WHERE NOT d.ctb_kept) "
         "SELECT count(*) FILTER (WHERE NOT d.ctb_kept), "
         "coalesce(sum(d.ctb_digest) FILTER (WHERE NOT d.ctb_kept), 0), "
         "count(*) FILTER (WHERE d.ctb_kept), "
         "(SELECT count(*) FROM inserted), (SELECT coalesce(sum(stored), 0) FROM inserted), "
-        "(SELECT count(*) FROM recorded) FROM d"
+        "(SELECT count(*) FROM recorded), (SELECT n FROM present), (SELECT stored FROM present) FROM d"
     ).format(
         hash=sql.Composed([row_hash("t", hashed), sql.SQL(" AS row_hash")]),
         target=qualified(action.target),
@@ -467,6 +474,9 @@ def transactional(ctx: Context, step) -> bool:
 
 
 def apply(ctx: Context, step) -> Outcome:
+    stale = stale_copies(ctx, step.action)
+    if stale:
+        raise PlanRejected(_stale_message(step.action, stale))
     if not transactional(ctx, step):
         from ple.reorg.actions import merge_batches
 
@@ -480,18 +490,19 @@ def apply(ctx: Context, step) -> Outcome:
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
     _, plan, _ = insert_statement(ctx, action)
-    merge_rows, merge_checksum, kept_rows, inserted, stored_checksum, recorded = (
+    merge_rows, merge_checksum, kept_rows, inserted, stored_checksum, recorded, present, present_checksum = (
         int(v) for v in ctx.execute(insert).fetchone()
     )
     if kept_rows and spec.on_key_conflict != "keep_target":  # the lint refuses this before any write
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
         )
-    merged = (inserted, stored_checksum)
+    merged = (inserted + present, stored_checksum + present_checksum)
     if merged != (merge_rows, merge_checksum) or recorded != inserted:
         raise VerificationFailed(
             f"MERGE {action.source} -> {action.target}: inserted {inserted} (recorded {recorded}) with checksum "
-            f"{stored_checksum}, expected {merge_rows} rows with checksum {merge_checksum}"
+            f"{stored_checksum}, {present} copies there before with checksum {present_checksum}; expected "
+            f"{merge_rows} rows with checksum {merge_checksum}"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
     return applied(ctx, step, spec, plan, (merge_rows, merge_checksum), kept_rows, merged)
@@ -725,6 +736,46 @@ def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
     return sql.Composed(conditions)
 
 
+def stale_copies(ctx: Context, action: Action) -> list[str]:
+    """Provenance keys of the copies of `action.source` already in the target whose stored source
+    row (ctb_source_row under its key) is no row of the source now. A revert keeps a copy the
+    application changed; a merge run again counts it as its row's copy while the row is still the
+    one it was made from. Once the row changed or went away, the copy stands for neither the row
+    nor nothing: merging would leave the row's content only in the archive, never in the target,
+    and the proof could not hold. Cheap when the target has no copy of the source (the usual case:
+    one probe of the provenance index)."""
+    source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
+    if source is None or target is None or target.column("ctb_source_table") is None:
+        return []
+    copies = sql.SQL("SELECT 1 FROM {} WHERE ctb_source_table = %(source_table)s").format(qualified(action.target))
+    if not ctx.conn.execute(sql.SQL("SELECT EXISTS ({})").format(copies), {"source_table": action.source}).fetchone()[
+        0
+    ]:
+        return []
+    return [
+        r[0]
+        for r in ctx.conn.execute(
+            sql.SQL(
+                "SELECT t.ctb_source_key FROM {} AS t WHERE t.ctb_source_table = %(source_table)s AND NOT EXISTS "
+                "(SELECT 1 FROM {} WHERE k.ctb_key = t.ctb_source_key AND k.ctb_row = t.ctb_source_row) ORDER BY 1"
+            ).format(qualified(action.target), keyed_source(source)),
+            {"source_table": action.source},
+        )
+    ]
+
+
+def _stale_message(action: Action, keys: list[str]) -> str:
+    shown = ", ".join(keys[:10]) + (" ..." if len(keys) > 10 else "")
+    return (
+        f"MERGE {action.source} -> {action.target}: {action.target} holds {len(keys)} copies of {action.source} "
+        f"(ctb_source_table = {action.source!r}) that a revert kept, and their source rows changed or went away "
+        f"since: provenance keys {shown}. The merge would leave each of those rows with no copy of what it is "
+        "now. Nothing was written. Decide: `skip` the action in the decisions file (actions."
+        f"{action.source}.skip, with the reason: the table stays where it is and those copies stay in "
+        f"{action.target}, both as they are), then approve and lint again"
+    )
+
+
 def _lossy_message(action: Action, plan: Mapping) -> str:
     casts = "; ".join(f"{s} -> {action.target}.{t}: {why}" for s, t, why in plan.lossy)
     return (
@@ -746,6 +797,9 @@ def lint(ctx: Context, step) -> list:
         return []
     plan = mapping(action, spec, source, target, ctx.catalog)
     findings = relocate.lint(ctx, step) + _cast_findings(ctx, step)
+    stale = stale_copies(ctx, action)
+    if stale:
+        findings.append(Finding("kept-copies", step.step_id, _stale_message(action, stale)))
     key_match = target_key_match(spec, target, plan.fills)
     if key_match is None:
         return findings
