@@ -188,6 +188,22 @@ def test_a_view_on_a_folded_column_is_named_before_any_write(conn):
     _refused_and_unchanged(conn, "1g", "public.app_folded", column)
 
 
+def test_a_view_on_a_merge_target_the_tool_created_keeps_the_target_and_is_named(conn, tmp_path, monkeypatch):
+    """A created target is dropped only at the end, once the merges' revert emptied it: a view on it
+    (or a foreign key into it) keeps it, reported by name; the revert itself completes. Never a
+    traceback, and the merge target's discriminator and provenance columns are never dropped."""
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
+    target = "cl.cl_err_existence"
+    conn.execute(f"DROP TABLE {target} CASCADE")
+    decide(conn)
+    _applied(conn, "1b")
+    conn.execute(f"CREATE VIEW public.app_errors AS SELECT * FROM {target}")
+    reports = _revert(conn, "1b")
+    assert reports[-1].status == "reverted", reports[-1].text
+    assert "view app_errors depends on table cl.cl_err_existence" in reports[-1].text, reports[-1].text
+    assert count(conn, target) == 0 and count(conn, "public.app_errors") == 0
+
+
 # ---------------------------------------------------------------------------------------------- (5)
 @pytest.fixture
 def twin(twin_db, tmp_path, monkeypatch):
