@@ -671,14 +671,11 @@ def _forget_removed_copies(ctx: Context, action: Action, target: TableInfo) -> N
 
 
 def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
-    """Delete from the target the copies of `action.source` that still hash to what the merge wrote
-    (ple_ops.merged_row); a copy edited since stays, and so does a copy a row refers to through a
+    """Delete from the target the copies of `action.source` that are still exactly what the merge
+    wrote (_as_merged); a copy changed since stays, and so does a copy a row refers to through a
     foreign key (the application uses it: its ON DELETE rule would delete or rewrite that row).
     `unless_current_in_source`: only copies whose source row changed or went away since (a batched
-    merge catching up). Copies whose hashed columns are gone from the target cannot be compared, so
-    they stay. A column added to the target since the merge is one the merge wrote nothing into:
-    a copy holding any value there (filled by the application, or by the DEFAULT of the DDL that
-    added it: the tool cannot tell the two apart) stays too."""
+    merge catching up)."""
     target = ctx.catalog.get(action.target)
     stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
@@ -686,33 +683,41 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
             " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s.*) = t.ctb_source_row)"
         ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
     removed = 0
+    for as_merged in _as_merged(ctx, action, target):
+        removed += ctx.conn.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source)s AND t.ctb_source_table = %(source)s "
+                "AND t.ctb_source_key = m.source_key AND {}{}"
+            ).format(qualified(action.target), as_merged, stale),
+            {"oid": target.oid, "source": action.source},
+        ).rowcount
+    return removed
+
+
+def _as_merged(ctx: Context, action: Action, target: TableInfo) -> list[sql.Composable]:
+    """For each set of columns the merge hashed for the source's copies (ple_ops.merged_row), the
+    condition that a copy `t` with its record `m` is still exactly what the merge wrote: the hash
+    over those columns is the recorded one, and every column added to the target since holds NULL
+    (the merge wrote nothing there: a value filled since, or put there by the DEFAULT of the ADD
+    COLUMN, is a change, since the tool cannot tell the two apart). Copies whose hashed columns are
+    gone from the target cannot be compared: no condition is theirs, so they count as changed."""
+    conditions = []
     for (columns,) in ctx.conn.execute(
         "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
         (target.oid, action.source),
     ).fetchall():
         if any(target.column(c) is None for c in columns):
             continue
-        added_since = sql.Composed(
-            [
-                sql.SQL(" AND t.{} IS NULL").format(sql.Identifier(c))
-                for c in content_columns(target)
-                if c not in columns
-            ]
+        added_since = [
+            sql.SQL(" AND t.{} IS NULL").format(sql.Identifier(c)) for c in content_columns(target) if c not in columns
+        ]
+        conditions.append(
+            sql.SQL("(m.columns = {} AND {} = m.row_hash{})").format(
+                sql.Literal(list(columns)), row_hash("t", list(columns)), sql.Composed(added_since)
+            )
         )
-        removed += ctx.conn.execute(
-            sql.SQL(
-                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
-                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
-                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash{}{}"
-            ).format(
-                qualified(action.target),
-                row_hash("t", list(columns)),
-                added_since,
-                stale,
-            ),
-            {"oid": target.oid, "source": action.source, "columns": list(columns)},
-        ).rowcount
-    return removed
+    return conditions
 
 
 def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
@@ -737,29 +742,35 @@ def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
 
 
 def stale_copies(ctx: Context, action: Action) -> list[str]:
-    """Provenance keys of the copies of `action.source` already in the target whose stored source
-    row (ctb_source_row under its key) is no row of the source now. A revert keeps a copy the
-    application changed; a merge run again counts it as its row's copy while the row is still the
-    one it was made from. Once the row changed or went away, the copy stands for neither the row
-    nor nothing: merging would leave the row's content only in the archive, never in the target,
-    and the proof could not hold. Cheap when the target has no copy of the source (the usual case:
+    """Provenance keys of the copies of `action.source` already in the target that no merge can
+    take as, or put back to, a copy of its row: their stored source row (ctb_source_row under its
+    key) is no row of the source now, and they are not what a merge wrote any more (a revert keeps
+    such a copy: the application changed it). A merge run again counts a copy as its row's copy
+    while the row is still the one it was made from; a copy still as merged is replaced by a
+    batched merge catching up. Cheap when the target has no copy of the source (the usual case:
     one probe of the provenance index)."""
     source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
     if source is None or target is None or target.column("ctb_source_table") is None:
         return []
+    params = {"source_table": action.source, "oid": target.oid}
     copies = sql.SQL("SELECT 1 FROM {} WHERE ctb_source_table = %(source_table)s").format(qualified(action.target))
-    if not ctx.conn.execute(sql.SQL("SELECT EXISTS ({})").format(copies), {"source_table": action.source}).fetchone()[
-        0
-    ]:
+    if not ctx.conn.execute(sql.SQL("SELECT EXISTS ({})").format(copies), params).fetchone()[0]:
         return []
+    as_merged = _as_merged(ctx, action, target)
     return [
         r[0]
         for r in ctx.conn.execute(
             sql.SQL(
-                "SELECT t.ctb_source_key FROM {} AS t WHERE t.ctb_source_table = %(source_table)s AND NOT EXISTS "
-                "(SELECT 1 FROM {} WHERE k.ctb_key = t.ctb_source_key AND k.ctb_row = t.ctb_source_row) ORDER BY 1"
-            ).format(qualified(action.target), keyed_source(source)),
-            {"source_table": action.source},
+                "SELECT t.ctb_source_key FROM {} AS t WHERE t.ctb_source_table = %(source_table)s "
+                "AND NOT EXISTS (SELECT 1 FROM {} WHERE k.ctb_key = t.ctb_source_key AND k.ctb_row = t.ctb_source_row) "
+                "AND NOT EXISTS (SELECT 1 FROM ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source_table)s AND m.source_key = t.ctb_source_key AND ({})) ORDER BY 1"
+            ).format(
+                qualified(action.target),
+                keyed_source(source),
+                sql.SQL(" OR ").join(as_merged) if as_merged else sql.SQL("false"),
+            ),
+            params,
         )
     ]
 
@@ -768,9 +779,9 @@ def _stale_message(action: Action, keys: list[str]) -> str:
     shown = ", ".join(keys[:10]) + (" ..." if len(keys) > 10 else "")
     return (
         f"MERGE {action.source} -> {action.target}: {action.target} holds {len(keys)} copies of {action.source} "
-        f"(ctb_source_table = {action.source!r}) that a revert kept, and their source rows changed or went away "
-        f"since: provenance keys {shown}. The merge would leave each of those rows with no copy of what it is "
-        "now. Nothing was written. Decide: `skip` the action in the decisions file (actions."
+        f"(ctb_source_table = {action.source!r}) changed since their merge (a revert kept them), and their "
+        f"source rows changed or went away since: provenance keys {shown}. The merge would leave each of those "
+        "rows with no copy of what it is now. Nothing was written. Decide: `skip` the action in the decisions file (actions."
         f"{action.source}.skip, with the reason: the table stays where it is and those copies stay in "
         f"{action.target}, both as they are), then approve and lint again"
     )
