@@ -629,8 +629,8 @@ def revert(ctx: Context, step) -> Outcome:
     if kept:
         details["kept_keys"] = kept[:100]
         notes.append(
-            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge, or "
-            "rows of the application refer to them: "
+            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge (a value "
+            "in a column added since counts), or rows of the application refer to them: "
             f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
             f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
         )
