@@ -6,6 +6,7 @@ test can build that snapshot without a server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -143,7 +144,9 @@ def dependent_views(conn: psycopg.Connection, table_names: list[str]) -> list[tu
     return list(conn.execute(raw_template("catalog/dependent_views"), {"tables": table_names}))
 
 
-def built_on(conn: psycopg.Connection, oid: int, columns: list[str] = (), constraints: list[str] = ()) -> list[str]:
+def built_on(
+    conn: psycopg.Connection, oid: int, columns: Sequence[str] = (), constraints: Sequence[str] = ()
+) -> list[str]:
     """Objects others built on columns or constraints of a table that are about to be dropped
     (views, foreign keys, indexes, ...), by readable name. A DROP would fail half way on some
     (RESTRICT) and silently take the others with it (an index, a check): both are found first."""

@@ -781,9 +781,9 @@ def _stale_message(action: Action, keys: list[str]) -> str:
         f"MERGE {action.source} -> {action.target}: {action.target} holds {len(keys)} copies of {action.source} "
         f"(ctb_source_table = {action.source!r}) changed since their merge (a revert kept them), and their "
         f"source rows changed or went away since: provenance keys {shown}. The merge would leave each of those "
-        "rows with no copy of what it is now. Nothing was written. Decide: `skip` the action in the decisions file (actions."
-        f"{action.source}.skip, with the reason: the table stays where it is and those copies stay in "
-        f"{action.target}, both as they are), then approve and lint again"
+        "rows with no copy of what it is now. Nothing was written. Decide: `skip` the action in the decisions "
+        f"file (actions.{action.source}.skip, with the reason: the table stays where it is and those copies stay "
+        f"in {action.target}, both as they are), then approve and lint again"
     )
 
 
