@@ -6,6 +6,7 @@ test can build that snapshot without a server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -141,6 +142,20 @@ def dependent_views(conn: psycopg.Connection, table_names: list[str]) -> list[tu
     if not table_names:
         return []
     return list(conn.execute(raw_template("catalog/dependent_views"), {"tables": table_names}))
+
+
+def built_on(
+    conn: psycopg.Connection, oid: int, columns: Sequence[str] = (), constraints: Sequence[str] = ()
+) -> list[str]:
+    """Objects others built on columns or constraints of a table that are about to be dropped
+    (views, foreign keys, indexes, ...), by readable name. A DROP would fail half way on some
+    (RESTRICT) and silently take the others with it (an index, a check): both are found first."""
+    return [
+        r[0]
+        for r in conn.execute(
+            raw_template("catalog/built_on"), {"oid": oid, "columns": list(columns), "constraints": list(constraints)}
+        )
+    ]
 
 
 def schema_summary(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:

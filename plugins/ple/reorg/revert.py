@@ -30,7 +30,7 @@ from ple import approval
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import guards, tool_changes
-from ple.reorg.actions import create_target, merge, module_for, relocate, set_aside
+from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
@@ -71,6 +71,8 @@ def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
     fp = revert_fingerprint(ex.plan.sha256, phase_id)
     if not ex.applying:
         return _render(ex, phase, fp)
+    with ex.transaction(read_only=True):
+        _refuse_what_is_built_on(ex.context(read_catalog(ex.conn)), phase.steps)
     reports = []
     for step in reversed(phase.steps):
         outcome = ex.retrying(lambda step=step: _revert_step(ex, step, fp))
@@ -83,6 +85,26 @@ def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
     return reports
 
 
+def _built_on(ctx, steps) -> str | None:
+    """What others built on what the steps' reverts would drop, as a refusal (None: nothing)."""
+    problems = [p for step in steps for p in revert_blockers(ctx, step)]
+    if not problems:
+        return None
+    return (
+        f"revert refused before any write: {'; '.join(problems)}. Nothing was changed. Those objects are "
+        "the application's and the revert would drop them, or stop half way on them: drop them yourself "
+        "(keep their definitions to create again what is still wanted once the revert is done), then revert again"
+    )
+
+
+def _refuse_what_is_built_on(ctx, steps) -> None:
+    """Before the revert's first write (and again in each step's own transaction, against a view
+    created meanwhile): a named refusal instead of a DROP failing half way through the phase."""
+    refusal = _built_on(ctx, steps)
+    if refusal:
+        raise PlanRejected(refusal)
+
+
 def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepReport]:
     """Plan mode: what the revert would do, step by step, and whether it is approved."""
     reports = []
@@ -91,7 +113,8 @@ def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepRe
         ctx = ex.context(read_catalog(ex.conn))
         for step in reversed(phase.steps):
             try:
-                state = module_for(step).check(ctx, step)
+                undone = set_aside.restored(ex.conn, ctx.catalog, step.step_id)  # the name is the hand copy's
+                state = State.PENDING if undone else module_for(step).check(ctx, step)
             except PlanRejected as exc:  # reported; plan mode acts on nothing
                 state = f"unknown ({exc})"
             would = "would undo" if state == State.DONE else "nothing to undo"
@@ -100,11 +123,14 @@ def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepRe
                 f"; thaws {', '.join(archives)}" if archives and state == State.DONE else ""
             )
             reports.append(StepReport(step.step_id, "planned", text))
+        refusal = _built_on(ctx, phase.steps)
     how = (
         f"approved by {approved['approver']} at {approved['approved_at']}"
         if approved
         else f"NOT approved: approve with {_how(fp)} (fingerprint {fp.describe()})"
     )
+    if refusal:
+        how += f"; {refusal}"
     reports.append(StepReport(f"{phase.phase}__revert", "planned", f"revert of phase {phase.phase}: {how}"))
     return reports
 
@@ -115,6 +141,10 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
         hold(ex.conn, fp, _how(fp))
         stable_text(ex.conn)
         catalog = read_catalog(ex.conn)
+        given_back = set_aside.restored(ex.conn, catalog, step.step_id)
+        if given_back:
+            return Outcome(step, "already_done", details={"set_asides_restored_before": given_back})
+        _refuse_what_is_built_on(ex.context(catalog), [step])
         thawed, restored = [], []
         for archive in archives_made_by(ex, step):
             table = catalog.get(archive)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from ple.catalog import built_on
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import tool_changes
@@ -377,6 +378,29 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
     if table is None or table.primary_key != [step.action.column]:
         return [f"{step.action.source} lacks the primary key ({step.action.column})"]
     return []
+
+
+def revert_blockers(ctx: Context, step) -> list[str]:
+    """What others built on what `revert` drops (the column the tool created, with its key; or the
+    key it added on an adopted column), read before the revert's first write: a foreign key or a
+    view would stop the DROP half way through the phase, an index or a check would go with it."""
+    table = ctx.catalog.get(step.action.source)
+    column = step.action.column
+    if table is None or table.column(column) is None:
+        return []
+    key = ctx.conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s AND contype = 'p'", (table.oid,)
+    ).fetchone()
+    keys = [key[0]] if key and table.primary_key == [column] else []
+    if tool_changes.recorded(ctx.conn, table.oid, column, tool_changes.CREATED_COLUMN):
+        what = f"the column {column} (and its key) the tool created"
+        found = built_on(ctx.conn, table.oid, [column], [*keys, _names(step)["check"]])
+    elif keys and tool_changes.recorded(ctx.conn, table.oid, column, tool_changes.ADOPTED_KEY):
+        what = f"the primary key {keys[0]} the tool added on {column}"
+        found = built_on(ctx.conn, table.oid, [], keys)
+    else:
+        return []
+    return [f"{table.name}: {what}, which the revert drops, has {', '.join(found)} built on it"] if found else []
 
 
 def revert(ctx: Context, step) -> Outcome:

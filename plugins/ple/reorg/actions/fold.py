@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from ple.catalog import TableInfo, read_catalog
+from ple.catalog import TableInfo, built_on, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import ledger, tool_changes
@@ -527,6 +527,28 @@ def verify(ctx: Context, step, located: dict) -> list[str]:
         elif n:
             problems.append(
                 f"{n} rows of {step.target} hold folded values of {source} that differ from its archived rows"
+            )
+    return problems
+
+
+def revert_blockers(ctx: Context, step) -> list[str]:
+    """What others built on the folded columns the tool created (`revert` drops each whose values
+    are still its side rows'), read before the revert's first write: a view would stop the DROP
+    half way through the phase, an index would go with it."""
+    target = ctx.catalog.get(step.target)
+    if target is None:
+        return []
+    problems = []
+    for name in [n for a in step.actions for n in new_column_names(a)]:
+        if target.column(name) is None or not tool_changes.recorded(
+            ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN
+        ):
+            continue
+        found = built_on(ctx.conn, target.oid, [name])
+        if found:
+            problems.append(
+                f"{step.target}: the folded column {name} the tool created, which the revert drops, has "
+                f"{', '.join(found)} built on it"
             )
     return problems
 

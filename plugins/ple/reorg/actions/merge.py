@@ -286,8 +286,12 @@ def insert_statement(
     """The merge and its proof in one statement, so each source row is read and turned into JSON
     once: the copies are inserted and recorded (ple_ops.merged_row), and the statement returns
     (rows to merge, checksum of their JSON as read from the source, rows whose key the target
-    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded). `rows`: a WHERE
-    clause on the source `s` (one batch: merge_batches.py); all rows by default."""
+    kept, rows inserted, checksum of ctb_source_row as stored, rows recorded, copies already in
+    the target, checksum of their ctb_source_row). A copy already there (a revert kept it: the
+    application changed it since an earlier merge) is not inserted again (ON CONFLICT); it is the
+    row's copy, and the proof counts it with its stored provenance, so it holds only while that
+    provenance is the source row (refused before: stale_copies). `rows`: a WHERE clause on the
+    source `s` (one batch: merge_batches.py); all rows by default."""
     spec, source, target = _tables(ctx, action)
     plan = mapping(action, spec, source, target, ctx.catalog)
     if plan.uncovered:
@@ -316,12 +320,15 @@ def insert_statement(
         "recorded AS (INSERT INTO ple_ops.merged_row (target_oid, source_table, source_key, row_hash, columns, run_id) "
         "SELECT %(target_oid)s, %(source_table)s, i.ctb_source_key, i.row_hash, %(hashed_columns)s, %(run_id)s "
         "FROM inserted AS i ON CONFLICT (target_oid, source_table, source_key) DO UPDATE SET "
-        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id RETURNING 1) "
+        "row_hash = EXCLUDED.row_hash, columns = EXCLUDED.columns, run_id = EXCLUDED.run_id RETURNING 1), "
+        "present AS (SELECT count(*) AS n, coalesce(sum(hashtextextended(x.ctb_source_row::text, 0)::numeric), 0) AS stored "
+        "FROM d JOIN {target} AS x ON x.ctb_source_table = %(source_table)s AND x.ctb_source_key = d.ctb_key "
+        "WHERE NOT d.ctb_kept) "
         "SELECT count(*) FILTER (WHERE NOT d.ctb_kept), "
         "coalesce(sum(d.ctb_digest) FILTER (WHERE NOT d.ctb_kept), 0), "
         "count(*) FILTER (WHERE d.ctb_kept), "
         "(SELECT count(*) FROM inserted), (SELECT coalesce(sum(stored), 0) FROM inserted), "
-        "(SELECT count(*) FROM recorded) FROM d"
+        "(SELECT count(*) FROM recorded), (SELECT n FROM present), (SELECT stored FROM present) FROM d"
     ).format(
         hash=sql.Composed([row_hash("t", hashed), sql.SQL(" AS row_hash")]),
         target=qualified(action.target),
@@ -475,6 +482,9 @@ def transactional(ctx: Context, step) -> bool:
 
 
 def apply(ctx: Context, step) -> Outcome:
+    stale = stale_copies(ctx, step.action)
+    if stale:
+        raise PlanRejected(_stale_message(step.action, stale))
     if not transactional(ctx, step):
         from ple.reorg.actions import merge_batches
 
@@ -488,18 +498,19 @@ def apply(ctx: Context, step) -> Outcome:
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
     _, plan, _ = insert_statement(ctx, action)
-    merge_rows, merge_checksum, kept_rows, inserted, stored_checksum, recorded = (
+    merge_rows, merge_checksum, kept_rows, inserted, stored_checksum, recorded, present, present_checksum = (
         int(v) for v in ctx.execute(insert).fetchone()
     )
     if kept_rows and spec.on_key_conflict != "keep_target":  # the lint refuses this before any write
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
         )
-    merged = (inserted, stored_checksum)
+    merged = (inserted + present, stored_checksum + present_checksum)
     if merged != (merge_rows, merge_checksum) or recorded != inserted:
         raise VerificationFailed(
             f"MERGE {action.source} -> {action.target}: inserted {inserted} (recorded {recorded}) with checksum "
-            f"{stored_checksum}, expected {merge_rows} rows with checksum {merge_checksum}"
+            f"{stored_checksum}, {present} copies there before with checksum {present_checksum}; expected "
+            f"{merge_rows} rows with checksum {merge_checksum}"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
     return applied(ctx, step, spec, plan, (merge_rows, merge_checksum), kept_rows, merged)
@@ -626,8 +637,8 @@ def revert(ctx: Context, step) -> Outcome:
     if kept:
         details["kept_keys"] = kept[:100]
         notes.append(
-            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge, or "
-            "rows of the application refer to them: "
+            f"{len(kept)} rows merged from {action.source} into {action.target} were changed since the merge (a value "
+            "in a column added since counts), or rows of the application refer to them: "
             f"they stay in {action.target} (ctb_source_table = {action.source!r}); the originals are back in "
             f"{action.source}. Keys: {', '.join(kept[:10])}{' ...' if len(kept) > 10 else ''}"
         )
@@ -668,12 +679,11 @@ def _forget_removed_copies(ctx: Context, action: Action, target: TableInfo) -> N
 
 
 def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_source: bool = False) -> int:
-    """Delete from the target the copies of `action.source` that still hash to what the merge wrote
-    (ple_ops.merged_row); a copy edited since stays, and so does a copy a row refers to through a
+    """Delete from the target the copies of `action.source` that are still exactly what the merge
+    wrote (_as_merged); a copy changed since stays, and so does a copy a row refers to through a
     foreign key (the application uses it: its ON DELETE rule would delete or rewrite that row).
     `unless_current_in_source`: only copies whose source row changed or went away since (a batched
-    merge catching up). Copies whose hashed columns are gone from the target cannot be compared, so
-    they stay."""
+    merge catching up)."""
     target = ctx.catalog.get(action.target)
     stale = _unreferenced(ctx, action.target)
     if unless_current_in_source:
@@ -681,21 +691,41 @@ def remove_unchanged_copies(ctx: Context, action: Action, *, unless_current_in_s
             " AND NOT EXISTS (SELECT 1 FROM {} AS s WHERE {} = t.ctb_source_key AND to_jsonb(s.*) = t.ctb_source_row)"
         ).format(qualified(action.source), source_key(ctx.catalog.get(action.source)))
     removed = 0
+    for as_merged in _as_merged(ctx, action, target):
+        removed += ctx.conn.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source)s AND t.ctb_source_table = %(source)s "
+                "AND t.ctb_source_key = m.source_key AND {}{}"
+            ).format(qualified(action.target), as_merged, stale),
+            {"oid": target.oid, "source": action.source},
+        ).rowcount
+    return removed
+
+
+def _as_merged(ctx: Context, action: Action, target: TableInfo) -> list[sql.Composable]:
+    """For each set of columns the merge hashed for the source's copies (ple_ops.merged_row), the
+    condition that a copy `t` with its record `m` is still exactly what the merge wrote: the hash
+    over those columns is the recorded one, and every column added to the target since holds NULL
+    (the merge wrote nothing there: a value filled since, or put there by the DEFAULT of the ADD
+    COLUMN, is a change, since the tool cannot tell the two apart). Copies whose hashed columns are
+    gone from the target cannot be compared: no condition is theirs, so they count as changed."""
+    conditions = []
     for (columns,) in ctx.conn.execute(
         "SELECT DISTINCT columns FROM ple_ops.merged_row WHERE target_oid = %s AND source_table = %s",
         (target.oid, action.source),
     ).fetchall():
         if any(target.column(c) is None for c in columns):
             continue
-        removed += ctx.conn.execute(
-            sql.SQL(
-                "DELETE FROM {} AS t USING ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
-                "AND m.source_table = %(source)s AND m.columns = %(columns)s AND t.ctb_source_table = %(source)s "
-                "AND t.ctb_source_key = m.source_key AND {} = m.row_hash{}"
-            ).format(qualified(action.target), row_hash("t", list(columns)), stale),
-            {"oid": target.oid, "source": action.source, "columns": list(columns)},
-        ).rowcount
-    return removed
+        added_since = [
+            sql.SQL(" AND t.{} IS NULL").format(sql.Identifier(c)) for c in content_columns(target) if c not in columns
+        ]
+        conditions.append(
+            sql.SQL("(m.columns = {} AND {} = m.row_hash{})").format(
+                sql.Literal(list(columns)), row_hash("t", list(columns)), sql.Composed(added_since)
+            )
+        )
+    return conditions
 
 
 def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
@@ -719,6 +749,52 @@ def _unreferenced(ctx: Context, target_name: str) -> sql.Composable:
     return sql.Composed(conditions)
 
 
+def stale_copies(ctx: Context, action: Action) -> list[str]:
+    """Provenance keys of the copies of `action.source` already in the target that no merge can
+    take as, or put back to, a copy of its row: their stored source row (ctb_source_row under its
+    key) is no row of the source now, and they are not what a merge wrote any more (a revert keeps
+    such a copy: the application changed it). A merge run again counts a copy as its row's copy
+    while the row is still the one it was made from; a copy still as merged is replaced by a
+    batched merge catching up. Cheap when the target has no copy of the source (the usual case:
+    one probe of the provenance index)."""
+    source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
+    if source is None or target is None or target.column("ctb_source_table") is None:
+        return []
+    params = {"source_table": action.source, "oid": target.oid}
+    copies = sql.SQL("SELECT 1 FROM {} WHERE ctb_source_table = %(source_table)s").format(qualified(action.target))
+    if not ctx.conn.execute(sql.SQL("SELECT EXISTS ({})").format(copies), params).fetchone()[0]:
+        return []
+    as_merged = _as_merged(ctx, action, target)
+    return [
+        r[0]
+        for r in ctx.conn.execute(
+            sql.SQL(
+                "SELECT t.ctb_source_key FROM {} AS t WHERE t.ctb_source_table = %(source_table)s "
+                "AND NOT EXISTS (SELECT 1 FROM {} WHERE k.ctb_key = t.ctb_source_key AND k.ctb_row = t.ctb_source_row) "
+                "AND NOT EXISTS (SELECT 1 FROM ple_ops.merged_row AS m WHERE m.target_oid = %(oid)s "
+                "AND m.source_table = %(source_table)s AND m.source_key = t.ctb_source_key AND ({})) ORDER BY 1"
+            ).format(
+                qualified(action.target),
+                keyed_source(source),
+                sql.SQL(" OR ").join(as_merged) if as_merged else sql.SQL("false"),
+            ),
+            params,
+        )
+    ]
+
+
+def _stale_message(action: Action, keys: list[str]) -> str:
+    shown = ", ".join(keys[:10]) + (" ..." if len(keys) > 10 else "")
+    return (
+        f"MERGE {action.source} -> {action.target}: {action.target} holds {len(keys)} copies of {action.source} "
+        f"(ctb_source_table = {action.source!r}) changed since their merge (a revert kept them), and their "
+        f"source rows changed or went away since: provenance keys {shown}. The merge would leave each of those "
+        "rows with no copy of what it is now. Nothing was written. Decide: `skip` the action in the decisions "
+        f"file (actions.{action.source}.skip, with the reason: the table stays where it is and those copies stay "
+        f"in {action.target}, both as they are), then approve and lint again"
+    )
+
+
 def _lossy_message(action: Action, plan: Mapping) -> str:
     casts = "; ".join(f"{s} -> {action.target}.{t}: {why}" for s, t, why in plan.lossy)
     return (
@@ -740,6 +816,9 @@ def lint(ctx: Context, step) -> list:
         return []
     plan = mapping(action, spec, source, target, ctx.catalog)
     findings = relocate.lint(ctx, step) + _cast_findings(ctx, step)
+    stale = stale_copies(ctx, action)
+    if stale:
+        findings.append(Finding("kept-copies", step.step_id, _stale_message(action, stale)))
     key_match = target_key_match(spec, target, plan.fills)
     if key_match is None:
         return findings

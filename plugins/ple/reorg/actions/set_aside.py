@@ -86,8 +86,8 @@ def carry_out(ex, ctx: Context, item: SetAside, step) -> dict:
     return done
 
 
-def recorded(conn, step_id: str) -> list[tuple[str, str, int]]:
-    """(occupant, name, oid) of the set-asides of a step the ledger holds and no revert undid."""
+def _latest(conn, step_id: str) -> list[tuple[str, str, str, int]]:
+    """(outcome, occupant, name, oid) of each set-aside of a step, as its latest ledger row says."""
     if not conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]:
         return []
     rows = conn.execute(
@@ -96,7 +96,32 @@ def recorded(conn, step_id: str) -> list[tuple[str, str, int]]:
         "ORDER BY step_id, attempt_id DESC",
         (ACTION, f"{step_id}.set_aside."),
     ).fetchall()
-    return [(done["from"], done["to"], int(done["oid"])) for outcome, done in rows if outcome == "applied"]
+    # an applied row moved the occupant `from` its name; a reverted row moved it back `to` it
+    return [
+        (
+            outcome,
+            *((done["from"], done["to"]) if outcome == "applied" else (done["to"], done["from"])),
+            int(done["oid"]),
+        )
+        for outcome, done in rows
+    ]
+
+
+def recorded(conn, step_id: str) -> list[tuple[str, str, int]]:
+    """(occupant, name, oid) of the set-asides of a step the ledger holds and no revert undid."""
+    return [(occupant, name, oid) for outcome, occupant, name, oid in _latest(conn, step_id) if outcome == "applied"]
+
+
+def restored(conn, catalog, step_id: str) -> list[str]:
+    """Occupant names a revert of the step gave back to their set-aside table (the same OID holds
+    the name now). A revert restores a set-aside only in the transaction where the step's own
+    revert freed the name, so such a name is the proof that the step is undone: the table under
+    the step's archive name is the hand copy, not the step's work, and is never moved again."""
+    return [
+        occupant
+        for outcome, occupant, _name, oid in _latest(conn, step_id)
+        if outcome == "reverted" and (table := catalog.get(occupant)) is not None and table.oid == oid
+    ]
 
 
 def revert(ctx: Context, item: SetAside, oid: int) -> str:
