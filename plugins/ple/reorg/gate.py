@@ -134,3 +134,23 @@ def frozen_names(plan: Plan, step: Step, accepted: dict) -> tuple[list[str], lis
     unfreeze = [t for t in altered(plan, step) if f"{t}.frozen" in accepted]
     carried = [d for a in step.actions if a.source in unfreeze and (d := _destination(plan, step, a))]
     return unfreeze, carried
+
+
+def admit_revert(conn: psycopg.Connection, plan: Plan, step: Step, run_id: str, accepted: dict) -> list[str]:
+    """Before a revert's DDL, in its transaction, where the owner's gate exists: the names the
+    revert gives tables back (and their intermediates) registered if the registry lost them; returns
+    the frozen tables a person let the step alter and the names they carry now (the revert renames
+    them back and drops what the step added: unfrozen for its transaction, frozen again)."""
+    owner_gate = governance.detect(conn)
+    if owner_gate is None:
+        return []
+    moves = [(dest, a.source) for a in step.actions if (dest := _destination(plan, step, a)) is not None]
+    known = governance.entries(conn, [source for _, source in moves])
+    names = [
+        Registration(name, known.get(source, ("CANONICAL",))[0], f"given back by the revert of {step.step_id}")
+        for dest, source in moves
+        for name in governance.relocation_names(dest, source)
+    ]
+    governance.register(conn, owner_gate, names, step.step_id, run_id)
+    unfreeze, carried = frozen_names(plan, step, accepted)
+    return [*unfreeze, *carried]

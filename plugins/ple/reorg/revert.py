@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from ple import approval
+from ple import approval, governance
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import guards, tool_changes
+from ple.reorg import gate, guards, tool_changes
 from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
@@ -156,14 +156,18 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             )
             thawed.append(archive)
             restored += _restore_foreign_keys(ex, table.oid, archive)
+        accepted = ex.decisions.accepted if ex.decisions is not None else {}
+        unfreeze = gate.admit_revert(ex.conn, ex.plan, step, ex.run_id, accepted)
         ctx = ex.context(read_catalog(ex.conn))
         ctx.approval = fp
         ctx.bypass = tuple(guards.revert_bypass(ex.conn, step, ex.decisions, merge.applied_target(ex.conn, step)))
+        ctx.unfreeze = tuple(unfreeze)
         with ctx.bypassing_triggers():
             outcome = module_for(step).revert(ctx, step)
         if restored:
             outcome.details["foreign_keys_restored"] = restored
         _restore_set_asides(ex, step, outcome, started)
+        governance.forget_gone(ex.conn, [step.step_id])  # the names the step gave tables, gone again
         if outcome.status == "reverted" or thawed:
             ex.write_ledger(
                 step.phase,
@@ -329,6 +333,7 @@ def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started:
         result = create_target.revert(ctx, target, phase.phase)
         if result == "dropped":
             notes.append(f"{target}: created by this tool in phase {phase.phase}, empty again: dropped")
+            governance.forget_gone(ex.conn, [create_target.ledger_key(phase.phase, target)])
             ex.write_ledger(
                 phase.phase,
                 create_target.ledger_key(phase.phase, target),

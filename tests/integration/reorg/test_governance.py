@@ -9,7 +9,7 @@ from ple import governance
 from ple.ops import ensure_schema
 from ple.reorg import decisions
 from tests.reconcile_helpers import decide
-from tests.reorg_helpers import approve, assert_nothing_lost, executor, run_phase, table_fingerprints
+from tests.reorg_helpers import approve, approve_revert, assert_nothing_lost, executor, run_phase, table_fingerprints
 
 
 @pytest.fixture(autouse=True)
@@ -196,3 +196,25 @@ def test_the_whole_reorganization_applies_under_the_owner_gate_and_converges(gat
     for phase in phases:
         assert "failed" not in {r.status for r in run_phase(again, phase)}
     assert table_fingerprints(gated) == after
+
+
+def test_revert_under_the_owner_gate_removes_exactly_the_registry_rows_the_tool_wrote(gated):
+    """Apply then revert 1C (a frozen table moved, as decided) and 1J (archives): the gate refuses
+    nothing, every table is back, the registry holds exactly the rows it held before (the owner's
+    frozen flags included), and the tool's record of its rows is empty again."""
+    before = table_fingerprints(gated)
+    registry = set(gated.execute("SELECT table_schema, table_name, leaf_type, is_frozen FROM ctb.table_registry"))
+    decide(gated)
+    approve(gated)
+    for phase in ("1c", "1j"):
+        assert "failed" not in {r.status for r in run_phase(executor(gated), phase)}
+    for phase in ("1j", "1c"):
+        approve_revert(gated, phase)
+        reports = executor(gated).revert_phase(phase)
+        assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    assert_nothing_lost(gated, before)
+    ours = gated.execute("SELECT table_name FROM ple_ops.registry_change WHERE step_id <> 'ple_ops'").fetchall()
+    assert ours == []
+    now = set(gated.execute("SELECT table_schema, table_name, leaf_type, is_frozen FROM ctb.table_registry"))
+    assert registry <= now  # every row the owner had, with its leaf type and frozen flag
+    assert {r[:2] for r in now - registry} <= {tuple(t.split(".")) for t in governance.OPS_TABLES}
