@@ -176,7 +176,7 @@ class Executor:
             for target, definition in self._targets_to_create(phase):
                 self.retrying(lambda t=target, d=definition: create_target.ensure(self, phase_id, t, d))
             for statement in self._preflight_ddl(phase, read_catalog(self.conn)):
-                self.retrying(lambda statement=statement: self._run_ddl(statement))
+                self.retrying(lambda statement=statement: self._run_ddl(statement, phase))
             for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
                 self._provenance_index(target)
             with self.transaction():
@@ -253,11 +253,17 @@ class Executor:
                 statements += merge_action.prepare_target(ctx, target)
         return statements
 
-    def _run_ddl(self, statement) -> None:
+    def _run_ddl(self, statement, phase: Phase) -> None:
+        """One preflight statement in its own transaction; a merge target frozen in the owner's
+        registry that a person let the phase alter is unfrozen for it and frozen again before commit."""
+        accepted = self.decisions.accepted if self.decisions is not None else {}
+        targets = {s.action.target for s in phase.steps if s.kind == "MERGE"}
         with self.transaction():
             self.lock_exclusive()
             approval.require(self.conn, self.fingerprint)
+            unfrozen = governance.set_frozen(self.conn, [t for t in targets if f"{t}.frozen" in accepted], False)
             self.conn.execute(statement.query)
+            governance.set_frozen(self.conn, unfrozen, True)
 
     def _provenance_index(self, target: str) -> None:
         """CREATE INDEX CONCURRENTLY cannot run in a transaction; an invalid leftover of a killed

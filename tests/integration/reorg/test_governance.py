@@ -218,3 +218,20 @@ def test_revert_under_the_owner_gate_removes_exactly_the_registry_rows_the_tool_
     now = set(gated.execute("SELECT table_schema, table_name, leaf_type, is_frozen FROM ctb.table_registry"))
     assert registry <= now  # every row the owner had, with its leaf type and frozen flag
     assert {r[:2] for r in now - registry} <= {tuple(t.split(".")) for t in governance.OPS_TABLES}
+
+
+def test_a_frozen_merge_target_gets_its_provenance_columns_only_as_decided(gated):
+    """The preflight adds the discriminator and provenance columns to each merge target (an ALTER
+    the gate refuses on a frozen table): as decided, unfrozen for that statement only."""
+    gated.execute(
+        "UPDATE ctb.table_registry SET is_frozen = true WHERE table_schema = 'outreach' AND table_name = 'outreach_archive'"
+    )
+    blocking = [f.message for f in executor(gated, mode="plan").lint(["1j"]).errors if f.code == "guard-governance"]
+    assert any("outreach.outreach_archive is frozen" in m for m in blocking), blocking
+    decide(gated)
+    approve(gated)
+    reports = run_phase(executor(gated), "1j")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    assert gated.execute(
+        "SELECT is_frozen FROM ctb.table_registry WHERE table_schema = 'outreach' AND table_name = 'outreach_archive'"
+    ).fetchone()[0]
