@@ -506,10 +506,15 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         if key_match is not None and spec.on_key_conflict == "keep_target"
         else sql.SQL("")
     )
+    # each source row made into JSON (and hashed, for a keyless source's provenance key) only where
+    # a fill rule reads it: otherwise examples of a keyless source are named by their values alone
+    needs_row = any(f.per_row for f in mapping.fills)
     shown = [
-        sql.SQL("m.ctb_source_key || ' = ' || coalesce(m.{}::text, 'NULL')").format(sql.Identifier(c))
+        sql.SQL("coalesce(m.ctb_source_key, 'a row') || ' = ' || coalesce(m.{}::text, 'NULL')").format(
+            sql.Identifier(c)
+        )
         if c
-        else sql.SQL("m.ctb_source_key")
+        else sql.SQL("coalesce(m.ctb_source_key, 'a row')")
         for _, _, _, _, c, _ in tests
     ]
     query = sql.SQL("SELECT {aggregates} FROM (SELECT {values} FROM {keyed} {kept}) AS m").format(
@@ -520,7 +525,7 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
             for (_, _, _, t, _, _), s in zip(tests, shown, strict=True)
         ),
         values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
-        keyed=merge_action.keyed_source(source),
+        keyed=merge_action.keyed_source(source, json=needs_row, key=needs_row or bool(source.primary_key)),
         kept=kept,
     )
     params = dict(mapping.params) | {"run_id": "guards"}
