@@ -52,11 +52,15 @@ def property_settings(**overrides):
     from hypothesis import HealthCheck, Phase, settings
 
     phases = list(Phase) if os.environ.get("PLE_PROPERTY_SHRINK") else [p for p in Phase if p != Phase.shrink]
-    return settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        phases=phases,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-        print_blob=True,
-        **overrides,
-    )
+    options = {
+        "max_examples": EXAMPLES,
+        "deadline": None,
+        "phases": phases,
+        "suppress_health_check": [
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+        "print_blob": True,
+    }
+    return settings(**(options | overrides))

@@ -143,7 +143,7 @@ def text_values(max_size: int | None) -> st.SearchStrategy:
 
 def _scalar(type_name: str, category: str) -> st.SearchStrategy | None:
     """A strategy for one value of a base type, or None (the samples and NULL only)."""
-    base = type_name.split("(")[0].strip()
+    base = type_name.split("(", maxsplit=1)[0].strip()
     if base in _INT_LIMITS:
         bound = _INT_LIMITS[base]
         return st.one_of(st.sampled_from([-bound, bound - 1, 0, -1, 1]), st.integers(-bound, bound - 1))
@@ -169,7 +169,9 @@ def _scalar(type_name: str, category: str) -> st.SearchStrategy | None:
         zoned = "with time zone" in base
         offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
         moments = st.datetimes(
-            min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets if zoned else st.none()
+            min_value=dt.datetime(1, 1, 2),
+            max_value=dt.datetime(9999, 12, 30),
+            timezones=offsets if zoned else st.none(),
         )
         return st.one_of(moments.map(lambda d: d.isoformat()), st.sampled_from(["infinity", "-infinity", "epoch"]))
     if base in ("jsonb", "json"):
@@ -181,7 +183,9 @@ def _scalar(type_name: str, category: str) -> st.SearchStrategy | None:
             st.text(_CHARS, max_size=30),
         )
         return st.recursive(
-            leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(_CHARS, max_size=8), inner, max_size=3), max_leaves=8
+            leaves,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(_CHARS, max_size=8), inner, max_size=3),
+            max_leaves=8,
         ).map(Jsonb)
     if category == "S" or base in ("text", "character varying", "character", "citext", "name"):
         return text_values(_length(type_name))
@@ -258,9 +262,7 @@ def insert(conn: psycopg.Connection, table: Table, row: dict) -> bool:
 def update(conn: psycopg.Connection, table: Table, position: int, changes: dict) -> bool:
     """Set columns of the existing row at `position` (modulo the row count, in ctid order)."""
     name = sql.Identifier(*table.name.split("."))
-    query = sql.SQL(
-        "UPDATE {t} SET {sets} WHERE ctid = (SELECT ctid FROM {t} ORDER BY ctid OFFSET %s LIMIT 1)"
-    ).format(
+    query = sql.SQL("UPDATE {t} SET {sets} WHERE ctid = (SELECT ctid FROM {t} ORDER BY ctid OFFSET %s LIMIT 1)").format(
         t=name,
         sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), _cast(table, c)) for c in changes),
     )

@@ -1,7 +1,7 @@
 """Rule one as a property: whatever rows a merge or fold source holds (within the source's own
 types, lengths, NOT NULLs and CHECKs), when lint and plan mode call a phase clear, apply runs
 through; when apply stops, lint or plan mode said so first. Rule zero holds either way: the
-independent row check (tests/rowcheck.py) finds every row that existed before apply.
+independent row check (tests/rowcheck.py, over the phase's tables: rows.py) finds every row that existed before apply.
 
 Each example: a fresh clone of the pre-plan fixture, the phase's setting (1B: production's CHECK
 chk_status on people.people_errors.status), rows inserted into and edited in every merge and fold
@@ -16,7 +16,7 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 from tests import rowcheck
-from tests.property import pgdata
+from tests.property import pgdata, rows
 from tests.property.conftest import property_settings
 from tests.property.phases import (
     SETTING_OF,
@@ -36,7 +36,7 @@ def check_phase(conn, data, phase_id: str) -> None:
     note(f"written: {write_source_rows(conn, data, phase_id)}")
     blocking = lint_and_plan(conn, phase_id)
     note(f"blocking findings: {blocking}")
-    rows_before = rowcheck.take(conn)
+    rows_before = rows.take(conn, [phase_id])
     error = apply_phase(conn, phase_id)
     note(f"apply: {error!r}")
     assert rowcheck.missing(rows_before, conn) == [], "rule zero: rows lost"
