@@ -48,8 +48,9 @@ def fresh_clone(pg_server, request, monkeypatch):
 def property_settings(**overrides):
     """Hypothesis settings of the property tests: EXAMPLES examples, no deadline (each example
     clones a database), and no shrinking unless PLE_PROPERTY_SHRINK=1 (a shrink re-runs whole
-    phases for minutes; the minimal examples found so far are pinned in test_known_failures.py)."""
-    from hypothesis import HealthCheck, Phase, settings
+    phases for minutes; the minimal examples found so far are pinned in test_known_failures.py);
+    PLE_PROPERTY_VERBOSE=1 prints every example (and every step of the state machine)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, settings
 
     phases = list(Phase) if os.environ.get("PLE_PROPERTY_SHRINK") else [p for p in Phase if p != Phase.shrink]
     options = {
@@ -62,5 +63,6 @@ def property_settings(**overrides):
             HealthCheck.data_too_large,
         ],
         "print_blob": True,
+        "verbosity": Verbosity.verbose if os.environ.get("PLE_PROPERTY_VERBOSE") else Verbosity.normal,
     }
     return settings(**(options | overrides))

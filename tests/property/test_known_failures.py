@@ -4,8 +4,10 @@ flips, remove its xfail mark and its entry in phases.KNOWN_FAILURES."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
+from ple.reorg import revert as revert_module
 from tests import rowcheck
 from tests.property import rows
 from tests.property.phases import apply_phase, chk_status, lint_and_plan
@@ -109,3 +111,41 @@ def test_a_set_aside_put_back_by_revert_converges(fresh_clone):
         assert end_state(conn) == state
         assert apply_phase(conn, "1a") is None
         assert rowcheck.missing(before, conn) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="1B on the decided twin: a revert killed after its first step (marketing.failed_slot_assignment's merge "
+    "undone, its set-aside hand copy given back the name archive.marketing_failed_slot_assignment_ctb) cannot be "
+    "run again: PlanRejected 'both archive.marketing_failed_slot_assignment_ctb and marketing.failed_slot_assignment "
+    "exist: refusing to guess which one is the real table' (merge.revert -> relocate.check)",
+)
+def test_a_killed_revert_resumes_after_a_set_aside_was_put_back(fresh_clone, monkeypatch):
+    """Minimal example (found by the state machine: revert 1b killed at statement 197): on the
+    twin, decided, apply 1B; revert 1B, its backend terminated right after the first step
+    commits; run the revert again: it must finish."""
+    with fresh_clone(twin=True) as conn:
+        decide(conn)
+        assert apply_phase(conn, "1b") is None
+        before = rows.take(conn, ["1b"])
+        approve_revert(conn, "1b")
+        dsn = conn.info.dsn
+        real_step = revert_module._revert_step
+        killed = []
+
+        def step_then_killed(ex, step, fp):
+            outcome = real_step(ex, step, fp)
+            if not killed:
+                killed.append(step.step_id)
+                with psycopg.connect(dsn, autocommit=True) as killer:
+                    killer.execute("SELECT pg_terminate_backend(%s, 5000)", (ex.conn.info.backend_pid,))
+            return outcome
+
+        monkeypatch.setattr(revert_module, "_revert_step", step_then_killed)
+        with psycopg.connect(dsn, autocommit=True) as victim, pytest.raises(psycopg.OperationalError):
+            executor(victim).revert_phase("1b")
+        assert killed == ["1b__merge__marketing_failed_slot_assignment"]
+        monkeypatch.setattr(revert_module, "_revert_step", real_step)
+        with psycopg.connect(dsn, autocommit=True) as again:
+            assert executor(again).revert_phase("1b")[-1].status == "reverted"
+            assert rowcheck.missing(before, again) == []

@@ -15,13 +15,16 @@ with bypassed triggers), 1e (merges), 1g (merge, folds, moves, reclassifications
 
 from __future__ import annotations
 
+from collections import Counter
+
 import psycopg
-from hypothesis import note
+from hypothesis import event, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg import sql
 
 from ple import embedded_pg
+from ple.errors import PlanRejected
 from tests import rowcheck
 from tests.helpers import PRODUCTION_TEMPLATE_DB, clone_fixture
 from tests.property import rows
@@ -102,6 +105,27 @@ def _quietly(conn, query, params=()) -> bool:
         return False
 
 
+def _column_values(conn, oid: int, column: str) -> Counter:
+    """Values of `column` in the table `oid` (wherever it moved) and in every merge copy's
+    ctb_source_row that carries that key."""
+    found = Counter()
+    table = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE c.oid = %s AND a.attname = %s AND NOT a.attisdropped",
+        (oid, column),
+    ).fetchone()
+    if table:
+        query = sql.SQL("SELECT {c}::text, count(*) FROM {t} WHERE {c} IS NOT NULL GROUP BY 1")
+        found.update(dict(conn.execute(query.format(c=sql.Identifier(column), t=sql.SQL(table[0]))).fetchall()))
+    for (holder,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE a.attname = 'ctb_source_row' AND a.atttypid = 'jsonb'::regtype AND NOT a.attisdropped AND c.relkind IN ('r', 'p')"
+    ).fetchall():
+        query = sql.SQL("SELECT ctb_source_row ->> %s, count(*) FROM {} WHERE ctb_source_row ? %s GROUP BY 1")
+        found.update(dict(conn.execute(query.format(sql.SQL(holder)), (column, column)).fetchall()))
+    return found
+
+
 class Reorganization(RuleBasedStateMachine):
     pg_server = None
     monkeypatch = None
@@ -116,7 +140,9 @@ class Reorganization(RuleBasedStateMachine):
         self.applied: set[str] = set()
         self.run_ids: dict[str, str] = {}
         self.writes = 0
+        self.app_columns: list[tuple[int, str]] = []  # (table OID, column) the application added
         self.expected = rows.take(self.conn, PHASES, LIVE)
+        self.expected_values: dict[tuple[int, str], Counter] = {}
 
     def teardown(self):
         self.conn.close()
@@ -126,9 +152,19 @@ class Reorganization(RuleBasedStateMachine):
     def _nothing_lost(self, what: str) -> None:
         lost = rowcheck.missing(self.expected, self.conn)
         assert lost == [], f"{what}: rows lost: {lost[:5]}"
+        for (oid, column), expected in self.expected_values.items():
+            gone = expected - _column_values(self.conn, oid, column)
+            if gone and all(value.startswith("copy:") for value in gone):
+                # pinned: test_revert_keeps_the_values_of_a_column_the_application_added_to_a_merge_target
+                event("known failure: revert deleted merged copies holding an application column's values")
+                note(f"{what}: known failure, {sum(gone.values())} values of {column} in merged copies gone")
+                self.expected_values[(oid, column)] = expected - gone
+                continue
+            assert not gone, f"{what}: values of the application's column {column} lost: {list(gone)[:5]}"
 
     def _after_the_application(self) -> None:
         self.expected = rows.take(self.conn, PHASES, LIVE)
+        self.expected_values = {key: _column_values(self.conn, *key) for key in self.app_columns}
 
     # ------------------------------------------------------------------ the tool
     def _apply(self, phase: str, conn=None) -> Exception | None:
@@ -156,8 +192,10 @@ class Reorganization(RuleBasedStateMachine):
         assert not isinstance(result, Exception), f"{what} again: {result!r}"
         assert end_state(self.conn) == state, f"{what} again changed user tables"
 
-    @rule(phase=st.sampled_from(PHASES))
-    def apply(self, phase):
+    @precondition(lambda self: set(PHASES) - self.applied)
+    @rule(data=st.data())
+    def apply(self, data):
+        phase = data.draw(st.sampled_from([p for p in PHASES if p not in self.applied]), label="apply phase")
         note(f"apply {phase}")
         error = self._apply(phase)
         self._nothing_lost(f"apply {phase}")
@@ -178,7 +216,15 @@ class Reorganization(RuleBasedStateMachine):
         self.applied.discard(phase)
 
         def again():
-            reports = self._revert(phase)
+            try:
+                reports = self._revert(phase)
+            except PlanRejected as exc:
+                if "refusing to guess which one is the real table" in str(exc):
+                    # pinned: test_a_set_aside_put_back_by_revert_converges
+                    event("known failure: revert after a set-aside was put back does not converge")
+                    note(f"revert {phase} again: known failure: {exc}")
+                    return None
+                raise
             undone = [(r.step_id, r.status) for r in reports[:-1] if r.status != "already_done"]
             return AssertionError(f"revert {phase} again did work: {undone}") if undone else None
 
@@ -219,12 +265,25 @@ class Reorganization(RuleBasedStateMachine):
         self._after_the_application()
 
     # ------------------------------------------------------------------ the application
+    @rule(data=st.data())
+    def application(self, data):
+        """One to three writes of the application, between two operations of the tool."""
+        writes = [
+            self.app_inserts,
+            self.app_updates,
+            self.app_deletes,
+            self.app_adds_a_column,
+            self.app_adds_a_foreign_key,
+        ]
+        for write in data.draw(st.lists(st.sampled_from(writes), min_size=1, max_size=3), label="writes"):
+            write(data)
+
     def _table(self, data) -> str | None:
         live = [t for t in LIVE if _live(self.conn, t)]
         return data.draw(st.sampled_from(live), label="table") if live else None
 
-    @rule(data=st.data(), copies=st.integers(1, 3))
-    def app_inserts(self, data, copies):
+    def app_inserts(self, data):
+        copies = data.draw(st.integers(1, 3), label="copies")
         table = self._table(data)
         key = table and _primary_key(self.conn, table)
         if not key:
@@ -246,8 +305,8 @@ class Reorganization(RuleBasedStateMachine):
         if _quietly(self.conn, query, (column, copies)):
             self._after_the_application()
 
-    @rule(data=st.data(), rows=st.integers(1, 5))
-    def app_updates(self, data, rows):
+    def app_updates(self, data):
+        rows = data.draw(st.integers(1, 5), label="rows")
         table = self._table(data)
         column = table and _text_column(self.conn, table)
         if not column:
@@ -261,8 +320,8 @@ class Reorganization(RuleBasedStateMachine):
         if _quietly(self.conn, query, (f" app edit {self.writes}", rows)):
             self._after_the_application()
 
-    @rule(data=st.data(), offset=st.integers(0, 50))
-    def app_deletes(self, data, offset):
+    def app_deletes(self, data):
+        offset = data.draw(st.integers(0, 50), label="offset")
         table = self._table(data)
         if not table:
             return
@@ -274,7 +333,6 @@ class Reorganization(RuleBasedStateMachine):
         if _quietly(self.conn, query, (offset,)):
             self._after_the_application()
 
-    @rule(data=st.data())
     def app_adds_a_column(self, data):
         """A new column, filled on every row (merged copies included) with values only it holds."""
         table = self._table(data)
@@ -285,14 +343,18 @@ class Reorganization(RuleBasedStateMachine):
         t = sql.Identifier(*table.split("."))
         note(f"app adds {table}.{name}")
         if _quietly(self.conn, sql.SQL("ALTER TABLE {} ADD COLUMN {} text").format(t, sql.Identifier(name))):
+            copy = sql.SQL("CASE WHEN to_jsonb(t) ->> 'ctb_source_table' IS NOT NULL THEN 'copy:' ELSE '' END || ")
             _quietly(
                 self.conn,
-                sql.SQL("UPDATE {t} SET {c} = %s || ctid::text").format(t=t, c=sql.Identifier(name)),
+                sql.SQL("UPDATE {t} AS t SET {c} = {copy} %s || ctid::text").format(
+                    t=t, c=sql.Identifier(name), copy=copy
+                ),
                 (f"{name}:",),
             )
+            oid = self.conn.execute("SELECT %s::regclass::oid", (table,)).fetchone()[0]
+            self.app_columns.append((oid, name))
             self._after_the_application()
 
-    @rule(data=st.data())
     def app_adds_a_foreign_key(self, data):
         """A new application table referencing one row of a live table (a merged copy first)."""
         table = self._table(data)
