@@ -6,7 +6,9 @@ object of a row's columns, as rowcheck computes them, so rowcheck.missing matche
 only for the tables the plan's phases name (sources, targets, archives, bridges), every table in
 the archive, intake and public schemas (tool archives, moved tables, the application's own new
 tables) and any extra names, leaving out a merge's copies (rows with provenance: the tool's own,
-their source rows are checked where they are); rowcheck.missing then looks for those rows
+their source rows are checked where they are) and the columns the tool created
+(ple_ops.tool_change 'created_column': a fold's columns, which revert drops while every value in
+them is what the side tables give back); rowcheck.missing then looks for those rows
 everywhere. `values` counts values the application wrote (tags), wherever they are now.
 """
 
@@ -60,10 +62,18 @@ def plan_tables(phases: list[str]) -> set[str]:
 def take(conn: psycopg.Connection, phases: list[str], extra=()) -> dict[int, rowcheck.TableRows]:
     """rowcheck.take over the phases' tables, the whole archive/intake/public schemas and `extra`."""
     names = sorted(plan_tables(phases) | set(extra))
+    created = set()
+    if conn.execute("SELECT to_regclass('ple_ops.tool_change') IS NOT NULL").fetchone()[0]:
+        created = set(
+            conn.execute(
+                "SELECT table_oid::bigint, column_name FROM ple_ops.tool_change WHERE change = 'created_column'"
+            ).fetchall()
+        )
     result = {}
-    for oid, schema, name, columns in conn.execute(
+    for oid, schema, name, all_columns in conn.execute(
         _SCOPED_TABLES, {"schemas": list(WHOLE_SCHEMAS), "names": names}
     ).fetchall():
+        columns = [c for c in all_columns if (oid, c) not in created]
         where = sql.SQL(_NOT_A_COPY if "ctb_source_table" in columns else "")
         query = sql.SQL(_HASHES).format(table=sql.Identifier(schema, name), where=where)
         hashes = Counter(dict(conn.execute(query, {"columns": list(columns)}).fetchall()))

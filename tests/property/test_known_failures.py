@@ -7,6 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from ple.errors import PlanRejected
 from ple.reorg import revert as revert_module
 from tests import rowcheck
 from tests.property import rows
@@ -17,6 +18,7 @@ from tests.reorg_helpers import approve_revert, end_state, executor
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="1B: lint/plan call the phase clear, apply stops with CheckViolation on chk_status: guards._constants "
     "takes people.people_errors.status's fill rule {from: [status, resolution_status, validation_status], value: open} "
     "for its fallback constant 'open' and never checks the source values the rule copies",
@@ -49,8 +51,9 @@ def _lint_clear_means_apply(conn, phase_id: str) -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=psycopg.errors.UndefinedFunction,
     reason="1G: lint crashes with UndefinedFunction 'operator does not exist: uuid = text' in fold.side_counts "
-    "(lint._lint_fold) when the side table bit.phase_state keeps company_unique_id as text while the bridge "
+    "(lint.lint_live -> _lint_pending -> _lint_fold -> fold.side_counts, lint.py:463) when the side table bit.phase_state keeps company_unique_id as text while the bridge "
     "cl.company_identity.company_unique_id is uuid; lint checks only the bridge's target type against the canonical key",
 )
 def test_1g_lint_crashes_on_a_text_side_key_joined_through_a_uuid_bridge(fresh_clone):
@@ -62,6 +65,7 @@ def test_1g_lint_crashes_on_a_text_side_key_joined_through_a_uuid_bridge(fresh_c
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="revert 1B deletes the merged copies from people.people_errors although the application wrote its own "
     "values into them (app_note, a column it added after the merge): every such value is gone. The copy is judged "
     "'still what the merge wrote' on the merge's columns only, so a value in a column added since is not seen",
@@ -90,6 +94,7 @@ def test_revert_keeps_the_values_of_a_column_the_application_added_to_a_merge_ta
 
 @pytest.mark.xfail(
     strict=True,
+    raises=PlanRejected,
     reason="1A on the decided twin: the second revert of 1A raises PlanRejected 'both "
     "archive.company_company_slots_ctb and company.company_slots exist: refusing to guess which one is the real "
     "table' once the first revert gave the set-aside hand copy its name back (revert does not converge)",
@@ -115,6 +120,7 @@ def test_a_set_aside_put_back_by_revert_converges(fresh_clone):
 
 @pytest.mark.xfail(
     strict=True,
+    raises=PlanRejected,
     reason="1B on the decided twin: a revert killed after its first step (marketing.failed_slot_assignment's merge "
     "undone, its set-aside hand copy given back the name archive.marketing_failed_slot_assignment_ctb) cannot be "
     "run again: PlanRejected 'both archive.marketing_failed_slot_assignment_ctb and marketing.failed_slot_assignment "

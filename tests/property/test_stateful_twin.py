@@ -138,6 +138,7 @@ class Reorganization(RuleBasedStateMachine):
         decide(self.conn)
         approve(self.conn)
         self.applied: set[str] = set()
+        self.broken: set[str] = set()  # phases left by a known failure in a state the machine no longer drives
         self.run_ids: dict[str, str] = {}
         self.writes = 0
         self.app_columns: list[tuple[int, str]] = []  # (table OID, column) the application added
@@ -192,10 +193,11 @@ class Reorganization(RuleBasedStateMachine):
         assert not isinstance(result, Exception), f"{what} again: {result!r}"
         assert end_state(self.conn) == state, f"{what} again changed user tables"
 
-    @precondition(lambda self: set(PHASES) - self.applied)
+    @precondition(lambda self: set(PHASES) - self.applied - self.broken)
     @rule(data=st.data())
     def apply(self, data):
-        phase = data.draw(st.sampled_from([p for p in PHASES if p not in self.applied]), label="apply phase")
+        choices = [p for p in PHASES if p not in self.applied | self.broken]
+        phase = data.draw(st.sampled_from(choices), label="apply phase")
         note(f"apply {phase}")
         error = self._apply(phase)
         self._nothing_lost(f"apply {phase}")
@@ -205,10 +207,10 @@ class Reorganization(RuleBasedStateMachine):
             self._nothing_lost(f"apply {phase} again")
         self._after_the_application()
 
-    @precondition(lambda self: self.applied)
+    @precondition(lambda self: self.applied - self.broken)
     @rule(data=st.data())
     def revert(self, data):
-        phase = data.draw(st.sampled_from(sorted(self.applied)), label="revert phase")
+        phase = data.draw(st.sampled_from(sorted(self.applied - self.broken)), label="revert phase")
         note(f"revert {phase}")
         reports = self._revert(phase)
         assert reports[-1].status == "reverted", reports[-1].text
@@ -223,6 +225,7 @@ class Reorganization(RuleBasedStateMachine):
                     # pinned: test_a_set_aside_put_back_by_revert_converges
                     event("known failure: revert after a set-aside was put back does not converge")
                     note(f"revert {phase} again: known failure: {exc}")
+                    self.broken.add(phase)
                     return None
                 raise
             undone = [(r.step_id, r.status) for r in reports[:-1] if r.status != "already_done"]
@@ -232,10 +235,12 @@ class Reorganization(RuleBasedStateMachine):
         self._nothing_lost(f"revert {phase} again")
         self._after_the_application()
 
-    @rule(phase=st.sampled_from(PHASES), statement=st.integers(1, 400))
-    def killed_and_run_again(self, phase, statement):
+    @precondition(lambda self: set(PHASES) - self.broken)
+    @rule(data=st.data(), statement=st.integers(1, 400))
+    def killed_and_run_again(self, data, statement):
         """Apply (or, once applied, revert) the phase on a connection killed before its
         `statement`-th statement; then run the same operation again to its end."""
+        phase = data.draw(st.sampled_from([p for p in PHASES if p not in self.broken]), label="phase")
         operation = "revert" if phase in self.applied else "apply"
         note(f"{operation} {phase} killed at statement {statement}")
         killed = KillAt.connect(self.dsn, autocommit=True)
@@ -258,7 +263,18 @@ class Reorganization(RuleBasedStateMachine):
             self._nothing_lost(f"apply {phase} after the kill")
             self._applied_or_blocked(phase, error)
         else:
-            reports = self._revert(phase)
+            try:
+                reports = self._revert(phase)
+            except PlanRejected as exc:
+                if "refusing to guess which one is the real table" not in str(exc):
+                    raise
+                # pinned: test_a_killed_revert_resumes_after_a_set_aside_was_put_back
+                event("known failure: a killed revert does not resume after a set-aside was put back")
+                note(f"revert {phase} after the kill: known failure: {exc}")
+                self.broken.add(phase)
+                self._nothing_lost(f"revert {phase} after the kill (known failure)")
+                self._after_the_application()
+                return
             assert reports[-1].status == "reverted", reports[-1].text
             self._nothing_lost(f"revert {phase} after the kill")
             self.applied.discard(phase)
@@ -395,7 +411,7 @@ def test_the_tool_and_the_application_interleaved_lose_nothing_and_converge(
     Reorganization.pg_server = pg_server
     Reorganization.monkeypatch = monkeypatch
     run_state_machine_as_test(
-        Reorganization, settings=property_settings(max_examples=max(1, EXAMPLES // 3), stateful_step_count=8)
+        Reorganization, settings=property_settings(max_examples=max(1, EXAMPLES // 2), stateful_step_count=10)
     )
 
 
