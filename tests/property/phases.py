@@ -53,9 +53,10 @@ def lint_and_plan(conn, phase_id: str) -> list[str]:
     return findings
 
 
-def apply_phase(conn, phase_id: str, ex=None) -> Exception | None:
-    """Approve and apply the phase; the exception it stopped on, or None."""
-    approve(conn)
+def apply_phase(conn, phase_id: str, ex=None, approve_first: bool = True) -> Exception | None:
+    """Approve (unless approved already) and apply the phase; the exception it stopped on, or None."""
+    if approve_first:
+        approve(conn)
     try:
         reports = run_phase(ex or executor(conn), phase_id)
     except Exception as exc:

@@ -1,5 +1,5 @@
-"""A stateful property on the production twin: the tool's operations (apply a phase, revert it,
-apply it again, either of them killed at a random statement and run again) interleaved with an
+"""A stateful property on the production twin and on the pre-plan fixture: the tool's operations
+(apply a phase, revert it, apply it again, either of them killed at a random statement and run again) interleaved with an
 application writing (insert, update and delete rows in live tables, add a column and fill it, add
 a foreign key into a live table).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 
 import psycopg
+import pytest
 from hypothesis import event, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
@@ -26,12 +27,12 @@ from psycopg import sql
 from ple import embedded_pg
 from ple.errors import PlanRejected
 from tests import rowcheck
-from tests.helpers import PRODUCTION_TEMPLATE_DB, clone_fixture
+from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 from tests.property import rows
 from tests.property.conftest import EXAMPLES, property_settings
 from tests.property.phases import apply_phase, lint_and_plan
 from tests.reconcile_helpers import decide
-from tests.reorg_helpers import approve, approve_revert, end_state, executor, run_phase
+from tests.reorg_helpers import approve, approve_revert, end_state, executor
 
 PHASES = ["1a", "1b", "1e", "1g"]
 # Live tables the application writes to (whichever exist and are not frozen archives at the time).
@@ -129,10 +130,11 @@ def _column_values(conn, oid: int, column: str) -> Counter:
 class Reorganization(RuleBasedStateMachine):
     pg_server = None
     monkeypatch = None
+    template = PRODUCTION_TEMPLATE_DB
 
     def __init__(self):
         super().__init__()
-        self.dsn = clone_fixture(self.pg_server, template=PRODUCTION_TEMPLATE_DB)
+        self.dsn = clone_fixture(self.pg_server, template=self.template)
         self.monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", self.dsn)
         self.conn = psycopg.connect(self.dsn, autocommit=True)
         decide(self.conn)
@@ -172,7 +174,7 @@ class Reorganization(RuleBasedStateMachine):
         conn = conn or self.conn
         ex = executor(conn, run_id=self.run_ids.get(phase))
         self.run_ids.setdefault(phase, ex.run_id)
-        return apply_phase(conn, phase, ex)
+        return apply_phase(conn, phase, ex, approve_first=False)  # approved once, in __init__
 
     def _revert(self, phase: str, conn=None) -> list:
         conn = conn or self.conn
@@ -405,14 +407,15 @@ class Reorganization(RuleBasedStateMachine):
             self._after_the_application()
 
 
-def test_the_tool_and_the_application_interleaved_lose_nothing_and_converge(
-    pg_server, production_template, monkeypatch
-):
-    Reorganization.pg_server = pg_server
-    Reorganization.monkeypatch = monkeypatch
-    run_state_machine_as_test(
-        Reorganization, settings=property_settings(max_examples=max(1, EXAMPLES // 2), stateful_step_count=10)
+@pytest.mark.parametrize("template", [PRODUCTION_TEMPLATE_DB, TEMPLATE_DB], ids=["twin", "pre-plan"])
+def test_the_tool_and_the_application_interleaved_lose_nothing_and_converge(pg_server, request, monkeypatch, template):
+    """On the production twin (decided: every phase here sets a hand copy aside first), and on the
+    pre-plan fixture (no hand copies: revert and re-apply cycles the twin's set-aside failures cut
+    short)."""
+    request.getfixturevalue("production_template" if template == PRODUCTION_TEMPLATE_DB else "fixture_template")
+    machine = type(
+        "Reorganization", (Reorganization,), {"pg_server": pg_server, "monkeypatch": monkeypatch, "template": template}
     )
-
-
-_ = run_phase  # phases run as the DAGs do (apply_phase)
+    run_state_machine_as_test(
+        machine, settings=property_settings(max_examples=max(1, EXAMPLES // 2), stateful_step_count=10)
+    )
