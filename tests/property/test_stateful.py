@@ -30,7 +30,7 @@ from tests import rowcheck
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 from tests.property import rows
 from tests.property.conftest import EXAMPLES, property_settings
-from tests.property.phases import apply_phase, lint_and_plan
+from tests.property.phases import KILLED_FOLD_NOT_RESUMED, apply_phase, lint_and_plan
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve, approve_revert, end_state, executor
 
@@ -244,6 +244,7 @@ class Reorganization(RuleBasedStateMachine):
         `statement`-th statement; then run the same operation again to its end."""
         phase = data.draw(st.sampled_from([p for p in PHASES if p not in self.broken]), label="phase")
         operation = "revert" if phase in self.applied else "apply"
+        clear = operation == "revert" or not lint_and_plan(self.conn, phase)
         note(f"{operation} {phase} killed at statement {statement}")
         killed = KillAt.connect(self.dsn, autocommit=True)
         killed.kill_at = statement
@@ -263,7 +264,16 @@ class Reorganization(RuleBasedStateMachine):
         if operation == "apply":
             error = self._apply(phase)
             self._nothing_lost(f"apply {phase} after the kill")
-            self._applied_or_blocked(phase, error)
+            if clear and error is not None and KILLED_FOLD_NOT_RESUMED in str(error):
+                # pinned: test_a_fold_killed_after_adding_its_columns_resumes
+                event("known failure: a fold killed after adding its columns is not resumed")
+                note(f"apply {phase} after the kill: known failure")
+                self.broken.add(phase)
+            elif clear:  # clear before the kill: the run after it must finish
+                assert error is None, f"apply {phase} was clear, killed, and does not resume: {error!r}"
+                self.applied.add(phase)
+            else:
+                self._applied_or_blocked(phase, error)
         else:
             try:
                 reports = self._revert(phase)
