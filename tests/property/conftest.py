@@ -16,7 +16,7 @@ from ple.reorg import decisions
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 
 # Examples per property: small for CI, `make test-deep` raises it.
-EXAMPLES = int(os.environ.get("PLE_PROPERTY_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("PLE_PROPERTY_EXAMPLES", "4"))
 
 
 @pytest.fixture(autouse=True)
