@@ -248,15 +248,14 @@ class Reorganization(RuleBasedStateMachine):
         note(f"{operation} {phase} killed at statement {statement}")
         killed = KillAt.connect(self.dsn, autocommit=True)
         killed.kill_at = statement
-        try:
+        try:  # the kill may land anywhere: in the executor's own reads too
             if operation == "apply":
                 error = self._apply(phase, killed)
             else:
-                try:
-                    self._revert(phase, killed)
-                    error = None
-                except psycopg.Error as exc:
-                    error = exc
+                self._revert(phase, killed)
+                error = None
+        except psycopg.Error as exc:
+            error = exc
         finally:
             killed.close()
         note(f"  after {killed.executed} statements: {error!r}")
