@@ -3,6 +3,8 @@ and apply (as the DAGs run it: preflight, steps, verify, freeze)."""
 
 from __future__ import annotations
 
+import psycopg
+
 from ple.reorg import plan as plan_module
 from tests.property import pgdata
 from tests.reorg_helpers import approve, executor, run_phase
@@ -83,3 +85,18 @@ def known_failure(phase_id: str, error: BaseException | None) -> str | None:
         if phase == phase_id and fragment in text:
             return test
     return None
+
+
+class KillAt(psycopg.Connection):
+    """A connection whose `kill_at`-th execute() is preceded by pg_terminate_backend of its own
+    backend from a second session (as a crash, a failover or an operator would end it)."""
+
+    kill_at: int | None = None
+    executed = 0
+
+    def execute(self, query, params=None, **kwargs):
+        self.executed += 1
+        if self.kill_at is not None and self.executed == self.kill_at:
+            with psycopg.connect(self.info.dsn, autocommit=True) as killer:
+                killer.execute("SELECT pg_terminate_backend(%s, 5000)", (self.info.backend_pid,))
+        return super().execute(query, params, **kwargs)

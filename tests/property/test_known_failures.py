@@ -191,3 +191,40 @@ def test_a_fold_killed_after_adding_its_columns_resumes(fresh_clone, monkeypatch
             error = apply_phase(again, "1g")
             assert error is None, f"apply 1G after the kill: {error!r}"
             assert rowcheck.missing(before, again) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="1G on the decided twin: a fold killed after its set-aside (the hand copy "
+    "archive.outreach_dol_url_enrichment_ctb renamed away, committed before the fold's own transactions) and its "
+    "new column: the re-run's preflight crashes with KeyError('occupant') in lint.lint_live (lint.py:249, "
+    "v.facts['occupant'] of a verdict that has none once the occupant is gone)",
+)
+def test_a_fold_killed_after_its_set_aside_resumes(fresh_clone, monkeypatch):
+    """Found by the state machine (twin, apply 1g killed at statement 193; alone, at 228): on the
+    twin, decided, apply 1G with the backend terminated right before the fold of outreach.dol
+    updates (its set-aside and its new column committed); apply 1G again: it must finish."""
+    with fresh_clone(twin=True) as conn:
+        decide(conn)
+        before = rows.take(conn, ["1g"])
+        dsn = conn.info.dsn
+        real_fold = fold_module._fold
+        killed = []
+
+        def killed_before_the_update(ctx, step):
+            if step.target == "outreach.dol" and not killed:
+                killed.append(step.step_id)
+                with psycopg.connect(dsn, autocommit=True) as killer:
+                    killer.execute("SELECT pg_terminate_backend(%s, 5000)", (ctx.conn.info.backend_pid,))
+            return real_fold(ctx, step)
+
+        monkeypatch.setattr(fold_module, "_fold", killed_before_the_update)
+        with psycopg.connect(dsn, autocommit=True) as victim:
+            assert isinstance(apply_phase(victim, "1g"), psycopg.OperationalError)
+        assert killed == ["1g__fold__outreach_dol"]
+        monkeypatch.setattr(fold_module, "_fold", real_fold)
+        with psycopg.connect(dsn, autocommit=True) as again:
+            error = apply_phase(again, "1g")
+            assert error is None, f"apply 1G after the kill: {error!r}"
+            assert rowcheck.missing(before, again) == []
