@@ -228,3 +228,25 @@ def test_a_fold_killed_after_its_set_aside_resumes(fresh_clone, monkeypatch):
             error = apply_phase(again, "1g")
             assert error is None, f"apply 1G after the kill: {error!r}"
             assert rowcheck.missing(before, again) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="1B: lint/plan call the phase clear, apply stops: 1b__merge__marketing_failed_low_confidence 'the database "
+    "refused the step (FeatureNotSupported: cannot convert infinity to integer)' ('cannot convert NaN to integer' "
+    "for NaN). fuzzy_score (numeric, no typmod) "
+    "goes into cl.cl_err_existence.name_match_score (integer) under accept_lossy_casts, which accepts rounding, "
+    "but numeric 'Infinity' (and 'NaN') cannot be cast at all, and the lint's cast check does not look for them",
+)
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+def test_1b_lint_misses_a_numeric_infinity_going_into_an_integer(fresh_clone, value):
+    """Minimal example (found by the 1B property): one source row with fuzzy_score = 'Infinity'
+    (the source's numeric column allows it)."""
+    with fresh_clone() as conn:
+        conn.execute(
+            "UPDATE marketing.failed_low_confidence SET fuzzy_score = %s::numeric "
+            "WHERE id = (SELECT min(id) FROM marketing.failed_low_confidence)",
+            (value,),
+        )
+        _lint_clear_means_apply(conn, "1b")
