@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide airflow airflow-stop browser-deps test-browser
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide airflow airflow-stop browser-deps test-browser test-deep
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -65,6 +65,12 @@ demo: db airflow-db
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The property tests (tests/property) with many more Hypothesis examples than CI runs, shrinking on
+# (PLE_PROPERTY_EXAMPLES, default 200; takes hours on 2 cores).
+PLE_PROPERTY_EXAMPLES ?= 200
+test-deep: venv
+	PLE_PROPERTY_EXAMPLES=$(PLE_PROPERTY_EXAMPLES) PLE_PROPERTY_SHRINK=1 $(BIN)/python -m pytest tests/property $(PYTEST_ARGS)
 
 # The same suite on another PostgreSQL major version (PLE_PG_BIN: a directory of server binaries);
 # PYTEST_ARGS narrows it (test paths, -k ...).
