@@ -48,7 +48,7 @@ def fresh_clone(pg_server, request, monkeypatch):
 def property_settings(**overrides):
     """Hypothesis settings of the property tests: EXAMPLES examples, no deadline (each example
     clones a database), and no shrinking unless PLE_PROPERTY_SHRINK=1 (a shrink re-runs whole
-    phases for minutes; the minimal examples found so far are pinned in test_known_failures.py);
+    phases for minutes; the minimal examples found so far are kept as tests in test_found_by_the_properties.py);
     PLE_PROPERTY_VERBOSE=1 prints every example (and every step of the state machine)."""
     from hypothesis import HealthCheck, Phase, Verbosity, settings
 

@@ -68,27 +68,6 @@ def apply_phase(conn, phase_id: str, ex=None, approve_first: bool = True) -> Exc
 
 
 # A killed fold's re-run refused by reconcile (test_a_fold_killed_after_adding_its_columns_resumes).
-KILLED_FOLD_NOT_RESUMED = "exists already (0 non-NULL values, kept as they are)"
-
-# Failures the properties found that the engine does not fix yet: (phase, what the error says,
-# the deterministic test in test_known_failures.py that pins it). A property example that stops on
-# one of these is counted (hypothesis.event) instead of failing the suite; the pinned test is
-# xfail(strict) and flips when the fix lands, and then this entry goes.
-KNOWN_FAILURES = [
-    ("1b", 'violates check constraint "chk_status"', "test_1b_lint_misses_chk_status_against_resolution_status"),
-    ("1b", "cannot convert infinity to integer", "test_1b_lint_misses_a_numeric_infinity_going_into_an_integer"),
-    ("1b", "cannot convert NaN to integer", "test_1b_lint_misses_a_numeric_infinity_going_into_an_integer"),
-]
-
-
-def known_failure(phase_id: str, error: BaseException | None) -> str | None:
-    text = f"{type(error).__name__}: {error}" if error is not None else ""
-    for phase, fragment, test in KNOWN_FAILURES:
-        if phase == phase_id and fragment in text:
-            return test
-    return None
-
-
 class KillAt(psycopg.Connection):
     """A connection whose `kill_at`-th execute() is preceded by pg_terminate_backend of its own
     backend from a second session (as a crash, a failover or an operator would end it)."""

@@ -21,7 +21,6 @@ from tests.property.conftest import property_settings
 from tests.property.phases import (
     SETTING_OF,
     apply_phase,
-    known_failure,
     lint_and_plan,
     moved_sources,
     write_source_rows,
@@ -42,10 +41,6 @@ def check_phase(conn, data, phase_id: str) -> None:
     assert rowcheck.missing(rows_before, conn) == [], "rule zero: rows lost"
     if blocking:
         event(f"{phase_id}: lint or plan mode blocks")
-        return
-    known = known_failure(phase_id, error)
-    if known:
-        event(f"{phase_id}: known failure, pinned by {known}")
         return
     assert error is None, f"lint and plan mode called {phase_id} clear, but apply failed: {error!r}"
     event(f"{phase_id}: clear and applied")

@@ -19,18 +19,17 @@ from collections import Counter
 
 import psycopg
 import pytest
-from hypothesis import event, note
+from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg import sql
 
 from ple import embedded_pg
-from ple.errors import PlanRejected
 from tests import rowcheck
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 from tests.property import rows
 from tests.property.conftest import EXAMPLES, property_settings
-from tests.property.phases import KILLED_FOLD_NOT_RESUMED, KillAt, apply_phase, lint_and_plan
+from tests.property.phases import KillAt, apply_phase, lint_and_plan
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve, approve_revert, end_state, executor
 
@@ -125,7 +124,6 @@ class Reorganization(RuleBasedStateMachine):
         decide(self.conn)
         approve(self.conn)
         self.applied: set[str] = set()
-        self.broken: set[str] = set()  # phases left by a known failure in a state the machine no longer drives
         self.run_ids: dict[str, str] = {}
         self.writes = 0
         self.app_columns: list[tuple[int, str]] = []  # (table OID, column) the application added
@@ -142,12 +140,6 @@ class Reorganization(RuleBasedStateMachine):
         assert lost == [], f"{what}: rows lost: {lost[:5]}"
         for (oid, column), expected in self.expected_values.items():
             gone = expected - _column_values(self.conn, oid, column)
-            if gone and all(value.startswith("copy:") for value in gone):
-                # pinned: test_revert_keeps_the_values_of_a_column_the_application_added_to_a_merge_target
-                event("known failure: revert deleted merged copies holding an application column's values")
-                note(f"{what}: known failure, {sum(gone.values())} values of {column} in merged copies gone")
-                self.expected_values[(oid, column)] = expected - gone
-                continue
             assert not gone, f"{what}: values of the application's column {column} lost: {list(gone)[:5]}"
 
     def _after_the_application(self) -> None:
@@ -180,10 +172,10 @@ class Reorganization(RuleBasedStateMachine):
         assert not isinstance(result, Exception), f"{what} again: {result!r}"
         assert end_state(self.conn) == state, f"{what} again changed user tables"
 
-    @precondition(lambda self: set(PHASES) - self.applied - self.broken)
+    @precondition(lambda self: set(PHASES) - self.applied)
     @rule(data=st.data())
     def apply(self, data):
-        choices = [p for p in PHASES if p not in self.applied | self.broken]
+        choices = [p for p in PHASES if p not in self.applied]
         phase = data.draw(st.sampled_from(choices), label="apply phase")
         note(f"apply {phase}")
         error = self._apply(phase)
@@ -194,10 +186,10 @@ class Reorganization(RuleBasedStateMachine):
             self._nothing_lost(f"apply {phase} again")
         self._after_the_application()
 
-    @precondition(lambda self: self.applied - self.broken)
+    @precondition(lambda self: self.applied)
     @rule(data=st.data())
     def revert(self, data):
-        phase = data.draw(st.sampled_from(sorted(self.applied - self.broken)), label="revert phase")
+        phase = data.draw(st.sampled_from(sorted(self.applied)), label="revert phase")
         note(f"revert {phase}")
         reports = self._revert(phase)
         assert reports[-1].status == "reverted", reports[-1].text
@@ -205,16 +197,7 @@ class Reorganization(RuleBasedStateMachine):
         self.applied.discard(phase)
 
         def again():
-            try:
-                reports = self._revert(phase)
-            except PlanRejected as exc:
-                if "refusing to guess which one is the real table" in str(exc):
-                    # pinned: test_a_set_aside_put_back_by_revert_converges
-                    event("known failure: revert after a set-aside was put back does not converge")
-                    note(f"revert {phase} again: known failure: {exc}")
-                    self.broken.add(phase)
-                    return None
-                raise
+            reports = self._revert(phase)
             undone = [(r.step_id, r.status) for r in reports[:-1] if r.status != "already_done"]
             return AssertionError(f"revert {phase} again did work: {undone}") if undone else None
 
@@ -222,12 +205,11 @@ class Reorganization(RuleBasedStateMachine):
         self._nothing_lost(f"revert {phase} again")
         self._after_the_application()
 
-    @precondition(lambda self: set(PHASES) - self.broken)
     @rule(data=st.data(), statement=st.integers(1, 400))
     def killed_and_run_again(self, data, statement):
         """Apply (or, once applied, revert) the phase on a connection killed before its
         `statement`-th statement; then run the same operation again to its end."""
-        phase = data.draw(st.sampled_from([p for p in PHASES if p not in self.broken]), label="phase")
+        phase = data.draw(st.sampled_from(PHASES), label="phase")
         operation = "revert" if phase in self.applied else "apply"
         clear = operation == "revert" or not lint_and_plan(self.conn, phase)
         note(f"{operation} {phase} killed at statement {statement}")
@@ -248,34 +230,13 @@ class Reorganization(RuleBasedStateMachine):
         if operation == "apply":
             error = self._apply(phase)
             self._nothing_lost(f"apply {phase} after the kill")
-            if clear and error is not None and KILLED_FOLD_NOT_RESUMED in str(error):
-                # pinned: test_a_fold_killed_after_adding_its_columns_resumes
-                event("known failure: a fold killed after adding its columns is not resumed")
-                note(f"apply {phase} after the kill: known failure")
-                self.broken.add(phase)
-            elif clear and isinstance(error, KeyError) and error.args == ("occupant",):
-                # pinned: test_a_fold_killed_after_its_set_aside_resumes
-                event("known failure: a step killed after its set-aside crashes the re-run's lint")
-                note(f"apply {phase} after the kill: known failure {error!r}")
-                self.broken.add(phase)
-            elif clear:  # clear before the kill: the run after it must finish
+            if clear:  # clear before the kill: the run after it must finish
                 assert error is None, f"apply {phase} was clear, killed, and does not resume: {error!r}"
                 self.applied.add(phase)
             else:
                 self._applied_or_blocked(phase, error)
         else:
-            try:
-                reports = self._revert(phase)
-            except PlanRejected as exc:
-                if "refusing to guess which one is the real table" not in str(exc):
-                    raise
-                # pinned: test_a_killed_revert_resumes_after_a_set_aside_was_put_back
-                event("known failure: a killed revert does not resume after a set-aside was put back")
-                note(f"revert {phase} after the kill: known failure: {exc}")
-                self.broken.add(phase)
-                self._nothing_lost(f"revert {phase} after the kill (known failure)")
-                self._after_the_application()
-                return
+            reports = self._revert(phase)
             assert reports[-1].status == "reverted", reports[-1].text
             self._nothing_lost(f"revert {phase} after the kill")
             self.applied.discard(phase)

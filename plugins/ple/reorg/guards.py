@@ -498,8 +498,9 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
                     None,
                 )
             )
-    if not tests:
-        return result
+    # reads every mapped column, so that each value is converted as the INSERT would (a subquery's
+    # column nothing reads is never computed): a value the cast refuses ends the pass with its error
+    tests.append(("convert", "every column", "every column", sql.SQL("(m.*)::text IS NULL"), None, None))
     key_match = merge_action.target_key_match(spec, target, mapping.fills)
     kept = (
         sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(qualified(target.name), key_match)
@@ -532,7 +533,10 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     try:
         with conn.transaction():  # a savepoint: a value that cannot be converted must not end the lint
             row = conn.execute(query, params).fetchone()
-    except psycopg.errors.DataError as exc:
+    except (
+        psycopg.errors.DataError,
+        psycopg.errors.FeatureNotSupported,
+    ) as exc:  # e.g. numeric Infinity into an integer
         what = f"rows of {action.source} cannot be converted into {target.name}'s columns"
         fix = "Fix the plan's fill rules for that column (or skip the action)"
         return [*result, _unevaluated(step, target.name, what, exc, fix)]

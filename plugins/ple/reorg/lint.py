@@ -272,7 +272,9 @@ def lint_live(
                 report.info.append(Finding("done", step.step_id, "; ".join(v.evidence for v in step_verdicts)))
                 continue
             set_aside = {
-                v.facts["occupant"] for v in step_verdicts if "set_aside" in decisions.for_action(v.action.source)
+                v.facts["occupant"]
+                for v in step_verdicts
+                if "set_aside" in decisions.for_action(v.action.source) and "occupant" in v.facts  # not set aside yet
             }
             try:
                 module_for(step).check(ctx, step)

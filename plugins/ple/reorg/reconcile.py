@@ -30,6 +30,7 @@ from psycopg import sql
 
 from ple.catalog import Catalog, TableInfo
 from ple.config import INCLUDE_DIR, INVENTORY_FILE
+from ple.reorg import tool_changes
 from ple.reorg.plan import Action, Plan, Step
 from ple.reporting import table
 from ple.sqlutil import qualified, raw_template, split_qualified
@@ -396,7 +397,12 @@ class Reconciler:
         missing = [c for c in needed if source.column(c) is None]
         from ple.reorg.actions import fold
 
-        taken = [n for n in fold.new_column_names(action) if target.column(n) is not None]
+        taken = [  # a column this fold added before it stopped is its own (the tool's record says so)
+            n
+            for n in fold.new_column_names(action)
+            if target.column(n) is not None
+            and not tool_changes.recorded(self.conn, target.oid, n, tool_changes.CREATED_COLUMN)
+        ]
         if not missing and not taken:
             return verdict
         column = action.source.split(".")[1] if action.kind == "MERGE_COLS" else action.column

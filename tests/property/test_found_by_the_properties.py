@@ -1,13 +1,11 @@
-"""The minimal examples the properties found, one deterministic test each, marked xfail(strict)
-until the engine is fixed: each flips to XPASS (and fails the run) the day its fix lands. When one
-flips, remove its xfail mark and its entry in phases.KNOWN_FAILURES."""
+"""The minimal examples the properties found, one deterministic test each: each failed before the
+engine's fix (issue 19) and guards it since."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 
-from ple.errors import PlanRejected
 from ple.reorg import revert as revert_module
 from ple.reorg.actions import fold as fold_module
 from tests import rowcheck
@@ -17,13 +15,6 @@ from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve_revert, end_state, executor
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="1B: lint/plan call the phase clear, apply stops with CheckViolation on chk_status: guards._constants "
-    "takes people.people_errors.status's fill rule {from: [status, resolution_status, validation_status], value: open} "
-    "for its fallback constant 'open' and never checks the source values the rule copies",
-)
 def test_1b_lint_misses_chk_status_against_resolution_status(fresh_clone):
     """Minimal example: one source row with resolution_status = 'closed' (the source's varchar(50)
     allows it; chk_status allows the table's own status values and 'open')."""
@@ -50,13 +41,6 @@ def _lint_clear_means_apply(conn, phase_id: str) -> None:
     assert blocking or error is None, f"lint and plan mode called {phase_id} clear, apply failed: {error!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg.errors.UndefinedFunction,
-    reason="1G: lint crashes with UndefinedFunction 'operator does not exist: uuid = text' in fold.side_counts "
-    "(lint.lint_live -> _lint_pending -> _lint_fold -> fold.side_counts, lint.py:463) when the side table bit.phase_state keeps company_unique_id as text while the bridge "
-    "cl.company_identity.company_unique_id is uuid; lint checks only the bridge's target type against the canonical key",
-)
 def test_1g_lint_crashes_on_a_text_side_key_joined_through_a_uuid_bridge(fresh_clone):
     """Minimal example: the side table's key column as text (the same values)."""
     with fresh_clone() as conn:
@@ -64,13 +48,6 @@ def test_1g_lint_crashes_on_a_text_side_key_joined_through_a_uuid_bridge(fresh_c
         _lint_clear_means_apply(conn, "1g")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="revert 1B deletes the merged copies from people.people_errors although the application wrote its own "
-    "values into them (app_note, a column it added after the merge): every such value is gone. The copy is judged "
-    "'still what the merge wrote' on the merge's columns only, so a value in a column added since is not seen",
-)
 def test_revert_keeps_the_values_of_a_column_the_application_added_to_a_merge_target(fresh_clone):
     """Apply 1B; the application adds people.people_errors.app_note and writes a value into it
     on every row, merged copies included; revert 1B: every one of those values is still somewhere
@@ -93,13 +70,6 @@ def test_revert_keeps_the_values_of_a_column_the_application_added_to_a_merge_ta
         assert lost == [], f"{len(lost)} of {len(written)} app_note values written into merged copies are gone"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PlanRejected,
-    reason="1A on the decided twin: the second revert of 1A raises PlanRejected 'both "
-    "archive.company_company_slots_ctb and company.company_slots exist: refusing to guess which one is the real "
-    "table' once the first revert gave the set-aside hand copy its name back (revert does not converge)",
-)
 def test_a_set_aside_put_back_by_revert_converges(fresh_clone):
     """Minimal example: on the twin, decided (decide --accept proposed: the hand copies of
     company.company_master and company.company_slots set aside), apply 1A, revert 1A (the set-aside
@@ -119,14 +89,6 @@ def test_a_set_aside_put_back_by_revert_converges(fresh_clone):
         assert rowcheck.missing(before, conn) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PlanRejected,
-    reason="1B on the decided twin: a revert killed after its first step (marketing.failed_slot_assignment's merge "
-    "undone, its set-aside hand copy given back the name archive.marketing_failed_slot_assignment_ctb) cannot be "
-    "run again: PlanRejected 'both archive.marketing_failed_slot_assignment_ctb and marketing.failed_slot_assignment "
-    "exist: refusing to guess which one is the real table' (merge.revert -> relocate.check)",
-)
 def test_a_killed_revert_resumes_after_a_set_aside_was_put_back(fresh_clone, monkeypatch):
     """Minimal example (found by the state machine: revert 1b killed at statement 197): on the
     twin, decided, apply 1B; revert 1B, its backend terminated right after the first step
@@ -158,14 +120,6 @@ def test_a_killed_revert_resumes_after_a_set_aside_was_put_back(fresh_clone, mon
             assert rowcheck.missing(before, again) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="1G: a fold killed after its first transaction (outreach.dol.url_enrichment_data added and recorded in "
-    "ple_ops.tool_change) cannot be resumed: the re-run's lint stops on [undecided] 1g__fold__outreach_dol "
-    "'conflict: ... outreach.dol.url_enrichment_data exists already (0 non-NULL values, kept as they are)' with the "
-    "proposal fold_as_jsonb url_enrichment_data_ctb; reconcile does not read the tool's own created_column record",
-)
 def test_a_fold_killed_after_adding_its_columns_resumes(fresh_clone, monkeypatch):
     """Pre-plan fixture: apply 1G with the backend terminated right after the fold of
     outreach.dol committed its new column (before the UPDATE); apply 1G again: it must finish."""
@@ -193,14 +147,6 @@ def test_a_fold_killed_after_adding_its_columns_resumes(fresh_clone, monkeypatch
             assert rowcheck.missing(before, again) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="1G on the decided twin: a fold killed after its set-aside (the hand copy "
-    "archive.outreach_dol_url_enrichment_ctb renamed away, committed before the fold's own transactions) and its "
-    "new column: the re-run's preflight crashes with KeyError('occupant') in lint.lint_live (lint.py:249, "
-    "v.facts['occupant'] of a verdict that has none once the occupant is gone)",
-)
 def test_a_fold_killed_after_its_set_aside_resumes(fresh_clone, monkeypatch):
     """Found by the state machine (twin, apply 1g killed at statement 193; alone, at 228): on the
     twin, decided, apply 1G with the backend terminated right before the fold of outreach.dol
@@ -230,15 +176,6 @@ def test_a_fold_killed_after_its_set_aside_resumes(fresh_clone, monkeypatch):
             assert rowcheck.missing(before, again) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="1B: lint/plan call the phase clear, apply stops: 1b__merge__marketing_failed_low_confidence 'the database "
-    "refused the step (FeatureNotSupported: cannot convert infinity to integer)' ('cannot convert NaN to integer' "
-    "for NaN). fuzzy_score (numeric, no typmod) "
-    "goes into cl.cl_err_existence.name_match_score (integer) under accept_lossy_casts, which accepts rounding, "
-    "but numeric 'Infinity' (and 'NaN') cannot be cast at all, and the lint's cast check does not look for them",
-)
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
 def test_1b_lint_misses_a_numeric_infinity_going_into_an_integer(fresh_clone, value):
     """Minimal example (found by the 1B property): one source row with fuzzy_score = 'Infinity'
