@@ -1,0 +1,94 @@
+"""Adversarial (review 4): the merge's mapped-rows guard (plugins/ple/reorg/guards.py
+`_mapped_rows`), the fold's keys compared as text, the owner's DDL gate, reconcile's evidence."""
+
+import pytest
+
+from ple.reorg import decisions  # noqa: F401
+from tests.reorg_helpers import approve, executor, run_phase
+
+
+def _blocking(conn, phase: str) -> list[str]:
+    return [f.message for f in executor(conn, mode="plan").lint([phase]).errors]
+
+
+def _failed(conn, phase: str) -> list[str]:
+    approve(conn)
+    try:
+        return [r.text for r in run_phase(executor(conn), phase) if r.status == "failed"]
+    except Exception as exc:
+        return [f"{type(exc).__name__}: {exc}"]
+
+
+def _lint_clear_then_apply(conn, phase: str, needle: str) -> None:
+    blocking = _blocking(conn, phase)
+    failed = _failed(conn, phase)
+    about = [b for b in blocking if needle in b]
+    assert about or not failed, f"lint was clear of {needle} ({blocking}) but apply failed: {failed}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a fill rule's constant ('legacy_intake') longer than the target varchar(8) is never measured; lint clear, apply refused by StringDataRightTruncation",
+)
+def test_a_fill_constant_longer_than_the_target_varchar_is_measured(conn):
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN error_stage TYPE varchar(8) USING left(error_stage, 8)")
+    _lint_clear_then_apply(conn, "1b", "error_stage")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: the discriminator value longer than the target varchar(12) is never measured; lint clear, apply refused",
+)
+def test_a_discriminator_longer_than_the_target_varchar_is_measured(conn):
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN error_type TYPE varchar(12) USING left(error_type, 12)")
+    _lint_clear_then_apply(conn, "1b", "error_type")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a CHECK reading the whole row (people_errors.*) has no ordinary column in conkey; guards/check_constraints.sql joins pg_attribute on conkey and drops it, so it is never evaluated",
+)
+def test_a_check_on_the_whole_row_is_evaluated(conn):
+    conn.execute(
+        "CREATE FUNCTION public.row_ok(r people.people_errors) RETURNS boolean LANGUAGE sql IMMUTABLE "
+        "AS $$ SELECT r.error_type IS DISTINCT FROM 'x' AND length(r.error_message) < 5 $$"
+    )
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT whole_row CHECK (public.row_ok(people_errors.*)) NOT VALID"
+    )
+    _lint_clear_then_apply(conn, "1b", "whole_row")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a CHECK reading no column has no conkey; guards/check_constraints.sql joins pg_attribute and drops it",
+)
+def test_a_check_reading_no_column_is_evaluated(conn):
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT no_cols CHECK (current_setting('ple.never', true) IS NOT NULL) NOT VALID"
+    )
+    _lint_clear_then_apply(conn, "1b", "no_cols")
+
+
+def test_plan_mode_lint_does_not_commit_a_checks_side_effects(conn):
+    conn.execute("CREATE TABLE public.side_effects (n int)")
+    conn.execute(
+        "CREATE FUNCTION public.noisy(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE "
+        "AS $$ BEGIN INSERT INTO public.side_effects VALUES (1); RETURN true; END $$"
+    )
+    conn.execute("ALTER TABLE people.people_errors ADD CONSTRAINT noisy CHECK (public.noisy(error_message)) NOT VALID")
+    _blocking(conn, "1b")
+    assert conn.execute("SELECT count(*) FROM public.side_effects").fetchone()[0] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a MATCH FULL foreign key refuses rows mixing NULL and non-NULL key values; the lint tests only rows whose key columns are all non-NULL",
+)
+def test_a_match_full_foreign_key_with_a_null_column_is_counted(conn):
+    conn.execute("CREATE TABLE public.kinds (code text, outreach uuid, UNIQUE (code, outreach))")
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT fk_full FOREIGN KEY (error_code, outreach_id) "
+        "REFERENCES public.kinds (code, outreach) MATCH FULL NOT VALID"
+    )
+    _lint_clear_then_apply(conn, "1b", "fk_full")
