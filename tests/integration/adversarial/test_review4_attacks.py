@@ -235,3 +235,33 @@ def test_a_view_with_a_source_table_column_that_cannot_be_read_does_not_crash_th
         executor(conn, mode="plan").lint(["1b"])
     except psycopg.Error as exc:
         pytest.fail(f"lint crashed: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: _unique_indexes says a unique index on a column the merge does not fill "
+    "'leaves some of its columns NULL, which never collide'; the column has a DEFAULT, every merged row gets "
+    "'legacy' and the INSERT fails with UniqueViolation",
+)
+def test_a_unique_index_on_a_column_the_merge_leaves_to_its_default_is_counted(conn):
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN intake_batch text")  # existing rows: NULL
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN intake_batch SET DEFAULT 'legacy'")
+    conn.execute("CREATE UNIQUE INDEX people_errors_one_per_batch ON people.people_errors (intake_batch)")
+    _lint_clear_then_apply(conn, "1b", "people_errors_one_per_batch")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false refusal: a CHECK calling a function that writes is evaluated in the lint's read-only "
+    "transaction, fails with ReadOnlySqlTransaction and is reported as 'cannot be read ... the merge would "
+    "fail the same way. Run as the role that owns the tables' (blocking, no proposal); the INSERT would pass",
+)
+def test_a_check_calling_a_function_that_writes_is_not_called_unreadable(conn):
+    conn.execute("CREATE TABLE public.side_effects (n int)")
+    conn.execute(
+        "CREATE FUNCTION public.noisy(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE "
+        "AS $$ BEGIN INSERT INTO public.side_effects VALUES (1); RETURN true; END $$"
+    )
+    conn.execute("ALTER TABLE people.people_errors ADD CONSTRAINT noisy CHECK (public.noisy(error_message)) NOT VALID")
+    blocking = _blocking(conn, "1b")
+    assert not blocking, blocking
