@@ -265,3 +265,26 @@ def test_a_check_calling_a_function_that_writes_is_not_called_unreadable(conn):
     conn.execute("ALTER TABLE people.people_errors ADD CONSTRAINT noisy CHECK (public.noisy(error_message)) NOT VALID")
     blocking = _blocking(conn, "1b")
     assert not blocking, blocking
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="raw traceback: reverting 1J's archive (archive.outreach_company_target_orphaned_archive_ctb -> "
+    "outreach.company_target_orphaned_archive) renames to the unregistered intermediate "
+    "archive.company_target_orphaned_archive first; the gate's RaiseException escapes revert_phase (and revert "
+    "never calls governance.forget_gone, so the archive name's registry row would stay)",
+)
+def test_a_revert_of_an_archive_phase_under_the_gate_leaves_no_stale_registry_row(gated):
+    decide(gated)
+    approve(gated)
+    reports = run_phase(executor(gated), "1j")
+    assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    approve_revert(gated, "1j")
+    try:
+        executor(gated).revert_phase("1j")
+    except Exception as exc:
+        pytest.fail(f"revert failed: {type(exc).__name__}: {exc}")
+    stale = gated.execute(
+        "SELECT table_name FROM ple_ops.registry_change WHERE step_id LIKE '1j%%' AND to_regclass(table_name) IS NULL"
+    ).fetchall()
+    assert stale == [], stale
