@@ -167,21 +167,30 @@ def test_a_revert_of_a_move_of_a_frozen_table_is_not_refused_by_the_gate(gated):
     assert _frozen(gated, "outreach.people")["outreach.people"] is True
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="raw traceback: the merge preflight's ALTER TABLE ADD COLUMN (discriminator, provenance) on a merge "
+    "target frozen in the owner's registry runs in Executor._run_ddl without unfreezing it, although a person "
+    "accepted outreach.company_target_archive.frozen; CTB_DDL_GATE RaiseException escapes preflight",
+)
 def test_a_frozen_merge_target_accepted_by_a_person_passes_the_preflight(gated):
-    target = "people.people_errors"
-    assert _frozen(gated, target), "registered"
+    target = "outreach.company_target_archive"
     gated.execute(
-        "UPDATE ctb.table_registry SET is_frozen = true WHERE table_schema = 'people' AND table_name = 'people_errors'"
+        "UPDATE ctb.table_registry SET is_frozen = true "
+        "WHERE table_schema = 'outreach' AND table_name = 'company_target_archive'"
     )
     decided = decide(gated)
     assert f"{target}.frozen" in decided["guards"]["accept"], decided["guards"]
-    assert not [f for f in executor(gated, mode="plan").lint(["1b"]).errors if f.code == "guard-governance"]
+    assert not [f for f in executor(gated, mode="plan").lint(["1j"]).errors if f.code == "guard-governance"]
     approve(gated)
     try:
-        reports = run_phase(executor(gated), "1b")
+        reports = run_phase(executor(gated), "1j")
     except Exception as exc:
         pytest.fail(f"apply failed: {type(exc).__name__}: {exc}")
     assert "failed" not in {r.status for r in reports}, [r.text for r in reports]
+    assert gated.execute(
+        "SELECT count(*) FROM outreach.company_target_archive WHERE ctb_source_table IS NOT NULL"
+    ).fetchone()[0]
     assert _frozen(gated, target)[target] is True
 
 
@@ -288,3 +297,10 @@ def test_a_revert_of_an_archive_phase_under_the_gate_leaves_no_stale_registry_ro
         "SELECT table_name FROM ple_ops.registry_change WHERE step_id LIKE '1j%%' AND to_regclass(table_name) IS NULL"
     ).fetchall()
     assert stale == [], stale
+
+
+def test_a_column_of_a_not_null_domain_the_merge_leaves_out_is_seen(conn):
+    conn.execute("CREATE DOMAIN public.required_text AS text NOT NULL")
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN reviewer public.required_text DEFAULT 'owner'")
+    conn.execute("ALTER TABLE people.people_errors ALTER COLUMN reviewer DROP DEFAULT")
+    _lint_clear_then_apply(conn, "1b", "reviewer")
