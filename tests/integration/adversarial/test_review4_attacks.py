@@ -299,8 +299,22 @@ def test_a_revert_of_an_archive_phase_under_the_gate_leaves_no_stale_registry_ro
     assert stale == [], stale
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a column whose type is a NOT NULL domain (attnotnull false) that the merge does not "
+    "fill is neither 'uncovered' by merge.mapping nor tested by _mapped_rows; lint clear, apply refused with "
+    "NotNullViolation 'domain required_text does not allow null values'",
+)
 def test_a_column_of_a_not_null_domain_the_merge_leaves_out_is_seen(conn):
     conn.execute("CREATE DOMAIN public.required_text AS text NOT NULL")
     conn.execute("ALTER TABLE people.people_errors ADD COLUMN reviewer public.required_text DEFAULT 'owner'")
     conn.execute("ALTER TABLE people.people_errors ALTER COLUMN reviewer DROP DEFAULT")
     _lint_clear_then_apply(conn, "1b", "reviewer")
+
+
+def test_a_generated_column_whose_expression_fails_on_the_merged_rows_is_seen(conn):
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD COLUMN triage int GENERATED ALWAYS AS "
+        "(CASE WHEN error_type = 'failed_email_verification' THEN 1 / 0 ELSE 0 END) STORED"
+    )
+    _lint_clear_then_apply(conn, "1b", "triage")
