@@ -312,9 +312,23 @@ def test_a_column_of_a_not_null_domain_the_merge_leaves_out_is_seen(conn):
     _lint_clear_then_apply(conn, "1b", "reviewer")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a STORED generated column's expression is never evaluated over the merged rows; "
+    "lint clear, the INSERT fails computing it (DivisionByZero)",
+)
 def test_a_generated_column_whose_expression_fails_on_the_merged_rows_is_seen(conn):
     conn.execute(
         "ALTER TABLE people.people_errors ADD COLUMN triage int GENERATED ALWAYS AS "
-        "(CASE WHEN error_type = 'failed_email_verification' THEN 1 / 0 ELSE 0 END) STORED"
+        "(CASE WHEN error_type = 'failed_email_verification' THEN 1 / (length(error_type) - length(error_type)) ELSE 0 END) STORED"
     )
     _lint_clear_then_apply(conn, "1b", "triage")
+
+
+def test_a_comparison_with_any_is_not_read_as_a_list_of_allowed_values(conn):
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT stage_after_a "
+        "CHECK (error_stage::text >= ANY (ARRAY['a'::text])) NOT VALID"
+    )
+    blocking = [b for b in _blocking(conn, "1b") if "stage_after_a" in b]
+    assert not blocking, blocking
