@@ -337,3 +337,25 @@ def test_a_comparison_with_any_is_not_read_as_a_list_of_allowed_values(conn):
     )
     blocking = [b for b in _blocking(conn, "1b") if "stage_after_a" in b]
     assert not blocking, blocking
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="false success: a CHECK on ctb_source_row (a provenance column the merge writes) is reported "
+    "non-blocking as reading columns 'which the merge leaves to their defaults'; _mapped_rows maps only "
+    "ctb_source_table/ctb_source_key; lint clear, apply refused by the CHECK",
+)
+def test_a_check_on_the_provenance_row_the_merge_writes_is_evaluated(conn):
+    for name, kind in (
+        ("ctb_source_table", "text"),
+        ("ctb_source_key", "text"),
+        ("ctb_source_row", "jsonb"),
+        ("ctb_run_id", "text"),
+        ("ctb_merged_at", "timestamptz"),
+    ):
+        conn.execute(f"ALTER TABLE people.people_errors ADD COLUMN {name} {kind}")
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT no_names_in_provenance "
+        "CHECK (ctb_source_row IS NULL OR NOT ctb_source_row ? 'full_name') NOT VALID"
+    )
+    _lint_clear_then_apply(conn, "1b", "no_names_in_provenance")
