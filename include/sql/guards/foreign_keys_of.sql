@@ -3,7 +3,8 @@
 SELECT con.conname,
        array_agg(a.attname::text ORDER BY k.ord) AS columns,
        format('%%I.%%I', rn.nspname, rc.relname) AS referenced,
-       array_agg(ra.attname::text ORDER BY k.ord) AS referenced_columns
+       array_agg(ra.attname::text ORDER BY k.ord) AS referenced_columns,
+       con.confmatchtype = 'f' AS match_full
 FROM pg_constraint con
 CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(attnum, refnum, ord)
 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
@@ -11,5 +12,5 @@ JOIN pg_attribute ra ON ra.attrelid = con.confrelid AND ra.attnum = k.refnum
 JOIN pg_class rc ON rc.oid = con.confrelid
 JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE con.conrelid = %(table)s::regclass AND con.contype = 'f'
-GROUP BY con.oid, con.conname, rn.nspname, rc.relname
+GROUP BY con.oid, con.conname, rn.nspname, rc.relname, con.confmatchtype
 ORDER BY con.conname

@@ -307,7 +307,7 @@ def _row_security(conn, step: Step, tables: list[str]) -> list[Guard]:
 def allowed_values(definition: str) -> list[str] | None:
     """The values of a `col = ANY (ARRAY[...])` / `col IN (...)` CHECK, or None (another shape)."""
     definition = re.sub(r"\s+NOT VALID$", "", definition)
-    if not re.search(r"=\s*any\s*\(|\sin\s*\(", definition, re.IGNORECASE):
+    if not re.search(r"(?<![<>!])=\s*any\s*\(|\sin\s*\(", definition, re.IGNORECASE):
         return None
     if re.search(r"\b(and|or|not|like|~)\b", definition.split("CHECK", 1)[-1], re.IGNORECASE):
         return None
@@ -443,9 +443,16 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     discriminator = target.column(spec.discriminator_column)
     if discriminator is not None:
         values[discriminator.name] = merge_action.cast_to(sql.Placeholder("discriminator"), discriminator)
-    values |= {"ctb_source_table": sql.Placeholder("source_table"), "ctb_source_key": sql.SQL("k.ctb_key")}
+    values |= {  # what the INSERT writes into the provenance columns
+        "ctb_source_table": sql.Placeholder("source_table"),
+        "ctb_source_key": sql.SQL("k.ctb_key"),
+        "ctb_source_row": sql.SQL("k.ctb_row"),
+        "ctb_run_id": sql.Placeholder("run_id"),
+        "ctb_merged_at": sql.SQL("now()"),
+    }
     checks = conn.execute(raw_template("guards/check_constraints"), {"table": target.name}).fetchall()
-    read = {c for _, _, columns in checks for c in columns}
+    foreign_keys = conn.execute(raw_template("guards/foreign_keys_of"), {"table": target.name}).fetchall()
+    read = {c for _, _, columns, _ in checks for c in columns} | {c for _, columns, *_ in foreign_keys for c in columns}
     for column in target.columns:  # what INSERT gives a column the merge does not name
         if column.name in read and column.name not in values and not column.has_default and not column.generated:
             values[column.name] = merge_action.cast_to(sql.SQL("NULL"), column)
@@ -454,8 +461,20 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         tuple[str, str, str, sql.Composable, str | None, str | None]
     ] = []  # kind, name, text, failing, column, CHECK
     result = []
-    for name, expression, columns in checks:
+    for name, expression, columns, whole_row in checks:
         missing = [c for c in columns if c not in values]
+        if whole_row:
+            result.append(
+                Guard(
+                    "check",
+                    f"{target.name}.{name}",
+                    step.step_id,
+                    target.name,
+                    f"CHECK {name} ({expression}) reads the whole row",
+                    "not evaluated before apply: rehearse runs the merge against it",
+                )
+            )
+            continue
         if missing:
             result.append(
                 Guard(
@@ -471,12 +490,17 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         column = columns[0] if len(columns) == 1 else None
         failing = sql.SQL("NOT ({})").format(sql.SQL(expression))
         tests.append(("check", name, f"CHECK {name} ({expression})", failing, column, expression))
-    for name, columns, referenced, referenced_columns in conn.execute(
-        raw_template("guards/foreign_keys_of"), {"table": target.name}
-    ):
+    for name, columns, referenced, referenced_columns, match_full in foreign_keys:
         if not all(c in values for c in columns):
             continue  # a column left to its default or NULL: rehearse runs the merge against it
-        missing = sql.SQL("({set}) AND NOT EXISTS (SELECT 1 FROM {ref} AS r WHERE {match})").format(
+        mixed = sql.SQL("")
+        if match_full and len(columns) > 1:  # MATCH FULL refuses a key only partly NULL
+            mixed = sql.SQL(" OR (({}) AND NOT ({}))").format(
+                sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns),
+                sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns),
+            )
+        missing = sql.SQL("({set}) AND NOT EXISTS (SELECT 1 FROM {ref} AS r WHERE {match}){mixed}").format(
+            mixed=mixed,
             set=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns),
             ref=qualified(referenced),
             match=sql.SQL(" AND ").join(
@@ -486,6 +510,20 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         )
         about = f"FOREIGN KEY {name} ({', '.join(columns)}) into {referenced}"
         tests.append(("fk", name, about, missing, columns[0] if len(columns) == 1 else None, None))
+    for column in target.columns:  # a constant or discriminator longer than the column: assignment refuses it
+        if column.max_length is not None and column.name in values and column.type_category == "S":
+            tests.append(
+                (
+                    "length",
+                    f"{column.name}.length",
+                    f"the length limit of {column.name} ({column.type})",
+                    sql.SQL("length({}::text) > {}").format(
+                        sql.Identifier(column.name), sql.Literal(column.max_length)
+                    ),
+                    column.name,
+                    None,
+                )
+            )
     for column in target.columns:
         if column.not_null and column.name in values and column.name not in relaxed and not column.generated:
             tests.append(
@@ -509,7 +547,7 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     )
     # each source row made into JSON (and hashed, for a keyless source's provenance key) only where
     # a fill rule reads it: otherwise examples of a keyless source are named by their values alone
-    needs_row = any(f.per_row for f in mapping.fills)
+    needs_row = any(f.per_row for f in mapping.fills) or "ctb_source_row" in read
     shown = [
         sql.SQL("coalesce(m.ctb_source_key, 'a row') || ' = ' || coalesce(m.{}::text, 'NULL')").format(
             sql.Identifier(c)
@@ -530,9 +568,23 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         kept=kept,
     )
     params = dict(mapping.params) | {"run_id": "guards"}
-    try:
-        with conn.transaction():  # a savepoint: a value that cannot be converted must not end the lint
+    try:  # in a savepoint rolled back whatever happens: a value that cannot be converted must not end
+        # the lint, and a CHECK's function with side effects must leave none
+        with conn.transaction() as savepoint:
             row = conn.execute(query, params).fetchone()
+            raise psycopg.Rollback(savepoint)
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return [
+            *result,
+            Guard(
+                "check",
+                f"{target.name}.mapped_rows",
+                step.step_id,
+                target.name,
+                f"a CHECK of {target.name} calls a function that writes: not evaluated in plan mode",
+                "rehearse runs the merge against it",
+            ),
+        ]
     except (
         psycopg.errors.DataError,
         psycopg.errors.FeatureNotSupported,
@@ -584,6 +636,12 @@ def _proposal_for(spec, target, kind: str, name: str, expression: str | None, co
         return None, (
             f"Give {column} a fallback value in merge_targets.{target.name}.fill, or list it under "
             "relax_not_null (each row's own values stay in ctb_source_row)"
+        )
+    if kind == "length":
+        return None, (
+            f"Fix: a value that fits in merge_targets.{target.name}.fill.{column} (or, for the discriminator, a new "
+            "text column: discriminator {column: ctb_merge_source, type: text}); each row's own value stays in "
+            "ctb_source_row"
         )
     if kind == "fk":
         info = target.column(column) if column else None

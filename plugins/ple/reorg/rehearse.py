@@ -28,11 +28,12 @@ import time
 import psycopg
 from psycopg import sql
 
+from ple import governance
 from ple.catalog import read_catalog
 from ple.errors import PermanentError, RehearsalFailed
 from ple.ops import ensure_schema
-from ple.reorg import guards, lint
-from ple.reorg.actions import add_pk, module_for, set_aside
+from ple.reorg import gate, guards, lint
+from ple.reorg.actions import add_pk, create_target, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
 from ple.reorg.proof import columns_gone, fingerprint, native_count
 from ple.sqlutil import qualified, split_qualified
@@ -184,10 +185,16 @@ def _prepare(ex, phase, step_id: str, lines: list[str]) -> dict:
         lines.append("rehearsal: not carried out, the lint blocks apply (see ERRORS)")
         raise _Rehearsed(StepReport(step_id, "blocked", "\n".join(lines), {"blocking": len(report.errors)}))
     ensure_schema(ex.conn)
+    for target, _ in ex._targets_to_create(phase):  # as create_target.ensure does
+        create_target.register_first(ex.conn, phase.phase, target)
     for statement in ex._created_targets(phase, catalog):
         ex.conn.execute(statement.query)
+    accepted = ex.decisions.accepted if ex.decisions is not None else {}
+    targets = {s.action.target for s in phase.steps if s.kind == "MERGE"}
+    unfrozen = governance.set_frozen(ex.conn, [t for t in targets if f"{t}.frozen" in accepted], False)
     for statement in ex._preflight_ddl(phase, read_catalog(ex.conn)):
         ex.conn.execute(statement.query)
+    governance.set_frozen(ex.conn, unfrozen, True)
     for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
         ex.conn.execute(_provenance_index(target))
     return ex._snapshot(phase, read_catalog(ex.conn))
@@ -228,7 +235,10 @@ def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
         with ex.conn.transaction():  # a savepoint: a failing step leaves the others to run
             catalog = read_catalog(ex.conn)
             ctx = ex.context(catalog)
-            for item in ex._set_asides(ctx, step):
+            accepted = ex.decisions.accepted if ex.decisions is not None else {}
+            asides = ex._set_asides(ctx, step)
+            gate.admit(ex.conn, ex.plan, step, asides, ex.run_id, accepted, own=False)  # as apply does
+            for item in asides:
                 set_aside.apply(ctx, item)
                 lines.append(f"{step.step_id}: set aside {item.occupant} as {item.name}")
                 ctx = ex.context(read_catalog(ex.conn))
@@ -236,8 +246,10 @@ def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
             if module.check(ctx, step) == State.DONE:
                 lines.append(f"{step.step_id}: done already; nothing to rehearse")
                 return "already_done"
+            gate.admit(ex.conn, ex.plan, step, (), ex.run_id, accepted)
             found = guards.inspect(ex.conn, ex.plan, ctx.catalog, ex.decisions, steps=[step])
             ctx.bypass = tuple(guards.bypassed_triggers(found, step.step_id))
+            ctx.unfreeze, ctx.freeze_after = map(tuple, gate.frozen_names(ex.plan, step, accepted))
             budget.bound_step(ctx)
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 with ctx.bypassing_triggers():

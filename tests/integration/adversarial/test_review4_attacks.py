@@ -28,19 +28,11 @@ def _lint_clear_then_apply(conn, phase: str, needle: str) -> None:
     assert about or not failed, f"lint was clear of {needle} ({blocking}) but apply failed: {failed}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a fill rule's constant ('legacy_intake') longer than the target varchar(8) is never measured; lint clear, apply refused by StringDataRightTruncation",
-)
 def test_a_fill_constant_longer_than_the_target_varchar_is_measured(conn):
     conn.execute("ALTER TABLE people.people_errors ALTER COLUMN error_stage TYPE varchar(8) USING left(error_stage, 8)")
     _lint_clear_then_apply(conn, "1b", "error_stage")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: the discriminator value longer than the target varchar(12) is never measured; lint clear, apply refused",
-)
 def test_a_discriminator_longer_than_the_target_varchar_is_measured(conn):
     conn.execute("ALTER TABLE people.people_errors ALTER COLUMN error_type TYPE varchar(12) USING left(error_type, 12)")
     _lint_clear_then_apply(conn, "1b", "error_type")
@@ -61,10 +53,6 @@ def test_a_check_on_the_whole_row_is_evaluated(conn):
     _lint_clear_then_apply(conn, "1b", "whole_row")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a CHECK reading no column has no conkey; guards/check_constraints.sql joins pg_attribute and drops it",
-)
 def test_a_check_reading_no_column_is_evaluated(conn):
     conn.execute(
         "ALTER TABLE people.people_errors ADD CONSTRAINT no_cols CHECK (current_setting('ple.never', true) IS NOT NULL) NOT VALID"
@@ -83,10 +71,6 @@ def test_plan_mode_lint_does_not_commit_a_checks_side_effects(conn):
     assert conn.execute("SELECT count(*) FROM public.side_effects").fetchone()[0] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a MATCH FULL foreign key refuses rows mixing NULL and non-NULL key values; the lint tests only rows whose key columns are all non-NULL",
-)
 def test_a_match_full_foreign_key_with_a_null_column_is_counted(conn):
     conn.execute("CREATE TABLE public.kinds (code text, outreach uuid, UNIQUE (code, outreach))")
     conn.execute(
@@ -107,12 +91,6 @@ def _uuid_matches(conn) -> int:
     ).fetchone()[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: keys compared as text, every side key written as an uppercase uuid matches no "
-    "canonical row; lint only warns in general terms (no count), apply and verify report success, 0 of 133 "
-    "rows folded (the side rows stay in the frozen archive)",
-)
 def test_a_side_key_holding_an_uppercase_uuid_text_is_folded(conn):
     conn.execute(
         "ALTER TABLE bit.phase_state ALTER COLUMN company_unique_id TYPE text USING upper(company_unique_id::text)"
@@ -147,12 +125,6 @@ def _frozen(conn, *names: str) -> dict:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw traceback: revert registers nothing under the owner's gate; reverting 1C's MOVE "
-    "people.people_outreach_link_archive -> outreach.people_archive renames to the unregistered "
-    "intermediate people.people_archive first, and the gate's RaiseException escapes revert_phase",
-)
 def test_a_revert_of_a_move_of_a_frozen_table_is_not_refused_by_the_gate(gated):
     decide(gated)
     approve(gated)
@@ -167,12 +139,6 @@ def test_a_revert_of_a_move_of_a_frozen_table_is_not_refused_by_the_gate(gated):
     assert _frozen(gated, "outreach.people")["outreach.people"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw traceback: the merge preflight's ALTER TABLE ADD COLUMN (discriminator, provenance) on a merge "
-    "target frozen in the owner's registry runs in Executor._run_ddl without unfreezing it, although a person "
-    "accepted outreach.company_target_archive.frozen; CTB_DDL_GATE RaiseException escapes preflight",
-)
 def test_a_frozen_merge_target_accepted_by_a_person_passes_the_preflight(gated):
     target = "outreach.company_target_archive"
     gated.execute(
@@ -194,12 +160,6 @@ def test_a_frozen_merge_target_accepted_by_a_person_passes_the_preflight(gated):
     assert _frozen(gated, target)[target] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false report: rehearse registers nothing under the owner's gate (no gate.admit), so 1J's archive "
-    "rename is refused by CTB_DDL_GATE in the rehearsal, which says 'apply would fail the same way'; apply "
-    "registers first and goes through (test_governance 1j), and the DAG's rehearse preflight goes red",
-)
 def test_a_rehearsal_under_the_owner_gate_rehearses_what_apply_does(gated):
     decide(gated)
     report = executor(gated, mode="rehearse").preflight("1j")
@@ -210,12 +170,6 @@ def test_a_rehearsal_under_the_owner_gate_rehearses_what_apply_does(gated):
 # --- reconcile's evidence for a gone table ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw traceback: reconcile._copy_counts reads every relation with a source_table column, views and "
-    "materialized views included, without a savepoint; an unpopulated materialized view ends the lint with "
-    "ObjectNotInPrerequisiteState",
-)
 def test_a_materialized_view_with_a_source_table_column_does_not_crash_the_lint(conn):
     conn.execute(
         "CREATE MATERIALIZED VIEW public.copies AS SELECT 'marketing.failed_email_verification'::text AS source_table "
@@ -229,11 +183,6 @@ def test_a_materialized_view_with_a_source_table_column_does_not_crash_the_lint(
     assert any("failed_email_verification" in f.message for f in report.errors + report.warnings + report.info)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw traceback: a view with a source_table column whose query raises (here division by zero) ends "
-    "the lint of a phase with a gone source (reconcile._copy_counts)",
-)
 def test_a_view_with_a_source_table_column_that_cannot_be_read_does_not_crash_the_lint(conn):
     conn.execute(
         "CREATE VIEW public.copies AS SELECT source_table FROM (VALUES ('marketing.failed_email_verification'::text)) "
@@ -259,12 +208,6 @@ def test_a_unique_index_on_a_column_the_merge_leaves_to_its_default_is_counted(c
     _lint_clear_then_apply(conn, "1b", "people_errors_one_per_batch")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false refusal: a CHECK calling a function that writes is evaluated in the lint's read-only "
-    "transaction, fails with ReadOnlySqlTransaction and is reported as 'cannot be read ... the merge would "
-    "fail the same way. Run as the role that owns the tables' (blocking, no proposal); the INSERT would pass",
-)
 def test_a_check_calling_a_function_that_writes_is_not_called_unreadable(conn):
     conn.execute("CREATE TABLE public.side_effects (n int)")
     conn.execute(
@@ -276,13 +219,6 @@ def test_a_check_calling_a_function_that_writes_is_not_called_unreadable(conn):
     assert not blocking, blocking
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw traceback: reverting 1J's archive (archive.outreach_company_target_orphaned_archive_ctb -> "
-    "outreach.company_target_orphaned_archive) renames to the unregistered intermediate "
-    "archive.company_target_orphaned_archive first; the gate's RaiseException escapes revert_phase (and revert "
-    "never calls governance.forget_gone, so the archive name's registry row would stay)",
-)
 def test_a_revert_of_an_archive_phase_under_the_gate_leaves_no_stale_registry_row(gated):
     decide(gated)
     approve(gated)
@@ -325,11 +261,6 @@ def test_a_generated_column_whose_expression_fails_on_the_merged_rows_is_seen(co
     _lint_clear_then_apply(conn, "1b", "triage")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cosmetic (false refusal): allowed_values reads `error_stage >= ANY (ARRAY['a'])` as the list ['a']; "
-    "the lint blocks 1B saying 'legacy_intake' is forbidden and proposes overwriting error_stage with 'a'",
-)
 def test_a_comparison_with_any_is_not_read_as_a_list_of_allowed_values(conn):
     conn.execute(
         "ALTER TABLE people.people_errors ADD CONSTRAINT stage_after_a "
@@ -339,12 +270,6 @@ def test_a_comparison_with_any_is_not_read_as_a_list_of_allowed_values(conn):
     assert not blocking, blocking
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a CHECK on ctb_source_row (a provenance column the merge writes) is reported "
-    "non-blocking as reading columns 'which the merge leaves to their defaults'; _mapped_rows maps only "
-    "ctb_source_table/ctb_source_key; lint clear, apply refused by the CHECK",
-)
 def test_a_check_on_the_provenance_row_the_merge_writes_is_evaluated(conn):
     for name, kind in (
         ("ctb_source_table", "text"),

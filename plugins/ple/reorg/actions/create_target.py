@@ -99,6 +99,15 @@ def dropped_by_revert(conn: psycopg.Connection, phase_id: str) -> set[int]:
     }
 
 
+def register_first(conn: psycopg.Connection, phase_id: str, table: str) -> None:
+    """Where the owner's DDL gate exists, the target is registered before it is created (as an
+    ERROR leaf where its name says it holds errors, else CANONICAL)."""
+    leaf = "ERROR" if "err" in table.rsplit(".", maxsplit=1)[-1] else "CANONICAL"
+    governance.register_before_create(
+        conn, table, leaf, "a merge target the decisions create", ledger_key(phase_id, table)
+    )
+
+
 def ensure(ex, phase_id: str, table: str, definition: dict) -> str:
     """One transaction: re-check the catalog, create, record the OID in the ledger. Returns
     `created`, `already_done` (the tool created it before) or `exists` (someone else did: used as
@@ -110,13 +119,7 @@ def ensure(ex, phase_id: str, table: str, definition: dict) -> str:
         if ex.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
             return "already_done" if created_by_tool(ex.conn, table) else "exists"
         statement = statements(ex.context(None), table, definition)[0]
-        owner_gate = governance.detect(ex.conn)
-        if owner_gate:  # register first, create second
-            leaf = "ERROR" if "err" in table.rsplit(".", maxsplit=1)[-1] else "CANONICAL"
-            why = "a merge target the decisions create"
-            governance.register(
-                ex.conn, owner_gate, [governance.Registration(table, leaf, why)], ledger_key(phase_id, table), ex.run_id
-            )
+        register_first(ex.conn, phase_id, table)
         try:
             with ex.conn.transaction():  # a savepoint: a concurrent CREATE of the same name wins
                 ex.conn.execute(statement.query)

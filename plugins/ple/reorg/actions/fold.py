@@ -85,7 +85,11 @@ def side_for(
         source_from = sql.SQL("{} AS s").format(qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
     if keys_text:
-        mapped_key = sql.SQL("({})::text").format(mapped_key)
+        canonical = ctx.catalog.get(action.target)
+        key_column = canonical.column(join.target) if canonical else None
+        # a uuid written as text may be upper case or padded: compared in uuid's own text form
+        spelled = "lower(btrim(({})::text))" if key_column is not None and key_column.type == "uuid" else "({})::text"
+        mapped_key = sql.SQL(spelled).format(mapped_key)
     key = source.primary_key if recorded is None else recorded["key"]
     tiebreak = [sql.SQL("s.{}").format(sql.Identifier(c)) for c in (key or [join.source])]
     if not key:  # a key orders the rows totally; without one, identical rows aside, one order every time
@@ -194,13 +198,17 @@ def _comparable(left: tuple, right: tuple) -> tuple[sql.Composable, sql.Composab
     """Two columns (table info, alias, column) as expressions PostgreSQL can compare: as they
     are where their types agree, as text where they differ."""
     (lt, la, lc), (rt, ra, rc) = left, right
-    same = lt is None or rt is None or lt.column(lc) is None or rt.column(rc) is None
-    same = same or lt.column(lc).type == rt.column(rc).type
-    cast = sql.SQL("") if same else sql.SQL("::text")
-    return (
-        sql.SQL("{}.{}{}").format(sql.Identifier(la), sql.Identifier(lc), cast),
-        sql.SQL("{}.{}{}").format(sql.Identifier(ra), sql.Identifier(rc), cast),
-    )
+    if lt is None or rt is None or lt.column(lc) is None or rt.column(rc) is None:
+        types = (None, None)
+    else:
+        types = (lt.column(lc).type, rt.column(rc).type)
+    sides = []
+    for (alias, column), own, other in (((la, lc), types[0], types[1]), ((ra, rc), types[1], types[0])):
+        spelled = "{}.{}"
+        if own != other:  # as text; a uuid's text form is lower case, so the other side is too
+            spelled = "lower(btrim({}.{}::text))" if other == "uuid" else "{}.{}::text"
+        sides.append(sql.SQL(spelled).format(sql.Identifier(alias), sql.Identifier(column)))
+    return sides[0], sides[1]
 
 
 def canonical_key(ctx: Context, step) -> sql.Composable:
