@@ -514,6 +514,11 @@ class Executor:
                     outcome.details = outcome.details | {
                         "triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]
                     }
+                if unfreeze:  # the ledger says what the decision let the step do to the owner's registry
+                    outcome.details = outcome.details | {
+                        "unfrozen_in_transaction": unfreeze,
+                        "frozen_after": freeze_after,
+                    }
                 governance.forget_gone(self.conn, [step.step_id])  # an intermediate name, gone again
                 self._record(step, outcome, started, statements)
                 return outcome
@@ -523,6 +528,8 @@ class Executor:
         outcome = module.apply(ctx, step)
         if bypass:
             outcome.details = outcome.details | {"triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]}
+        if unfreeze:
+            outcome.details = outcome.details | {"unfrozen_in_transaction": unfreeze, "frozen_after": freeze_after}
         with self.transaction():
             governance.forget_gone(self.conn, [step.step_id])
             self._record(step, outcome, started)

@@ -139,6 +139,11 @@ def test_a_frozen_table_is_altered_only_as_decided_and_frozen_again(gated):
         ).fetchall()
     )
     assert frozen == {"outreach.people": True, "people.people_outreach_link": True}
+    recorded = gated.execute(
+        "SELECT details FROM ple_ops.action_ledger WHERE step_id = '1c__move__outreach_people' AND outcome = 'applied'"
+    ).fetchone()[0]
+    assert recorded["unfrozen_in_transaction"] == ["outreach.people"]
+    assert recorded["frozen_after"] == ["people.people_outreach_link"]
     assert_nothing_lost(gated, before)
 
 
