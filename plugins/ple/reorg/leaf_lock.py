@@ -73,7 +73,7 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
         )
         owner_gate = governance.detect(conn)
         if owner_gate:
-            lines += _owner_gate_lines(conn, owner_gate, assigned_tables)
+            lines += _owner_gate_lines(conn, owner_gate, [a for a in assigned_tables if catalog.exists(a[0])])
         if not apply:
             lines.append("plan mode: nothing written")
             return "\n".join(lines)
@@ -123,8 +123,9 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
 def _owner_gate_lines(
     conn: psycopg.Connection, gate: governance.Gate, assigned: list[tuple[str, str, str]]
 ) -> list[str]:
-    """What the owner's gate already enforces, and what the plan's Phase 2 table asks that the
-    owner's registry does not say (proposals for the owner: the tool writes nothing there)."""
+    """What the owner's gate already enforces, and what the plan's Phase 2 table asks of the tables
+    that exist that the owner's registry does not say (proposals for the owner: the tool writes
+    nothing there)."""
     known = governance.entries(conn, [t for t, _, c in assigned if c != "TOOL"])
     unregistered = [t for t, _, c in assigned if c != "TOOL" and t not in known]
     archived = [t for t, _, c in assigned if c != "TOOL" and known.get(t, ("",))[0] in ("ARCHIVE", "DEPRECATED")]
