@@ -1,7 +1,8 @@
 """The owner's DDL gate (ple/governance.py) for the reorganization's steps: which names each step
-registers before its DDL, which registered tables it would alter that the registry freezes or does
-not list (blocking: the gate would refuse the step half way, or the tool would alter what the
-owner froze), and the registry's drift from the catalog. Read-only except `admit`."""
+registers before its DDL (and a revert before its own), which tables it alters that the registry
+freezes or does not list (blocking guards unless a person accepted them: the gate would refuse the
+step half way, or the tool would alter what the owner froze), and what it may unfreeze. Read-only
+except `admit` and `admit_revert`."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def guards(conn: psycopg.Connection, plan: Plan, catalog: Catalog, step: Step, a
     tables = [t for t in altered(plan, step) if catalog.exists(t)]
     known = governance.entries(conn, tables)
     result = []
-    new_names = [r.table for r in registrations(conn, plan, step) if r.table not in governance.entries(conn, [r.table])]
+    names = [r.table for r in registrations(conn, plan, step)]
+    registered = governance.entries(conn, names)
+    new_names = [n for n in names if n not in registered]
     needs = [
         p
         for p, wanted in (("INSERT", new_names), ("UPDATE", [t for t in tables if known.get(t, ("", False))[1]]))
