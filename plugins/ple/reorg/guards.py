@@ -588,7 +588,8 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     except (
         psycopg.errors.DataError,
         psycopg.errors.FeatureNotSupported,
-    ) as exc:  # e.g. numeric Infinity into an integer
+        psycopg.errors.IntegrityError,
+    ) as exc:  # e.g. numeric Infinity into an integer, a value its column's domain CHECK refuses
         what = f"rows of {action.source} cannot be converted into {target.name}'s columns"
         fix = "Fix the plan's fill rules for that column (or skip the action)"
         return [*result, _unevaluated(step, target.name, what, exc, fix)]
