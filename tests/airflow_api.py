@@ -30,13 +30,14 @@ def env(airflow_env: dict) -> dict:
     }
 
 
-def run_answered(airflow_env: dict, dsn: str, dag_id: str, conf: dict, answers: list[list[str]]):
+def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command: str, answers: list[list[str]]):
     """`airflow dags test DAG_ID -c CONF` while this script, in another process sharing the
-    metadata database, answers its Human-in-the-loop request: returns (the run's output, the
-    request as the API showed it, one {"user", "status", "body"} per answer)."""
+    metadata database, answers its Human-in-the-loop requests (`command`: `answer`, every answer to
+    the first request, or `answer-each`, one answer per request as they appear): returns (the run's
+    output, the JSON lines the responder printed)."""
     run_env = dict(env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
-    # The run's output goes to a file, not a pipe: nobody reads a pipe while the request waits,
-    # and a run that logs more than the pipe holds (a long plan) would block on its own log.
+    # The run's output goes to a file, not a pipe: nobody reads a pipe while a request waits, and a
+    # run that logs more than a pipe holds (a long plan) would block on its own log.
     with tempfile.TemporaryFile("w+") as log:
         run = subprocess.Popen(
             [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
@@ -47,7 +48,7 @@ def run_answered(airflow_env: dict, dsn: str, dag_id: str, conf: dict, answers: 
         )
         try:
             responder = subprocess.run(
-                [sys.executable, str(Path(__file__)), "answer", dag_id, json.dumps(answers)],
+                [sys.executable, str(Path(__file__)), command, dag_id, json.dumps(answers)],
                 env=run_env,
                 capture_output=True,
                 text=True,
@@ -60,7 +61,13 @@ def run_answered(airflow_env: dict, dsn: str, dag_id: str, conf: dict, answers: 
         log.seek(0)
         output = log.read()
     assert responder.returncode == 0, responder.stderr[-3000:]
-    lines = [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
+    return output, [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
+
+
+def run_answered(airflow_env: dict, dsn: str, dag_id: str, conf: dict, answers: list[list[str]]):
+    """run_responding with every answer given to the run's first request: (the run's output, the
+    request as the API showed it, one {"user", "status", "body"} per answer)."""
+    output, lines = run_responding(airflow_env, dsn, dag_id, conf, "answer", answers)
     return output, lines[0]["request"], lines[1:]
 
 

@@ -4,7 +4,6 @@ another process, as it would be from the UI; then the approval of the plan with 
 the executor carries them out. A second apply asks nothing and changes nothing; phase 1l reverts
 from the command line; an answer changed afterwards voids the approval."""
 
-import json
 import subprocess
 import sys
 
@@ -15,7 +14,6 @@ from ple import approval
 from ple.reorg import decisions
 from ple.reorg.plan import load
 from tests import airflow_api, rowcheck
-from tests.conftest import REPO
 from tests.helpers import dag_run_state, run_dag
 
 pytestmark = pytest.mark.slow
@@ -24,28 +22,7 @@ DAG_ID = "ctb_phase_1l"
 
 
 def _apply_answering(airflow_env, dsn, answers):
-    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps({"mode": "apply"})],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        responder = subprocess.run(
-            [sys.executable, str(REPO / "tests" / "airflow_api.py"), "answer-each", DAG_ID, json.dumps(answers)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1000,
-            check=False,
-        )
-        output, _ = run.communicate(timeout=1200)
-    finally:
-        run.kill()
-    assert responder.returncode == 0, responder.stderr[-3000:]
-    return output, [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
+    return airflow_api.run_responding(airflow_env, dsn, DAG_ID, {"mode": "apply"}, "answer-each", answers)
 
 
 def _cli(airflow_env, dsn, *args):
