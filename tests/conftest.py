@@ -84,54 +84,49 @@ def fresh_db(pg_server, fixture_template, monkeypatch):
     embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
 
 
-@pytest.fixture(scope="session")
-def production_template(pg_server):
-    """The production twin (the database as it stood on 2026-02-20) at TEST_SCALE, built once
-    into its own template database."""
+def _template(pg_server, name: str, state: str) -> dict:
+    """A fixture state at TEST_SCALE, built once into its own template database (as the superuser:
+    the 2026-03 state's event triggers need one)."""
     from ple import embedded_pg
     from ple.fixture.builder import build
 
-    dsn = embedded_pg.create_database(pg_server, PRODUCTION_TEMPLATE_DB)
+    dsn = embedded_pg.create_database(pg_server, name)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        report = build(conn, scale=TEST_SCALE, log=lambda _: None, state="production")
+        report = build(conn, scale=TEST_SCALE, log=lambda _: None, state=state)
     return {"dsn": dsn, "report": report}
+
+
+def _private_copy(pg_server, template: str, monkeypatch):
+    """A private copy of a template; the connection ctb_postgres points at it for the test."""
+    from ple import embedded_pg
+
+    dsn = clone_fixture(pg_server, template=template)
+    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
+    yield dsn
+    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+@pytest.fixture(scope="session")
+def production_template(pg_server):
+    """The production twin (the database as it stood on 2026-02-20)."""
+    return _template(pg_server, PRODUCTION_TEMPLATE_DB, "production")
 
 
 @pytest.fixture
 def twin_db(pg_server, production_template, monkeypatch):
-    """A private copy of the production twin; the connection ctb_postgres points at it for the test."""
-    dsn = clone_fixture(pg_server, template=PRODUCTION_TEMPLATE_DB)
-    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
-    yield dsn
-    from ple import embedded_pg
-
-    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+    yield from _private_copy(pg_server, PRODUCTION_TEMPLATE_DB, monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def production_2026_03_template(pg_server):
     """The production twin as of 2026-03-12 (CTB governance layer with its event triggers enabled,
-    Legacy Collapse Phase 3, the March workers' tables) at TEST_SCALE, built once into its own
-    template database, only by sessions that ask for it. Built as the superuser (event triggers
-    need one)."""
-    from ple import embedded_pg
-    from ple.fixture.builder import build
-
-    dsn = embedded_pg.create_database(pg_server, PRODUCTION_2026_03_TEMPLATE_DB)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        report = build(conn, scale=TEST_SCALE, log=lambda _: None, state="production-2026-03")
-    return {"dsn": dsn, "report": report}
+    Legacy Collapse Phase 3, the March workers' tables), built only by sessions that ask for it."""
+    return _template(pg_server, PRODUCTION_2026_03_TEMPLATE_DB, "production-2026-03")
 
 
 @pytest.fixture
 def twin_2026_03_db(pg_server, production_2026_03_template, monkeypatch):
-    """A private copy of the 2026-03-12 twin; the connection ctb_postgres points at it for the test."""
-    dsn = clone_fixture(pg_server, template=PRODUCTION_2026_03_TEMPLATE_DB)
-    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
-    yield dsn
-    from ple import embedded_pg
-
-    embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+    yield from _private_copy(pg_server, PRODUCTION_2026_03_TEMPLATE_DB, monkeypatch)
 
 
 @pytest.fixture

@@ -257,11 +257,10 @@ class Executor:
         """One preflight statement in its own transaction; a merge target frozen in the owner's
         registry that a person let the phase alter is unfrozen for it and frozen again before commit."""
         accepted = self.decisions.accepted if self.decisions is not None else {}
-        targets = {s.action.target for s in phase.steps if s.kind == "MERGE"}
         with self.transaction():
             self.lock_exclusive()
             approval.require(self.conn, self.fingerprint)
-            unfrozen = governance.set_frozen(self.conn, [t for t in targets if f"{t}.frozen" in accepted], False)
+            unfrozen = governance.set_frozen(self.conn, gate.frozen_merge_targets(phase, accepted), False)
             self.conn.execute(statement.query)
             governance.set_frozen(self.conn, unfrozen, True)
 

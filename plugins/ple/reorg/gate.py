@@ -11,16 +11,9 @@ import psycopg
 from ple import governance
 from ple.catalog import Catalog
 from ple.governance import Registration
-from ple.reorg.plan import Plan, Step
+from ple.reorg import reconcile
+from ple.reorg.plan import Phase, Plan, Step
 from ple.sqlutil import split_qualified
-
-
-def _destination(plan: Plan, step: Step, action) -> str | None:
-    if step.kind in ("ARCHIVE", "MOVE"):
-        return action.target
-    if step.kind in ("MERGE", "FOLD"):
-        return plan.archive_name(action.source)
-    return None
 
 
 def registrations(
@@ -32,7 +25,7 @@ def registrations(
     moves += [
         (a.source, dest, f"{step.kind.lower()} of {a.source}")
         for a in step.actions
-        if own and (dest := _destination(plan, step, a)) is not None
+        if own and (dest := reconcile.destination(plan, a)) is not None
     ]
     known = governance.entries(conn, [source for source, _, _ in moves])
     result = []
@@ -46,7 +39,7 @@ def altered(plan: Plan, step: Step) -> list[str]:
     """Tables the step's DDL alters in place or renames (the gate judges a rename under its new
     name, but the table renamed is the owner's): sources it relocates, the merge target (its
     discriminator and provenance columns), the fold target (its new columns), an ADD_PK table."""
-    tables = [a.source for a in step.actions if _destination(plan, step, a) is not None]
+    tables = [a.source for a in step.actions if reconcile.destination(plan, a) is not None]
     if step.kind in ("MERGE", "FOLD"):
         tables.append(step.target)
     if step.kind == "ADD_PK":
@@ -135,7 +128,7 @@ def frozen_names(plan: Plan, step: Step, accepted: dict) -> tuple[list[str], lis
     """(frozen tables a person let the step alter, the names the step gives them: frozen like
     them once the step is done)."""
     unfreeze = [t for t in altered(plan, step) if f"{t}.frozen" in accepted]
-    carried = [d for a in step.actions if a.source in unfreeze and (d := _destination(plan, step, a))]
+    carried = [d for a in step.actions if a.source in unfreeze and (d := reconcile.destination(plan, a))]
     return unfreeze, carried
 
 
@@ -147,7 +140,7 @@ def admit_revert(conn: psycopg.Connection, plan: Plan, step: Step, run_id: str, 
     owner_gate = governance.detect(conn)
     if owner_gate is None:
         return []
-    moves = [(dest, a.source) for a in step.actions if (dest := _destination(plan, step, a)) is not None]
+    moves = [(dest, a.source) for a in step.actions if (dest := reconcile.destination(plan, a)) is not None]
     known = governance.entries(conn, [source for _, source in moves])
     names = [
         Registration(name, known.get(source, ("CANONICAL",))[0], f"given back by the revert of {step.step_id}")
@@ -157,3 +150,11 @@ def admit_revert(conn: psycopg.Connection, plan: Plan, step: Step, run_id: str, 
     governance.register(conn, owner_gate, names, step.step_id, run_id)
     unfreeze, carried = frozen_names(plan, step, accepted)
     return [*unfreeze, *carried]
+
+
+def frozen_merge_targets(phase: Phase, accepted: dict) -> list[str]:
+    """The phase's merge targets a person let it alter although the owner froze them: the
+    preflight's discriminator and provenance columns unfreeze them for their statement only."""
+    return sorted(
+        {s.action.target for s in phase.steps if s.kind == "MERGE" and f"{s.action.target}.frozen" in accepted}
+    )

@@ -190,8 +190,7 @@ def _prepare(ex, phase, step_id: str, lines: list[str]) -> dict:
     for statement in ex._created_targets(phase, catalog):
         ex.conn.execute(statement.query)
     accepted = ex.decisions.accepted if ex.decisions is not None else {}
-    targets = {s.action.target for s in phase.steps if s.kind == "MERGE"}
-    unfrozen = governance.set_frozen(ex.conn, [t for t in targets if f"{t}.frozen" in accepted], False)
+    unfrozen = governance.set_frozen(ex.conn, gate.frozen_merge_targets(phase, accepted), False)
     for statement in ex._preflight_ddl(phase, read_catalog(ex.conn)):
         ex.conn.execute(statement.query)
     governance.set_frozen(ex.conn, unfrozen, True)
