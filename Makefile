@@ -88,7 +88,7 @@ lint: venv
 # Record that APPROVER approved the exact current plan file (in ctb_postgres: ple_ops.plan_approval).
 approve: db
 	@test -n "$(APPROVER)" || (echo "usage: make approve APPROVER=<your name>"; exit 2)
-	$(PLE) approve --approver "$(APPROVER)"
+	$(PLE) approve --approver "$(APPROVER)" $(if $(PHASE),--phase $(PHASE)) $(if $(STANDING),--standing)
 
 # Preview the Phase 2C cleanup (a rolled-back rehearsal) and approve exactly what it shows.
 cleanup-approve: db

@@ -51,15 +51,19 @@ def executor(conn, plan=None, mode="apply", run_id=None, **settings) -> Executor
 
 
 def approve(conn, plan=None) -> None:
-    """Approve the plan together with the decisions file of the connection's database (if any)."""
+    """A standing approval of the whole plan together with the decisions of the connection's
+    database: these tests re-run, resume and converge phases across many runs; what an approval
+    authorises and for how long is tested in tests/integration/test_approval.py."""
     decided = decisions.for_connection(conn)
-    approval.approve(conn, decisions.fingerprint(plan or plan_module.load(), decided), "pytest", via="test")
+    approval.approve(
+        conn, decisions.fingerprint(plan or plan_module.load(), decided), "pytest", via="test", standing=True
+    )
 
 
 def approve_revert(conn, phase_id: str, plan=None) -> None:
     from ple.reorg.revert import approve as approve_revert_of
 
-    approve_revert_of(conn, (plan or plan_module.load()).sha256, phase_id, "pytest", via="test")
+    approve_revert_of(conn, (plan or plan_module.load()).sha256, phase_id, "pytest", via="test", standing=True)
 
 
 def run_phase(ex: Executor, phase_id: str) -> list:

@@ -118,13 +118,24 @@ def _cmd_approve(args) -> int:
 
     plan = load()
     with connect() as conn:
+        if args.revoke:
+            revoked = approval.revoke(conn, args.revoke, args.approver, args.note)
+            print(f"REVOKED: {revoked['verdict']} {revoked['approval_id']} ({revoked['subject']}, {revoked['scope']})")
+            return 0
         decided = decisions.for_connection(conn)
         fingerprint = decisions.fingerprint(plan, decided)
+        if args.phase:
+            plan.phase(args.phase)  # an unknown phase fails here, before anything is recorded
+            fingerprint = fingerprint.scoped(approval.phase_scope(args.phase))
         if args.revert:
             from ple.reorg.revert import revert_fingerprint
 
-            plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
+            plan.phase(args.revert)
             fingerprint = revert_fingerprint(plan.sha256, args.revert)
+        if args.reject:
+            rejection_id = approval.reject(conn, fingerprint, args.approver, via="cli", note=args.note)
+            print(f"REJECTED: {fingerprint.scope} ({fingerprint.describe()}) by {args.approver} (#{rejection_id})")
+            return 0
         approval_id = approval.approve(
             conn,
             fingerprint,
@@ -132,11 +143,13 @@ def _cmd_approve(args) -> int:
             via="cli",
             note=args.note,
             details={"covers": decided.covered()} if not args.revert else None,
+            standing=args.standing,
         )
     covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
     if decided.answers_sha256:
         covered += " + the recorded 1L answers (`python -m ple.cli decide-1l`)"
-    print(f"APPROVED: {fingerprint.describe()} by {args.approver} (approval {approval_id}): {covered}")
+    how_long = "standing, until revoked" if args.standing else "once: for the next run of each phase it covers"
+    print(f"APPROVED ({how_long}): {fingerprint.describe()} by {args.approver} (approval {approval_id}): {covered}")
     return 0
 
 
@@ -352,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     approve.add_argument("--approver", required=True)
     approve.add_argument("--note")
     approve.add_argument("--revert", metavar="PHASE", help="approve reverting this phase instead of applying the plan")
+    approve.add_argument("--phase", help="approve this phase only (default: the whole plan, every phase)")
+    approve.add_argument(
+        "--standing", action="store_true", help="every run until revoked (default: the next run of each phase, once)"
+    )
+    approve.add_argument("--reject", action="store_true", help="record a rejection: the scope is vetoed until approved")
+    approve.add_argument(
+        "--revoke", type=int, metavar="NUMBER", help="revoke this approval or rejection (--approver: who revokes)"
+    )
     approve.add_argument(
         "--dol-columns",
         nargs="+",

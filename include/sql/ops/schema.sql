@@ -18,6 +18,28 @@ CREATE TABLE IF NOT EXISTS ple_ops.approval (
     revoked_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS approval_fingerprint ON ple_ops.approval (subject, fingerprint, approval_id);
+-- Scoped approvals (plugins/ple/approval.py): a row approves or rejects one scope (a phase, the
+-- whole plan, a revert of a phase...). An approval authorises its scope for one run unless it is
+-- standing; `for_run` binds it to the run whose request it answered; a rejection vetoes its scope
+-- until a later approval; any row can be revoked (who, why).
+ALTER TABLE ple_ops.approval
+    ADD COLUMN IF NOT EXISTS scope text NOT NULL DEFAULT 'all',
+    ADD COLUMN IF NOT EXISTS verdict text NOT NULL DEFAULT 'approve' CHECK (verdict IN ('approve', 'reject')),
+    ADD COLUMN IF NOT EXISTS standing boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS for_run text,
+    ADD COLUMN IF NOT EXISTS revoked_by text,
+    ADD COLUMN IF NOT EXISTS revoke_reason text;
+CREATE INDEX IF NOT EXISTS approval_scope ON ple_ops.approval (subject, scope, approval_id);
+
+-- Which run used which approval for which scope: the first write of a run under a one-run
+-- approval claims it, in the transaction of that write.
+CREATE TABLE IF NOT EXISTS ple_ops.approval_use (
+    approval_id bigint NOT NULL REFERENCES ple_ops.approval (approval_id),
+    scope text NOT NULL,
+    run_id text NOT NULL,
+    first_used_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (approval_id, scope, run_id)
+);
 
 -- Every attempt of every step: what ran, on which rows, with what proof and outcome.
 CREATE TABLE IF NOT EXISTS ple_ops.action_ledger (

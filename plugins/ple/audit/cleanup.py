@@ -503,7 +503,7 @@ def approve(
 def _approved_preview(conn: psycopg.Connection, fingerprint_sha256: str) -> dict | None:
     row = conn.execute(
         "SELECT details -> 'preview' FROM ple_ops.approval WHERE subject = %s AND fingerprint = %s "
-        "AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
+        "AND verdict = 'approve' AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
         (SUBJECT, fingerprint_sha256),
     ).fetchone()
     return row[0] if row else None
@@ -514,7 +514,7 @@ def _refusal(conn: psycopg.Connection, live: dict[str, dict]) -> NotApproved:
     approved preview."""
     row = conn.execute(
         "SELECT details -> 'preview', approver, approved_at FROM ple_ops.approval WHERE subject = %s "
-        "AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
+        "AND verdict = 'approve' AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
         (SUBJECT,),
     ).fetchone()
     fix = f"preview (mode plan) and approve again with {APPROVE_HOW}"

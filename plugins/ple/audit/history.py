@@ -101,7 +101,7 @@ def baseline(conn: psycopg.Connection) -> Baseline | None:
         return None
     row = conn.execute(
         "SELECT details, approver, approved_at, approved_via FROM ple_ops.approval "
-        "WHERE subject = %s AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
+        "WHERE subject = %s AND verdict = 'approve' AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
         (BASELINE,),
     ).fetchone()
     if row is None:

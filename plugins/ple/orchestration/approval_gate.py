@@ -3,17 +3,19 @@
 One operator for every run that changes data (a reorganization phase, the whole reorganization,
 a revert, the 2C cleanup, the 1L decisions). In a run that writes (by default: `mode=apply`) it
 
-1. computes the fingerprint of what would run (`ple.approval`: plan, decisions, engine code);
-2. honours an approval already recorded for that exact fingerprint, without asking again (so
-   `make approve` and an earlier answer keep working, and later phases of one run ask nothing);
+1. computes the fingerprint of what would run (`ple.approval`: plan, decisions, engine code) for
+   the scope the request shows (one phase, or the whole plan);
+2. honours an approval in force for this run and scope without asking again (a standing approval,
+   or one given for the next run, e.g. `make approve`: see ple/approval.py for what "in force" is);
 3. otherwise renders the plan (the exact SQL and the live counts) into the task log and into a
    Human-in-the-loop request (Airflow's `HITLOperator`: "Required Actions" in the UI), with the
-   checksums of every part of the fingerprint;
-4. on "Approve", records the approval in `ple_ops.approval` with the authenticated Airflow user
-   who answered and the time (`via="airflow-hitl"`), plus what the subject's own check needs
-   (`approval_details`: the 2C cleanup stores the preview's counts there, as `make
-   cleanup-approve` does); on "Reject" it fails, so nothing downstream runs, and a rejection is
-   not retried.
+   checksums of every part of the fingerprint, titled with its scope;
+4. on "Approve", records an approval of that scope bound to this run in `ple_ops.approval` with
+   the authenticated Airflow user who answered and the time (`via="airflow-hitl"`), plus what the
+   subject's own check needs (`approval_details`: the 2C cleanup stores the preview's counts there,
+   as `make cleanup-approve` does); on "Reject" it records the rejection (which vetoes the scope
+   until someone approves it again) and fails, so nothing downstream runs; a rejection is not
+   retried.
 
 If what the approval covers changed while the request waited (a plan edit, a code deploy), the
 answer approves nothing: the approver saw something else. The executor re-checks the approval in
@@ -82,11 +84,12 @@ class ApprovalGate(HITLOperator):
             return {"asked": False, "approval": None}
         with connect() as conn:
             fingerprint = self.fingerprint(conn, context)
-            recorded = approval.current(conn, fingerprint)
+            recorded = approval.current(conn, fingerprint, context["run_id"])
             if recorded:
+                kind = "standing approval" if recorded["standing"] else "approval for one run"
                 emit(
-                    f"approved before: {fingerprint.describe()} by {recorded['approver']} "
-                    f"({recorded['via']}, {recorded['approved_at']}); not asking again"
+                    f"in force: {kind} {recorded['approval_id']} of {recorded['scope']} ({fingerprint.describe()}) "
+                    f"by {recorded['approver']} ({recorded['via']}, {recorded['approved_at']}); not asking again"
                 )
                 return {"asked": False, "approval": recorded, "fingerprint": fingerprint.sha256}
             plan_text = self.render(conn, context)
@@ -103,8 +106,6 @@ class ApprovalGate(HITLOperator):
 
         answer = super().execute_complete(context, event)
         user, who, when = responder(answer)
-        if answer["chosen_options"] != [APPROVE]:
-            raise ApprovalRejected(f"rejected by {who} at {when.isoformat()}: nothing runs")
         asked = context["ti"].xcom_pull(task_ids=self.task_id, key=FINGERPRINT_XCOM)
         answered = {
             "user_id": user.get("id"),
@@ -112,9 +113,23 @@ class ApprovalGate(HITLOperator):
             "dag_id": context["dag"].dag_id,
             "run_id": context["run_id"],
             "task_id": self.task_id,
+            "asked": asked,
         }
         with connect() as conn:
             fingerprint = self.fingerprint(conn, context)
+            if answer["chosen_options"] != [APPROVE]:
+                rejection_id = approval.reject(
+                    conn,
+                    fingerprint,
+                    who,
+                    via="airflow-hitl",
+                    note=f"{context['dag'].dag_id} {context['run_id']}",
+                    details=answered,
+                )
+                raise ApprovalRejected(
+                    f"rejected by {who} at {when.isoformat()} (recorded as {rejection_id}): nothing runs, and "
+                    f"{fingerprint.scope} stays vetoed until someone approves it again"
+                )
             if fingerprint.sha256 != asked:
                 raise NotApproved(
                     f"{who} approved {asked}, but what would run is now {fingerprint.describe()} "
@@ -128,6 +143,7 @@ class ApprovalGate(HITLOperator):
                 via="airflow-hitl",
                 note=f"{context['dag'].dag_id} {context['run_id']}",
                 details=details,
+                for_run=context["run_id"],
             )
         emit(f"APPROVED {fingerprint.describe()} by {who} at {when.isoformat()} (approval {approval_id})")
         return {"asked": True, "approval_id": approval_id, "approver": who, "fingerprint": fingerprint.sha256}
@@ -145,7 +161,8 @@ def request_body(fingerprint: approval.Fingerprint, plan_text: str) -> str:
     if len(plan_text) > BODY_LIMIT:
         plan_text = plan_text[:BODY_LIMIT] + "\n... (cut here; the task log has the whole plan)"
     lines = [
-        f"**Approve exactly this {fingerprint.subject}**: fingerprint `{fingerprint.sha256}`",
+        f"**Approve exactly this: {fingerprint.subject}, {scope_title(fingerprint)}**, once, for this run: "
+        f"fingerprint `{fingerprint.sha256}`",
         "",
         "| part | SHA-256 |",
         "|---|---|",
@@ -158,6 +175,12 @@ def request_body(fingerprint: approval.Fingerprint, plan_text: str) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def scope_title(fingerprint: approval.Fingerprint) -> str:
+    if fingerprint.scope == approval.WHOLE_PLAN:
+        return "the whole plan (every phase)"
+    return "everything shown" if fingerprint.scope == approval.ALL else fingerprint.scope
 
 
 def approval_gate(

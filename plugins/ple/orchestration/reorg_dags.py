@@ -141,11 +141,19 @@ def _plan_settings(context):
     return Settings.from_params({**context["params"], "mode": Mode.PLAN})
 
 
-def _reorganization_fingerprint(conn, context):
-    """What the executor will re-check in every apply transaction."""
-    from ple.reorg.executor import Executor
+def _reorganization_fingerprint(phase_ids: list[str]):
+    """What the request shows, as the executor re-checks it in every apply transaction: one
+    phase's scope, or the whole plan when the request shows every phase."""
 
-    return Executor(conn, load(), context["run_id"], _plan_settings(context)).fingerprint
+    def fingerprint(conn, context):
+        from ple.reorg.executor import Executor
+
+        executor = Executor(conn, load(), context["run_id"], _plan_settings(context))
+        if len(phase_ids) == 1:
+            return executor.approval_of(phase_ids[0])
+        return executor.fingerprint
+
+    return fingerprint
 
 
 def render_plan(phase_ids: list[str]):
@@ -172,7 +180,7 @@ def reorganization_gate(title: str, phase_ids: list[str]):
     return approval_gate(
         "approve",
         subject=f"Approve {title}",
-        fingerprint=_reorganization_fingerprint,
+        fingerprint=_reorganization_fingerprint(phase_ids),
         render=render_plan(phase_ids),
     )
 
@@ -248,7 +256,7 @@ def build_reorganization_dag(doc_md: str, plan: Plan | None = None) -> DAG:
     with _dag("ctb_reorganization", doc_md, ["ctb", "reorganization", "manual"]) as dag:
         phases = [phase for phase in plan.phases if phase.steps]
         chain(
-            reorganization_gate("the CTB reorganization", [p.phase for p in phases]),
+            reorganization_gate("the whole CTB reorganization (every phase)", [p.phase for p in phases]),
             *[phase_group(phase) for phase in phases],
         )
     return dag
@@ -298,6 +306,13 @@ def build_approval_dag(doc_md: str) -> DAG:
                     description="the checksum of include/plan/ctb_plan.yaml you reviewed (prefilled with the file's current one)",
                 ),
                 "note": optional_text_param("Note", "optional: what you checked, or a ticket"),
+                "standing": Param(
+                    False,
+                    type="boolean",
+                    title="Standing approval",
+                    description="off: the approval covers each phase for the next run that applies it, once; "
+                    "on: every run, until revoked (ctb_revoke_approval)",
+                ),
             },
         ),
     ) as dag:
@@ -329,10 +344,14 @@ def build_approval_dag(doc_md: str) -> DAG:
                     via="airflow-form",
                     note=params["note"] or None,
                     details={"covers": covered},
+                    standing=params["standing"],
                 )
+            how_long = (
+                "standing, until revoked" if params["standing"] else "each phase once, for the next run applying it"
+            )
             emit(
-                f"APPROVED plan {plan.sha256} by {approver} (approval {approval_id}), and with it, in this database:\n"
-                + json.dumps(covered, indent=2, default=str)
+                f"APPROVED the whole plan {plan.sha256} ({how_long}) by {approver} (approval {approval_id}), and with "
+                "it, in this database:\n" + json.dumps(covered, indent=2, default=str)
             )
             return {"approval_id": approval_id, "plan_sha256": plan.sha256}
 
@@ -367,4 +386,51 @@ def build_leaf_lock_dag(doc_md: str) -> DAG:
             return {"mode": context["params"]["mode"]}
 
         leaf_lock()
+    return dag
+
+
+def build_revoke_dag(doc_md: str) -> DAG:
+    with DAG(
+        schedule=None,
+        **dag_arguments(
+            "ctb_revoke_approval",
+            doc_md,
+            ("ctb", "manual"),
+            {
+                "approval_id": Param(
+                    1,
+                    type="integer",
+                    minimum=1,
+                    title="Approval #",
+                    description="the number of the approval or rejection to revoke (the console's Approvals table)",
+                ),
+                "reason": optional_text_param("Reason", "optional: why it is revoked"),
+            },
+        ),
+    ) as dag:
+
+        @task
+        def revoke() -> dict:
+            from ple import approval
+            from ple.db import connect
+            from ple.errors import BadInput
+            from ple.reporting import emit
+
+            context = get_current_context()
+            params = context["params"]
+            who = context["dag_run"].triggering_user_name
+            if not who or who == DAG_TEST_USER:
+                raise BadInput("a revocation is recorded under the signed-in user who triggers it: sign in to Airflow")
+            with connect() as conn:
+                revoked = approval.revoke(conn, params["approval_id"], who, params["reason"] or None)
+            emit(
+                f"REVOKED {revoked['verdict']} {revoked['approval_id']} ({revoked['subject']}, {revoked['scope']}) "
+                f"by {who}: from the next transaction that re-checks it, it authorises nothing"
+                if revoked["verdict"] == "approve"
+                else f"REVOKED rejection {revoked['approval_id']} ({revoked['subject']}, {revoked['scope']}) by {who}: "
+                "the scope is no longer vetoed by it"
+            )
+            return revoked
+
+        revoke()
     return dag

@@ -104,7 +104,7 @@ class Context:
     def hold(self) -> None:
         """In the current transaction: take the advisory lock, then re-check the approval (an
         approval revoked, or code edited, between two transactions of one step stops the next)."""
-        hold(self.conn, self.approval)
+        hold(self.conn, self.approval, run_id=self.run_id)
 
 
 # pg_trigger.tgenabled -> the ALTER TABLE clause that restores it
@@ -115,10 +115,12 @@ def trigger_switch(table: str, trigger: str, clause: str) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(qualified(table), sql.SQL(clause), sql.Identifier(trigger))
 
 
-def hold(conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None) -> None:
+def hold(
+    conn: psycopg.Connection, fingerprint: approvals.Fingerprint | None, how: str | None = None, *, run_id: str
+) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
     if fingerprint is not None:
-        approvals.require(conn, fingerprint, *([how] if how else []))
+        approvals.require(conn, fingerprint, *([how] if how else []), run_id=run_id)
 
 
 @dataclass

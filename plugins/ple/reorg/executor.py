@@ -85,10 +85,19 @@ class Executor:
     def lock_exclusive(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
 
-    def context(self, catalog: Catalog) -> Context:
-        return Context(
-            self.conn, self.plan, self.run_id, self.settings, catalog, self.fingerprint if self.applying else None
-        )
+    def approval_of(self, phase_id: str) -> approval.Fingerprint:
+        """What an apply of this phase writes under: the plan's fingerprint scoped to the phase
+        (an approval of the phase, or of the whole plan, covers it: ple/approval.py)."""
+        return self.fingerprint.scoped(approval.phase_scope(phase_id))
+
+    def require_approval(self, phase_id: str) -> dict:
+        """Re-checked in every transaction that writes, and claimed by this run for the phase."""
+        return approval.require(self.conn, self.approval_of(phase_id), run_id=self.run_id)
+
+    def context(self, catalog: Catalog, phase_id: str | None = None) -> Context:
+        """`phase_id`: the phase whose approval the context's batched transactions re-check."""
+        held = self.approval_of(phase_id) if self.applying and phase_id else None
+        return Context(self.conn, self.plan, self.run_id, self.settings, catalog, held)
 
     def retrying(self, work):
         return with_lock_retry(work, attempts=self.settings.lock_retries)
@@ -171,7 +180,7 @@ class Executor:
             report.raise_if_failed()
             with self.transaction():
                 self.lock_exclusive()
-                approved = approval.require(self.conn, self.fingerprint)
+                approved = self.require_approval(phase_id)
                 ensure_schema(self.conn)
             for target, definition in self._targets_to_create(phase):
                 self.retrying(lambda t=target, d=definition: create_target.ensure(self, phase_id, t, d))
@@ -259,7 +268,7 @@ class Executor:
         accepted = self.decisions.accepted if self.decisions is not None else {}
         with self.transaction():
             self.lock_exclusive()
-            approval.require(self.conn, self.fingerprint)
+            self.require_approval(phase.phase)
             unfrozen = governance.set_frozen(self.conn, gate.frozen_merge_targets(phase, accepted), False)
             self.conn.execute(statement.query)
             governance.set_frozen(self.conn, unfrozen, True)
@@ -414,7 +423,7 @@ class Executor:
             started = datetime.now(UTC)
             with self.transaction():
                 self.lock_exclusive()
-                approval.require(self.conn, self.fingerprint)
+                self.require_approval(action.phase)
                 ensure_schema(self.conn)
                 outcome = "skipped" if how == "skip" else "adopted"
                 if reconcile.ledger_outcomes(self.conn).get(key, {}).get("outcome") == outcome:
@@ -480,9 +489,9 @@ class Executor:
         schemas = self.step_schemas(step)
         with self.transaction():
             self.lock_exclusive()
-            approval.require(self.conn, self.fingerprint)
+            self.require_approval(step.phase)
             catalog = read_catalog(self.conn, schemas)
-            ctx = self.context(catalog)
+            ctx = self.context(catalog, step.phase)
             pending_asides = self._set_asides(ctx, step)
             accepted = self.decisions.accepted if self.decisions is not None else {}
             gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted, own=False)
@@ -490,7 +499,7 @@ class Executor:
             asides = [set_aside.carry_out(self, ctx, item, step) for item in pending_asides]
             if asides:
                 catalog = read_catalog(self.conn, schemas)
-                ctx = self.context(catalog)
+                ctx = self.context(catalog, step.phase)
             if module.check(ctx, step) == State.DONE:
                 return self._done_with_evidence(step, started)
             gate.admit(self.conn, self.plan, step, (), self.run_id, accepted)
@@ -522,7 +531,7 @@ class Executor:
                 self._record(step, outcome, started, statements)
                 return outcome
         # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
-        ctx = self.context(read_catalog(self.conn, schemas))
+        ctx = self.context(read_catalog(self.conn, schemas), step.phase)
         ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
         outcome = module.apply(ctx, step)
         if bypass:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
-from ple import approval
 from ple.reorg.context import StepReport
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
@@ -45,7 +44,7 @@ def freeze_phase(ex: Executor, phase_id: str) -> StepReport:
     def work() -> str:
         with ex.transaction():
             ex.lock_exclusive()
-            approval.require(ex.conn, ex.fingerprint)
+            ex.require_approval(phase_id)
             done = ex.conn.execute(
                 "SELECT 1 FROM ple_ops.phase_status WHERE phase = %s AND status = 'frozen' AND plan_sha256 = %s",
                 (phase_id, ex.plan.sha256),

@@ -81,7 +81,11 @@ def run(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> str:
             raise PlanRejected(
                 "the leaf lock needs Phase 1 complete and every Phase 2 table present:\n" + "\n".join(lines)
             )
-        approval.require(conn, decisions.fingerprint(plan, decisions.for_connection(conn)))
+        approval.require(
+            conn,
+            decisions.fingerprint(plan, decisions.for_connection(conn)).scoped(approval.phase_scope("2")),
+            run_id=run_id,
+        )
         ensure_schema(conn)
         for table, sub_hub, ctb_class in assigned_tables:
             conn.execute(

@@ -50,7 +50,9 @@ ACTIONS = {
 
 def revert_fingerprint(plan_sha256: str, phase_id: str) -> approval.Fingerprint:
     """What a revert approval covers: the plan, the engine code and the phase."""
-    return approval.Fingerprint(SUBJECT, {"plan": plan_sha256, "code": approval.code_sha256(), "phase": phase_id})
+    return approval.Fingerprint(
+        SUBJECT, {"plan": plan_sha256, "code": approval.code_sha256(), "phase": phase_id}, approval.phase_scope(phase_id)
+    )
 
 
 def approve(conn: psycopg.Connection, plan_sha256: str, phase_id: str, approver: str, **kwargs) -> int:
@@ -138,7 +140,7 @@ def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepRe
 def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
     started = datetime.now(UTC)
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         stable_text(ex.conn)
         catalog = read_catalog(ex.conn)
         given_back = set_aside.restored(ex.conn, catalog, step.step_id)
@@ -285,10 +287,10 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     # are not held through the proof's scans; both are idempotent (tool_changes, ledger)
     notes = _restore_not_null(ex, phase, fp)
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         _drop_created_targets(ex, phase, notes, started)
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         dropped = create_target.dropped_by_revert(ex.conn, phase.phase)
         catalog = read_catalog(ex.conn)
         problems, reported, lines = _prove(ex, phase, catalog, dropped)
@@ -356,7 +358,7 @@ def _restore_not_null(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> l
     a run killed between them leaves a helper the next run reuses or drops."""
     notes = []
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         catalog = read_catalog(ex.conn)
         relaxed = [
             (target, table.oid, column)
@@ -382,7 +384,7 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
     col = sql.Identifier(column)
     nulls = 0
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         helper = _helper_name(ex, oid, column)
         if helper is None:
             return (
@@ -409,14 +411,14 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
     if not nulls:
         try:
             with ex.transaction():
-                hold(ex.conn, fp, _how(fp))
+                hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
                 table = _where(ex, oid, column)
                 if table is not None and _helper_state(ex, oid, helper) == "not validated":
                     ex.conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, name))
         except psycopg.errors.CheckViolation:
             nulls = None  # a NULL was written between the count and the validation
     with ex.transaction():
-        hold(ex.conn, fp, _how(fp))
+        hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
         table = _where(ex, oid, column)
         if table is None:
             return _column_gone(ex, target, oid, column, helper)

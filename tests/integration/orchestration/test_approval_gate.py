@@ -66,5 +66,5 @@ def test_reject_runs_nothing(airflow_env, fresh_db):
     assert output.count("Task failed with exception") == 1  # a rejection is not retried
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         assert end_state(conn) == before
-        recorded = conn.execute("SELECT to_regclass('ple_ops.approval') IS NOT NULL").fetchone()[0]
-        assert not recorded or conn.execute("SELECT count(*) FROM ple_ops.approval").fetchone()[0] == 0
+        recorded = conn.execute("SELECT verdict, scope, approver, for_run FROM ple_ops.approval").fetchall()
+    assert recorded == [("reject", "phase 1a", "ada", None)]  # the rejection vetoes 1a until approved

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from ple import approval, governance
+from ple import governance
 from ple.errors import PlanRejected
 from ple.reorg.context import Context, State, Statement
 from ple.sqlutil import check_identifier, qualified
@@ -115,7 +115,7 @@ def ensure(ex, phase_id: str, table: str, definition: dict) -> str:
     started = datetime.now(UTC)
     with ex.transaction():
         ex.lock_exclusive()
-        approval.require(ex.conn, ex.fingerprint)
+        ex.require_approval(phase_id)
         if ex.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
             return "already_done" if created_by_tool(ex.conn, table) else "exists"
         statement = statements(ex.context(None), table, definition)[0]
