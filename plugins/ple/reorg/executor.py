@@ -345,11 +345,13 @@ class Executor:
                 ctx = self.context(catalog)
                 aside = self._set_asides(ctx, step)
                 found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
-                lines += [f"{step_id}: first, set aside (decided):"] + [
-                    f"-- {s.purpose}\n{s.render(self.conn)};" for item in aside for s in set_aside.statements(ctx, item)
-                ]
-                if aside:
-                    return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: then as the plan says"]))
+                if aside:  # the step's own SQL is rendered on the catalog as the set-aside leaves it
+                    lines += [f"{step_id}: first, in the same transaction, set aside (decided):"] + [
+                        f"-- {s.purpose}\n{s.render(self.conn)};"
+                        for item in aside
+                        for s in set_aside.statements(ctx, item)
+                    ]
+                    ctx = self.context(set_aside.as_after(catalog, aside))
                 try:
                     state = module.check(ctx, step)
                 except PlanRejected as exc:
@@ -363,7 +365,11 @@ class Executor:
                     )
                 try:
                     statements = module.statements(ctx, step)
-                    preview = module.preview(ctx, step)
+                    preview = (
+                        {"set_aside_first": {i.occupant: set_aside.preview(self.context(catalog), i) for i in aside}}
+                        if aside  # the names the step reads exist only once the set-aside ran
+                        else module.preview(ctx, step)
+                    )
                 except PlanRejected as exc:
                     return StepReport(step_id, "planned", "\n".join([*lines, f"{step_id}: BLOCKED: {exc}"]))
                 text = f"{step_id}: would run\n" + "\n".join(

@@ -51,7 +51,9 @@ ACTIONS = {
 def revert_fingerprint(plan_sha256: str, phase_id: str) -> approval.Fingerprint:
     """What a revert approval covers: the plan, the engine code and the phase."""
     return approval.Fingerprint(
-        SUBJECT, {"plan": plan_sha256, "code": approval.code_sha256(), "phase": phase_id}, approval.phase_scope(phase_id)
+        SUBJECT,
+        {"plan": plan_sha256, "code": approval.code_sha256(), "phase": phase_id},
+        approval.phase_scope(phase_id),
     )
 
 

@@ -137,30 +137,58 @@ def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
 
 
 def _approvals(conn: psycopg.Connection) -> list[str]:
-    if not _exists(conn, "ple_ops.approval"):
-        return ["<h2>Approvals</h2><p class='muted'>none recorded</p>"]
-    rows = conn.execute(
-        "SELECT approval_id, subject, approver, approved_via, approved_at, fingerprint, parts, note, revoked_at "
-        "FROM ple_ops.approval ORDER BY approval_id DESC LIMIT 50"
-    ).fetchall()
+    """Every approval and rejection: who, when, what scope, for how long, which runs wrote under
+    it, and whether (by whom, why) it was revoked; revoking is the ctb_revoke_approval DAG."""
+    from ple import approval
+
+    rows = approval.listing(conn, limit=100)
+    if not rows:
+        return ["<h2>Approvals</h2><p class='muted'>no approval or rejection recorded</p>"]
     shown = [
         (
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            f"<code>{r[5][:16]}</code><br>"
-            + "<br>".join(f"{escape(k)} <code>{v[:12]}</code>" for k, v in r[6].items()),
-            r[7],
-            r[8],
+            r["approval_id"],
+            f"<span class='{'ok' if r['verdict'] == 'approve' else 'bad'}'>{escape(r['verdict'])}</span>",
+            escape(f"{r['subject']}: {r['scope']}"),
+            escape(r["approver"]),
+            escape(r["approved_via"]),
+            r["approved_at"],
+            "standing"
+            if r["standing"]
+            else ("this run: " + escape(r["for_run"]) if r["for_run"] else "one run")
+            if r["verdict"] == "approve"
+            else "vetoes the scope",
+            "<br>".join(escape(f"{u['scope']}: {u['run_id']}") for u in r["used"]) or "not used",
+            escape(
+                f"{r['revoked_at']:%Y-%m-%d %H:%M} by {r['revoked_by']}"
+                + (f": {r['revoke_reason']}" if r["revoke_reason"] else "")
+            )
+            if r["revoked_at"]
+            else "",
+            f"<code>{r['fingerprint'][:16]}</code>",
         )
         for r in rows
     ]
     return [
         "<h2>Approvals</h2>",
+        "<p class='muted'>An approval covers the scope its request showed (a phase, or the whole plan: every "
+        "phase), for one run unless standing; a rejection vetoes its scope until someone approves it again. "
+        "Revoke one with the <code>ctb_revoke_approval</code> DAG (its number), or "
+        "<code>python -m ple.cli approve --revoke NUMBER --approver NAME</code>.</p>",
         table(
-            ("#", "subject", "approver", "via", "when", "fingerprint", "note", "revoked"), shown, raw=("fingerprint",)
+            (
+                "#",
+                "verdict",
+                "scope",
+                "who",
+                "via",
+                "when",
+                "for",
+                "runs that wrote under it",
+                "revoked",
+                "fingerprint",
+            ),
+            shown,
+            raw=("verdict", "scope", "who", "via", "for", "runs that wrote under it", "revoked", "fingerprint"),
         ),
     ]
 

@@ -13,9 +13,10 @@ the step's own revert has freed the name, the occupant (the same OID) gets its n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from ple.catalog import Catalog
 from ple.errors import PlanRejected
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, State
@@ -41,6 +42,18 @@ def check(ctx: Context, item: SetAside) -> State:
 
 def statements(ctx: Context, item: SetAside):
     return relocate.statements(ctx.conn, ctx.catalog, item.occupant, item.name)
+
+
+def as_after(catalog: Catalog, items: list[SetAside]) -> Catalog:
+    """The catalog as these set-asides leave it (each occupant under its new name), for plan mode
+    to render what the step does after them without renaming anything."""
+    tables = dict(catalog.tables)
+    for item in items:
+        occupant = tables.pop(item.occupant, None)
+        if occupant is not None:
+            tables[item.name] = replace(occupant, name=item.name)
+    schemas = catalog.schemas | {item.name.split(".", 1)[0] for item in items}
+    return replace(catalog, tables=tables, schemas=schemas)
 
 
 def preview(ctx: Context, item: SetAside) -> dict:
