@@ -27,7 +27,7 @@ Wiring it into another DAG takes three callables (all run inside the task, never
         "approve",
         subject="Revert phase {phase}",
         fingerprint=lambda conn, context: ...,  # -> ple.approval.Fingerprint
-        render=lambda conn, context: ...,  # -> the plan as text: SQL and live counts
+        render=lambda conn, context: ...,  # -> the plan as text (SQL, live counts), or (summary, text)
         approval_details=lambda conn, context: {...},  # optional: recorded with the approval
     )
     gate >> first_task_that_writes
@@ -46,6 +46,7 @@ APPROVE = "Approve"
 REJECT = "Reject"
 FINGERPRINT_XCOM = "fingerprint"
 BODY_LIMIT = 60_000  # characters of plan in the request; the task log has all of it
+WRAP = 100  # characters per line of SQL in the request: the dialog never scrolls sideways to its buttons
 
 
 def applies(context) -> bool:
@@ -64,7 +65,7 @@ class ApprovalGate(HITLOperator):
         *,
         subject: str,
         fingerprint: Callable[[Any, Any], approval.Fingerprint],
-        render: Callable[[Any, Any], str],
+        render: Callable[[Any, Any], str | tuple[str, str]],
         writes: Callable[[Any], bool] = applies,
         approval_details: Callable[[Any, Any], dict] | None = None,
         **kwargs,
@@ -92,10 +93,11 @@ class ApprovalGate(HITLOperator):
                     f"by {recorded['approver']} ({recorded['via']}, {recorded['approved_at']}); not asking again"
                 )
                 return {"asked": False, "approval": recorded, "fingerprint": fingerprint.sha256}
-            plan_text = self.render(conn, context)
-        emit(plan_text)
+            rendered = self.render(conn, context)
+        summary, plan_text = rendered if isinstance(rendered, tuple) else ("", rendered)
+        emit("\n\n".join(t for t in (summary, plan_text) if t))
         emit(f"asking for an approval of {fingerprint.describe()} in Required Actions")
-        self.body = request_body(fingerprint, plan_text)
+        self.body = request_body(fingerprint, plan_text, summary)
         context["ti"].xcom_push(key=FINGERPRINT_XCOM, value=fingerprint.sha256)
         return super().execute(context)
 
@@ -156,25 +158,43 @@ def responder(response: dict) -> tuple[dict, str, Any]:
     return user, user.get("name") or user.get("id") or "unknown", response["responded_at"]
 
 
-def request_body(fingerprint: approval.Fingerprint, plan_text: str) -> str:
-    """The request as the approver reads it (Markdown): the checksums first, then the plan."""
+def request_body(fingerprint: approval.Fingerprint, plan_text: str, summary: str = "") -> str:
+    """The request as the approver reads it (Markdown): what it approves and its summary first
+    (what moves, merges, archives, with row counts; what breaks), the checksums, then every step's
+    exact SQL, wrapped so the dialog is never wider than the screen."""
     if len(plan_text) > BODY_LIMIT:
         plan_text = plan_text[:BODY_LIMIT] + "\n... (cut here; the task log has the whole plan)"
     lines = [
-        f"**Approve exactly this: {fingerprint.subject}, {scope_title(fingerprint)}**, once, for this run: "
-        f"fingerprint `{fingerprint.sha256}`",
+        f"**Approve exactly this: {fingerprint.subject}, {scope_title(fingerprint)}**, once, for this run",
+        "",
+        *([summary, ""] if summary else []),
+        f"Fingerprint `{fingerprint.sha256}`; editing any part voids this approval:",
         "",
         "| part | SHA-256 |",
         "|---|---|",
-        *[f"| {name} | `{value}` |" for name, value in sorted(fingerprint.parts.items())],
+        *[f"| {name} | `{value[:16]}…` |" for name, value in sorted(fingerprint.parts.items())],
         "",
-        "Editing any part voids this approval. The plan below is the exact SQL with the live counts:",
+        "Every step's exact SQL with the live counts:",
         "",
         "```sql",
-        plan_text.replace("```", "'''"),
+        wrap(plan_text.replace("```", "'''")),
         "```",
     ]
     return "\n".join(lines)
+
+
+def wrap(text: str, width: int = WRAP) -> str:
+    """Long lines broken at spaces (or anywhere, for a longer word), continuations indented."""
+    out = []
+    for original in text.splitlines():
+        rest = original
+        while len(rest) > width:
+            cut = rest.rfind(" ", width // 2, width)
+            cut = cut if cut > 0 else width
+            out.append(rest[:cut])
+            rest = "    " + rest[cut:].lstrip(" ")
+        out.append(rest)
+    return "\n".join(out)
 
 
 def scope_title(fingerprint: approval.Fingerprint) -> str:
@@ -188,7 +208,7 @@ def approval_gate(
     *,
     subject: str,
     fingerprint: Callable[[Any, Any], approval.Fingerprint],
-    render: Callable[[Any, Any], str],
+    render: Callable[[Any, Any], str | tuple[str, str]],
     writes: Callable[[Any], bool] = applies,
     approval_details: Callable[[Any, Any], dict] | None = None,
     **kwargs,

@@ -157,23 +157,64 @@ def _reorganization_fingerprint(phase_ids: list[str]):
 
 
 def render_plan(phase_ids: list[str]):
-    """The plan of these phases as plan mode shows it: lint, preflight, the exact SQL of every
-    step, live counts. Read-only."""
+    """The plan of these phases as plan mode shows it, with a summary first (what each step does
+    to how many rows, what is done already or blocked, which functions break): lint, preflight,
+    the exact SQL of every step, live counts. Read-only."""
 
-    def render(conn, context) -> str:
+    def render(conn, context) -> tuple[str, str]:
         from ple.reorg import pending
         from ple.reorg.executor import Executor
 
         executor = Executor(conn, load(), context["run_id"], _plan_settings(context))
-        texts = []
+        texts, summary = [], []
         for phase_id in phase_ids:
             if load().phase(phase_id).pending:
                 texts.append(pending.report(conn, load()))
-            texts.append(executor.preflight(phase_id).text)
-            texts += [executor.run_step(step.step_id).text for step in executor.plan.phase(phase_id).steps]
-        return "\n\n".join(texts)
+            checked = executor.preflight(phase_id)
+            steps = [(step, executor.run_step(step.step_id)) for step in executor.plan.phase(phase_id).steps]
+            texts += [checked.text, *(report.text for _, report in steps)]
+            summary += summary_lines(executor.plan.phase(phase_id), checked, steps)
+        return "\n".join(summary), "\n\n".join(texts)
 
     return render
+
+
+def summary_lines(phase: Phase, checked, steps) -> list[str]:
+    """Markdown: one line per step (kind, what it takes, where to, rows, done already or blocked),
+    then what breaks."""
+    lines = [f"**Phase {phase.phase.upper()}: {phase.title}** ({len(steps)} steps)"]
+    if checked.summary.get("blocking"):
+        lines.append(f"- **lint: {checked.summary['blocking']} blocking error(s): apply stops at the preflight**")
+    for step, report in steps:
+        what = " + ".join(f"`{a.source}`" for a in step.actions) + (f" → `{step.target}`" if step.target else "")
+        rows = _rows(report.summary)
+        state = {"already_done": ": done already, changes nothing"}.get(report.status, "")
+        if "BLOCKED" in report.text:
+            state = ": **BLOCKED** (see its SQL below)"
+        aside = ", after setting a hand copy aside (decided)" if "set aside (decided)" in report.text else ""
+        lines.append(f"- `{step.kind}` {what}{rows}{aside}{state}")
+    broken = checked.summary.get("broken_functions") or []
+    if broken:
+        lines.append(
+            f"- **breaks {len(broken)} function(s)** naming what this phase takes away (UndefinedTable after "
+            "the step until edited): " + "; ".join(f"`{b}`" for b in broken)
+        )
+    return lines
+
+
+def _rows(summary: dict) -> str:
+    if "rows_to_merge" in summary:
+        return (
+            f": {summary['rows_to_merge']:,} rows merged, {summary['key_conflicts_kept_in_archive']:,} kept in archive"
+        )
+    if "side_tables" in summary:
+        return f": side tables {summary['side_tables']} into {summary['target_rows']:,} rows"
+    if isinstance(summary.get("rows"), int):
+        return f": {summary['rows']:,} rows"
+    if "set_aside_first" in summary:
+        held = sum(v.get("rows", 0) for v in summary["set_aside_first"].values())
+        return f": sets aside {held:,} rows first"
+    return ""
 
 
 def reorganization_gate(title: str, phase_ids: list[str]):

@@ -175,7 +175,12 @@ class Executor:
                     step_id,
                     "planned",
                     text,
-                    {"tables": len(snapshot), "ddl": len(ddl), "blocking": len(report.errors)},
+                    {
+                        "tables": len(snapshot),
+                        "ddl": len(ddl),
+                        "blocking": len(report.errors),
+                        "broken_functions": [f"{function} names {table}" for function, table in broken_functions],
+                    },
                 )
             report.raise_if_failed()
             with self.transaction():
