@@ -1,0 +1,126 @@
+"""Approvals mean exactly what they show (issue 21), in a real browser on a real Airflow: the
+operator rejects phase 1L, approves phase 1C; then 1B and 1L must each ask again, and nothing of
+1L runs. Every request's Approve and Reject buttons are on screen without scrolling sideways
+(measured), and the console lists every approval and rejection."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ple.reorg import pending
+from ple.reorg.plan import load
+from tests.browser.test_console import click_text, shot
+
+pytestmark = pytest.mark.slow
+
+MEASURE = """
+const button = [...document.querySelectorAll('button')].find(
+    b => b.textContent.trim() === arguments[0] && b.getClientRects().length);
+if (!button) return null;
+const r = button.getBoundingClientRect();
+return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: window.innerWidth,
+        height: window.innerHeight, scrollWidth: document.documentElement.scrollWidth};
+"""
+
+
+def _apply(api, dag_id: str) -> str:
+    run = api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
+    return run["dag_run_id"]
+
+
+def _answer_in_browser(browser, base: str, title: str, option: str) -> dict:
+    """Open the request in Required Actions, measure where both buttons are, answer it."""
+    browser.get(f"{base}/required_actions")
+    click_text(browser, "a", title, timeout=120)
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(MEASURE, "Approve"))
+    time.sleep(1)
+    where = {name: browser.execute_script(MEASURE, name) for name in ("Approve", "Reject")}
+    shot(browser, f"21_request_{title.split(':', maxsplit=1)[0].replace(' ', '_').lower()}")
+    click_text(browser, "button", option)
+    return where
+
+
+def _on_screen(where: dict) -> None:
+    for name, box in where.items():
+        assert box is not None, name
+        assert box["left"] >= 0 and box["right"] <= box["width"], (name, box)  # no sideways scroll to reach it
+        assert box["scrollWidth"] <= box["width"], (name, box)
+
+
+def _reject_by_api(api, request: dict) -> None:
+    ti = request["task_instance"]
+    api.call(
+        "PATCH",
+        f"/dags/{ti['dag_id']}/dagRuns/{urllib.request.quote(ti['dag_run_id'], safe='')}/taskInstances/"
+        f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
+        {"chosen_options": ["Reject"], "params_input": {}},
+    )
+
+
+def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_api, ctb_dsn):
+    plan = load()
+    first, *rest = pending.questions(plan)
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # 1L answered: one table archived, the rest kept
+        pending.record(conn, plan, first.source, "archive", "admin", via="test")
+        for action in rest:
+            pending.record(conn, plan, action.source, "keep_pending", "admin", via="test")
+        archived_before = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (first.source,)).fetchone()[0]
+
+    run_1l = _apply(admin_api, "ctb_phase_1l")
+    admin_api.wait_for_request("ctb_phase_1l")
+    _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1L", "Reject"))
+    assert admin_api.wait_for_run("ctb_phase_1l", run_1l)["state"] == "failed"
+
+    run_1c = _apply(admin_api, "ctb_phase_1c")
+    request = admin_api.wait_for_request("ctb_phase_1c")
+    assert request["subject"].startswith("Approve phase 1C")
+    assert request["body"].startswith("**Approve exactly this: reorganization, phase 1c**")
+    _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1C", "Approve"))
+    assert admin_api.wait_for_run("ctb_phase_1c", run_1c)["state"] == "success"
+
+    for dag_id in ("ctb_phase_1b", "ctb_phase_1l"):  # neither is covered by 1C's approval
+        run_id = _apply(admin_api, dag_id)
+        request = admin_api.wait_for_request(dag_id)
+        assert request["task_instance"]["dag_run_id"] == run_id
+        _reject_by_api(admin_api, request)
+        assert admin_api.wait_for_run(dag_id, run_id)["state"] == "failed"
+
+    with psycopg.connect(ctb_dsn) as conn:
+        recorded = conn.execute(
+            "SELECT verdict, scope, approver FROM ple_ops.approval WHERE approved_via = 'airflow-hitl' "
+            "AND approval_id > (SELECT coalesce(max(approval_id), 0) FROM ple_ops.approval WHERE scope = 'phase 1b' "
+            "AND verdict = 'approve') ORDER BY approval_id"
+        ).fetchall()
+        used = conn.execute(
+            "SELECT a.scope, u.run_id FROM ple_ops.approval_use u JOIN ple_ops.approval a USING (approval_id) "
+            "WHERE a.scope = 'phase 1c'"
+        ).fetchall()
+        still_there = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (first.source,)).fetchone()[0]
+    assert recorded == [
+        ("reject", "phase 1l", "admin"),
+        ("approve", "phase 1c", "admin"),
+        ("reject", "phase 1b", "admin"),
+        ("reject", "phase 1l", "admin"),
+    ]
+    assert used == [("phase 1c", run_1c)]
+    assert still_there == archived_before  # nothing of 1L ran
+
+    browser.get(airflow.url + "/ple/reorganization")
+    WebDriverWait(browser, 30).until(lambda d: "Approvals" in d.page_source)
+    approvals = browser.find_element(By.XPATH, "//h2[text()='Approvals']/following-sibling::table[1]").text
+    assert approvals.count("reject") >= 3 and "reorganization: phase 1c" in approvals
+    shot(browser, "22_console_approvals")
+
+
+def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
+    run_id = _apply(admin_api, "ctb_reorganization")
+    request = admin_api.wait_for_request("ctb_reorganization", timeout=900)
+    assert "the whole plan (every phase)" in request["body"].splitlines()[0]
+    _on_screen(_answer_in_browser(browser, airflow.url, "Approve the whole CTB reorganization", "Reject"))
+    assert admin_api.wait_for_run("ctb_reorganization", run_id)["state"] == "failed"
