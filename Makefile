@@ -105,8 +105,8 @@ lint-plan: db
 
 # Write include/plan/decisions/<database>.yaml with every proposal accepted (review it, then approve).
 decide: db
-	@test "$(ACCEPT)" = proposed || (echo "usage: make decide ACCEPT=proposed"; exit 2)
-	$(PLE) decide --accept proposed
+	@test "$(ACCEPT)" = proposed -o -n "$(IMPORT)" || (echo "usage: make decide ACCEPT=proposed | IMPORT=<file> [DECIDER=<name>]"; exit 2)
+	$(PLE) decide $(if $(IMPORT),--import "$(IMPORT)",--accept proposed) $(if $(DECIDER),--by "$(DECIDER)")
 
 report: db
 	$(PLE) report

@@ -6,7 +6,10 @@ The Makefile wraps these commands; each acts on the database of the connection `
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
+from pathlib import Path
 
 from ple import config
 from ple.errors import BadInput, PermanentError
@@ -145,7 +148,9 @@ def _cmd_approve(args) -> int:
             details={"covers": decided.covered()} if not args.revert else None,
             standing=args.standing,
         )
-    covered = f"plan + decisions {decided.path}" if decided.exists else "plan (no decisions file for this database)"
+    covered = (
+        f"plan + decisions {decided.source}" if decided.exists else "plan (no decisions recorded for this database)"
+    )
     if decided.answers_sha256:
         covered += " + the recorded 1L answers (`python -m ple.cli decide-1l`)"
     how_long = "standing, until revoked" if args.standing else "once: for the next run of each phase it covers"
@@ -154,19 +159,30 @@ def _cmd_approve(args) -> int:
 
 
 def _cmd_decide(args) -> int:
-    """Write this database's decisions file with every open question answered by its proposal."""
+    """Record a new version of this database's decisions: every open question answered by its
+    proposal (--accept proposed), or a decisions file (--import); exported to the decisions file."""
     from ple.db import connect, transaction
     from ple.reorg import decisions
     from ple.reorg.plan import load
 
     plan = load()
-    with connect() as conn, transaction(conn, read_only=True):
-        current = decisions.for_connection(conn)
-        proposed = decisions.propose(conn, plan, current)
-    path = decisions.write(proposed, current.path)
+    with connect() as conn:
+        with transaction(conn, read_only=True):
+            current = decisions.for_connection(conn)
+            if args.import_file:
+                text = Path(args.import_file).read_bytes()
+                decided = decisions.parse(text, args.import_file, conn.info.dbname)
+                how = f"imported from {args.import_file}"
+            else:
+                decided = decisions.propose(conn, plan, current)
+                how = "proposals accepted (decide --accept proposed)"
+        with transaction(conn):
+            version, path = decisions.record(conn, decided, args.by, via="cli", note=how)
     print(
-        f"wrote {path}: {len(proposed['actions'])} action decisions, {len(proposed.get('targets', {}))} target decisions, "
-        f"{len(proposed.get('guards', {}).get('accept', {}))} accepted guards; review it, then `make approve APPROVER=<name>`"
+        f"recorded decisions version {version} ({how}) by {args.by}, exported to {path}: "
+        f"{len(decided['actions'])} action decisions, {len(decided.get('targets', {}))} target decisions, "
+        f"{len(decided.get('guards', {}).get('accept', {}))} accepted guards; review them (the console, or the file), "
+        "then `make approve APPROVER=<name>`: approvals of earlier decisions no longer hold"
     )
     return 0
 
@@ -358,7 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     lint.set_defaults(func=_cmd_lint)
 
     decide = sub.add_parser("decide", help="write the decisions file of the database ctb_postgres names")
-    decide.add_argument("--accept", choices=["proposed"], required=True, help="accept every proposal not decided yet")
+    how = decide.add_mutually_exclusive_group(required=True)
+    how.add_argument("--accept", choices=["proposed"], help="accept every proposal not decided yet")
+    how.add_argument("--import", dest="import_file", metavar="FILE", help="record this decisions file as a new version")
+    decide.add_argument(
+        "--by", default=os.environ.get("DECIDER") or getpass.getuser(), help="who decides (default: $DECIDER, the user)"
+    )
     decide.set_defaults(func=_cmd_decide)
 
     approve = sub.add_parser("approve", help="record an approval of the exact current plan file and decisions file")

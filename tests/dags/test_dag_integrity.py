@@ -77,7 +77,9 @@ REORGANIZATION_PARAMS = {
 EXPECTED_PARAMS = {
     "ctb_phase_1a": REORGANIZATION_PARAMS,
     "ctb_reorganization": REORGANIZATION_PARAMS,
-    "ctb_approve_plan": {"approver", "plan_sha256", "note"},
+    "ctb_approve_plan": {"approver", "plan_sha256", "note", "standing"},
+    "ctb_revoke_approval": {"approval_id", "reason"},
+    "ctb_decide": {"mode", "accept"},
     "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
     "ctb_phase_2_leaf_lock": {"mode"},
     "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},

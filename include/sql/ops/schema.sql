@@ -363,3 +363,18 @@ BEGIN
             FOR EACH ROW EXECUTE FUNCTION ple_ops.dol_row_history_append_only();
     END IF;
 END $$;
+
+-- The reorganization's decisions for this database, versioned (plugins/ple/reorg/decisions.py):
+-- the latest version is in force; its SHA-256 is part of every approval of the plan. `content` is
+-- the YAML the decisions file export holds; `answers` who decided which entry, when and how (a
+-- Required Action's authenticated responder, the command line).
+CREATE TABLE IF NOT EXISTS ple_ops.decision_version (
+    version bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    content text NOT NULL,
+    sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    decided_by text NOT NULL CHECK (btrim(decided_by) <> ''),
+    decided_via text NOT NULL,
+    decided_at timestamptz NOT NULL DEFAULT now(),
+    note text,
+    answers jsonb NOT NULL DEFAULT '{}'
+);

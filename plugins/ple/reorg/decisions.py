@@ -1,11 +1,16 @@
-"""Decisions: how the plan meets one real database, chosen by a person, reviewed as a file.
+"""Decisions: how the plan meets one real database, chosen by a person, versioned in that database.
 
-One YAML file per database (`include/plan/decisions/<database>.yaml`, directory overridable with
-PLE_DECISIONS_DIR), validated by `include/plan/decisions.schema.json`. For every conflict, moot
-action, plan/catalog mismatch and blocking guard, reconcile and the guards *propose* a lossless
-resolution; `make decide ACCEPT=proposed` writes the proposals (a person can edit the file instead).
-The file's SHA-256 is part of the reorganization's approval fingerprint, so `make approve` covers
-plan + decisions, and editing either voids the approval.
+The decisions of a database live in it, in the tool's own schema (`ple_ops.decision_version`: each
+version's YAML, who recorded it, when, how, and who answered which entry); the latest version is
+in force. They are made in the Airflow UI (the `ctb_decide` DAG asks each open question as a
+Required Action) or on the command line (`make decide ACCEPT=proposed`); the YAML file
+(`include/plan/decisions/<database>.yaml`, directory overridable with PLE_DECISIONS_DIR) is their
+export, for review, and an import (`python -m ple.cli decide --import FILE`): a database with no
+version recorded yet reads the file. Both are validated by `include/plan/decisions.schema.json`.
+For every conflict, moot action, plan/catalog mismatch and blocking guard, reconcile and the guards
+*propose* a lossless resolution. The SHA-256 of the decisions in force is part of the
+reorganization's approval fingerprint, so `make approve` covers plan + decisions, and a new
+version voids the approval.
 
 A decision is data the engine carries out:
   actions.<source>.skip           the action is not carried out (the reason goes to the ledger)
@@ -34,6 +39,7 @@ from pathlib import Path
 import jsonschema
 import psycopg
 import yaml
+from psycopg.types.json import Jsonb
 
 from ple import approval
 from ple.config import INCLUDE_DIR
@@ -70,10 +76,18 @@ class Decisions:
     accepted: dict = field(default_factory=dict, hash=False)  # guard key -> reason
     answers: dict = field(default_factory=dict, hash=False)  # 1L: table -> pending.Answer in force
     answers_sha256: str | None = None  # what the approval covers of them (pending.sha256)
+    version: int | None = None  # the ple_ops.decision_version in force; None: read from the file
 
     @property
     def exists(self) -> bool:
         return self.sha256 is not None
+
+    @property
+    def source(self) -> str:
+        """Where the decisions in force come from, for messages."""
+        if self.version is not None:
+            return f"ple_ops.decision_version {self.version} (export: {self.path})"
+        return str(self.path)
 
     def for_action(self, source: str) -> dict:
         return self.actions.get(source) or {}
@@ -82,7 +96,7 @@ class Decisions:
         """What an approval of the plan also approves in this database, in words a person can check:
         the decisions file and each decision in force, the guards accepted, the 1L answers."""
         return {
-            "decisions_file": str(self.path) if self.exists else None,
+            "decisions_file": self.source if self.exists else None,
             "decisions_sha256": self.sha256,
             "decisions": {source: _resolution(entry) for source, entry in sorted(self.as_table().items())},
             "targets_decided": sorted(self.targets),
@@ -107,34 +121,107 @@ def validate(raw: dict, where: str) -> None:
         raise DecisionsRejected(f"{where} does not match {SCHEMA_FILE.name}: {details}")
 
 
+def parse(text: bytes, where: str, database: str) -> dict:
+    """Decisions YAML, validated, for this database."""
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise DecisionsRejected(f"{where} is not valid YAML: {exc}") from exc
+    validate(raw, where)
+    if raw["database"] != database:
+        raise DecisionsRejected(f"{where} is written for database {raw['database']!r}, not {database!r}")
+    return raw
+
+
 def load(database: str) -> Decisions:
+    """The decisions file of a database (the import/export; see for_connection)."""
     path = path_for(database)
     if not path.exists():
         return Decisions(database, path, None)
     text = path.read_bytes()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise DecisionsRejected(f"{path} is not valid YAML: {exc}") from exc
-    validate(raw, str(path))
-    if raw["database"] != database:
-        raise DecisionsRejected(f"{path} is written for database {raw['database']!r}, not {database!r}")
+    return _decisions(database, path, parse(text, str(path), database), hashlib.sha256(text).hexdigest())
+
+
+def _decisions(database: str, path: Path, raw: dict, sha256: str, version: int | None = None) -> Decisions:
     return Decisions(
         database,
         path,
-        hashlib.sha256(text).hexdigest(),
+        sha256,
         raw.get("actions") or {},
         raw.get("targets") or {},
         (raw.get("guards") or {}).get("accept") or {},
+        version=version,
     )
 
 
+def stored(conn: psycopg.Connection) -> tuple[int, str] | None:
+    """(version, YAML) of the decisions in force in the database, or None when none is recorded."""
+    if not conn.execute("SELECT to_regclass('ple_ops.decision_version') IS NOT NULL").fetchone()[0]:
+        return None
+    return conn.execute(
+        "SELECT version, content FROM ple_ops.decision_version ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+
+
 def for_connection(conn: psycopg.Connection) -> Decisions:
-    """This database's decisions file and its recorded 1L answers (reorg/pending.py)."""
+    """The decisions in force in this database (its latest recorded version; before any is
+    recorded, its decisions file) and its recorded 1L answers (reorg/pending.py)."""
     from ple.reorg import pending
 
+    database = conn.info.dbname
+    found = stored(conn)
+    if found:
+        version, content = found
+        text = content.encode()
+        where = f"ple_ops.decision_version {version}"
+        decided = _decisions(
+            database, path_for(database), parse(text, where, database), hashlib.sha256(text).hexdigest(), version
+        )
+    else:
+        decided = load(database)
     answers = pending.latest(conn)
-    return dataclasses.replace(load(conn.info.dbname), answers=answers, answers_sha256=pending.sha256(answers))
+    return dataclasses.replace(decided, answers=answers, answers_sha256=pending.sha256(answers))
+
+
+def record(
+    conn: psycopg.Connection,
+    raw: dict,
+    decided_by: str,
+    *,
+    via: str,
+    note: str | None = None,
+    answers: dict | None = None,
+) -> tuple[int, Path]:
+    """A new version of the database's decisions (in force from now: it voids approvals of the
+    earlier one), exported to the decisions file. `answers`: who decided which entry, how."""
+    from ple.ops import ensure_schema
+
+    database = conn.info.dbname
+    if raw.get("database") != database:
+        raise DecisionsRejected(f"decisions for database {raw.get('database')!r} cannot be recorded in {database!r}")
+    validate(raw, "the decisions to record")
+    if not decided_by or not decided_by.strip():
+        raise DecisionsRejected("a decision needs the name of who decided")
+    text = render(raw)
+    ensure_schema(conn)
+    version = conn.execute(
+        "INSERT INTO ple_ops.decision_version (content, sha256, decided_by, decided_via, note, answers) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING version",
+        (text, hashlib.sha256(text.encode()).hexdigest(), decided_by.strip(), via, note, Jsonb(answers or {})),
+    ).fetchone()[0]
+    return version, write(raw, path_for(database))
+
+
+def history(conn: psycopg.Connection) -> list[dict]:
+    """Every recorded version, newest first (console)."""
+    if not conn.execute("SELECT to_regclass('ple_ops.decision_version') IS NOT NULL").fetchone()[0]:
+        return []
+    rows = conn.execute(
+        "SELECT version, sha256, decided_by, decided_via, decided_at, note, answers "
+        "FROM ple_ops.decision_version ORDER BY version DESC"
+    ).fetchall()
+    keys = ("version", "sha256", "decided_by", "decided_via", "decided_at", "note", "answers")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def fingerprint(plan: Plan, decisions: Decisions) -> approval.Fingerprint:
@@ -289,14 +376,109 @@ def _from_raw(current: Decisions, raw: dict) -> Decisions:
 
 HEADER = """\
 # Decisions for the database {database}: how the CTB plan meets it as it really is.
-# Written by `make decide ACCEPT=proposed` from reconcile's and the guards' proposals; edit freely.
-# Validated by include/plan/decisions.schema.json; covered by the approval together with the plan:
-# editing this file voids it (`make approve APPROVER=<name>` again).
+# The decisions in force live in the database (ple_ops.decision_version); this file is an export
+# of them, or decisions to import (`python -m ple.cli decide --import <this file>`: a new version,
+# which voids earlier approvals). Validated by include/plan/decisions.schema.json.
 """
 
 
+def render(raw: dict) -> str:
+    return HEADER.format(database=raw["database"]) + yaml.safe_dump(raw, sort_keys=False, width=110, allow_unicode=True)
+
+
 def write(raw: dict, path: Path) -> Path:
+    """The decisions file: an export of a recorded version, or decisions to import."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = HEADER.format(database=raw["database"]) + yaml.safe_dump(raw, sort_keys=False, width=110, allow_unicode=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(render(raw), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------- deciding one question at a time
+ACCEPT = "Accept the proposal"
+SKIP = "Skip: do not carry the action out"
+LATER = "Leave undecided"
+
+
+def as_raw(current: Decisions, plan: Plan) -> dict:
+    """The decisions in force as the YAML's data (what a new version starts from)."""
+    raw = {
+        "database": current.database,
+        "plan_sha256": plan.sha256,
+        "decided": "decided one question at a time (ctb_decide); review and edit freely",
+        "actions": copy.deepcopy(current.actions),
+    }
+    if current.targets:
+        raw["targets"] = copy.deepcopy(current.targets)
+    if current.accepted:
+        raw["guards"] = {"accept": dict(current.accepted)}
+    return raw
+
+
+def open_questions(current: Decisions, proposed: dict) -> list[dict]:
+    """Each proposal not decided yet, as a question a person answers: its evidence, the proposed
+    resolution, and the lossless options (an action may also be skipped: left as it stands)."""
+    questions = []
+    for source, entry in sorted(proposed.get("actions", {}).items()):
+        if _resolution(entry) and not _resolution(current.for_action(source)):
+            questions.append(
+                {
+                    "section": "actions",
+                    "key": source,
+                    "state": entry.get("state"),
+                    "evidence": entry.get("evidence", ""),
+                    "proposal": _resolution(entry),
+                    "entry": entry,
+                    "options": [ACCEPT, SKIP, LATER],
+                }
+            )
+    for name, entry in sorted(proposed.get("targets", {}).items()):
+        if entry != current.targets.get(name):
+            proposal = {k: v for k, v in entry.items() if k != "evidence"}
+            questions.append(
+                {
+                    "section": "targets",
+                    "key": name,
+                    "state": "target",
+                    "evidence": entry.get("evidence", ""),
+                    "proposal": proposal,
+                    "entry": entry,
+                    "options": [ACCEPT, LATER],
+                }
+            )
+    for key, reason in sorted((proposed.get("guards") or {}).get("accept", {}).items()):
+        if key not in current.accepted:
+            questions.append(
+                {
+                    "section": "guards",
+                    "key": key,
+                    "state": "guard",
+                    "evidence": reason,
+                    "proposal": {"accept": reason},
+                    "entry": reason,
+                    "options": [ACCEPT, LATER],
+                }
+            )
+    return questions
+
+
+def answered(current: Decisions, plan: Plan, answers: list[dict]) -> dict:
+    """The next version: the decisions in force with each answer carried in (`answers`: the
+    question, `answer` one of its options, `by`)."""
+    raw = as_raw(current, plan)
+    for a in answers:
+        question, choice = a["question"], a["answer"]
+        if choice == ACCEPT:
+            if question["section"] == "actions":
+                raw["actions"][question["key"]] = question["entry"]
+            elif question["section"] == "targets":
+                raw.setdefault("targets", {})[question["key"]] = question["entry"]
+            else:
+                raw.setdefault("guards", {"accept": {}})["accept"][question["key"]] = question["entry"]
+        elif choice == SKIP:
+            raw["actions"][question["key"]] = {
+                "state": question["state"],
+                "evidence": question["evidence"],
+                "skip": f"left as it stands, decided by {a['by']} in the UI",
+            }
+    validate(raw, "the decisions as answered")
+    return raw

@@ -233,7 +233,7 @@ def lint_live(
                     "undecided",
                     verdict.step_id,
                     f"{verdict.action.source}: {verdict.status.value}: {verdict.evidence}. Proposal: "
-                    f"{_proposal_text(verdict)}; accept with `make decide ACCEPT=proposed` or edit {decisions.path}",
+                    f"{_proposal_text(verdict)}; decide in the UI (ctb_decide), or `make decide ACCEPT=proposed`, or edit and import {decisions.path}",
                 )
             )
     ctx = Context(conn, effective, run_id="lint", settings=Settings(), catalog=catalog)
