@@ -268,7 +268,7 @@ def _verdicts(conn: psycopg.Connection):
     decided = decisions.for_connection(conn)
     effective = decisions.effective_plan(plan, decided)
     verdicts = reconcile.reconcile(conn, plan, read_catalog(conn), None, effective)
-    return verdicts, decided, decided.path if decided.exists else "none (no decisions file)"
+    return verdicts, decided, decided.source if decided.exists else "none recorded yet (decide with the ctb_decide DAG)"
 
 
 def _decision(verdict, decided) -> str:
@@ -281,7 +281,9 @@ def _decision(verdict, decided) -> str:
         shown.append(f"target: {_entry(target)}")
     if shown:
         return "<br>".join(shown)
-    return "<span class='bad'>UNDECIDED</span>" if verdict.needs_decision else ""
+    if verdict.needs_decision:
+        return "<span class='bad'>UNDECIDED</span><br><span class='muted'>decide: ctb_decide (Required Actions)</span>"
+    return ""
 
 
 def _entry(entry: dict | None) -> str:
