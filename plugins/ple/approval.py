@@ -218,6 +218,7 @@ def current(conn: psycopg.Connection, fingerprint: Fingerprint, run_id: str | No
                 "approved_at": candidate["approved_at"].isoformat(),
                 "scope": candidate["scope"],
                 "standing": candidate["standing"],
+                "details": candidate["details"],
             }
     return None
 

@@ -2,7 +2,7 @@
 -- a wider scope that contains it, not revoked, and with no rejection of any of those scopes after
 -- them (a rejection vetoes its scope until someone approves it again). `used_by`: the runs that
 -- already wrote under the approval for this scope.
-SELECT a.approval_id, a.approver, a.approved_via, a.approved_at, a.scope, a.standing, a.for_run,
+SELECT a.approval_id, a.approver, a.approved_via, a.approved_at, a.scope, a.standing, a.for_run, a.details,
        ARRAY(SELECT u.run_id FROM ple_ops.approval_use u
              WHERE u.approval_id = a.approval_id AND u.scope = %(scope)s ORDER BY u.first_used_at) AS used_by
 FROM ple_ops.approval a

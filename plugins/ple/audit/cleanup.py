@@ -501,9 +501,13 @@ def approve(
 
 
 def _approved_preview(conn: psycopg.Connection, fingerprint_sha256: str) -> dict | None:
+    """The approved preview of this fingerprint, unless a rejection of the cleanup came after it
+    (a rejection vetoes the cleanup until someone approves it again: ple/approval.py)."""
     row = conn.execute(
-        "SELECT details -> 'preview' FROM ple_ops.approval WHERE subject = %s AND fingerprint = %s "
-        "AND verdict = 'approve' AND revoked_at IS NULL ORDER BY approval_id DESC LIMIT 1",
+        "SELECT details -> 'preview' FROM ple_ops.approval a WHERE subject = %s AND fingerprint = %s "
+        "AND verdict = 'approve' AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM ple_ops.approval r "
+        "WHERE r.subject = a.subject AND r.verdict = 'reject' AND r.revoked_at IS NULL AND r.approval_id > a.approval_id) "
+        "ORDER BY approval_id DESC LIMIT 1",
         (SUBJECT, fingerprint_sha256),
     ).fetchone()
     return row[0] if row else None

@@ -174,9 +174,46 @@ def render_plan(phase_ids: list[str]):
             steps = [(step, executor.run_step(step.step_id)) for step in executor.plan.phase(phase_id).steps]
             texts += [checked.text, *(report.text for _, report in steps)]
             summary += summary_lines(executor.plan.phase(phase_id), checked, steps)
+        if len(phase_ids) == 1 and executor.plan.phase(phase_ids[0]).steps:
+            summary.append(_rehearsed(conn, context, phase_ids[0], texts))
+        else:
+            summary.append(
+                "- **not rehearsed**: a request for several phases shows no rehearsal (each phase is rehearsed on "
+                "the state the phases before it leave); rehearse with `mode=rehearse`, or approve phase by phase"
+            )
         return "\n".join(summary), "\n\n".join(texts)
 
     return render
+
+
+REHEARSAL_XCOM = "rehearsal"
+
+
+def _rehearsed(conn, context, phase_id: str, texts: list[str]) -> str:
+    """Rehearse the phase the request shows (rolled back; on `rehearse_conn_id` when given, else on
+    the target within the lock budget). A rehearsal that is not clean ends the task red before
+    anything is asked; a clean one is shown in the request and recorded with the approval, which
+    then covers exactly the steps it rehearsed (executor: require_approval)."""
+    from ple.reorg.context import Mode, Settings
+    from ple.reorg.executor import Executor
+    from ple.reorg.rehearse import require_clean
+    from ple.reporting import emit
+
+    settings = Settings.from_params({**context["params"], "mode": Mode.REHEARSE})
+    report = Executor(conn, load(), context["run_id"], settings).preflight(phase_id)
+    texts.append(report.text)
+    if report.status != "rehearsed":
+        emit("\n\n".join(texts))
+    require_clean(report)
+    steps = report.summary.get("steps", {})
+    context["ti"].xcom_push(key=REHEARSAL_XCOM, value={phase_id: {"status": report.status, "steps": steps}})
+    return f"- **rehearsed** (carried out, verified and rolled back): {len(steps)} step(s), no problem"
+
+
+def _rehearsal_details(conn, context) -> dict:
+    """What the approval records of the rehearsal its request showed."""
+    rehearsal = context["ti"].xcom_pull(task_ids=context["ti"].task_id, key=REHEARSAL_XCOM)
+    return {"rehearsal": rehearsal} if rehearsal else {}
 
 
 def summary_lines(phase: Phase, checked, steps) -> list[str]:
@@ -223,6 +260,7 @@ def reorganization_gate(title: str, phase_ids: list[str]):
         subject=f"Approve {title}",
         fingerprint=_reorganization_fingerprint(phase_ids),
         render=render_plan(phase_ids),
+        approval_details=_rehearsal_details,
     )
 
 

@@ -25,7 +25,7 @@ from psycopg import sql
 from ple import approval, governance
 from ple.catalog import Catalog, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
-from ple.errors import PermanentError, PlanRejected
+from ple.errors import NotApproved, PermanentError, PlanRejected
 from ple.ops import ensure_schema
 from ple.reorg import decisions as decisions_module
 from ple.reorg import gate, guards, ledger, lint, pending, reconcile
@@ -90,9 +90,27 @@ class Executor:
         (an approval of the phase, or of the whole plan, covers it: ple/approval.py)."""
         return self.fingerprint.scoped(approval.phase_scope(phase_id))
 
-    def require_approval(self, phase_id: str) -> dict:
-        """Re-checked in every transaction that writes, and claimed by this run for the phase."""
-        return approval.require(self.conn, self.approval_of(phase_id), run_id=self.run_id)
+    def require_approval(self, phase_id: str, step_id: str | None = None) -> dict:
+        """Re-checked in every transaction that writes, and claimed by this run for the phase. An
+        approval given on a rehearsal (a phase's request rehearses it) covers what that rehearsal
+        carried out cleanly, and nothing else."""
+        granted = approval.require(self.conn, self.approval_of(phase_id), run_id=self.run_id)
+        rehearsal = (granted.get("details") or {}).get("rehearsal") or {}
+        if phase_id in rehearsal:
+            rehearsed = rehearsal[phase_id]
+            if rehearsed.get("status") != "rehearsed":
+                raise NotApproved(
+                    f"approval {granted['approval_id']} was given on a rehearsal of phase {phase_id} that "
+                    f"{rehearsed.get('status')}: rehearse again and ask for a new approval"
+                )
+            steps = rehearsed.get("steps") or {}
+            if step_id is not None and steps.get(step_id) in (None, "failed", "over_budget"):
+                raise NotApproved(
+                    f"approval {granted['approval_id']} covers the steps its rehearsal carried out; {step_id} "
+                    f"was {steps.get(step_id, 'not rehearsed')}: nothing written. "
+                    "Rehearse the phase again and ask for a new approval"
+                )
+        return granted
 
     def context(self, catalog: Catalog, phase_id: str | None = None) -> Context:
         """`phase_id`: the phase whose approval the context's batched transactions re-check."""
@@ -500,7 +518,7 @@ class Executor:
         schemas = self.step_schemas(step)
         with self.transaction():
             self.lock_exclusive()
-            self.require_approval(step.phase)
+            self.require_approval(step.phase, step.step_id)
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog, step.phase)
             pending_asides = self._set_asides(ctx, step)

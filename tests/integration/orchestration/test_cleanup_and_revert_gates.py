@@ -21,13 +21,14 @@ CLEANUP = "ctb_phase_2c_data_quality"
 DUPLICATE_EMAILS = "SELECT count(*) FROM (SELECT email FROM people.people_master WHERE email <> '' GROUP BY email HAVING count(*) > 1) d"
 
 
-def _approvals(conn, subject):
-    """Approvals of `subject` (none when nothing ever created ple_ops: a rejected first run)."""
+def _approvals(conn, subject, verdict="approve"):
+    """Approvals (or rejections) of `subject`."""
     if not conn.execute("SELECT to_regclass('ple_ops.approval') IS NOT NULL").fetchone()[0]:
         return []
     return conn.execute(
-        "SELECT approver, approved_via, details FROM ple_ops.approval WHERE subject = %s ORDER BY approval_id",
-        (subject,),
+        "SELECT approver, approved_via, details FROM ple_ops.approval WHERE subject = %s AND verdict = %s "
+        "ORDER BY approval_id",
+        (subject, verdict),
     ).fetchall()
 
 
@@ -77,6 +78,7 @@ def test_cleanup_rejected_changes_nothing(airflow_env, fresh_db):
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         assert end_state(conn) == before
         assert _approvals(conn, "cleanup") == []
+        assert [r[0] for r in _approvals(conn, "cleanup", "reject")] == ["ada"]  # recorded: it vetoes the cleanup
         ledger = conn.execute("SELECT to_regclass('ple_ops.cleanup_ledger') IS NOT NULL").fetchone()[0]
         assert (
             not ledger
@@ -107,6 +109,7 @@ def test_revert_asks_then_reverts_reject_changes_nothing(airflow_env, applied_1a
     assert dag_run_state(output) == "failed" and "ApprovalRejected: rejected by ada" in output
     assert end_state(conn) == applied
     assert _approvals(conn, "revert") == []
+    assert [r[0] for r in _approvals(conn, "revert", "reject")] == ["ada"]
     assert airflow_api.run_note(airflow_env, "ctb_revert", output) == (
         "mode: revert of phase 1a (undoes an applied phase once approved)"
     )
