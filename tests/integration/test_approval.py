@@ -97,3 +97,24 @@ def test_the_executor_applies_a_phase_only_under_its_approval_and_records_the_ru
         assert {u["run_id"] for u in used} == {"apply-1a"} and {u["scope"] for u in used} == {"phase 1a"}
         with pytest.raises(NotApproved, match="once"):  # a second run of 1a asks again
             executor(conn, mode="apply", run_id="apply-1a-again").preflight("1a")
+
+
+def test_an_approval_given_on_a_rehearsal_covers_only_the_steps_it_rehearsed(fresh_db):
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        ex = executor(conn, mode="apply", run_id="apply-1a")
+        first, second, *_ = [s.step_id for s in ex.plan.phase("1a").steps]
+        approval.approve(
+            conn,
+            _phase_fp(conn, "1a"),
+            "ada",
+            details={"rehearsal": {"1a": {"status": "rehearsed", "steps": {first: "applied"}}}},
+        )
+        ex.preflight("1a")
+        ex.run_step(first)
+        with pytest.raises(NotApproved, match=f"{second} was not rehearsed"):
+            ex.run_step(second)
+        failed = approval.approve(
+            conn, _phase_fp(conn, "1b"), "ada", details={"rehearsal": {"1b": {"status": "failed", "steps": {}}}}
+        )
+        with pytest.raises(NotApproved, match=f"approval {failed} was given on a rehearsal of phase 1b that failed"):
+            executor(conn, mode="apply", run_id="apply-1b").preflight("1b")
