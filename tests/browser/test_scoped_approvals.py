@@ -124,3 +124,30 @@ def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
     assert "the whole plan (every phase)" in request["body"].splitlines()[0]
     _on_screen(_answer_in_browser(browser, airflow.url, "Approve the whole CTB reorganization", "Reject"))
     assert admin_api.wait_for_run("ctb_reorganization", run_id)["state"] == "failed"
+
+
+def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approval(
+    browser, airflow, admin_api, ctb_dsn
+):
+    from ple import approval
+    from ple.reorg import decisions
+    from tests.reconcile_helpers import stale_hand_copy
+
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # a hand copy where 1D's archive goes
+        stale_hand_copy(conn, "outreach.dol_audit_log", "archive.outreach_dol_audit_log_ctb")
+        before = decisions.for_connection(conn)
+        earlier = approval.approve(conn, decisions.fingerprint(load(), before), "admin", standing=True)
+    run_id = admin_api.call("POST", "/dags/ctb_decide/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})[
+        "dag_run_id"
+    ]
+    request = admin_api.wait_for_request("ctb_decide")
+    assert request["subject"] == "Decide: outreach.dol_audit_log", request["subject"]
+    _on_screen(_answer_in_browser(browser, airflow.url, "Decide: outreach.dol_audit_log", decisions.ACCEPT))
+    assert admin_api.wait_for_run("ctb_decide", run_id)["state"] == "success"
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        now = decisions.for_connection(conn)
+        (latest, *_) = decisions.history(conn)
+        still = approval.current(conn, decisions.fingerprint(load(), now), "a-new-run")
+    assert now.version == latest["version"] and latest["answers"]["outreach.dol_audit_log"]["by"] == "admin"
+    assert now.for_action("outreach.dol_audit_log").get("set_aside")  # the plan as decided sets the copy aside
+    assert still is None or still["approval_id"] != earlier  # the approval of the earlier decisions is void
