@@ -147,6 +147,29 @@ def _record(conn, fingerprint, approver, verdict, via, note, details, standing, 
     ).fetchone()[0]
 
 
+def record_request(
+    conn: psycopg.Connection, dag_id: str, run_id: str, subject: str, fingerprint: Fingerprint, body: str
+) -> None:
+    """An approval request as it was shown (the console shows it for the run)."""
+    ensure_schema(conn)
+    conn.execute(
+        "INSERT INTO ple_ops.approval_request (dag_id, run_id, subject, scope, fingerprint, body) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (dag_id, run_id, subject, fingerprint.scope, fingerprint.sha256, body),
+    )
+
+
+def requests_of(conn: psycopg.Connection, run_id: str) -> list[tuple]:
+    """(dag, subject, scope, asked at, body) of every request a run raised."""
+    if not conn.execute("SELECT to_regclass('ple_ops.approval_request') IS NOT NULL").fetchone()[0]:
+        return []
+    return conn.execute(
+        "SELECT dag_id, subject, scope, asked_at, body FROM ple_ops.approval_request WHERE run_id = %s "
+        "ORDER BY request_id",
+        (run_id,),
+    ).fetchall()
+
+
 def revoke(conn: psycopg.Connection, approval_id: int, by: str, reason: str | None = None) -> dict:
     """Revoke an approval or a rejection. A revoked approval authorises nothing from the next
     transaction that re-checks it on; a revoked rejection no longer vetoes its scope."""

@@ -378,3 +378,16 @@ CREATE TABLE IF NOT EXISTS ple_ops.decision_version (
     note text,
     answers jsonb NOT NULL DEFAULT '{}'
 );
+
+-- Every approval request as the approver saw it (plugins/ple/orchestration/approval_gate.py): the
+-- console shows the same content for the run.
+CREATE TABLE IF NOT EXISTS ple_ops.approval_request (
+    request_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dag_id text NOT NULL,
+    run_id text NOT NULL,
+    subject text NOT NULL,
+    scope text NOT NULL,
+    fingerprint text NOT NULL,
+    body text NOT NULL,
+    asked_at timestamptz NOT NULL DEFAULT now()
+);

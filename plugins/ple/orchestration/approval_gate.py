@@ -98,6 +98,10 @@ class ApprovalGate(HITLOperator):
         emit("\n\n".join(t for t in (summary, plan_text) if t))
         emit(f"asking for an approval of {fingerprint.describe()} in Required Actions")
         self.body = request_body(fingerprint, plan_text, summary)
+        with connect() as conn:  # the console shows the request of the run as the approver saw it
+            approval.record_request(
+                conn, context["dag"].dag_id, context["run_id"], self.subject, fingerprint, self.body
+            )
         context["ti"].xcom_push(key=FINGERPRINT_XCOM, value=fingerprint.sha256)
         return super().execute(context)
 

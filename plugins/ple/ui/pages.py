@@ -65,6 +65,7 @@ def reorganization(conn: psycopg.Connection, run_id: str | None = None) -> str:
         table(("phase", "title", "steps", "state", "done", "last change"), phases, raw=("state",)),
     ]
     body += _ledger(conn, run_id) if ledger_ready else ["<h2>Ledger</h2><p class='muted'>no step has run yet</p>"]
+    body += _requests(conn, run_id) if run_id else []
     body += _approvals(conn)
     body += _leaf_lock(conn)
     body += _reconcile(conn)
@@ -134,6 +135,22 @@ def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
             raw=("step (SQL)", "outcome", "rows before", "rows after", "checksums", "error", "run"),
         ),
     ]
+
+
+def _requests(conn: psycopg.Connection, run_id: str) -> list[str]:
+    """The approval requests of the run, as the approver saw them in Required Actions."""
+    from ple import approval
+
+    asked = approval.requests_of(conn, run_id)
+    if not asked:
+        return [f"<h2>Approval requests of run {escape(run_id)}</h2><p class='muted'>this run asked for none</p>"]
+    out = [f"<h2>Approval requests of run {escape(run_id)}</h2>"]
+    for dag_id, subject, scope, asked_at, body in asked:
+        out.append(
+            f"<h3>{escape(subject)} <span class='muted'>({escape(dag_id)}, {escape(scope)}, {asked_at:%Y-%m-%d %H:%M:%S})</span></h3>"
+        )
+        out.append(pre(body, "the request, as the approver saw it"))
+    return out
 
 
 def _approvals(conn: psycopg.Connection) -> list[str]:

@@ -2,17 +2,23 @@
 Required Actions; the answer comes from Airflow's REST API (in-process, as a logged-in user) in
 another process sharing the metadata database, as it would from the UI."""
 
+import re
 import subprocess
 import sys
 
 import psycopg
 import pytest
 
+from ple.ui import pages
 from tests import airflow_api
 from tests.helpers import dag_run_state
 from tests.reorg_helpers import end_state
 
 pytestmark = pytest.mark.slow
+
+
+def run_id_of(output: str) -> str:
+    return re.findall(r"run_id=([^,\s]+)", output)[-1]
 
 
 def _apply_answered(airflow_env, dsn, dag_id, answers):
@@ -34,6 +40,11 @@ def test_apply_asks_and_records_the_authenticated_user_a_viewer_is_refused(airfl
         applied = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'applied'").fetchone()[0]
     assert approvals == [("ada", "airflow-hitl", "ctb_phase_1a")]
     assert applied > 0
+    with psycopg.connect(fresh_db) as conn:
+        (shown,) = conn.execute("SELECT body FROM ple_ops.approval_request").fetchall()
+        console = pages.reorganization(conn, run_id_of(output))
+    assert shown[0] == request["body"]  # the console shows the request of the run as the approver saw it
+    assert "Approval requests of run" in console and "Approve exactly this" in console
     assert "APPROVED reorganization" in output and "by ada at" in output
 
 
