@@ -23,7 +23,7 @@ SCALE ?= 0.01
 STATE ?= pre-plan
 PLE := $(BIN)/python -m ple.cli
 
-.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-dol cleanup-approve audit-accept bench-impact decide airflow airflow-stop browser-deps test-browser test-deep
+.PHONY: help venv db stop fixture airflow-db demo test test-pg15 test-pg18 lint approve lint-plan report clean bench-fixture bench-reorg bench-plan bench-dol cleanup-approve audit-accept bench-impact decide airflow airflow-stop browser-deps test-browser test-deep
 
 help:
 	@echo "make demo    build everything and run the DAGs on an embedded PostgreSQL"
@@ -119,6 +119,9 @@ bench-fixture: db
 
 bench-reorg: db
 	$(BIN)/python bench/reorganization.py --scale $(or $(BENCH_SCALE),1.0) --repetitions $(or $(BENCH_REPETITIONS),3)
+
+bench-plan: db
+	$(BIN)/python bench/plan_rehearsal.py --scale $(or $(BENCH_SCALE),1.0)
 
 bench-impact: db
 	$(BIN)/python bench/production_impact.py --scale $(or $(BENCH_SCALE),1.0)
