@@ -290,6 +290,7 @@ def _apply(ctx, step, module) -> Outcome:
 def _verify(ex, phase, snapshot: dict) -> list[str]:
     catalog = read_catalog(ex.conn)
     by_oid = {t.oid: t for t in catalog.tables.values()}
+    rekeyed = {s.action.source for s in phase.steps if s.kind == "ADD_PK"}  # a key column may rewrite it
     lines, located = [], {}
     for name, fp in snapshot.items():
         table = by_oid.get(fp.oid)
@@ -299,7 +300,7 @@ def _verify(ex, phase, snapshot: dict) -> list[str]:
         located[name] = table.name
         if fp.checksum is None:  # proven by identity: the same OID and data file, its rows counted
             now_rows = native_count(ex.conn, table)
-            same = (table.relfilenode, now_rows) == (fp.relfilenode, fp.rows)
+            same = now_rows == fp.rows and (table.relfilenode == fp.relfilenode or name in rekeyed)
             lines.append(
                 f"  verify {name} -> {table.name}: same table{', same data file' if table.relfilenode == fp.relfilenode else ''}, "
                 f"rows {fp.rows:,} -> {now_rows:,}"
