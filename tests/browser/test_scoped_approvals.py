@@ -30,6 +30,7 @@ return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: windo
 
 
 def _apply(api, dag_id: str) -> str:
+    api.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})  # the deployment creates DAGs paused
     run = api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
     return run["dag_run_id"]
 
@@ -141,9 +142,7 @@ def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approv
         stale_hand_copy(conn, "outreach.dol_audit_log", "archive.outreach_dol_audit_log_ctb")
         before = decisions.for_connection(conn)
         earlier = approval.approve(conn, decisions.fingerprint(load(), before), "admin", standing=True)
-    run_id = admin_api.call("POST", "/dags/ctb_decide/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})[
-        "dag_run_id"
-    ]
+    run_id = _apply(admin_api, "ctb_decide")
     ours, deadline = "Decide: outreach.dol_audit_log", time.monotonic() + 600
     while admin_api.call("GET", f"/dags/ctb_decide/dagRuns/{urllib.request.quote(run_id, safe='')}")["state"] not in (
         "success",
