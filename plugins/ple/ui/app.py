@@ -2,7 +2,8 @@
 
 A mounted app has no authentication of its own: every route depends on Airflow's
 `requires_access_dag` (which resolves the user from the UI's session cookie or a bearer token:
-401 without one, 403 without read access to the DAG the page is about) and names the user. Data
+401 without one, a redirect to the login page for a browser (ple.ui.login), 403 without read
+access to the DAG the page is about) and names the user. Data
 Docs are files, served through a checked route rather than a StaticFiles mount, which router
 dependencies would not protect. Every route is a GET and reads in a read-only transaction.
 """
@@ -19,11 +20,12 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from ple.ui import data_docs, html, pages
+from ple.ui import data_docs, html, login, pages
 
 log = logging.getLogger(__name__)
 
 app = FastAPI(title="PLE console", docs_url=None, redoc_url=None, openapi_url=None)
+login.install(app)
 
 # Nothing a page loads may leave the machine: Data Docs are served rewritten to vendored assets
 # (ple.ui.data_docs), and the browser is told to fetch nothing from another host all the same.

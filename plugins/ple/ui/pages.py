@@ -145,10 +145,10 @@ def _approvals(conn: psycopg.Connection) -> list[str]:
     ).fetchall()
     shown = [
         (
-            r[0],
+            str(r[0]),  # an id and a year are labels, not quantities: no thousands separator
             r[1],
             r[2],
-            r[3],
+            str(r[3]) if r[3] is not None else None,
             r[4],
             f"<code>{r[5][:16]}</code><br>"
             + "<br>".join(f"{escape(k)} <code>{v[:12]}</code>" for k, v in r[6].items()),
@@ -380,10 +380,10 @@ def dol_imports(conn: psycopg.Connection, limit: int = 200) -> str:
     ).fetchone()
     shown = [
         (
-            r[0],
+            str(r[0]),  # an id and a year are labels, not quantities: no thousands separator
             r[1],
             r[2],
-            r[3],
+            str(r[3]) if r[3] is not None else None,
             f"<span class='{'bad' if r[4] == 'failed' else 'ok'}'>{escape(r[4])}</span>",
             *r[5:11],
             ", ".join(r[11]) if r[11] else "",
