@@ -52,6 +52,9 @@ ASSETS: dict[str, str | None] = {
 
 _TAG = re.compile(r"<(script|link)\b[^>]*?(?:src|href)=\"(https?://[^\"]+)\"[^>]*>(?:\s*</script>)?", re.IGNORECASE)
 _LOGO = re.compile(r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/([A-Za-z0-9_.-]+)[^\"')\s]*")
+# GX counts a validation page's depth from its suite's name and misses a level for ours: its
+# favicon link ends one folder short of the site root (a 404 in every validation page).
+_SITE_STATIC = re.compile(r"\b(src|href)=\"(?:\.\./)*static/")
 _SRI = re.compile(r"\s(?:integrity|crossorigin)=\"[^\"]*\"")
 _EXTERNAL_HREF = re.compile(r"(<a\b[^>]*?)\s+href=\"(?:https?:)?//[^\"]*\"", re.IGNORECASE)
 _EXTERNAL_SRC = re.compile(r"(<(?:img|iframe|source)\b[^>]*?)\s+src=\"(?:https?:)?//[^\"]*\"", re.IGNORECASE)
@@ -80,6 +83,7 @@ def localize(text: str, path: str) -> str:
 
     text = _TAG.sub(tag, text)
     text = _LOGO.sub(lambda m: _logo(root, m), text)
+    text = _SITE_STATIC.sub(lambda m: f'{m.group(1)}="{root}static/', text)
     text = _EXTERNAL_HREF.sub(r"\1", text)
     text = _EXTERNAL_SRC.sub(r"\1", text)
     # An asset GX may link in a later release and this table does not know yet: dropped, the

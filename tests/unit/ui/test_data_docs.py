@@ -30,6 +30,7 @@ def test_a_page_is_rewritten_to_local_assets_and_names_no_other_host():
         '<img src="https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png?d=1&id=2"/>'
         "<style>.x{background:url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png')}</style>"
         '<a href="https://greatexpectations.io">Great Expectations</a><a href="../index.html">Home</a>'
+        '<link rel="shortcut icon" href="../static/images/favicon.ico">'
     )
     served = data_docs.localize(page, "expectations/suite/x.html")
     assert data_docs.EXTERNAL_REFERENCE.search(served) is None, served
@@ -38,6 +39,7 @@ def test_a_page_is_rewritten_to_local_assets_and_names_no_other_host():
     assert "vega" not in served and "new-lib" not in served
     assert 'src="../../static/images/logo-long.png"' in served
     assert "url('../../static/images/logo-long.png')" in served
+    assert 'href="../../static/images/favicon.ico"' in served  # GX's link one level short, corrected
     assert "<a>Great Expectations</a>" in served and '<a href="../index.html">Home</a>' in served
 
 
