@@ -199,5 +199,5 @@ def test_console_pages(browser, airflow, ctb_dsn):
     browser.get(airflow.url + "/ple/data-docs/index.html")
     WebDriverWait(browser, 30).until(lambda d: "Data Docs" in d.page_source)  # served through the checked route
     shot(browser, "10_data_docs")
-    _errors, outside = problems(browser, airflow.url)  # GX's CDN links: refused by the page's CSP
+    _errors, outside = problems(browser, airflow.url)  # served with vendored assets (test_offline.py)
     assert outside == []
