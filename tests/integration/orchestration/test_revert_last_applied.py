@@ -18,10 +18,10 @@ def _context(phase: str) -> dict:
 
 
 def test_last_applied_is_the_latest_phase_still_standing(conn):
-    with pytest.raises(BadInput, match="^phase: 'last applied' names no phase"):
+    with pytest.raises(BadInput, match=r"^phase: 'last applied' names no phase"):
         revert_dags._phase(conn, _context(revert_dags.LAST_APPLIED))  # no ple_ops schema yet
     ops.ensure_schema(conn)
-    with pytest.raises(BadInput, match="^phase: 'last applied' names no phase"):
+    with pytest.raises(BadInput, match=r"^phase: 'last applied' names no phase"):
         revert_dags._phase(conn, _context(revert_dags.LAST_APPLIED))  # an empty ledger
     for phase, step, mode, outcome in (
         ("1a", "1a__x", "apply", "applied"),
