@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from urllib.parse import urlparse
 
@@ -89,11 +90,26 @@ def open_trigger_form(browser, base: str, dag_id: str):
     raise TimeoutError(f"the trigger form of {dag_id} did not open")
 
 
-def test_unauthenticated_requests_to_every_plugin_route_get_401(airflow):
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_unauthenticated_requests_to_every_plugin_route_get_401_or_the_login_page(airflow):
+    """An API client gets the 401; a browser's navigation (Accept: text/html) is sent to the
+    login page, with the page as `next` (tests/browser/test_offline.py follows it)."""
+    opener = urllib.request.build_opener(_NoRedirect)
     for route in PLUGIN_ROUTES:
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(airflow.url + route, timeout=30)
-        assert refused.value.code == 401, route
+        for accept in ("application/json", "*/*"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                opener.open(urllib.request.Request(airflow.url + route, headers={"Accept": accept}), timeout=30)
+            assert refused.value.code == 401, (route, accept)
+        browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        with pytest.raises(urllib.error.HTTPError) as redirected:
+            opener.open(urllib.request.Request(airflow.url + route, headers={"Accept": browser_accept}), timeout=30)
+        assert redirected.value.code == 303, route
+        location = redirected.value.headers["Location"]
+        assert location.startswith("/auth/login?next=") and urllib.parse.quote(route, safe="") in location, location
 
 
 def test_log_in(browser, airflow):
@@ -183,5 +199,5 @@ def test_console_pages(browser, airflow, ctb_dsn):
     browser.get(airflow.url + "/ple/data-docs/index.html")
     WebDriverWait(browser, 30).until(lambda d: "Data Docs" in d.page_source)  # served through the checked route
     shot(browser, "10_data_docs")
-    _errors, outside = problems(browser, airflow.url)  # GX's CDN links: refused by the page's CSP
+    _errors, outside = problems(browser, airflow.url)  # served with vendored assets (test_offline.py)
     assert outside == []

@@ -20,10 +20,11 @@ def _forbid(what):
 
 
 def _param(param) -> dict:
-    """The Param's schema with its default (absent when it has none)."""
+    """The Param's schema with its default (absent when it has none) and its description."""
     from airflow.sdk.definitions._internal.types import is_arg_set
 
-    return param.schema | ({"default": param.value} if is_arg_set(param.value) else {})
+    described = {"description": param.description} if param.description else {}
+    return param.schema | described | ({"default": param.value} if is_arg_set(param.value) else {})
 
 
 def main(dag_folder: str) -> None:

@@ -77,7 +77,7 @@ REORGANIZATION_PARAMS = {
 EXPECTED_PARAMS = {
     "ctb_phase_1a": REORGANIZATION_PARAMS,
     "ctb_reorganization": REORGANIZATION_PARAMS,
-    "ctb_approve_plan": {"approver", "plan_sha256", "note", "standing"},
+    "ctb_approve_plan": {"plan_sha256", "note", "standing"},
     "ctb_revoke_approval": {"approval_id", "reason"},
     "ctb_decide": {"mode", "accept"},
     "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
@@ -129,3 +129,25 @@ def test_every_trigger_form_can_be_submitted_with_its_defaults(parsed):
                 assert "null" in schema["type"], (dag_id, name)
             checked = {k: v for k, v in schema.items() if k not in ("default", "title", "description")}
             jsonschema.validate(default, checked)
+
+
+def test_every_param_is_described_and_a_constrained_one_says_its_format(parsed):
+    """A refused value is reported by the param's key (Airflow: "Invalid input for param
+    lock_timeout: ... does not match '^[0-9]+(ms|s|min)$'"): the field under that key says what
+    it is, and a pattern's description says the format in words with an example that passes."""
+    import re
+
+    for dag_id, dag in parsed["dags"].items():
+        for name, schema in dag["params"].items():
+            assert schema.get("description"), (dag_id, name)
+            if "pattern" in schema and schema["pattern"].endswith("(ms|s|min)$"):
+                assert "e.g. 500ms, 2s, 1min" in schema["description"], (dag_id, name)
+                assert all(re.match(schema["pattern"], example) for example in ("500ms", "2s", "1min"))
+
+
+def test_the_revert_form_defaults_to_the_last_applied_phase_not_a_phase_never_applied(parsed):
+    """Nothing reads the database while DAG files are parsed: the default is a choice the run
+    resolves from the ledger (tests/integration/orchestration/test_revert_last_applied.py)."""
+    phase = parsed["dags"]["ctb_revert"]["params"]["phase"]
+    assert phase["default"] == "last applied" == phase["enum"][0]
+    assert "applied most recently" in phase["description"]

@@ -2,12 +2,15 @@
 each validation and publishes it in the Data Docs site the console serves; no password is
 written to the project."""
 
+import re
+
 import psycopg
 import pytest
 
 from ple import expectations
 from ple.db import sqlalchemy_url
 from ple.expectations import TableSuite
+from ple.ui import data_docs
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +31,11 @@ def test_validations_are_stored_in_data_docs(conn, tmp_path, monkeypatch):
     index = (site / "index.html").read_text()
     assert "ctb_phase_test.0.outreach.outreach" in index and "ctb_phase_test_2.0.outreach.outreach" in index
     assert len(list((site / "validations").rglob("*.html"))) == 2
+    for written in [*site.rglob("*.html"), *site.rglob("*.css")]:  # as the console serves them
+        served = data_docs.localize(written.read_text(), str(written.relative_to(site)))
+        assert data_docs.EXTERNAL_REFERENCE.search(served) is None, written
+        for link in re.findall(r"(?:src|href)=\"([^\"]*_vendor/[^\"]*)\"", served):
+            assert data_docs.vendored(str((written.parent / link).resolve().relative_to(site.resolve()))), link
     config = (tmp_path / "gx_project" / "gx" / "great_expectations.yml").read_text()
     password_free = psycopg.conninfo.conninfo_to_dict(conn.info.dsn).get("password") is None
     assert "${PLE_GX_CONNECTION}" in config or password_free

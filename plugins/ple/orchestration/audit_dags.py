@@ -7,7 +7,7 @@ import os
 from airflow.sdk import Param, dag, get_current_context, task
 
 from ple import config
-from ple.orchestration.common import dag_arguments
+from ple.orchestration.common import dag_arguments, duration_param
 
 
 def build_nightly_audit_dag(doc_md: str):
@@ -27,9 +27,7 @@ def build_nightly_audit_dag(doc_md: str):
                 "regression_margin_rows": Param(
                     0, type="integer", minimum=0, description="... or this many rows, whichever is more"
                 ),
-                "lock_timeout": Param(
-                    "2s", type="string", pattern=r"^[0-9]+(ms|s|min)$", description="lock_timeout of the audit queries"
-                ),
+                "lock_timeout": duration_param("2s", "lock_timeout of the audit queries"),
             },
         ),
     )

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from ple.audit.cleanup import DEFAULT_ARTIFACTS
 from ple.orchestration.approval_gate import approval_gate
-from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
+from ple.orchestration.common import dag_arguments, duration_param, mode_param, optional_text_param
 
 # Statements that carry the cleanup out, shown in the approval request (catalog reads, guards,
 # settings and the archive tables' bookkeeping columns are left out; `preview` logs the guards).
@@ -99,7 +99,7 @@ def build_cleanup_dag(doc_md: str):
                     "the approved cleanup: every row a step changes or removes is archived first; "
                     "plan only previews (a rolled-back rehearsal)"
                 ),
-                "lock_timeout": Param("2s", type="string", pattern=r"^[0-9]+(ms|s|min)$"),
+                "lock_timeout": duration_param("2s", "SET LOCAL lock_timeout of every cleanup transaction"),
                 "artifacts_dir": optional_text_param(
                     "Artifacts folder", f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
                 ),

@@ -58,6 +58,20 @@ def optional_text_param(title: str, description: str) -> Param:
     return Param(None, type=["null", "string"], title=title, description=description)
 
 
+def duration_param(default: str, description: str, hours: bool = False) -> Param:
+    """A PostgreSQL duration (`SET LOCAL lock_timeout` and the like), as a string the schema
+    checks. A bad value is refused by the trigger form with the schema's regex and the param's
+    key; the description next to the field says the format in words."""
+    units = ("ms", "s", "min", "h") if hours else ("ms", "s", "min")
+    return Param(
+        default,
+        type="string",
+        pattern=rf"^[0-9]+({'|'.join(units)})$",
+        description=f"{description}: a whole number then {', '.join(units[:-1])} or {units[-1]}, no space "
+        f"(e.g. 500ms, 2s, 1min); default {default}",
+    )
+
+
 def dag_arguments(dag_id: str, doc_md: str, tag_names: tuple[str, ...], params: dict | None = None) -> dict:
     """What every DAG of the bundle is built with (its schedule is given where it is made): one
     run at a time, no catch-up, the shared owner/retries/alerts, tags from the vocabulary, the DAG

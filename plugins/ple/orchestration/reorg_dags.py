@@ -21,7 +21,7 @@ from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
 
 from ple.orchestration import pending_questions
 from ple.orchestration.approval_gate import approval_gate
-from ple.orchestration.common import dag_arguments, mode_param, optional_text_param
+from ple.orchestration.common import dag_arguments, duration_param, mode_param, optional_text_param
 from ple.reorg.plan import STAGES, Phase, Plan, load, plan_sha256
 
 PARAMS = {
@@ -30,15 +30,8 @@ PARAMS = {
         "plan also lints, renders the exact SQL and reports live counts",
         {"rehearse": "carry the phase out, verify it and roll it all back in one transaction (writes nothing)"},
     ),
-    "lock_timeout": Param(
-        "2s",
-        type="string",
-        pattern=r"^[0-9]+(ms|s|min)$",
-        description="SET LOCAL lock_timeout of every action transaction",
-    ),
-    "statement_timeout": Param(
-        "30min", type="string", pattern=r"^[0-9]+(ms|s|min|h)$", description="SET LOCAL statement_timeout"
-    ),
+    "lock_timeout": duration_param("2s", "SET LOCAL lock_timeout of every action transaction"),
+    "statement_timeout": duration_param("30min", "SET LOCAL statement_timeout", hours=True),
     "lock_retries": Param(
         5, type="integer", minimum=1, maximum=20, description="tries per action on lock timeouts, with backoff"
     ),
@@ -347,17 +340,20 @@ DAG_TEST_USER = "dag_test"
 
 def _approver(typed: str | None, signed_in: str | None) -> str:
     """Who approves: the signed-in user who triggered the run (nobody can approve in another's
-    name from the UI); a name typed in only where no one is signed in (`airflow dags test`)."""
+    name from the UI); the conf's `approver` only where no one is signed in (`airflow dags test`)."""
     from ple.errors import BadInput, NotApproved
 
     if signed_in and signed_in != DAG_TEST_USER:
         if typed and typed.strip() != signed_in:
             raise NotApproved(
-                f"you are signed in as {signed_in}: an approval is recorded under your own name; leave Approver empty"
+                f"you are signed in as {signed_in}: an approval is recorded under your own name; "
+                "give no approver in the run's conf"
             )
         return signed_in
     if not typed:
-        raise BadInput("no signed-in user triggered this run (command line): give the approver's name")
+        raise BadInput(
+            'approver: no signed-in user triggered this run (command line): give the name, conf {"approver": "<name>"}'
+        )
     return typed
 
 
@@ -369,14 +365,6 @@ def build_approval_dag(doc_md: str) -> DAG:
             doc_md,
             ("ctb", "manual"),
             {
-                "approver": Param(
-                    None,
-                    type=["null", "string"],
-                    minLength=2,
-                    title="Approver",
-                    description="leave empty: the approval is recorded under the signed-in user who triggers "
-                    "this run; from the command line (no signed-in user) your name",
-                ),
                 "plan_sha256": Param(
                     plan_sha256(),
                     type="string",
@@ -405,7 +393,10 @@ def build_approval_dag(doc_md: str) -> DAG:
 
             context = get_current_context()
             params = context["params"]
-            approver = _approver(params["approver"], context["dag_run"].triggering_user_name)
+            # Not a form field: from the UI the approval is always the signed-in user's, and a field
+            # that refused every name but the user's own only misled (it "always failed").
+            dag_run = context["dag_run"]
+            approver = _approver((dag_run.conf or {}).get("approver"), dag_run.triggering_user_name)
             plan = load()
             if params["plan_sha256"] != plan.sha256:
                 raise NotApproved(

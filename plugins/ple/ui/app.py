@@ -2,7 +2,8 @@
 
 A mounted app has no authentication of its own: every route depends on Airflow's
 `requires_access_dag` (which resolves the user from the UI's session cookie or a bearer token:
-401 without one, 403 without read access to the DAG the page is about) and names the user. Data
+401 without one, a redirect to the login page for a browser (ple.ui.login), 403 without read
+access to the DAG the page is about) and names the user. Data
 Docs are files, served through a checked route rather than a StaticFiles mount, which router
 dependencies would not protect. Every route is a GET and reads in a read-only transaction.
 """
@@ -17,16 +18,17 @@ from pathlib import Path
 import psycopg
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from ple.ui import html, pages
+from ple.ui import data_docs, html, login, pages
 
 log = logging.getLogger(__name__)
 
 app = FastAPI(title="PLE console", docs_url=None, redoc_url=None, openapi_url=None)
+login.install(app)
 
-# Nothing a page loads may leave the machine: Great Expectations' Data Docs link Bootstrap, jQuery
-# and Vega from CDNs; the browser is told not to fetch them (the tables render without them).
+# Nothing a page loads may leave the machine: Data Docs are served rewritten to vendored assets
+# (ple.ui.data_docs), and the browser is told to fetch nothing from another host all the same.
 LOCAL_ONLY = {"Content-Security-Policy": "default-src 'self' data: 'unsafe-inline'; frame-ancestors 'self'"}
 
 
@@ -69,9 +71,16 @@ def dol_imports(user: GetUserDep) -> HTMLResponse:
 @app.get(
     "/data-docs/{path:path}", dependencies=[Depends(requires_access_dag("GET", param_dag_id="ctb_reorganization"))]
 )
-def data_docs(path: str, user: GetUserDep):
+def data_docs_page(path: str, user: GetUserDep):
     from ple.expectations import data_docs_dir
 
+    if path.startswith(data_docs.VENDOR_ROUTE):
+        asset = data_docs.vendored(path)
+        if asset is None:
+            raise HTTPException(404, "not found")
+        return FileResponse(
+            asset, media_type=mimetypes.guess_type(asset.name)[0] or "application/octet-stream", headers=LOCAL_ONLY
+        )
     root = data_docs_dir().resolve()
     wanted = (root / (path or "index.html")).resolve()
     if not wanted.is_relative_to(root):
@@ -87,4 +96,7 @@ def data_docs(path: str, user: GetUserDep):
             )
         raise HTTPException(404, "not found")
     media_type = mimetypes.guess_type(wanted.name)[0] or "application/octet-stream"
+    if wanted.suffix in (".html", ".css"):
+        text = data_docs.localize(wanted.read_text(encoding="utf-8"), str(wanted.relative_to(root)))
+        return Response(text, media_type=media_type, headers=LOCAL_ONLY)
     return FileResponse(Path(wanted), media_type=media_type, headers=LOCAL_ONLY)

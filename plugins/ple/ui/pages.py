@@ -163,7 +163,7 @@ def _approvals(conn: psycopg.Connection) -> list[str]:
         return ["<h2>Approvals</h2><p class='muted'>no approval or rejection recorded</p>"]
     shown = [
         (
-            r["approval_id"],
+            str(r["approval_id"]),  # an id is a label, not a quantity: no thousands separator
             f"<span class='{'ok' if r['verdict'] == 'approve' else 'bad'}'>{escape(r['verdict'])}</span>",
             escape(f"{r['subject']}: {r['scope']}"),
             escape(r["approver"]),
@@ -427,10 +427,10 @@ def dol_imports(conn: psycopg.Connection, limit: int = 200) -> str:
     ).fetchone()
     shown = [
         (
-            r[0],
+            str(r[0]),  # an id and a year are labels, not quantities: no thousands separator
             r[1],
             r[2],
-            r[3],
+            str(r[3]) if r[3] is not None else None,
             f"<span class='{'bad' if r[4] == 'failed' else 'ok'}'>{escape(r[4])}</span>",
             *r[5:11],
             ", ".join(r[11]) if r[11] else "",
