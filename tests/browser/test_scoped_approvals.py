@@ -80,21 +80,21 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
     run_1l = _apply(admin_api, "ctb_phase_1l")
     admin_api.wait_for_request("ctb_phase_1l")
     _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1L", "Reject"))
-    assert admin_api.wait_for_run("ctb_phase_1l", run_1l)["state"] == "failed"
+    assert admin_api.wait_for_run("ctb_phase_1l", run_1l, timeout=900)["state"] == "failed"
 
     run_1c = _apply(admin_api, "ctb_phase_1c")
     request = admin_api.wait_for_request("ctb_phase_1c")
     assert request["subject"].startswith("Approve phase 1C")
     assert request["body"].startswith("**Approve exactly this: reorganization, phase 1c**")
     _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1C", "Approve"))
-    assert admin_api.wait_for_run("ctb_phase_1c", run_1c)["state"] == "success"
+    assert admin_api.wait_for_run("ctb_phase_1c", run_1c, timeout=900)["state"] == "success"
 
     for dag_id in ("ctb_phase_1b", "ctb_phase_1l"):  # neither is covered by 1C's approval
         run_id = _apply(admin_api, dag_id)
         request = admin_api.wait_for_request(dag_id)
         assert request["task_instance"]["dag_run_id"] == run_id
         _reject_by_api(admin_api, request)
-        assert admin_api.wait_for_run(dag_id, run_id)["state"] == "failed"
+        assert admin_api.wait_for_run(dag_id, run_id, timeout=900)["state"] == "failed"
 
     with psycopg.connect(ctb_dsn) as conn:
         recorded = conn.execute(
