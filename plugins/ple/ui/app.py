@@ -19,7 +19,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
-from ple.ui import html, pages
+from ple.ui import compat_page, html, pages
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ def data_quality(user: GetUserDep) -> HTMLResponse:
 @app.get("/dol-imports", dependencies=[Depends(requires_access_dag("GET", param_dag_id="dol_staging_import"))])
 def dol_imports(user: GetUserDep) -> HTMLResponse:
     return _page("DOL imports", "dol-imports", user, pages.dol_imports)
+
+
+@app.get("/compatibility", dependencies=[Depends(requires_access_dag("GET", param_dag_id="ctb_contract"))])
+def compatibility(user: GetUserDep) -> HTMLResponse:
+    return _page("Old names (compatibility objects)", "compatibility", user, compat_page.compatibility)
 
 
 @app.get(
