@@ -41,6 +41,8 @@ from ple.sqlutil import qualified
 MARK = "ple_ctb compat view"
 KINDS = ("MOVE", "ARCHIVE", "MERGE", "FOLD")
 PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+# the privileges aclexplode() names on a table, each a keyword GRANT takes as it is
+PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"})
 
 
 @dataclass
@@ -117,6 +119,9 @@ def _acl(conn: psycopg.Connection, oid: int, view: str, *, same_owner: bool) -> 
         (oid,),
     ).fetchall()
     for grantee, privilege, grantable in grants:
+        if privilege not in PRIVILEGES:
+            notes.append(f"{view}: {privilege} to {grantee or 'PUBLIC'} on the table is not a privilege a view takes")
+            continue
         result.append(
             Statement(
                 f"grant {privilege} to {grantee or 'PUBLIC'}, as on the table",
