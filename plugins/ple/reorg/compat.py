@@ -42,7 +42,7 @@ MARK = "ple_ctb compat view"
 KINDS = ("MOVE", "ARCHIVE", "MERGE", "FOLD")
 PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # the privileges aclexplode() names on a table, each a keyword GRANT takes as it is
-PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"})
+PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})
 
 
 @dataclass
