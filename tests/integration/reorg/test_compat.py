@@ -238,3 +238,22 @@ def test_contract_removes_unused_objects_after_approval_and_its_revert_restores_
     assert contract.revert(twin) == []
     for name in removed:
         twin.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(name))).fetchone()
+
+
+def test_compat_none_leaves_the_old_name_gone(twin):
+    """A decision `compat: none` for one action: that step leaves nothing at its old name, and
+    plan mode says so; the other actions of the phase keep theirs."""
+    proposed = decide(twin)
+    proposed["actions"].setdefault("outreach.people", {})["compat"] = "none"
+    decisions.write(proposed, decisions.for_connection(twin).path)
+    approve(twin)
+    planned = "\n".join(r.text for r in run_phase(executor(twin, mode="plan"), "1c"))
+    assert "outreach.people keeps working" not in planned and "outreach.people_archive keeps working" in planned
+    run_phase(executor(twin), "1c")
+    assert twin.execute("SELECT to_regclass('outreach.people')").fetchone()[0] is None
+    assert (
+        twin.execute(
+            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('outreach.people_archive')"
+        ).fetchone()[0]
+        == "v"
+    )
