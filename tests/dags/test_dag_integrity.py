@@ -16,6 +16,7 @@ CONTRACT_DAG_IDS = {
     "ctb_phase_2_leaf_lock",
     "ctb_reorganization",
     "ctb_nightly_audit",
+    "ctb_contract",
     "dol_staging_import",
 }
 # Contract DAGs whose issue is still open; shrinks to empty as they land.
@@ -81,6 +82,7 @@ EXPECTED_PARAMS = {
     "ctb_revoke_approval": {"approval_id", "reason"},
     "ctb_decide": {"mode", "accept"},
     "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
+    "ctb_contract": {"mode", "lock_timeout"},
     "ctb_phase_2_leaf_lock": {"mode"},
     "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
     "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout"},

@@ -391,3 +391,58 @@ CREATE TABLE IF NOT EXISTS ple_ops.approval_request (
     body text NOT NULL,
     asked_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Compatibility objects (issue 23, plugins/ple/reorg/compat.py): the view a step leaves at the
+-- name it takes away, with the DDL that made it (so the contract's revert can make it again) and
+-- its grace period; `removed_at` set by the contract (the row stays: the object can come back).
+CREATE TABLE IF NOT EXISTS ple_ops.compat_object (
+    name text PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('MOVE', 'ARCHIVE', 'MERGE', 'FOLD')),
+    over_table text NOT NULL,
+    step_id text NOT NULL,
+    phase text NOT NULL,
+    ddl text NOT NULL,
+    drop_ddl text NOT NULL,
+    grace interval NOT NULL DEFAULT interval '30 days',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    removed_at timestamptz,
+    removed_by text
+);
+-- Who still uses a compatibility object: one row per (object, operation, role), counted by the
+-- object's own statement-level trigger (writes), or sampled from pg_stat_statements (reads, where
+-- the extension exists). What cannot be measured is said so on the console, never guessed.
+CREATE TABLE IF NOT EXISTS ple_ops.compat_use (
+    name text NOT NULL,
+    operation text NOT NULL,
+    role_name text NOT NULL,
+    calls bigint NOT NULL DEFAULT 0,
+    first_at timestamptz NOT NULL DEFAULT now(),
+    last_at timestamptz NOT NULL DEFAULT now(),
+    source text NOT NULL DEFAULT 'trigger',
+    PRIMARY KEY (name, operation, role_name)
+);
+CREATE OR REPLACE FUNCTION ple_ops.compat_record(p_name text, p_operation text, p_role text, p_calls bigint, p_source text)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
+    INSERT INTO ple_ops.compat_use AS u (name, operation, role_name, calls, source)
+    VALUES (p_name, p_operation, p_role, p_calls, p_source)
+    ON CONFLICT (name, operation, role_name) DO UPDATE SET calls = u.calls + EXCLUDED.calls, last_at = now(),
+        source = EXCLUDED.source;
+$fn$;
+REVOKE ALL ON FUNCTION ple_ops.compat_record(text, text, text, bigint, text) FROM PUBLIC;
+-- The statement-level trigger of every compatibility view. SECURITY DEFINER, so that a caller
+-- needs no privilege on ple_ops: the role recorded is therefore session_user (the role the
+-- application logged in as; a role taken with SET ROLE is not seen).
+CREATE OR REPLACE FUNCTION ple_ops.compat_used() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
+BEGIN
+    PERFORM ple_ops.compat_record(TG_ARGV[0], TG_OP, session_user::text, 1, 'trigger');
+    RETURN NULL;
+END $fn$;
+-- Writes through a read-only compatibility view: refused, naming where the rows are now.
+CREATE OR REPLACE FUNCTION ple_ops.compat_refuse() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
+BEGIN
+    RAISE EXCEPTION '% on %.% refused: % (the reorganization moved this table; it is read-only under its old name)',
+        TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
+        USING ERRCODE = 'object_not_in_prerequisite_state';
+END $fn$;

@@ -76,6 +76,8 @@ class Context:
     bypass: tuple[tuple[str, str], ...] = ()  # (table, trigger) the guards let this step pass
     unfreeze: tuple[str, ...] = ()  # tables frozen in the owner's registry a person let this step alter
     freeze_after: tuple[str, ...] = ()  # names the step gives a frozen table: frozen like it
+    no_compat: tuple[str, ...] = ()  # sources whose decision is `compat: none` (compat.py)
+    compat_planned: dict = field(default_factory=dict)  # step id -> compat.Compat list, read before the step
 
     def execute(self, statement: Statement):
         return self.conn.execute(statement.query, statement.params or None)

@@ -23,12 +23,12 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from ple import approval, governance
-from ple.catalog import Catalog, functions_naming, read_catalog
+from ple.catalog import Catalog, dependent_views, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import NotApproved, PermanentError, PlanRejected
 from ple.ops import ensure_schema
+from ple.reorg import compat, gate, guards, ledger, lint, pending, reconcile
 from ple.reorg import decisions as decisions_module
-from ple.reorg import gate, guards, ledger, lint, pending, reconcile
 from ple.reorg.actions import create_target, module_for, set_aside
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
@@ -115,7 +115,9 @@ class Executor:
     def context(self, catalog: Catalog, phase_id: str | None = None) -> Context:
         """`phase_id`: the phase whose approval the context's batched transactions re-check."""
         held = self.approval_of(phase_id) if self.applying and phase_id else None
-        return Context(self.conn, self.plan, self.run_id, self.settings, catalog, held)
+        ctx = Context(self.conn, self.plan, self.run_id, self.settings, catalog, held)
+        ctx.no_compat = tuple(s for s, entry in self.decisions.actions.items() if (entry or {}).get("compat") == "none")
+        return ctx
 
     def retrying(self, work):
         return with_lock_retry(work, attempts=self.settings.lock_retries)
@@ -184,11 +186,17 @@ class Executor:
                     a.source for s in phase.steps for a in s.actions if s.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD")
                 ]
                 broken_functions = functions_naming(self.conn, [t for t in moving if catalog.exists(t)])
+                naming = compat.readers(
+                    self.context(catalog),
+                    phase,
+                    broken_functions,
+                    dependent_views(self.conn, [t for t in moving if catalog.exists(t)]),
+                )
             if not self.applying:
                 # plan mode runs to the end and shows what blocks apply; it never raises on it
                 with self.transaction(read_only=True):
                     snapshot = self._snapshot(phase, read_catalog(self.conn), counted=False)
-                text = _preflight_text(phase, report, rendered, snapshot, broken_functions, applied=False)
+                text = _preflight_text(phase, report, rendered, snapshot, naming, applied=False)
                 return StepReport(
                     step_id,
                     "planned",
@@ -249,7 +257,7 @@ class Executor:
                         "lint_warnings": [w.message for w in report.warnings],
                     },
                 )
-            text = _preflight_text(phase, report, rendered, snapshot, broken_functions, applied=True)
+            text = _preflight_text(phase, report, rendered, snapshot, naming, applied=True)
             return StepReport(step_id, "applied", text, {"tables": len(snapshot), "ddl": len(rendered)})
         except PermanentError as exc:
             self._record_failure(step_id, phase_id, "PREFLIGHT", started, exc)
@@ -398,6 +406,10 @@ class Executor:
                 text = f"{step_id}: would run\n" + "\n".join(
                     f"-- {s.purpose}\n{s.render(self.conn)};" for s in statements
                 )
+                kept = compat.render(self.conn, compat.planned(ctx, step))
+                if kept:
+                    text += "\n-- then, in the same transaction, the old names keep working (compat):\n"
+                    text += "\n".join(kept)
                 bypass = guards.bypassed_triggers(found, step_id)
                 if bypass:
                     text += "\n-- with these triggers disabled for the step's transaction only: " + ", ".join(
@@ -541,10 +553,16 @@ class Executor:
                 )
             bypass = guards.bypassed_triggers(found, step.step_id)
             ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
+            planned_compat = {step.step_id: compat.planned(ctx, step)}
+            ctx.compat_planned = planned_compat
             if getattr(module, "transactional", lambda *_: True)(ctx, step):
                 statements = module.statements(ctx, step)
                 with ctx.bypassing_triggers():
                     outcome = module.apply(ctx, step)
+                made = compat.expand(ctx, step)
+                if made:
+                    outcome.details = outcome.details | {"compat_views": made}
+                    statements = [*statements, *(s for c in planned_compat[step.step_id] for s in c.statements)]
                 for item in asides:
                     outcome.details = outcome.details | item
                 if bypass:
@@ -562,6 +580,7 @@ class Executor:
         # Multi-transaction actions (folds, the low-lock ADD_PK) run their own transactions.
         ctx = self.context(read_catalog(self.conn, schemas), step.phase)
         ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
+        ctx.compat_planned = planned_compat
         outcome = module.apply(ctx, step)
         if bypass:
             outcome.details = outcome.details | {"triggers_disabled_in_transaction": [f"{t}.{n}" for t, n in bypass]}
@@ -630,14 +649,14 @@ def _ms_since(started: datetime) -> int:
     return int((datetime.now(UTC) - started).total_seconds() * 1000)
 
 
-def _preflight_text(phase: Phase, report, rendered, snapshot, broken_functions, *, applied: bool) -> str:
+def _preflight_text(phase: Phase, report, rendered, snapshot, naming: list[str], *, applied: bool) -> str:
     lines = [f"phase {phase.phase}: {phase.title}", report.render()]
     if rendered:
         lines.append(("ran" if applied else "would run") + " preflight DDL:")
         lines += ["  " + line for r in rendered for line in r.splitlines()]
-    if broken_functions:
-        lines.append("functions that name tables this phase moves (edit them after the phase):")
-        lines += [f"  {function} names {table}" for function, table in broken_functions]
+    if naming:
+        lines.append("function bodies and views that name tables this phase takes away:")
+        lines += naming
     for action in phase.pending:
         lines.append(f"PENDING {action.source}: {action.question}")
     lines.append(f"snapshot ({'stored' if applied else 'not stored in plan mode'}): {len(snapshot)} tables")

@@ -29,7 +29,7 @@ from psycopg import sql
 from ple import approval, governance
 from ple.catalog import read_catalog
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import gate, guards, tool_changes
+from ple.reorg import compat, gate, guards, tool_changes
 from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
@@ -161,6 +161,7 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             thawed.append(archive)
             restored += _restore_foreign_keys(ex, table.oid, archive)
         accepted = ex.decisions.accepted if ex.decisions is not None else {}
+        compat_dropped, compat_notes = compat.revert_step(ex.context(catalog), step)  # the names go back first
         unfreeze = gate.admit_revert(ex.conn, ex.plan, step, ex.run_id, accepted)
         ctx = ex.context(read_catalog(ex.conn))
         ctx.approval = fp
@@ -170,9 +171,12 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
             outcome = module_for(step).revert(ctx, step)
         if restored:
             outcome.details["foreign_keys_restored"] = restored
+        if compat_dropped:
+            outcome.details["compat_views_dropped"] = compat_dropped
+        outcome.notes += compat_notes
         _restore_set_asides(ex, step, outcome, started)
         governance.forget_gone(ex.conn, [step.step_id])  # the names the step gave tables, gone again
-        if outcome.status == "reverted" or thawed:
+        if outcome.status == "reverted" or thawed or compat_dropped:
             ex.write_ledger(
                 step.phase,
                 step.step_id,

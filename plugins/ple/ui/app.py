@@ -20,7 +20,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from ple.ui import data_docs, html, login, pages
+from ple.ui import compat_page, data_docs, html, login, pages
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ def data_quality(user: GetUserDep) -> HTMLResponse:
 @app.get("/dol-imports", dependencies=[Depends(requires_access_dag("GET", param_dag_id="dol_staging_import"))])
 def dol_imports(user: GetUserDep) -> HTMLResponse:
     return _page("DOL imports", "dol-imports", user, pages.dol_imports)
+
+
+@app.get("/compatibility", dependencies=[Depends(requires_access_dag("GET", param_dag_id="ctb_contract"))])
+def compatibility(user: GetUserDep) -> HTMLResponse:
+    return _page("Old names (compatibility objects)", "compatibility", user, compat_page.compatibility)
 
 
 @app.get(

@@ -25,6 +25,7 @@ NAV = (
     ("reorganization", "CTB reorganization"),
     ("data-quality", "Data quality"),
     ("dol-imports", "DOL imports"),
+    ("compatibility", "Old names"),
     ("data-docs/index.html", "Data Docs"),
 )
 

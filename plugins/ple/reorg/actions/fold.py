@@ -27,7 +27,7 @@ from psycopg import sql
 from ple.catalog import TableInfo, built_on, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import ledger, tool_changes
+from ple.reorg import compat, ledger, tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action
@@ -406,6 +406,7 @@ def _fold(ctx: Context, step) -> Outcome:
     _prove_json_folds(ctx, step, counts)
     for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
+    made = compat.expand(ctx, step)
     return Outcome(
         step,
         "applied",
@@ -419,7 +420,8 @@ def _fold(ctx: Context, step) -> Outcome:
             "archived_as": {a.source: ctx.plan.archive_name(a.source) for a in step.actions},
             "order": {a.source: order_of(ctx.catalog.get(a.source)) for a in step.actions},
             "proof": "every folded value equals its side rows' aggregate; rows updated = rows the keys name",
-        },
+        }
+        | ({"compat_views": made} if made else {}),
     )
 
 

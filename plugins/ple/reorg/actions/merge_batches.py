@@ -30,7 +30,7 @@ from psycopg import sql
 
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import ledger
+from ple.reorg import compat, ledger
 from ple.reorg.actions import merge, relocate
 from ple.reorg.context import Context, Outcome, State
 from ple.reorg.proof import provenance_fingerprint, stable_text
@@ -145,6 +145,7 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
             "source changed; nothing of this transaction stays, the batches' copies are marked by ctb_source_table"
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
+    made = compat.expand(ctx, step)
     outcome = merge.applied(
         ctx,
         step,
@@ -157,6 +158,8 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
         **batching,
         **caught_up,
     )
+    if made:
+        outcome.details = outcome.details | {"compat_views": made}
     ledger.record(
         ctx.conn,
         run_id=ctx.run_id,
