@@ -20,6 +20,7 @@ ALWAYS_FILLED_SUFFIXES = (
     "PLAN_NUM",
     "INS_CARRIER_NAME",
     "FORM_ID",
+    "ROW_ORDER",
 )
 
 
