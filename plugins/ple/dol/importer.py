@@ -58,6 +58,7 @@ COPY_REFUSALS = (
 STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the transaction, dropped at commit)
 BAD = "dol_stage_bad"  # record number and reason of the staged rows the validation refused
 LOSERS = "dol_stage_losers"  # filings an amendment replaced: (ack_id, the ACK_ID that replaced it)
+CHANGED = "dol_stage_changed"  # the staged rows whose fingerprint differs from the stored one (a refresh)
 CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
@@ -533,17 +534,26 @@ def managed_columns(live: target.LiveTable, form_year) -> set[str]:
 
 
 def _upsert(
-    conn, dataset: Dataset, live: target.LiveTable, superseded: str, load: Load, import_id: int, file_name: str
+    conn,
+    dataset: Dataset,
+    live: target.LiveTable,
+    superseded: str,
+    load: Load,
+    import_id: int,
+    file_name: str,
+    rows: str = STAGE,
 ) -> tuple[int, int, int]:
     """(inserted, updated, already superseded). Matched by the natural key; a row whose values
     did not change is not rewritten; a filing already superseded by an amendment stays there; the
-    row a correction replaces is kept in ple_ops.dol_row_history (so updated = rows kept there)."""
+    row a correction replaces is kept in ple_ops.dol_row_history (so updated = rows kept there).
+    `rows`: the staged rows to write (CHANGED: those whose fingerprint differs from the stored one);
+    already superseded counts every staged row."""
     key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = v.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
     values = sql.SQL("SELECT {} FROM {} AS s WHERE NOT EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
         sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(v, sql.Identifier(c)) for c, v in zip(load.columns, load.values, strict=True)
         ),
-        sql.Identifier(STAGE),
+        sql.Identifier(rows),
         qualified(superseded),
         sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
     )
@@ -603,6 +613,79 @@ def _upsert(
         )
     ).rowcount
     return inserted, updated, already
+
+
+def fingerprint_table(live: target.LiveTable) -> str:
+    """ple_ops.dol_fp_<schema>_<table>: the fingerprint of each row the import last wrote (or found
+    equal) in that live table, by its natural key. The tool's own schema: no DDL on the live table."""
+    return f"ple_ops.dol_fp_{live.name.replace('.', '_')}"
+
+
+def _fingerprint(mapping: target.Mapping) -> sql.Composable:
+    """128 bits of a staged row's content: every header position of the file (what the row
+    writes, extras included), not its record number (a row moved in the file is the same row)."""
+    return sql.SQL("md5(ROW({})::text)::uuid").format(
+        sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in mapping.staging)
+    )
+
+
+def _fingerprints(conn, dataset: Dataset, live: target.LiveTable) -> str:
+    """The live table's fingerprint table, created on its first import: its natural key typed as
+    the staging table (as the live table), the fingerprint, the key as primary key."""
+    table = fingerprint_table(live)
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]:
+        governance.register_before_create(
+            conn, table, "SYSTEM", f"the DOL import's per-row fingerprints of {live.name}", "dol_import"
+        )
+        keys = sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} AS SELECT {}, NULL::uuid AS fingerprint FROM {} WITH NO DATA").format(
+                qualified(table), keys, sql.Identifier(STAGE)
+            )
+        )
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(qualified(table), keys))
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN fingerprint SET NOT NULL").format(qualified(table)))
+    return table
+
+
+def _changed(conn, dataset: Dataset, fingerprints: str, mapping: target.Mapping) -> int:
+    """The staged rows whose fingerprint differs from the stored one, or has none (a row the import
+    never wrote, e.g. loaded before fingerprints were kept), into CHANGED with their fingerprint:
+    the only rows the upsert reads. Returns how many."""
+    match = sql.SQL(" AND ").join(sql.SQL("f.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
+    return conn.execute(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE {changed} ON COMMIT DROP AS SELECT s.*, c.fingerprint FROM {stage} AS s "
+            "CROSS JOIN LATERAL (SELECT {fp} AS fingerprint) AS c "
+            "WHERE NOT EXISTS (SELECT 1 FROM {fps} AS f WHERE {match} AND f.fingerprint = c.fingerprint)"
+        ).format(
+            changed=sql.Identifier(CHANGED),
+            stage=sql.Identifier(STAGE),
+            fp=_fingerprint(mapping),
+            fps=qualified(fingerprints),
+            match=match,
+        )
+    ).rowcount
+
+
+def _remember(conn, dataset: Dataset, fingerprints: str, mapping: target.Mapping, rows: str) -> None:
+    """Store the fingerprints of the rows just written or found equal (`rows`: STAGE after a fresh
+    load, CHANGED after an upsert), replacing the ones they had."""
+    keys = sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
+    fingerprint = sql.SQL("s.fingerprint") if rows == CHANGED else _fingerprint(mapping)
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {fps} ({keys}, fingerprint) SELECT {skeys}, {fp} FROM {rows} AS s "
+            "ON CONFLICT ({keys}) DO UPDATE SET fingerprint = EXCLUDED.fingerprint "
+            "WHERE {fps}.fingerprint IS DISTINCT FROM EXCLUDED.fingerprint"
+        ).format(
+            fps=qualified(fingerprints),
+            keys=keys,
+            skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key),
+            fp=fingerprint,
+            rows=sql.Identifier(rows),
+        )
+    )
 
 
 def _supersede(conn, dataset: Dataset, live: target.LiveTable, superseded: target.LiveTable) -> tuple[int, int]:
@@ -936,17 +1019,28 @@ def _run(conn, source, import_id, scanned, result, dataset, live, superseded, ma
             _constants(conn, live, result.form_year)
         filings = _filings_to_link(conn, dataset, live)
         load = _load(dataset, live, mapping, result.form_year, import_id, filings)
+        fingerprints = _fingerprints(conn, dataset, live)
         if fresh:
             result.writer = "insert"
             good, bad = _insert_new(conn, import_id, dataset, live, mapping, result.form_year, load, keys, source)
             quarantined += bad
             _check_counts(source, result, good, quarantined)
             result.inserted = good
+            _remember(conn, dataset, fingerprints, mapping, STAGE)
         else:
             result.writer = "upsert"
-            result.inserted, result.updated, result.already_superseded = _upsert(
-                conn, dataset, live, superseded.name, load, import_id, source.name
+            # only the rows whose content changed since the import last wrote them are compared
+            # with the live table and rewritten: a refresh costs what changed, not the whole file
+            _changed(conn, dataset, fingerprints, mapping)
+            conn.execute(
+                sql.SQL("ANALYZE {} ({})").format(
+                    sql.Identifier(CHANGED), sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
+                )
             )
+            result.inserted, result.updated, result.already_superseded = _upsert(
+                conn, dataset, live, superseded.name, load, import_id, source.name, CHANGED
+            )
+            _remember(conn, dataset, fingerprints, mapping, CHANGED)
             result.history_rows = result.updated
             result.unchanged = good - result.inserted - result.updated - result.already_superseded
         result.error_rows = quarantined

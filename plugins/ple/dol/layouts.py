@@ -140,11 +140,16 @@ def _layout_file_rows(path) -> list[dict[str, str]]:
 
 @functools.cache
 def _layout_rows() -> tuple[dict[str, str], ...]:
-    """Every field of every layout: layouts_by_year.csv, and each layout file beside it
-    (`<DATASET>_<year>_latest_layout.txt`, as DOL publishes them) for a dataset and year the
-    table does not hold: a dataset is imported once its layout is here."""
-    with open(DOL_LAYOUTS_FILE, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    """Every field of every layout: layouts_by_year.csv, every other `*layouts_by_year.csv` beside
+    it (schedule_layouts_by_year.csv: the schedules' layouts, each file's source in the folder's
+    README.md), and each layout file beside them (`<DATASET>_<year>_latest_layout.txt`, as DOL
+    publishes them) for a dataset and year the tables do not hold: a dataset is imported once its
+    layout is here."""
+    rows: list[dict[str, str]] = []
+    tables = [DOL_LAYOUTS_FILE, *sorted(DOL_LAYOUTS_FILE.parent.glob("?*_layouts_by_year.csv"))]
+    for path in tables:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows += csv.DictReader(handle)
     known = {(r["dataset"], r["form_year"]) for r in rows}
     for path in sorted(DOL_LAYOUTS_FILE.parent.iterdir()):
         match = LAYOUT_FILE.match(path.name)

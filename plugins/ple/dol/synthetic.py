@@ -20,6 +20,7 @@ ALWAYS_FILLED_SUFFIXES = (
     "PLAN_NUM",
     "INS_CARRIER_NAME",
     "FORM_ID",
+    "ROW_ORDER",
 )
 
 
@@ -90,8 +91,9 @@ def cast_expression(field: Field, text: str) -> str:
     return f"({text})::{field.sql_type}"
 
 
-def write_file(conn, dataset: str, year: int, rows: int, path, ack_ids: list[str] | None = None) -> int:
-    """Write a DOL-shaped CSV (the header of `year`'s layout) of `rows` synthetic rows.
+def write_file(conn, dataset: str, year: int, rows: int, path, ack_ids: list[str] | None = None, first: int = 1) -> int:
+    """Write a DOL-shaped CSV (the header of `year`'s layout) of `rows` synthetic rows, numbered
+    from `first` (files of other numbers hold other filings: several plan years side by side).
 
     Streams COPY ... TO STDOUT into the file, so memory does not grow with the file. Schedule A
     rows attach to `ack_ids` (round robin, FORM_ID numbering the contracts of a filing) when
@@ -123,12 +125,13 @@ def write_file(conn, dataset: str, year: int, rows: int, path, ack_ids: list[str
             expressions.append(f"'{year}-12-31'")
         else:
             expressions.append(text_expression(f).replace("@i", "g.i"))
-    query = sql.SQL("COPY (SELECT {} FROM generate_series(1, {}) AS g(i)) TO STDOUT (FORMAT csv, HEADER true)").format(
+    query = sql.SQL("COPY (SELECT {} FROM generate_series({}, {}) AS g(i)) TO STDOUT (FORMAT csv, HEADER true)").format(
         sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(sql.SQL(e), sql.Identifier(f.name))
             for e, f in zip(expressions, fields, strict=True)
         ),
-        sql.Literal(rows),
+        sql.Literal(first),
+        sql.Literal(first + rows - 1),
     )
     written = 0
     with conn.cursor() as cur, open(path, "wb") as out, cur.copy(query) as copy:
