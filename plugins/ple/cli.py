@@ -121,9 +121,11 @@ def _cmd_approve(args) -> int:
         decided = decisions.for_connection(conn)
         fingerprint = decisions.fingerprint(plan, decided)
         if args.revert:
+            from ple.reorg import leaf_lock
             from ple.reorg.revert import revert_fingerprint
 
-            plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
+            if args.revert != leaf_lock.PHASE:  # Phase 2 is the leaf lock, not a phase of steps
+                plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
             fingerprint = revert_fingerprint(plan.sha256, args.revert)
         approval_id = approval.approve(
             conn,
@@ -222,8 +224,17 @@ def _cmd_report(args) -> int:
 
 def _cmd_revert(args) -> int:
     from ple.db import connect
+    from ple.reorg import leaf_lock
 
     with connect() as conn:
+        if args.phase == leaf_lock.PHASE:
+            import uuid
+
+            from ple.reorg.plan import load
+
+            run_id = args.run_id or f"cli__revert_leaf_lock__{uuid.uuid4().hex[:8]}"
+            print(leaf_lock.revert(conn, load(), run_id, apply=args.mode == "apply"))
+            return 0
         executor = _executor(conn, args.mode, args.run_id)
         for report in executor.revert_phase(args.phase):
             print(report.text)
@@ -380,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     report.set_defaults(func=_cmd_report)
 
     revert = sub.add_parser(
-        "revert", help="undo an applied phase (plan: what it would do; apply: needs `approve --revert PHASE`)"
+        "revert",
+        help="undo an applied phase, or the leaf lock (--phase 2) (plan: what it would do; apply: needs `approve --revert PHASE`)",
     )
     revert.add_argument("--phase", required=True)
     revert.add_argument("--mode", choices=["plan", "apply"], default="plan")

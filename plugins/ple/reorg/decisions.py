@@ -18,6 +18,8 @@ A decision is data the engine carries out:
   targets.<table>.discriminator   write the discriminator into another column (e.g. a CHECK forbids the value)
   targets.<table>.fill            fill rules that override the plan's (same grammar as ctb_plan.yaml)
   guards.accept.<key>             a guard finding a person accepted, with the reason
+  leaf_lock.<table>.skip          a Phase 2 table gone from the live database: the leaf lock leaves it out
+  leaf_lock.<table>.register      the owner's registry lacks this Phase 2 table: the leaf lock registers it
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Decisions:
     targets: dict = field(default_factory=dict, hash=False)
     accepted: dict = field(default_factory=dict, hash=False)  # guard key -> reason
     answers: dict = field(default_factory=dict, hash=False)  # 1L: table -> pending.Answer in force
+    leaf_lock: dict = field(default_factory=dict, hash=False)  # Phase 2 table -> skip | register
     answers_sha256: str | None = None  # what the approval covers of them (pending.sha256)
 
     @property
@@ -88,6 +91,7 @@ class Decisions:
             "targets_decided": sorted(self.targets),
             "guards_accepted": dict(sorted(self.accepted.items())),
             "answers_1l": {table: a.answer for table, a in sorted(self.answers.items())},
+            "leaf_lock": {table: _resolution(entry) for table, entry in sorted(self.leaf_lock.items())},
         }
 
     def as_table(self) -> dict[str, dict]:
@@ -126,6 +130,7 @@ def load(database: str) -> Decisions:
         raw.get("actions") or {},
         raw.get("targets") or {},
         (raw.get("guards") or {}).get("accept") or {},
+        leaf_lock=raw.get("leaf_lock") or {},
     )
 
 
@@ -222,6 +227,7 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
         "actions": copy.deepcopy(current.actions),
         "targets": copy.deepcopy(current.targets),
         "guards": {"accept": dict(current.accepted)},
+        "leaf_lock": copy.deepcopy(current.leaf_lock),
     }
     catalog = read_catalog(conn)
     for _round in range(3):  # a resolution can reveal the next question (a retarget's columns)
@@ -268,6 +274,13 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
                             changed = True
         if not changed:
             break
+    from ple.reorg import leaf_lock
+
+    as_decided = dataclasses.replace(_from_raw(current, raw), answers=current.answers)
+    for table, entry in leaf_lock.proposals(conn, plan, catalog, as_decided).items():
+        raw["leaf_lock"][table] = entry  # only tables without a decision are proposed
+    if not raw["leaf_lock"]:
+        del raw["leaf_lock"]
     if not raw["targets"]:
         del raw["targets"]
     if not raw["guards"]["accept"]:
@@ -284,6 +297,7 @@ def _from_raw(current: Decisions, raw: dict) -> Decisions:
         raw.get("actions") or {},
         raw.get("targets") or {},
         (raw.get("guards") or {}).get("accept") or {},
+        leaf_lock=raw.get("leaf_lock") or {},
     )
 
 
