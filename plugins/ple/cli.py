@@ -241,6 +241,20 @@ def _cmd_revert(args) -> int:
     return 0
 
 
+def _cmd_leaf_lock(args) -> int:
+    """Phase 2 without Airflow (what ctb_phase_2_leaf_lock runs): plan or apply."""
+    import uuid
+
+    from ple.db import connect
+    from ple.reorg import leaf_lock
+    from ple.reorg.plan import load
+
+    run_id = args.run_id or f"cli__leaf_lock__{uuid.uuid4().hex[:8]}"
+    with connect() as conn:
+        print(leaf_lock.run(conn, load(), run_id, apply=args.mode == "apply"))
+    return 0
+
+
 def _cmd_cleanup(args) -> int:
     """plan: the rehearsal's counts and fingerprint; apply: the approved cleanup."""
     import uuid
@@ -385,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         help="rehearsing on the target: the longest its one transaction may hold its locks (default 30)",
     )
     run.set_defaults(func=_cmd_run)
+
+    lock = sub.add_parser(
+        "leaf-lock", help="Phase 2, the leaf lock (plan: what it would do; apply: Phase 1 frozen, the plan approved)"
+    )
+    lock.add_argument("--mode", choices=["plan", "apply"], default="plan")
+    lock.add_argument("--run-id")
+    lock.set_defaults(func=_cmd_leaf_lock)
 
     report = sub.add_parser("report", help="the ledger report (last attempt of every step)")
     report.add_argument("--phase")
