@@ -104,11 +104,13 @@ def review(
                 result.stale.append(table)
             if gate and ctb_class in LEAF_TYPES and catalog.exists(table) and table not in registered:
                 leaf_type = LEAF_TYPES[ctb_class]
-                if entry.get("register") == leaf_type:
+                if "register" in entry:  # the leaf type as decided (a person may have changed the proposal)
                     result.register.append(
-                        governance.Registration(table, leaf_type, f"Phase 2 assigns it to the sub-hub {sub_hub}")
+                        governance.Registration(
+                            table, entry["register"], f"Phase 2 assigns it to the sub-hub {sub_hub}"
+                        )
                     )
-                elif "register" not in entry:
+                else:
                     result.proposals[table] = {
                         "state": "pending",
                         "evidence": f"{table} exists and ctb.table_registry does not list it; Phase 2 assigns it "
@@ -118,7 +120,7 @@ def review(
             continue
         reconciler = reconciler or reconcile.Reconciler(conn, plan, catalog, effective)
         evidence = reconciler.gone_because(table)
-        result.moot[table] = (entry.get("evidence") or evidence, "skip" in entry)
+        result.moot[table] = (evidence, "skip" in entry)  # what the live database says now
         if "skip" not in entry:
             result.proposals[table] = {
                 "state": "moot",
