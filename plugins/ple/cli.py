@@ -131,9 +131,11 @@ def _cmd_approve(args) -> int:
             plan.phase(args.phase)  # an unknown phase fails here, before anything is recorded
             fingerprint = fingerprint.scoped(approval.phase_scope(args.phase))
         if args.revert:
+            from ple.reorg import leaf_lock
             from ple.reorg.revert import revert_fingerprint
 
-            plan.phase(args.revert)
+            if args.revert != leaf_lock.PHASE:  # Phase 2 is the leaf lock, not a phase of steps
+                plan.phase(args.revert)  # an unknown phase fails here, before anything is recorded
             fingerprint = revert_fingerprint(plan.sha256, args.revert)
         if args.reject:
             rejection_id = approval.reject(conn, fingerprint, args.approver, via="cli", note=args.note)
@@ -251,11 +253,34 @@ def _cmd_report(args) -> int:
 
 def _cmd_revert(args) -> int:
     from ple.db import connect
+    from ple.reorg import leaf_lock
 
     with connect() as conn:
+        if args.phase == leaf_lock.PHASE:
+            import uuid
+
+            from ple.reorg.plan import load
+
+            run_id = args.run_id or f"cli__revert_leaf_lock__{uuid.uuid4().hex[:8]}"
+            print(leaf_lock.revert(conn, load(), run_id, apply=args.mode == "apply"))
+            return 0
         executor = _executor(conn, args.mode, args.run_id)
         for report in executor.revert_phase(args.phase):
             print(report.text)
+    return 0
+
+
+def _cmd_leaf_lock(args) -> int:
+    """Phase 2 without Airflow (what ctb_phase_2_leaf_lock runs): plan or apply."""
+    import uuid
+
+    from ple.db import connect
+    from ple.reorg import leaf_lock
+    from ple.reorg.plan import load
+
+    run_id = args.run_id or f"cli__leaf_lock__{uuid.uuid4().hex[:8]}"
+    with connect() as conn:
+        print(leaf_lock.run(conn, load(), run_id, apply=args.mode == "apply"))
     return 0
 
 
@@ -417,12 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.set_defaults(func=_cmd_run)
 
+    lock = sub.add_parser(
+        "leaf-lock", help="Phase 2, the leaf lock (plan: what it would do; apply: Phase 1 frozen, the plan approved)"
+    )
+    lock.add_argument("--mode", choices=["plan", "apply"], default="plan")
+    lock.add_argument("--run-id")
+    lock.set_defaults(func=_cmd_leaf_lock)
+
     report = sub.add_parser("report", help="the ledger report (last attempt of every step)")
     report.add_argument("--phase")
     report.set_defaults(func=_cmd_report)
 
     revert = sub.add_parser(
-        "revert", help="undo an applied phase (plan: what it would do; apply: needs `approve --revert PHASE`)"
+        "revert",
+        help="undo an applied phase, or the leaf lock (--phase 2) (plan: what it would do; apply: needs `approve --revert PHASE`)",
     )
     revert.add_argument("--phase", required=True)
     revert.add_argument("--mode", choices=["plan", "apply"], default="plan")

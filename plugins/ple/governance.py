@@ -70,9 +70,72 @@ def entries(conn: psycopg.Connection, names: list[str]) -> dict[str, tuple[str, 
     return {n: (leaf, frozen) for n, leaf, frozen in conn.execute(raw_template("governance/entries"), {"names": names})}
 
 
-def drift(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """(kind, table) where the registry and the catalog disagree (the owner's drift audit)."""
-    return conn.execute(raw_template("governance/drift"), {}).fetchall()
+# The owner's drift audit (company-lifecycle-cl scripts/ctb-drift-audit.sh): its 14 classes, those
+# computed here from the catalog and the registry, and why the others are not.
+DRIFT_CLASSES = (
+    "ROGUE_TABLE",
+    "PHANTOM_TABLE",
+    "ORPHAN_TABLE",
+    "GHOST_TABLE",
+    "COLUMN_DRIFT",
+    "REGISTRY_DESYNC",
+    "IMMUTABILITY_MISSING",
+    "RAW_COLUMNS_MISSING",
+    "RAW_VIEW_MISSING",
+    "JSON_IN_RAW",
+    "JSON_IN_DOWNSTREAM",
+    "BRIDGE_NO_VERSION",
+    "VENDOR_REF_VIOLATION",
+    "SUPERUSER_CONNECTION",
+)
+NOT_COMPUTED = {
+    name: "needs the owner's column_registry.yml (the build-time column registry), which is not in the database"
+    for name in ("ORPHAN_TABLE", "GHOST_TABLE", "COLUMN_DRIFT", "REGISTRY_DESYNC")
+}
+# Not an owner class: its Surface A leaves schema ctb out, so its own unregistered tables show nowhere.
+UNREGISTERED_CTB = "UNREGISTERED_CTB_TABLE"
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: str  # the owner's class name (or UNREGISTERED_CTB)
+    name: str
+    detail: str
+
+
+def drift(conn: psycopg.Connection) -> list[Drift]:
+    """Where the registry and the catalog disagree, in the owner's drift classes (read-only)."""
+    found = [Drift(*row) for row in conn.execute(raw_template("governance/drift"), {})]
+    if conn.execute("SELECT to_regclass('ctb.promotion_paths') IS NOT NULL").fetchone()[0]:
+        try:
+            with conn.transaction():  # a promotion_paths of another shape is no evidence either way
+                found += [Drift(*row) for row in conn.execute(raw_template("governance/vendor_refs"), {})]
+        except psycopg.Error:
+            pass
+    return found
+
+
+def drift_summary(found: list[Drift]) -> list[str]:
+    """One line per owner class (count and the first names), the classes not computed and why."""
+    by_kind: dict[str, list[Drift]] = {}
+    for item in found:
+        by_kind.setdefault(item.kind, []).append(item)
+    lines = []
+    for kind in (*DRIFT_CLASSES, UNREGISTERED_CTB):
+        if kind in NOT_COMPUTED:
+            lines.append(f"{kind}: not computed ({NOT_COMPUTED[kind]})")
+            continue
+        items = by_kind.get(kind, [])
+        if kind == UNREGISTERED_CTB and not items:
+            continue
+        names = sorted({i.name for i in items})
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        lines.append(f"{kind}: {len(items)}" + (f" ({len(names)} objects: {shown})" if items else ""))
+    return lines
+
+
+def drift_lines(conn: psycopg.Connection) -> list[str]:
+    return drift_summary(drift(conn))
 
 
 def relocation_names(source: str, target: str) -> list[str]:

@@ -1,12 +1,10 @@
 """The nightly audit's structural findings: what the database's own objects would do to any write,
 reported beside the Phase 2C numbers (they are not numbers with thresholds, and fail nothing):
 triggers left dangling by a drop, and where the owner's governance layer exists, its registry's
-drift from the catalog (the owner's drift audit classes: registered but gone, present but not
-registered)."""
+drift from the catalog in the owner's drift audit classes (governance.DRIFT_CLASSES; those that
+need the owner's column registry file are named as not computed)."""
 
 from __future__ import annotations
-
-from collections import defaultdict
 
 import psycopg
 
@@ -21,8 +19,5 @@ def findings(conn: psycopg.Connection) -> list[str]:
         for table, trigger, function, missing in dangling_triggers(conn)
     ]
     if governance.detect(conn):
-        drift: dict[str, list[str]] = defaultdict(list)
-        for kind, name in governance.drift(conn):
-            drift[kind].append(name)
-        lines += [f"registry drift ({kind}): {len(names)}: {', '.join(names[:10])}" for kind, names in drift.items()]
+        lines += [f"registry drift {line}" for line in governance.drift_lines(conn)]
     return lines

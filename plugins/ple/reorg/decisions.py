@@ -23,6 +23,8 @@ A decision is data the engine carries out:
   targets.<table>.discriminator   write the discriminator into another column (e.g. a CHECK forbids the value)
   targets.<table>.fill            fill rules that override the plan's (same grammar as ctb_plan.yaml)
   guards.accept.<key>             a guard finding a person accepted, with the reason
+  leaf_lock.<table>.skip          a Phase 2 table gone from the live database: the leaf lock leaves it out
+  leaf_lock.<table>.register      the owner's registry lacks this Phase 2 table: the leaf lock registers it
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Decisions:
     targets: dict = field(default_factory=dict, hash=False)
     accepted: dict = field(default_factory=dict, hash=False)  # guard key -> reason
     answers: dict = field(default_factory=dict, hash=False)  # 1L: table -> pending.Answer in force
+    leaf_lock: dict = field(default_factory=dict, hash=False)  # Phase 2 table -> skip | register
     answers_sha256: str | None = None  # what the approval covers of them (pending.sha256)
     version: int | None = None  # the ple_ops.decision_version in force; None: read from the file
 
@@ -102,6 +105,7 @@ class Decisions:
             "targets_decided": sorted(self.targets),
             "guards_accepted": dict(sorted(self.accepted.items())),
             "answers_1l": {table: a.answer for table, a in sorted(self.answers.items())},
+            "leaf_lock": {table: _resolution(entry) for table, entry in sorted(self.leaf_lock.items())},
         }
 
     def as_table(self) -> dict[str, dict]:
@@ -150,6 +154,7 @@ def _decisions(database: str, path: Path, raw: dict, sha256: str, version: int |
         raw.get("actions") or {},
         raw.get("targets") or {},
         (raw.get("guards") or {}).get("accept") or {},
+        leaf_lock=raw.get("leaf_lock") or {},
         version=version,
     )
 
@@ -309,6 +314,7 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
         "actions": copy.deepcopy(current.actions),
         "targets": copy.deepcopy(current.targets),
         "guards": {"accept": dict(current.accepted)},
+        "leaf_lock": copy.deepcopy(current.leaf_lock),
     }
     catalog = read_catalog(conn)
     for _round in range(3):  # a resolution can reveal the next question (a retarget's columns)
@@ -355,6 +361,13 @@ def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
                             changed = True
         if not changed:
             break
+    from ple.reorg import leaf_lock
+
+    as_decided = dataclasses.replace(_from_raw(current, raw), answers=current.answers)
+    for table, entry in leaf_lock.proposals(conn, plan, catalog, as_decided).items():
+        raw["leaf_lock"][table] = entry  # only tables without a decision are proposed
+    if not raw["leaf_lock"]:
+        del raw["leaf_lock"]
     if not raw["targets"]:
         del raw["targets"]
     if not raw["guards"]["accept"]:
@@ -371,6 +384,7 @@ def _from_raw(current: Decisions, raw: dict) -> Decisions:
         raw.get("actions") or {},
         raw.get("targets") or {},
         (raw.get("guards") or {}).get("accept") or {},
+        leaf_lock=raw.get("leaf_lock") or {},
     )
 
 
@@ -411,6 +425,8 @@ def as_raw(current: Decisions, plan: Plan) -> dict:
         raw["targets"] = copy.deepcopy(current.targets)
     if current.accepted:
         raw["guards"] = {"accept": dict(current.accepted)}
+    if current.leaf_lock:
+        raw["leaf_lock"] = copy.deepcopy(current.leaf_lock)
     return raw
 
 
@@ -445,6 +461,19 @@ def open_questions(current: Decisions, proposed: dict) -> list[dict]:
                     "options": [ACCEPT, LATER],
                 }
             )
+    for table, entry in sorted(proposed.get("leaf_lock", {}).items()):
+        if _resolution(entry) and not _resolution(current.leaf_lock.get(table) or {}):
+            questions.append(
+                {
+                    "section": "leaf_lock",
+                    "key": table,
+                    "state": entry.get("state", "leaf_lock"),
+                    "evidence": entry.get("evidence", ""),
+                    "proposal": _resolution(entry),
+                    "entry": entry,
+                    "options": [ACCEPT, LATER],
+                }
+            )
     for key, reason in sorted((proposed.get("guards") or {}).get("accept", {}).items()):
         if key not in current.accepted:
             questions.append(
@@ -470,8 +499,8 @@ def answered(current: Decisions, plan: Plan, answers: list[dict]) -> dict:
         if choice == ACCEPT:
             if question["section"] == "actions":
                 raw["actions"][question["key"]] = question["entry"]
-            elif question["section"] == "targets":
-                raw.setdefault("targets", {})[question["key"]] = question["entry"]
+            elif question["section"] in ("targets", "leaf_lock"):
+                raw.setdefault(question["section"], {})[question["key"]] = question["entry"]
             else:
                 raw.setdefault("guards", {"accept": {}})["accept"][question["key"]] = question["entry"]
         elif choice == SKIP:

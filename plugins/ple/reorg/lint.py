@@ -254,13 +254,12 @@ def lint_live(
         )
         drift = governance.drift(conn)
         if drift:
-            shown = "; ".join(f"{name} ({kind})" for kind, name in drift[:8])
             report.warnings.append(
                 Finding(
                     "governance-drift",
                     "database",
-                    f"{len(drift)} tables where the owner's registry and the catalog disagree (no step of the plan "
-                    f"is blocked by it): {shown}{'; ...' if len(drift) > 8 else ''}",
+                    f"the owner's registry and the catalog disagree, in the owner's drift classes (no step of the "
+                    f"plan is blocked by it): {'; '.join(governance.drift_summary(drift))}",
                 )
             )
     for phase in selected:

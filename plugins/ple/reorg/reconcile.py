@@ -263,6 +263,9 @@ class Reconciler:
     def _copy_counts(self) -> dict[str, dict[str, int]]:
         """{plan table: {table: rows}} for the rows of live tables whose source_table names a table of the plan."""
         names = {a.source for a in self.plan.actions} | {a.target for a in self.plan.actions if a.target}
+        names |= {  # the Phase 2 tables too: the leaf lock explains a gone one with the same evidence
+            t for classes in self.plan.leaf_lock.get("sub_hubs", {}).values() for ts in classes.values() for t in ts
+        }
         wanted = sorted(names | {n.split(".", 1)[1] for n in names})
         result: dict[str, dict[str, int]] = {}
         for info in self.catalog.tables.values():

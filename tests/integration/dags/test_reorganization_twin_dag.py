@@ -1,7 +1,10 @@
 """`ctb_reorganization` through Airflow on both production twins (2026-02-20, and 2026-03-12 with
 the owner's DDL gate enabled): plan mode runs to the end, prints the reconcile table and writes
 nothing (not a registry row either); after `decide --accept proposed` and the approval DAG, apply
-completes with no DDL refused and an independent check finds every row that existed before."""
+completes with no DDL refused and an independent check finds every row that existed before. Then
+`ctb_phase_2_leaf_lock`: plan mode writes nothing; apply locks the leaf schemas (adopting the owner's
+gate on the 2026-03-12 twin) with the plan's gone Phase 2 tables moot as decided; a second apply
+writes nothing; no row is lost."""
 
 import psycopg
 import pytest
@@ -52,3 +55,28 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
         assert rowcheck.missing(rows, conn) == []
         failed = conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'failed'").fetchone()[0]
         assert failed == 0
+
+        before_lock = _lock_rows(conn), _registry_rows(conn)
+        shown = run_dag(airflow_env, "ctb_phase_2_leaf_lock", {"mode": "plan"}, twin_db, env)
+        assert dag_run_state(shown.stdout) == "success", shown.stdout[-3000:]
+        assert "Phase 2 tables missing: none" in shown.stdout and "moot (decided: skip)" in shown.stdout
+        assert (_lock_rows(conn), _registry_rows(conn)) == before_lock
+        locked = run_dag(airflow_env, "ctb_phase_2_leaf_lock", {"mode": "apply"}, twin_db, env)
+        assert dag_run_state(locked.stdout) == "success", locked.stdout[-3000:]
+        gated = twin == "twin_2026_03_db"
+        assert f"enforcement {'owner_gate' if gated else 'event_trigger'}" in locked.stdout
+        assert "CTB_DDL_GATE" not in locked.stdout
+        after_lock = _lock_rows(conn), _registry_rows(conn)
+        again = run_dag(airflow_env, "ctb_phase_2_leaf_lock", {"mode": "apply"}, twin_db, env)
+        assert dag_run_state(again.stdout) == "success", again.stdout[-3000:]
+        assert "rows written: 0" in again.stdout and (_lock_rows(conn), _registry_rows(conn)) == after_lock
+        assert rowcheck.missing(rows, conn) == []
+
+
+def _lock_rows(conn) -> list:
+    if not conn.execute("SELECT to_regclass('ple_ops.leaf_lock') IS NOT NULL").fetchone()[0]:
+        return []
+    return conn.execute(
+        "SELECT 'lock', schema_name, enforcement FROM ple_ops.leaf_lock UNION ALL "
+        "SELECT 'path', table_name, sub_hub || ' ' || ctb_class FROM ple_ops.ctb_path_assignment ORDER BY 1, 2"
+    ).fetchall()

@@ -1,7 +1,9 @@
 """Issue 20's acceptance path as Neon's pooled endpoint would see it: the 2026-03-12 twin (the
 owner's DDL gate enabled) owned by an ordinary role, every command the real CLI through PgBouncer in
 transaction mode as that role: decide, approve, apply 1A-1K with no DDL refused by the gate, no row
-lost, and a second apply that changes nothing."""
+lost, and a second apply that changes nothing; then the leaf lock (adopting the owner's gate, the
+gone Phase 2 tables moot as decided), a second lock that writes nothing, and its revert, which
+removes exactly what the lock wrote."""
 
 from __future__ import annotations
 
@@ -81,3 +83,21 @@ def test_the_reorganization_applies_under_the_owner_gate_as_an_ordinary_role_thr
     _ok(_cli(pooled, "run", "--mode", "apply"))
     with psycopg.connect(direct, autocommit=True) as conn:
         assert rowcheck.take(conn) == state
+        registry = conn.execute(REGISTRY).fetchall()
+
+    shown = _ok(_cli(pooled, "leaf-lock", "--mode", "plan"))
+    assert "plan mode: nothing written" in shown and "Phase 2 tables missing: none" in shown, shown
+    assert "moot (decided: skip) outreach.campaigns" in shown and "ROGUE_TABLE:" in shown
+    locked = _ok(_cli(pooled, "leaf-lock", "--mode", "apply"))
+    assert "enforcement owner_gate" in locked and "CTB_DDL_GATE" not in locked, locked
+    assert "rows written: 0" in _ok(_cli(pooled, "leaf-lock", "--mode", "apply"))
+    _ok(_cli(pooled, "approve", "--revert", "2", "--approver", "pooler-test"))
+    _ok(_cli(pooled, "revert", "--phase", "2", "--mode", "apply"))
+    with psycopg.connect(direct, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ple_ops.ctb_path_assignment").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM ple_ops.leaf_lock").fetchone()[0] == 0
+        assert conn.execute(REGISTRY).fetchall() == registry
+        assert rowcheck.take(conn) == state
+
+
+REGISTRY = "SELECT table_schema, table_name, leaf_type, is_frozen FROM ctb.table_registry ORDER BY 1, 2"

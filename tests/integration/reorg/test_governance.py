@@ -48,7 +48,8 @@ def test_lint_names_frozen_tables_a_step_would_alter_and_the_drift(gated):
     assert frozen and frozen[0].where == "1c__move__outreach_people", report.errors
     assert any(f.code == "governance" and "CTB governance layer" in f.message for f in report.info)
     drift = [f for f in report.warnings if f.code == "governance-drift"]
-    assert drift and "ctb.audit_log (in the catalog, not registered)" in drift[0].message
+    assert drift and "UNREGISTERED_CTB_TABLE: 5 (5 objects: ctb.audit_log" in drift[0].message, drift
+    assert "ROGUE_TABLE: 0" in drift[0].message and "COLUMN_DRIFT: not computed" in drift[0].message
 
 
 def test_an_archive_phase_passes_the_gate_and_its_names_are_registered_and_recorded(gated):
@@ -152,7 +153,8 @@ def test_the_nightly_audit_reports_dangling_triggers_and_registry_drift(gated):
 
     found = findings(gated)
     assert any("dangling trigger" in f and "dol.pressure_signals" in f for f in found), found
-    assert any(f.startswith("registry drift (in the catalog, not registered): 5:") for f in found), found
+    assert any(f.startswith("registry drift UNREGISTERED_CTB_TABLE: 5 ") for f in found), found
+    assert any(f.startswith("registry drift PHANTOM_TABLE: 0") for f in found), found
 
 
 def test_a_role_that_cannot_register_is_told_before_any_write(gated):
