@@ -76,8 +76,11 @@ class Api:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pending = self.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]
-            if pending:
-                return pending[0]
+            # Parked only: a response recorded while the task still runs (it writes the request just
+            # before it parks) is stored but never resumes it, and the run waits forever.
+            parked = [d for d in pending if d["task_instance"]["state"] in ("awaiting_input", "deferred")]
+            if parked:
+                return parked[0]
             time.sleep(2)
         raise TimeoutError(f"{dag_id} asked nothing within {timeout}s")
 
