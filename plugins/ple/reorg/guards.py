@@ -678,21 +678,19 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         failed = _failing_columns(conn, rows, params, [*values, *unwritten.generated])
         what = f"rows of {action.source} cannot be converted into {target.name}'s columns"
         if failed:
-            what = f"rows of {action.source} cannot be written into {target.name}: " + "; ".join(
-                f"{c}{' (generated: ' + unwritten.generated[c][0] + ')' if c in unwritten.generated else ''}: {e}"
-                for c, e in failed
+            what += ": " + "; ".join(f"{c} ({error})" for c, error in failed)
+        generated = [c for c, _ in failed if c in unwritten.generated]
+        if generated:  # the target's own expression: what the merge controls is the columns it reads
+            fix = "; ".join(
+                f"the generated column {c} computes {' '.join(unwritten.generated[c][0].split())} from the merged "
+                f"row: fill {', '.join(unwritten.generated[c][1])} with values it accepts (each row's own values "
+                "stay in ctb_source_row), change the expression, or skip the action"
+                for c in generated
             )
-        fix = (
-            "Fix the plan's fill rules for "
-            + (", ".join(c for c, _ in failed) if failed else "that column")
-            + (
-                " (a generated column's expression is the target's own: change it, or fill the columns it reads "
-                "with values it accepts)"
-                if any(c in unwritten.generated for c, _ in failed)
-                else ""
+        else:
+            fix = (
+                f"Fix the plan's fill rules for {', '.join(c for c, _ in failed) or 'that column'} (or skip the action)"
             )
-            + ", or skip the action"
-        )
         return [*result, _unevaluated(step, target.name, what, exc, fix)]
     except psycopg.Error as exc:  # e.g. the role may not use a column's type: the INSERT could not either
         what = f"the rows of {action.source} as the merge maps them cannot be read"
@@ -816,8 +814,13 @@ def _unique_tests(
         candidates.sort(key=lambda c: bool(spec.fill.get(c, {}).get("from")))
         if candidates and not nulls_not_distinct:
             column = candidates[0]
-            proposal = ("targets", target.name, {"fill": {column: {"value": None}}})
-            fix = f"Proposal: write NULL into {column} in merged rows, which never collide (each row's own value stays in ctb_source_row)"
+            # a column left out gets its DEFAULT: NULL is then written explicitly (`value: null`)
+            rule = {"value": None} if target.column(column).has_default else {"from": []}
+            proposal = ("targets", target.name, {"fill": {column: rule}})
+            fix = (
+                f"Proposal: leave {column} NULL in merged rows, which never collide (each row's own value stays "
+                "in ctb_source_row)"
+            )
         else:
             proposal = (
                 "actions",

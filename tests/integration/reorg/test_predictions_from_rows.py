@@ -192,3 +192,51 @@ def test_a_foreign_key_of_the_target_is_checked_on_the_mapped_rows(conn):
     decided = decide(conn)
     assert decided["targets"]["people.people_errors"]["fill"]["error_code"] == {"from": []}
     assert not [e for e in _blocking(conn, "1b") if "fk_error_kind" in e]
+
+
+def test_a_check_reading_a_column_left_to_its_default_is_evaluated_with_that_default(conn):
+    """The INSERT writes a column's DEFAULT where the merge names no value: a CHECK reading it is
+    judged on that DEFAULT (here now()), not left to the rehearsal."""
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN checked_at timestamptz DEFAULT now()")
+    conn.execute(
+        "ALTER TABLE people.people_errors ADD CONSTRAINT short_error_type "
+        "CHECK (checked_at IS NULL OR length(error_type) < 20) NOT VALID"
+    )
+    blocking = [b for b in _blocking(conn, "1b") if "short_error_type" in b]
+    assert blocking and "failed_email_verification" in " ".join(blocking), blocking
+
+
+def test_a_unique_index_on_a_defaulted_column_is_counted_and_its_proposal_applies(conn):
+    """Every merged row gets the column's DEFAULT: they collide with each other. The proposal
+    writes NULL over the DEFAULT (`value: null`); accepted, the merge goes through and each row's
+    own values stay in ctb_source_row."""
+    conn.execute("ALTER TABLE people.people_errors ADD COLUMN intake_batch text DEFAULT 'legacy'")
+    conn.execute("UPDATE people.people_errors SET intake_batch = NULL")
+    conn.execute("CREATE UNIQUE INDEX people_errors_one_per_batch ON people.people_errors (intake_batch)")
+    blocking = [b for b in _blocking(conn, "1b") if "people_errors_one_per_batch" in b]
+    assert blocking and "(legacy)" in blocking[0], blocking
+    decided = decide(conn)
+    assert decided["targets"]["people.people_errors"]["fill"]["intake_batch"] == {"value": None}
+    assert not [b for b in _blocking(conn, "1b") if "people_errors_one_per_batch" in b]
+    approve(conn)
+    assert "failed" not in {r.status for r in run_phase(executor(conn), "1b")}
+    assert conn.execute(
+        "SELECT count(*) FROM people.people_errors WHERE ctb_source_table IS NOT NULL AND intake_batch IS NULL"
+    ).fetchone()[0]
+
+
+def test_a_unique_index_on_an_expression_with_a_predicate_is_evaluated(conn):
+    """Keys as the index computes them (an expression), only where its predicate holds, against
+    the target's rows and within the merged rows; an index whose predicate no merged row meets is
+    clear."""
+    conn.execute("UPDATE people.people_errors SET error_stage = error_stage || ctid::text")
+    conn.execute(
+        "CREATE UNIQUE INDEX people_errors_lower ON people.people_errors (lower(error_type), error_stage) "
+        "WHERE error_stage <> 'x'"
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX people_errors_never ON people.people_errors (lower(error_type)) WHERE error_stage = 'x'"
+    )
+    blocking = _blocking(conn, "1b")
+    assert any("people_errors_lower" in b and "would break unique index" in b for b in blocking), blocking
+    assert not [b for b in blocking if "people_errors_never" in b], blocking
