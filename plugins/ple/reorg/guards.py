@@ -613,10 +613,11 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     # a rule may read it: otherwise examples of a keyless source are named by their values alone
     read = {c for _, _, columns, _ in checks for c in columns} | {c for _, columns, *_ in foreign_keys for c in columns}
     read |= {c for _, reads in unwritten.generated.values() for c in reads} | {c for *_, r in indexes for c in r}
-    needs_row = (
+    needs_row = (  # a unique index's own-copy exclusion compares provenance keys
         any(f.per_row for f in mapping.fills)
         or bool({"ctb_source_row", "ctb_source_key"} & read)
         or any(whole for *_, whole in checks)
+        or bool(indexes and target.column("ctb_source_key"))
     )
     rows = sql.SQL("SELECT {values} FROM {keyed} {kept}").format(
         values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
