@@ -11,10 +11,13 @@ proven) or relocates (archived, moved, merged or folded sources), this module re
             write-once, read-only) blocks, unless a person accepts disabling it for the step;
   rls       row-level security that applies to the connecting role: it would copy and prove only
             the rows a policy shows. Blocks; the fix is the role (owner or BYPASSRLS);
-  check     single-column CHECK constraints and enum labels against every constant the tool
-  enum      writes (the discriminator, fill values). Blocks, with a proposal;
-  unique    unique indexes beyond the key against the merged rows (collisions counted). Blocks,
-            with a proposal where the column can stay NULL (the value stays in ctb_source_row);
+  check     every rule of a merge target evaluated over the rows as the INSERT writes them
+  enum      (fills, the discriminator, DEFAULTs, generated columns: _mapped_rows): CHECKs of any
+  not-null  shape, enum labels, NOT NULL (of the column or its domain), foreign keys, lengths,
+  fk        conversions. Blocks, counted with example rows, with a proposal where one is lossless;
+  unique    unique indexes beyond the key (keys, expressions, predicates) against the target's
+            rows and within the merged rows. Blocks, with a proposal where a key column can stay
+            NULL (the value stays in ctb_source_row), else skipping the action;
   fk        foreign keys of live tables into what becomes a frozen archive. Handled: the archive
             keeps every key and refuses deletes, so no ON DELETE rule ever fires;
   view      views reading a relocated table. Handled: they follow it by OID;
