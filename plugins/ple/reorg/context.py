@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -83,25 +83,39 @@ class Context:
         return self.conn.execute(statement.query, statement.params or None)
 
     @contextmanager
-    def bypassing_triggers(self) -> Iterator[None]:
-        """Within the caller's transaction, the guards' exceptions for this step: tables frozen in the
-        owner's registry that a person let it alter are unfrozen, the triggers the guards let it pass
-        are off; before it commits the triggers are on again, in the firing mode each had (ENABLE,
-        ENABLE ALWAYS), and the tables frozen again, with any name the step gave them: transactional,
-        so no other session ever sees either."""
+    def unfrozen(self) -> Iterator[None]:
+        """Within the caller's transaction: the tables frozen in the owner's registry that a person
+        let this step alter, unfrozen; before it commits frozen again, with each name the step gave
+        them that exists by then (a name frozen before its table exists would refuse the rename
+        into it: a batched merge archives its source only in its last transaction)."""
         unfrozen = governance.set_frozen(self.conn, list(self.unfreeze), False)
-        modes = {
-            (table, trigger): self.conn.execute(
-                "SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s", (table, trigger)
-            ).fetchone()[0]
-            for table, trigger in self.bypass
-        }
-        for table, trigger in self.bypass:
-            self.conn.execute(trigger_switch(table, trigger, "DISABLE"))
         yield
-        for table, trigger in self.bypass:
-            self.conn.execute(trigger_switch(table, trigger, ENABLE_MODES[modes[(table, trigger)]]))
-        governance.set_frozen(self.conn, [*unfrozen, *self.freeze_after], True)
+        given = [
+            name
+            for name in self.freeze_after
+            if self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+        ]
+        governance.set_frozen(self.conn, [*unfrozen, *given], True)
+
+    @contextmanager
+    def bypassing_triggers(self, *, unfreeze: bool = True) -> Iterator[None]:
+        """Within the caller's transaction, the guards' exceptions for this step: tables frozen in the
+        owner's registry that a person let it alter are unfrozen (unless the caller holds them
+        unfrozen already: `unfreeze=False`), the triggers the guards let it pass are off; before it
+        commits the triggers are on again, in the firing mode each had (ENABLE, ENABLE ALWAYS), and
+        the tables frozen again (unfrozen): transactional, so no other session ever sees either."""
+        with self.unfrozen() if unfreeze else nullcontext():
+            modes = {
+                (table, trigger): self.conn.execute(
+                    "SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s", (table, trigger)
+                ).fetchone()[0]
+                for table, trigger in self.bypass
+            }
+            for table, trigger in self.bypass:
+                self.conn.execute(trigger_switch(table, trigger, "DISABLE"))
+            yield
+            for table, trigger in self.bypass:
+                self.conn.execute(trigger_switch(table, trigger, ENABLE_MODES[modes[(table, trigger)]]))
 
     def hold(self) -> None:
         """In the current transaction: take the advisory lock, then re-check the approval (an

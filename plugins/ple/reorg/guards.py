@@ -11,10 +11,13 @@ proven) or relocates (archived, moved, merged or folded sources), this module re
             write-once, read-only) blocks, unless a person accepts disabling it for the step;
   rls       row-level security that applies to the connecting role: it would copy and prove only
             the rows a policy shows. Blocks; the fix is the role (owner or BYPASSRLS);
-  check     single-column CHECK constraints and enum labels against every constant the tool
-  enum      writes (the discriminator, fill values). Blocks, with a proposal;
-  unique    unique indexes beyond the key against the merged rows (collisions counted). Blocks,
-            with a proposal where the column can stay NULL (the value stays in ctb_source_row);
+  check     every rule of a merge target evaluated over the rows as the INSERT writes them
+  enum      (fills, the discriminator, DEFAULTs, generated columns: _mapped_rows): CHECKs of any
+  not-null  shape, enum labels, NOT NULL (of the column or its domain), foreign keys, lengths,
+  fk        conversions. Blocks, counted with example rows, with a proposal where one is lossless;
+  unique    unique indexes beyond the key (keys, expressions, predicates) against the target's
+            rows and within the merged rows. Blocks, with a proposal where a key column can stay
+            NULL (the value stays in ctb_source_row), else skipping the action;
   fk        foreign keys of live tables into what becomes a frozen archive. Handled: the archive
             keeps every key and refuses deletes, so no ON DELETE rule ever fires;
   view      views reading a relocated table. Handled: they follow it by OID;
@@ -421,16 +424,73 @@ def _merge_values(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]
             )
         )
     result += _mapped_rows(conn, plan, catalog, step)
-    result += _unique_indexes(conn, plan, catalog, step)
+    return result
+
+
+@dataclass
+class _Test:
+    """One rule evaluated over the mapped rows: `failing` is true for a row the rule refuses."""
+
+    kind: str
+    name: str
+    description: str
+    failing: sql.Composable
+    column: str | None = None
+    expression: str | None = None  # a CHECK's own text (for its proposal)
+    shown: sql.Composable | None = None  # how an example row is named (default: key = column)
+    proposal: tuple | None = None
+    fix: str | None = None  # set with `proposal` where the rule's finding says its own fix
+
+
+@dataclass
+class _Unwritten:
+    """What the INSERT gives the target columns it does not name: DEFAULTs (evaluated like the
+    INSERT does), generation expressions (computed from the mapped row), and the columns no
+    read-only pass can compute (an identity or a sequence: nextval would advance it)."""
+
+    generated: dict  # column -> generation expression
+    unevaluable: dict  # column -> why
+    not_null_domains: dict  # column -> the domain that refuses NULL
+
+
+def _unwritten(conn, target, values: dict) -> _Unwritten:
+    result = _Unwritten({}, {}, {})
+    rows = conn.execute(raw_template("guards/target_columns"), {"table": target.name}).fetchall()
+    from ple.reorg.actions import merge as merge_action
+
+    for name, default, generation, reads, identity, domain, base_schema, base_name in rows:
+        column = target.column(name)
+        if domain:
+            result.not_null_domains[name] = domain
+        if column is None or name in values:
+            continue
+        if generation is not None:
+            result.generated[name] = (generation, reads)
+        elif identity:
+            result.unevaluable[name] = "an identity column"
+        elif default is not None and "nextval(" in default:
+            result.unevaluable[name] = f"a sequence's next value ({default})"
+        elif default is not None:  # the INSERT writes the DEFAULT, converted to the column's type
+            values[name] = merge_action.cast_to(sql.SQL("({})").format(sql.SQL(default)), column)
+        else:  # NULL, cast under the column's domains so that a NOT NULL domain is counted, not raised
+            values[name] = sql.SQL("CAST(NULL AS {})").format(sql.Identifier(base_schema, base_name))
+    for name, (_, reads) in list(result.generated.items()):
+        missing = [c for c in reads if c not in values]
+        if missing:
+            del result.generated[name]
+            result.unevaluable[name] = f"a generated column reading {missing}"
     return result
 
 
 def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
-    """Every CHECK constraint of the target (any shape), its foreign keys and every NOT NULL it
-    keeps, evaluated in one read-only pass over the rows exactly as the merge would write them: the plan's fill rules
-    with their fallbacks, casts and the discriminator, rows the target keeps left out. A constraint
-    that reads a column the merge leaves to its default is not evaluated here (named: rehearse
-    runs it); a row that cannot even be converted is a blocking finding naming the error."""
+    """Every rule of the target evaluated in one read-only pass over the rows exactly as the
+    merge would write them (the plan's fill rules with their fallbacks, casts and the
+    discriminator, the DEFAULTs of the columns it leaves out, generated columns computed from
+    them, rows the target keeps left out): CHECKs of any shape (a whole-row CHECK on the row as a
+    value of the target's type), foreign keys, NOT NULL (of the column or of its domain), length
+    limits, unique indexes (against the target's rows and within the merged rows), and every
+    conversion (a domain's CHECK, a generation expression that fails). Only a column the pass
+    cannot compute read-only (an identity, a sequence) is left out, named: rehearse runs it."""
     from ple.reorg.actions import merge as merge_action
 
     action = step.action
@@ -450,49 +510,48 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         "ctb_run_id": sql.Placeholder("run_id"),
         "ctb_merged_at": sql.SQL("now()"),
     }
+    unwritten = _unwritten(conn, target, values)
+    available = set(values) | set(unwritten.generated)
     checks = conn.execute(raw_template("guards/check_constraints"), {"table": target.name}).fetchall()
     foreign_keys = conn.execute(raw_template("guards/foreign_keys_of"), {"table": target.name}).fetchall()
-    read = {c for _, _, columns, _ in checks for c in columns} | {c for _, columns, *_ in foreign_keys for c in columns}
-    for column in target.columns:  # what INSERT gives a column the merge does not name
-        if column.name in read and column.name not in values and not column.has_default and not column.generated:
-            values[column.name] = merge_action.cast_to(sql.SQL("NULL"), column)
+    indexes = conn.execute(raw_template("guards/unique_indexes"), {"table": target.name}).fetchall()
     relaxed = set(spec.relax_not_null)
-    tests: list[
-        tuple[str, str, str, sql.Composable, str | None, str | None]
-    ] = []  # kind, name, text, failing, column, CHECK
+    tests: list[_Test] = []
     result = []
     for name, expression, columns, whole_row in checks:
-        missing = [c for c in columns if c not in values]
-        if whole_row:
+        missing = [c for c in columns if c not in available]
+        if missing and not whole_row:
             result.append(
                 Guard(
                     "check",
                     f"{target.name}.{name}",
                     step.step_id,
                     target.name,
-                    f"CHECK {name} ({expression}) reads the whole row",
-                    "not evaluated before apply: rehearse runs the merge against it",
+                    f"CHECK {name} ({expression}) reads {missing}: "
+                    + "; ".join(f"{c} is {unwritten.unevaluable[c]}" for c in missing),
+                    "not evaluated before apply (a read-only pass cannot draw its values): rehearse runs the merge "
+                    "against it",
                 )
             )
             continue
-        if missing:
-            result.append(
-                Guard(
-                    "check",
-                    f"{target.name}.{name}",
-                    step.step_id,
-                    target.name,
-                    f"CHECK {name} ({expression}) reads {missing}, which the merge leaves to their defaults",
-                    "not evaluated before apply: rehearse runs the merge against it",
-                )
-            )
-            continue
-        column = columns[0] if len(columns) == 1 else None
         failing = sql.SQL("NOT ({})").format(sql.SQL(expression))
-        tests.append(("check", name, f"CHECK {name} ({expression})", failing, column, expression))
+        if whole_row:  # the row as a value of the target's type, named as the CHECK names it
+            failing = sql.SQL("NOT (SELECT ({}) FROM unnest(ARRAY[CAST(ROW({}) AS {})]) AS {})").format(
+                sql.SQL(expression),
+                sql.SQL(", ").join(
+                    sql.SQL("m.{}").format(sql.Identifier(c.name))
+                    if c.name in available
+                    else merge_action.cast_to(sql.SQL("NULL"), c)
+                    for c in target.columns
+                ),
+                qualified(target.name),
+                sql.Identifier(target.name.split(".", 1)[1]),
+            )
+        column = columns[0] if len(columns) == 1 and not whole_row else None
+        tests.append(_Test("check", name, f"CHECK {name} ({expression})", failing, column, expression))
     for name, columns, referenced, referenced_columns, match_full in foreign_keys:
-        if not all(c in values for c in columns):
-            continue  # a column left to its default or NULL: rehearse runs the merge against it
+        if not all(c in available for c in columns):
+            continue  # an identity or a sequence: rehearse runs the merge against it
         mixed = sql.SQL("")
         if match_full and len(columns) > 1:  # MATCH FULL refuses a key only partly NULL
             mixed = sql.SQL(" OR (({}) AND NOT ({}))").format(
@@ -509,11 +568,11 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
             ),
         )
         about = f"FOREIGN KEY {name} ({', '.join(columns)}) into {referenced}"
-        tests.append(("fk", name, about, missing, columns[0] if len(columns) == 1 else None, None))
+        tests.append(_Test("fk", name, about, missing, columns[0] if len(columns) == 1 else None))
     for column in target.columns:  # a constant or discriminator longer than the column: assignment refuses it
-        if column.max_length is not None and column.name in values and column.type_category == "S":
+        if column.max_length is not None and column.name in available and column.type_category == "S":
             tests.append(
-                (
+                _Test(
                     "length",
                     f"{column.name}.length",
                     f"the length limit of {column.name} ({column.type})",
@@ -521,24 +580,32 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
                         sql.Identifier(column.name), sql.Literal(column.max_length)
                     ),
                     column.name,
-                    None,
                 )
             )
     for column in target.columns:
-        if column.not_null and column.name in values and column.name not in relaxed and not column.generated:
-            tests.append(
-                (
-                    "not-null",
-                    f"{column.name}.not_null",
-                    f"NOT NULL on {column.name}",
-                    sql.SQL("{} IS NULL").format(sql.Identifier(column.name)),
-                    column.name,
-                    None,
+        domain = unwritten.not_null_domains.get(column.name)
+        if column.name not in available or not (domain or (column.not_null and column.name not in relaxed)):
+            continue
+        tests.append(
+            _Test(
+                "not-null",
+                f"{column.name}.not_null",
+                f"NOT NULL of the domain {domain} on {column.name}" if domain else f"NOT NULL on {column.name}",
+                sql.SQL("{} IS NULL").format(sql.Identifier(column.name)),
+                column.name,
+                fix=(
+                    f"Give {column.name} a value in merge_targets.{target.name}.fill (its type, the domain {domain}, "
+                    "refuses NULL: relax_not_null cannot lift that; each row's own values stay in ctb_source_row)"
                 )
+                if domain
+                else None,
             )
+        )
+    windows, indexed = _unique_tests(step, spec, target, indexes, available, unwritten, tests)
+    result += indexed
     # reads every mapped column, so that each value is converted as the INSERT would (a subquery's
     # column nothing reads is never computed): a value the cast refuses ends the pass with its error
-    tests.append(("convert", "every column", "every column", sql.SQL("(m.*)::text IS NULL"), None, None))
+    tests.append(_Test("convert", "every column", "every column", sql.SQL("(m.*)::text IS NULL")))
     key_match = merge_action.target_key_match(spec, target, mapping.fills)
     kept = (
         sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(qualified(target.name), key_match)
@@ -546,26 +613,48 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         else sql.SQL("")
     )
     # each source row made into JSON (and hashed, for a keyless source's provenance key) only where
-    # a fill rule reads it: otherwise examples of a keyless source are named by their values alone
-    needs_row = any(f.per_row for f in mapping.fills) or "ctb_source_row" in read
-    shown = [
-        sql.SQL("coalesce(m.ctb_source_key, 'a row') || ' = ' || coalesce(m.{}::text, 'NULL')").format(
-            sql.Identifier(c)
-        )
-        if c
-        else sql.SQL("coalesce(m.ctb_source_key, 'a row')")
-        for _, _, _, _, c, _ in tests
-    ]
-    query = sql.SQL("SELECT {aggregates} FROM (SELECT {values} FROM {keyed} {kept}) AS m").format(
-        aggregates=sql.SQL(", ").join(
-            sql.SQL(
-                "count(*) FILTER (WHERE {t}), (array_agg({s} ORDER BY m.ctb_source_key) FILTER (WHERE {t}))[1:3]"
-            ).format(t=t, s=s)
-            for (_, _, _, t, _, _), s in zip(tests, shown, strict=True)
-        ),
+    # a rule may read it: otherwise examples of a keyless source are named by their values alone
+    read = {c for _, _, columns, _ in checks for c in columns} | {c for _, columns, *_ in foreign_keys for c in columns}
+    read |= {c for _, reads in unwritten.generated.values() for c in reads} | {c for *_, r in indexes for c in r}
+    needs_row = (  # a unique index's own-copy exclusion compares provenance keys
+        any(f.per_row for f in mapping.fills)
+        or bool({"ctb_source_row", "ctb_source_key"} & read)
+        or any(whole for *_, whole in checks)
+        or bool(indexes and target.column("ctb_source_key"))
+    )
+    rows = sql.SQL("SELECT {values} FROM {keyed} {kept}").format(
         values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
         keyed=merge_action.keyed_source(source, json=needs_row, key=needs_row or bool(source.primary_key)),
         kept=kept,
+    )
+    if unwritten.generated:  # computed from the mapped row, as PostgreSQL computes a STORED column
+        rows = sql.SQL("SELECT m0.*, {} FROM ({}) AS m0").format(
+            sql.SQL(", ").join(
+                sql.SQL("({}) AS {}").format(sql.SQL(e), sql.Identifier(c)) for c, (e, _) in unwritten.generated.items()
+            ),
+            rows,
+        )
+    if windows:
+        rows = sql.SQL("SELECT m1.*, {} FROM ({}) AS m1").format(sql.SQL(", ").join(windows), rows)
+    shown = [
+        t.shown
+        or (
+            sql.SQL("coalesce(m.ctb_source_key, 'a row') || ' = ' || coalesce(m.{}::text, 'NULL')").format(
+                sql.Identifier(t.column)
+            )
+            if t.column
+            else sql.SQL("coalesce(m.ctb_source_key, 'a row')")
+        )
+        for t in tests
+    ]
+    query = sql.SQL("SELECT {aggregates} FROM ({rows}) AS m").format(
+        aggregates=sql.SQL(", ").join(
+            sql.SQL(
+                "count(*) FILTER (WHERE {t}), (array_agg({s} ORDER BY m.ctb_source_key) FILTER (WHERE {t}))[1:3]"
+            ).format(t=t.failing, s=s)
+            for t, s in zip(tests, shown, strict=True)
+        ),
+        rows=rows,
     )
     params = dict(mapping.params) | {"run_id": "guards"}
     try:  # in a savepoint rolled back whatever happens: a value that cannot be converted must not end
@@ -589,25 +678,42 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
         psycopg.errors.DataError,
         psycopg.errors.FeatureNotSupported,
         psycopg.errors.IntegrityError,
-    ) as exc:  # e.g. numeric Infinity into an integer, a value its column's domain CHECK refuses
+    ) as exc:  # e.g. numeric Infinity into an integer, a domain's CHECK, a generation expression
+        failed = _failing_columns(conn, rows, params, [*values, *unwritten.generated])
         what = f"rows of {action.source} cannot be converted into {target.name}'s columns"
-        fix = "Fix the plan's fill rules for that column (or skip the action)"
+        if failed:
+            what += ": " + "; ".join(f"{c} ({error})" for c, error in failed)
+        generated = [c for c, _ in failed if c in unwritten.generated]
+        if generated:  # the target's own expression: what the merge controls is the columns it reads
+            fix = "; ".join(
+                f"the generated column {c} computes {' '.join(unwritten.generated[c][0].split())} from the merged "
+                f"row: fill {', '.join(unwritten.generated[c][1])} with values it accepts (each row's own values "
+                "stay in ctb_source_row), change the expression, or skip the action"
+                for c in generated
+            )
+        else:
+            fix = (
+                f"Fix the plan's fill rules for {', '.join(c for c, _ in failed) or 'that column'} (or skip the action)"
+            )
         return [*result, _unevaluated(step, target.name, what, exc, fix)]
     except psycopg.Error as exc:  # e.g. the role may not use a column's type: the INSERT could not either
         what = f"the rows of {action.source} as the merge maps them cannot be read"
         return [*result, _unevaluated(step, target.name, what, exc, "Run as the role that owns the tables")]
-    for index, (kind, name, description, _, column, expression) in enumerate(tests):
+    for index, test in enumerate(tests):
         failing, examples = row[2 * index], row[2 * index + 1]
         if not failing:
             continue
-        proposal, fix = _proposal_for(spec, target, kind, name, expression, column)
+        if test.fix is not None:
+            proposal, fix = test.proposal, test.fix
+        else:
+            proposal, fix = _proposal_for(spec, target, test.kind, test.name, test.expression, test.column)
         result.append(
             Guard(
-                kind,
-                f"{target.name}.{name}",
+                test.kind,
+                f"{target.name}.{test.name}",
                 step.step_id,
                 target.name,
-                f"{failing} rows of {action.source} would break {description} as the merge maps them "
+                f"{failing} rows of {action.source} would break {test.description} as the merge maps them "
                 f"(e.g. {'; '.join(examples)})",
                 f"the merge would fail half way. {fix}",
                 blocks=True,
@@ -615,6 +721,129 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
             )
         )
     return result
+
+
+def _failing_columns(conn, rows: sql.Composable, params: dict, columns: list[str]) -> list[tuple[str, str]]:
+    """The columns whose value the pass could not compute, each with its error: each one computed
+    alone over every row (in a savepoint rolled back), so that a finding names what to fix."""
+    failed = []
+    for column in columns:
+        try:
+            with conn.transaction() as savepoint:
+                conn.execute(
+                    sql.SQL("SELECT count({}) FROM ({}) AS m").format(sql.Identifier(column), rows), params
+                ).fetchone()
+                raise psycopg.Rollback(savepoint)
+        except psycopg.Error as exc:
+            failed.append((column, exc.diag.message_primary or str(exc)))
+    return failed
+
+
+def _unique_tests(
+    step: Step, spec, target, indexes, available: set, unwritten: _Unwritten, tests: list[_Test]
+) -> tuple[list[sql.Composable], list[Guard]]:
+    """Each unique index as a test over the mapped rows, its keys computed as the index computes
+    them (columns, expressions, a partial index's predicate): a row collides with a row of the
+    target (not its own earlier copy: the INSERT skips those) or with another merged row. Returns
+    the window columns the mapped rows need and notes on indexes not evaluated."""
+    windows: list[sql.Composable] = []
+    notes = []
+    for number, (index, keys, predicate, nulls_not_distinct, reads) in enumerate(indexes):
+        missing = [c for c in reads if c not in available]
+        if missing:
+            notes.append(
+                Guard(
+                    "unique",
+                    f"{target.name}.{index}",
+                    step.step_id,
+                    target.name,
+                    f"unique index {index} ({', '.join(keys)}) reads "
+                    + "; ".join(f"{c}, {unwritten.unevaluable.get(c, 'not written')}" for c in missing),
+                    "not evaluated before apply (a read-only pass cannot draw its values): rehearse runs the merge "
+                    "against it",
+                )
+            )
+            continue
+        key_names = [sql.Identifier(f"ctb_guard_u{number}_{k}") for k in range(len(keys))]
+        keyed = [sql.SQL("({})").format(sql.SQL(k)) for k in keys]
+        where = sql.SQL("({})").format(sql.SQL(predicate)) if predicate else sql.SQL("true")
+        inside = sql.Identifier(f"ctb_guard_u{number}_in")
+        count = sql.Identifier(f"ctb_guard_u{number}_n")
+        windows += [sql.SQL("{} AS {}").format(e, n) for e, n in zip(keyed, key_names, strict=True)]
+        windows.append(sql.SQL("coalesce({}, false) AS {}").format(where, inside))
+        windows.append(
+            sql.SQL("count(*) OVER (PARTITION BY {}, coalesce({}, false)) AS {}").format(
+                sql.SQL(", ").join(keyed), where, count
+            )
+        )
+        equal = sql.SQL(" IS NOT DISTINCT FROM ") if nulls_not_distinct else sql.SQL(" = ")
+        own = (
+            sql.SQL(
+                " AND (x.ctb_source_table IS DISTINCT FROM %(source_table)s "
+                "OR x.ctb_source_key IS DISTINCT FROM m.ctb_source_key)"
+            )
+            if target.column("ctb_source_table") and target.column("ctb_source_key")
+            else sql.SQL("")
+        )
+        existing = sql.SQL("EXISTS (SELECT 1 FROM {t} AS x WHERE {where} AND {match}{own})").format(
+            t=qualified(target.name),
+            where=where,
+            match=sql.SQL(" AND ").join(
+                sql.SQL("{}{}m.{}").format(e, equal, n) for e, n in zip(keyed, key_names, strict=True)
+            ),
+            own=own,
+        )
+        set_ = (
+            sql.SQL("true")
+            if nulls_not_distinct
+            else sql.SQL(" AND ").join(sql.SQL("m.{} IS NOT NULL").format(n) for n in key_names)
+        )
+        failing = sql.SQL("m.{inside} AND {set} AND (m.{count} > 1 OR {existing})").format(
+            inside=inside, set=set_, count=count, existing=existing
+        )
+        shown = sql.SQL("coalesce(m.ctb_source_key, 'a row') || ' = (' || concat_ws(', ', {}) || ')'").format(
+            sql.SQL(", ").join(sql.SQL("coalesce(m.{}::text, 'NULL')").format(n) for n in key_names)
+        )
+        # lossless: a key column the merge may leave NULL (its value stays in ctb_source_row); never
+        # the discriminator, preferring a column the source does not fill
+        candidates = [
+            c.name
+            for c in (target.column(k) for k in keys)
+            if c is not None
+            and not c.not_null
+            and c.name not in unwritten.not_null_domains
+            and c.name != spec.discriminator_column
+            and c.name not in unwritten.generated
+        ]
+        candidates.sort(key=lambda c: bool(spec.fill.get(c, {}).get("from")))
+        if candidates and not nulls_not_distinct:
+            column = candidates[0]
+            # a column left out gets its DEFAULT: NULL is then written explicitly (`value: null`)
+            rule = {"value": None} if target.column(column).has_default else {"from": []}
+            proposal = ("targets", target.name, {"fill": {column: rule}})
+            fix = (
+                f"Proposal: leave {column} NULL in merged rows, which never collide (each row's own value stays "
+                "in ctb_source_row)"
+            )
+        else:
+            proposal = (
+                "actions",
+                step.action.source,
+                {"skip": f"its rows collide on {index}; the table stays where it is, unchanged"},
+            )
+            fix = "No lossless default: skip the action (proposed), merge into another table, or change the index"
+        tests.append(
+            _Test(
+                "unique",
+                index,
+                f"unique index {index} ({', '.join(keys)}{'; where ' + predicate if predicate else ''})",
+                failing,
+                shown=shown,
+                proposal=proposal,
+                fix=fix,
+            )
+        )
+    return windows, notes
 
 
 def _unevaluated(step: Step, table: str, what: str, exc: psycopg.Error, fix: str) -> Guard:
@@ -661,103 +890,6 @@ def _proposal_for(spec, target, kind: str, name: str, expression: str | None, co
             "(each row's own value stays in ctb_source_row)"
         )
     return None, "No lossless default for this CHECK: change the plan's fill rules for its columns, or skip the action"
-
-
-def _unique_indexes(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
-    from ple.reorg.actions import merge as merge_action
-
-    action = step.action
-    spec = plan.merge_targets[action.target]
-    source, target = catalog.get(action.source), catalog.get(action.target)
-    mapping = merge_action.mapping(action, spec, source, target, catalog)
-    by_column = {f.column: f.expression for f in mapping.fills}
-    result = []
-    for index, columns, partial, expression in conn.execute(
-        raw_template("guards/unique_indexes"), {"table": target.name}
-    ):
-        key = f"{target.name}.{index}"
-        if expression or partial:
-            result.append(
-                Guard(
-                    "unique",
-                    key,
-                    step.step_id,
-                    target.name,
-                    f"unique index {index} ({'partial' if partial else 'on an expression'})",
-                    "not comparable statically: rehearse runs the merge against it",
-                )
-            )
-            continue
-        if not all(c in by_column for c in columns):
-            result.append(
-                Guard(
-                    "unique",
-                    key,
-                    step.step_id,
-                    target.name,
-                    f"unique index {index} ({', '.join(columns)})",
-                    "the merge leaves some of its columns NULL, which never collide",
-                )
-            )
-            continue
-        params = dict(mapping.params) | {"run_id": "guards"}
-        exprs = [by_column[c] for c in columns]
-        base = sql.SQL(
-            "FROM (SELECT {row} AS s, to_jsonb(s.*) AS ctb_row, {key} AS ctb_key FROM {src} AS s) AS k"
-        ).format(row=merge_action.whole_row(source), key=merge_action.source_key(source), src=qualified(action.source))
-        existing = sql.SQL("SELECT count(*) {base} WHERE EXISTS (SELECT 1 FROM {t} AS x WHERE {match})").format(
-            base=base,
-            t=qualified(target.name),
-            match=sql.SQL(" AND ").join(
-                sql.SQL("x.{} = {}").format(sql.Identifier(c), e) for c, e in zip(columns, exprs, strict=True)
-            ),
-        )
-        within = sql.SQL("SELECT count(*) - count(DISTINCT ROW({exprs})) {base} WHERE {notnull}").format(
-            exprs=sql.SQL(", ").join(exprs),
-            base=base,
-            notnull=sql.SQL(" AND ").join(sql.SQL("({}) IS NOT NULL").format(e) for e in exprs),
-        )
-        clashes = conn.execute(existing, params).fetchone()[0] + conn.execute(within, params).fetchone()[0]
-        if not clashes:
-            result.append(
-                Guard(
-                    "unique",
-                    key,
-                    step.step_id,
-                    target.name,
-                    f"unique index {index} ({', '.join(columns)})",
-                    "no merged row collides with it",
-                )
-            )
-            continue
-        nullable = [c for c in columns if not target.column(c).not_null]
-        proposal = (
-            ("targets", target.name, {"fill": {nullable[0]: {"from": []}}})
-            if nullable
-            else (
-                "actions",
-                action.source,
-                {"skip": f"{clashes} rows collide on {index}; the table stays where it is, unchanged"},
-            )
-        )
-        result.append(
-            Guard(
-                "unique",
-                key,
-                step.step_id,
-                target.name,
-                f"{clashes} merged rows would collide on unique index {index} ({', '.join(columns)})",
-                "the merge would fail. "
-                + (
-                    f"Proposal: leave {nullable[0]} NULL in merged rows (its value stays in ctb_source_row)"
-                    if nullable
-                    else "No lossless default: skip the action or merge into another table"
-                ),
-                blocks=True,
-                proposal=proposal,
-            )
-        )
-    return result
 
 
 # ---------------------------------------------------------------------- relocations

@@ -38,10 +38,6 @@ def test_a_discriminator_longer_than_the_target_varchar_is_measured(conn):
     _lint_clear_then_apply(conn, "1b", "error_type")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a CHECK reading the whole row (people_errors.*) has no ordinary column in conkey; guards/check_constraints.sql joins pg_attribute on conkey and drops it, so it is never evaluated",
-)
 def test_a_check_on_the_whole_row_is_evaluated(conn):
     conn.execute(
         "CREATE FUNCTION public.row_ok(r people.people_errors) RETURNS boolean LANGUAGE sql IMMUTABLE "
@@ -195,12 +191,6 @@ def test_a_view_with_a_source_table_column_that_cannot_be_read_does_not_crash_th
         pytest.fail(f"lint crashed: {type(exc).__name__}: {exc}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: _unique_indexes says a unique index on a column the merge does not fill "
-    "'leaves some of its columns NULL, which never collide'; the column has a DEFAULT, every merged row gets "
-    "'legacy' and the INSERT fails with UniqueViolation",
-)
 def test_a_unique_index_on_a_column_the_merge_leaves_to_its_default_is_counted(conn):
     conn.execute("ALTER TABLE people.people_errors ADD COLUMN intake_batch text")  # existing rows: NULL
     conn.execute("ALTER TABLE people.people_errors ALTER COLUMN intake_batch SET DEFAULT 'legacy'")
@@ -235,12 +225,6 @@ def test_a_revert_of_an_archive_phase_under_the_gate_leaves_no_stale_registry_ro
     assert stale == [], stale
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a column whose type is a NOT NULL domain (attnotnull false) that the merge does not "
-    "fill is neither 'uncovered' by merge.mapping nor tested by _mapped_rows; lint clear, apply refused with "
-    "NotNullViolation 'domain required_text does not allow null values'",
-)
 def test_a_column_of_a_not_null_domain_the_merge_leaves_out_is_seen(conn):
     conn.execute("CREATE DOMAIN public.required_text AS text NOT NULL")
     conn.execute("ALTER TABLE people.people_errors ADD COLUMN reviewer public.required_text DEFAULT 'owner'")
@@ -248,11 +232,6 @@ def test_a_column_of_a_not_null_domain_the_merge_leaves_out_is_seen(conn):
     _lint_clear_then_apply(conn, "1b", "reviewer")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: a STORED generated column's expression is never evaluated over the merged rows; "
-    "lint clear, the INSERT fails computing it (DivisionByZero)",
-)
 def test_a_generated_column_whose_expression_fails_on_the_merged_rows_is_seen(conn):
     conn.execute(
         "ALTER TABLE people.people_errors ADD COLUMN triage int GENERATED ALWAYS AS "
@@ -286,13 +265,6 @@ def test_a_check_on_the_provenance_row_the_merge_writes_is_evaluated(conn):
     _lint_clear_then_apply(conn, "1b", "no_names_in_provenance")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success/raw gate: in a batched merge each batch's bypassing_triggers refreezes the source "
-    "and marks the archive name frozen before the archive exists; _finish then renames the source outside "
-    "bypassing_triggers into that frozen name: CTB_DDL_GATE refuses it, reported as 'nothing was written' "
-    "although the batches' copies stay in outreach.company_target_archive",
-)
 def test_a_batched_merge_of_a_frozen_source_accepted_by_a_person_archives_it(gated):
     source = "outreach.company_target_orphaned_archive"
     gated.execute(f"ALTER TABLE {source} ADD COLUMN rid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
@@ -328,12 +300,6 @@ def test_a_batched_merge_of_a_frozen_source_accepted_by_a_person_archives_it(gat
     assert frozen.get("archive.outreach_company_target_orphaned_archive_ctb") is True, frozen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="false success: _unique_indexes judges only columns in mapping.fills; the discriminator column is not "
-    "one of them, so a unique index (error_type, error_stage) is said to 'leave some of its columns NULL, which "
-    "never collide' while every merged row of a source gets the same (discriminator, 'legacy_intake')",
-)
 def test_a_unique_index_over_the_discriminator_is_counted(conn):
     conn.execute("UPDATE people.people_errors SET error_stage = error_stage || ctid::text")
     conn.execute("CREATE UNIQUE INDEX people_errors_type_stage ON people.people_errors (error_type, error_stage)")

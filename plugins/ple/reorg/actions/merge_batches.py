@@ -96,7 +96,15 @@ def apply(ctx: Context, step) -> Outcome:
         copied += copy_batch(ctx, step, first, first + batch)
         batches += 1
     batching = {"batches": batches, "pages_per_batch": batch, "rows_copied_in_batches": copied}
-    return _in_transaction(ctx, lambda: _finish(ctx, step, started, batching))
+    return _in_transaction(ctx, lambda: _finish_unfrozen(ctx, step, started, batching))
+
+
+def _finish_unfrozen(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
+    """_finish with the frozen source a person let the step alter unfrozen for the whole last
+    transaction (its rename into the archive is an ALTER the owner's gate judges), frozen again
+    under its archive name before it commits."""
+    with ctx.unfrozen():
+        return _finish(ctx, step, started, batching)
 
 
 def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
@@ -132,7 +140,7 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
                 "AND c.ctb_source_key = {})"
             ).format(qualified(action.target), merge.source_key(ctx.catalog.get(action.source))),
         )
-        with ctx.bypassing_triggers():
+        with ctx.bypassing_triggers(unfreeze=False):
             caught_up["stale_copies_replaced"] = merge.remove_unchanged_copies(
                 ctx, action, unless_current_in_source=True
             )
