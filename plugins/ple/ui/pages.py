@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from ple.errors import PlanRejected
-from ple.reorg import decisions
+from ple.reorg import decisions, progress
 from ple.sqlutil import raw_template
 from ple.ui.html import cell, line_chart, pre, table
 
@@ -34,41 +34,68 @@ def _rows(mapping: dict | None) -> str:
 
 # ------------------------------------------------------------------------- reorganization
 def reorganization(conn: psycopg.Connection, run_id: str | None = None) -> str:
+    """The phases (counts, state, what is left), the ledger, approvals, leaf lock and the
+    reconcile table. The phase counts and the reconcile table come from one reconcile of the live
+    database, so they cannot disagree."""
     from ple.reorg.plan import load
 
     plan = load()
     ledger_ready = _exists(conn, "ple_ops.action_ledger")
-    outcomes = {}
-    if ledger_ready:
-        outcomes = {r[0]: r[1:] for r in conn.execute(raw_template("ui/phase_outcomes")).fetchall()}
-    phases = []
-    for phase in plan.phases:
-        status, changed_at, done, failed, last = outcomes.get(phase.phase, (None, None, 0, 0, None))
-        state = status or ("failed" if failed else "in progress" if done else "not started")
-        if not phase.steps:
-            state = f"{len(phase.pending)} pending decisions"
-        css = "bad" if failed and not status else "ok" if status == "frozen" else ""
-        phases.append(
-            (
-                phase.phase.upper(),
-                phase.title,
-                len(phase.steps),
-                f"<span class='{css}'>{escape(state)}</span>",
-                f"{done}/{len(phase.steps)}" if phase.steps else "",
-                changed_at or last,
-            )
-        )
+    try:
+        with conn.transaction():  # a savepoint: the ledger and approvals show even when reconcile cannot
+            verdicts, decided, path, answered = _verdicts(conn)
+            phases = progress.phases(conn, answered, verdicts, decided)
+    except (psycopg.Error, PlanRejected) as exc:
+        verdicts, failure = None, f"<p class='bad'>reconcile could not read this database: {escape(str(exc))}</p>"
     body = [
         f"<p>Plan <code>{plan.sha256}</code> · {len(plan.steps)} steps in {len(plan.phases)} phases. "
-        "Every number below comes from <code>ple_ops</code> in the target database.</p>",
+        "Every number below comes from the target database: the phase counts are the reconcile table's "
+        "(at the bottom) grouped by phase, with the ledger's reverts and failures.</p>",
         "<h2>Phases</h2>",
-        table(("phase", "title", "steps", "state", "done", "last change"), phases, raw=("state",)),
     ]
+    if verdicts is None:
+        body.append(failure)
+    else:
+        body += _phases(phases)
     body += _ledger(conn, run_id) if ledger_ready else ["<h2>Ledger</h2><p class='muted'>no step has run yet</p>"]
     body += _approvals(conn)
     body += _leaf_lock(conn)
-    body += _reconcile(conn)
+    body += _reconcile(verdicts, decided, path) if verdicts is not None else ["<h2>Reconcile</h2>", failure]
     return "".join(body)
+
+
+PHASE_COLUMNS = ("pending", "conflict", "undecided", "moot", "applied", "adopted", "reverted", "failed")
+
+
+def _phases(phases: list) -> list[str]:
+    rows = [
+        (
+            p.phase.upper(),
+            p.title,
+            f"<span class='{p.css}'>{escape(p.state)}</span>",
+            *(p.counts[c] for c in PHASE_COLUMNS),
+            p.last_change,
+        )
+        for p in phases
+    ]
+    left = [
+        f"<h3>{escape(p.phase.upper())}: {escape(p.title)}</h3><ul>"
+        + "".join(f"<li class='bad'>{escape(item)}</li>" for item in p.checklist)
+        + "</ul>"
+        for p in phases
+        if p.checklist
+    ]
+    return [
+        table(("phase", "title", "state", *PHASE_COLUMNS, "last change"), rows, raw=("state",)),
+        "<p class='muted'>pending, conflict, moot, applied, adopted: each action's reconcile state; "
+        "undecided: conflicts, moot actions and adoptions with no decision, and unanswered 1L questions; "
+        "reverted: actions applied and reverted since (reconcile counts them again as pending or conflict); "
+        "failed: steps whose latest attempt failed.</p>",
+        "<h2>What is left</h2>",
+        "".join(left)
+        or "<p class='muted'>nothing: no function names a table a phase took away, no revert kept a copy, "
+        "no trigger is disabled on a table of the plan</p>",
+    ]
 
 
 def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
@@ -181,12 +208,11 @@ def _leaf_lock(conn: psycopg.Connection) -> list[str]:
     ]
 
 
-def _reconcile(conn: psycopg.Connection) -> list[str]:
-    """The reconcile table from the live database (every action of the plan: its state, the
-    evidence, the proposal, the decision recorded for it) and the decisions files with their
-    checksums. Reconcile only reads (catalog, ledger, counts), inside the page's read-only
-    transaction; a savepoint keeps the rest of the page when it cannot finish (a statement
-    timeout on a very large table, an invalid decisions file)."""
+def _reconcile(verdicts, decided, path) -> list[str]:
+    """The reconcile table from the live database (every action of the plan as answered: its
+    state, the evidence, the proposal, the decision recorded for it) and the decisions files with
+    their checksums. Reconcile only reads (catalog, ledger, counts), inside the page's read-only
+    transaction."""
     out = ["<h2>Reconcile and decisions</h2>"]
     folder = decisions.directory()
     files = sorted(p for p in folder.rglob("*.yaml") if p.is_file()) if folder.exists() else []
@@ -194,13 +220,9 @@ def _reconcile(conn: psycopg.Connection) -> list[str]:
         table(
             ("decisions file", "SHA-256"),
             [(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
+            empty=f"no decisions file in {folder}",
         )
     )
-    try:
-        with conn.transaction():
-            verdicts, decided, path = _verdicts(conn)
-    except (psycopg.Error, PlanRejected) as exc:
-        return [*out, f"<p class='bad'>reconcile could not read this database: {escape(str(exc))}</p>"]
     rows = [
         (
             v.step_id.split("__")[0].upper(),
@@ -236,11 +258,11 @@ def _verdicts(conn: psycopg.Connection):
     from ple.reorg import reconcile
     from ple.reorg.plan import load
 
-    plan = load()
+    plan = progress.answered_plan(conn, load())  # 1L's answered questions are actions like the others
     decided = decisions.for_connection(conn)
     effective = decisions.effective_plan(plan, decided)
     verdicts = reconcile.reconcile(conn, plan, read_catalog(conn), None, effective)
-    return verdicts, decided, decided.path if decided.exists else "none (no decisions file)"
+    return verdicts, decided, decided.path if decided.exists else "none (no decisions file)", plan
 
 
 def _decision(verdict, decided) -> str:
@@ -253,7 +275,7 @@ def _decision(verdict, decided) -> str:
         shown.append(f"target: {_entry(target)}")
     if shown:
         return "<br>".join(shown)
-    return "<span class='bad'>UNDECIDED</span>" if verdict.needs_decision else ""
+    return "<span class='bad'>UNDECIDED</span>" if progress.undecided(verdict, decided) else ""
 
 
 def _entry(entry: dict | None) -> str:
