@@ -241,9 +241,9 @@ def _cmd_cleanup(args) -> int:
     apply = args.mode == "apply"
     with connect() as conn:
         if apply:
-            results = cleanup.apply(conn, run_id)
+            results = cleanup.apply(conn, run_id, steps=args.step)
         else:
-            shown = cleanup.preview(conn)
+            shown = cleanup.preview(conn, steps=args.step)
             results = shown.results
     for result in results.values():
         print(result.describe(apply))
@@ -259,7 +259,7 @@ def _cmd_cleanup_approve(args) -> int:
     from ple.db import connect
 
     with connect() as conn:
-        shown = cleanup.preview(conn)
+        shown = cleanup.preview(conn, steps=args.step)
         for result in shown.results.values():
             print(result.describe(False))
         approval_id = cleanup.approve(conn, shown, args.approver, via="cli", note=args.note)
@@ -392,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cleanup.add_argument("--mode", choices=["plan", "apply"], default="plan")
     cleanup.add_argument("--run-id")
+    cleanup.add_argument("--step", action="append", help="only this step (repeatable; default: every step)")
     cleanup.set_defaults(func=_cmd_cleanup)
 
     cleanup_approve = sub.add_parser(
@@ -399,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     cleanup_approve.add_argument("--approver", required=True)
     cleanup_approve.add_argument("--note")
+    cleanup_approve.add_argument(
+        "--step", action="append", help="approve only this step's preview (repeatable; default: every step)"
+    )
     cleanup_approve.set_defaults(func=_cmd_cleanup_approve)
 
     undo = sub.add_parser("cleanup-undo", help="put back every row a cleanup run changed or removed")
