@@ -1,6 +1,6 @@
 """`ctb_reorganization` through Airflow on both production twins (2026-02-20, and 2026-03-12 with
-the owner's DDL gate enabled): plan mode runs to the end, prints the reconcile table and writes
-nothing (not a registry row either); after `decide --accept proposed` and the approval DAG, apply
+the owner's DDL gate enabled): plan mode, undecided, prints the reconcile table, writes nothing (not
+a registry row either) and is red (its lint fails); after `decide --accept proposed` and the approval DAG, apply
 completes with no DDL refused and an independent check finds every row that existed before."""
 
 import psycopg
@@ -31,8 +31,9 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
     with psycopg.connect(twin_db, autocommit=True) as conn:
         original, registry = end_state(conn), _registry_rows(conn)
         planned = run_dag(airflow_env, "ctb_reorganization", {"mode": "plan"}, twin_db, env)
-        assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
+        assert dag_run_state(planned.stdout) == "failed", planned.stdout[-3000:]  # undecided: the lint fails
         assert "reconcile: " in planned.stdout and "UNDECIDED" in planned.stdout
+        assert "PlanRejected: 1a__preflight: lint: FAILED" in planned.stdout
         assert end_state(conn) == original and _registry_rows(conn) == registry
 
         decide(conn)
