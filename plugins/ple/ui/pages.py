@@ -291,7 +291,7 @@ def _entry(entry: dict | None) -> str:
 
 # ------------------------------------------------------------------------- data quality
 def data_quality(conn: psycopg.Connection) -> str:
-    from ple.audit.history import thresholds
+    from ple.audit.history import ACCEPT_HOW, baseline, thresholds
 
     if not _exists(conn, "ple_ops.audit_history"):
         return "<p class='muted'>the nightly audit (ctb_nightly_audit) has not run yet</p>"
@@ -315,25 +315,65 @@ def data_quality(conn: psycopg.Connection) -> str:
             if ("max" in rule and value > rule["max"]) or ("min" in rule and value < rule["min"]):
                 breaches.append((when, number, value, rule.get("min"), rule.get("max")))
     breaches.sort(reverse=True)
+    accepted = baseline(conn)
+    base = accepted.numbers if accepted else {}
     latest = [
-        (n, points[-1][1], rules.get(n, {}).get("min"), rules.get(n, {}).get("max"))
+        (
+            n,
+            base.get(n),
+            points[-1][1],
+            _moved(points[-1][1], base.get(n), rules.get(n, {})),
+            rules.get(n, {}).get("min"),
+            rules.get(n, {}).get("max"),
+        )
         for n, points in sorted(series.items())
     ]
+    last = runs[0] if runs else None
+    verdict = (
+        f"<p>Latest run <code>{escape(last[0])}</code>: "
+        + (
+            f"<span class='bad'>breached</span>: it fails every night until fixed or accepted as the new baseline "
+            f"(the run's Required Action <em>accept_baseline</em>, or {escape(ACCEPT_HOW)})"
+            if last[3] == "breached"
+            else f"<span class='ok'>{escape(last[3])}</span>"
+        )
+        + "</p>"
+        if last
+        else ""
+    )
     return "".join(
         [
             f"<p>The last {AUDIT_RUNS_SHOWN} runs of <code>ctb_nightly_audit</code> (<code>ple_ops.audit_history</code>); "
             "dashed red: the threshold of <code>include/audit/thresholds.yaml</code>; red points broke it. "
-            "Regressions against the previous run are judged by the audit's Great Expectations suite.</p>",
+            "Each run is judged by the audit's Great Expectations suite: every number against its threshold, and "
+            "each number that must not grow against the <strong>accepted baseline</strong> (not the previous run) "
+            "plus the run's margin (<code>regression_margin_pct</code> / <code>regression_margin_rows</code>).</p>",
+            "<p>Accepted baseline: "
+            + (
+                escape(accepted.describe())
+                if accepted
+                else "<span class='muted'>none yet (the first clean run becomes it)</span>"
+            )
+            + "</p>",
+            verdict,
             f"<div class='charts'>{''.join(charts)}</div>",
+            "<h2>Latest numbers against the baseline</h2>",
+            table(("number", "baseline", "latest", "change", "min", "max"), latest, raw=("change",)),
             "<h2>Last breaches of an absolute threshold</h2>",
-            table(("when", "number", "value", "min", "max"), breaches[:20]),
-            "<h2>Latest numbers</h2>",
-            table(("number", "value", "min", "max"), latest),
+            table(("when", "number", "value", "min", "max"), breaches[:20], empty="no number broke its threshold"),
             "<h2>Runs</h2>",
             table(("run", "taken at", "seconds", "status"), runs),
             _cleanups(conn),
         ]
     )
+
+
+def _moved(value: int, base: int | None, rule: dict) -> str:
+    """The change from the baseline; red where a number that must not grow grew."""
+    if base is None or value == base:
+        return ""
+    worse = rule.get("worse") == "up" and value > base
+    return f"<span class='{'bad' if worse else ''}'>{value - base:+,}</span>"
 
 
 def _cleanups(conn: psycopg.Connection) -> str:

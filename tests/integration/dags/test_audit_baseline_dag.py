@@ -27,7 +27,6 @@ def _blank_domains(dsn: str, rows: int) -> None:
 def test_a_breached_audit_offers_the_new_baseline_and_records_who_accepted(airflow_env, fresh_db):
     clean = run_dag(airflow_env, AUDIT, {}, fresh_db)
     assert dag_run_state(clean.stdout) == "success", clean.stdout[-3000:]
-    assert "accept_baseline" in clean.stdout  # skipped: nothing breached, nobody asked
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         first = history.baseline(conn)
     assert first is not None and first.via == "automatic"

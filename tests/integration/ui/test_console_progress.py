@@ -129,3 +129,26 @@ def test_progress_state_words_never_show_ratios():
     assert progress.state_of({**zero, "pending": 4, "reverted": 4}, 4, 0, "reverted")[0] == "reverted"
     adopted_undecided = {**zero, "pending": 2, "adopted": 2, "undecided": 2}
     assert progress.state_of(adopted_undecided, 4, 0, None)[0] == "waiting for 2 decision(s)"
+
+
+def test_the_data_quality_page_judges_against_the_accepted_baseline_as_the_audit_does(conn):
+    """The page's text is the audit's behaviour: a run that regressed from the accepted baseline
+    is breached even when the previous run was just as bad, and the page shows that baseline."""
+    from ple.audit import history
+    from ple.audit.numbers import compute
+
+    history.record(conn, "night_1", compute(conn), 0.1)
+    assert history.judge(conn, "night_1", 1.0, 0)[1] == []  # clean: the first baseline
+    conn.execute(
+        "UPDATE outreach.outreach SET domain = '' WHERE outreach_id IN "
+        "(SELECT outreach_id FROM outreach.outreach ORDER BY outreach_id LIMIT 3)"
+    )
+    for night in ("night_2", "night_3"):
+        history.record(conn, night, compute(conn), 0.1)
+        assert history.judge(conn, night, 1.0, 0)[1], night  # night 3 equals night 2, and still breaches
+    body = pages.data_quality(conn)
+    assert "against the <strong>accepted baseline</strong> (not the previous run)" in body
+    assert f"Accepted baseline: {history.baseline(conn).describe()}" in body
+    assert "Latest run <code>night_3</code>: <span class='bad'>breached</span>" in body
+    assert "accept_baseline" in body
+    assert "<td>null_domains_on_spine</td><td class=n>0</td><td class=n>3</td><td><span class='bad'>+3</span>" in body
