@@ -53,3 +53,19 @@ def test_one_step_is_previewed_approved_and_applied_alone(conn, tmp_path):
 def test_an_unknown_step_is_refused_by_name(conn):
     with pytest.raises(BadInput, match="no cleanup step nope; the steps are backfill_null_domains"):
         cleanup.preview(conn, steps=["nope"])
+
+
+@pytest.mark.slow
+def test_the_cleanup_dag_applies_only_the_steps_chosen_in_its_form(airflow_env, fresh_db, conn):
+    from tests.helpers import dag_run_state, run_dag
+
+    inject_defects(conn)
+    duplicates = duplicates_to_remove(conn)
+    assert cli(["cleanup-approve", "--approver", "Ada", "--step", BACKFILL]) == 0
+    run = run_dag(airflow_env, "ctb_phase_2c_data_quality", {"mode": "apply", "steps": [BACKFILL]}, fresh_db)
+    assert dag_run_state(run.stdout) == "success", run.stdout[-3000:]
+    assert "approved before: cleanup" in run.stdout and "not asking again" in run.stdout
+    assert f"{DEDUPE}:" not in run.stdout  # neither previewed nor applied
+    assert _null_domains(conn) == 0 and duplicates_to_remove(conn) == duplicates
+    steps = conn.execute("SELECT DISTINCT step FROM ple_ops.cleanup_ledger WHERE mode = 'apply'").fetchall()
+    assert steps == [(BACKFILL,)]
