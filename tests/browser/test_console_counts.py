@@ -7,9 +7,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import psycopg
 import pytest
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ple.audit import history
+from ple.audit.numbers import compute
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -27,7 +31,7 @@ return {phases: [headers(phases), rows(phases)], reconcile: [headers(reconcile),
 """
 
 
-def test_the_phase_counts_in_the_browser_equal_the_reconcile_tables(browser, airflow):
+def test_the_phase_counts_in_the_browser_equal_the_reconcile_tables(browser, airflow, ctb_dsn):
     browser.get(f"{airflow.url}/auth/login")  # signed in by test_console.py's test_log_in when run with it
     if "/auth/login" in browser.current_url:
         from tests.browser.test_console import test_log_in
@@ -58,7 +62,16 @@ def test_the_phase_counts_in_the_browser_equal_the_reconcile_tables(browser, air
     time.sleep(1)
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(DOCS_SCREENSHOTS / "06_console_reorganization.png"))
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # a baseline, then a breach of it
+        history.record(conn, "browser_baseline", compute(conn), 0.2)
+        history.judge(conn, "browser_baseline", 1.0, 0)
+        conn.execute(
+            "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
+        )
+        history.record(conn, "browser_breach", compute(conn), 0.2)
+        history.judge(conn, "browser_breach", 1.0, 0)
     browser.get(airflow.url + "/ple/data-quality")
     WebDriverWait(browser, 60).until(lambda d: "Accepted baseline" in d.page_source)
+    assert "Latest run browser_breach: breached" in browser.find_element(By.TAG_NAME, "main").text
     time.sleep(1)
     browser.save_screenshot(str(DOCS_SCREENSHOTS / "07_console_data_quality.png"))
