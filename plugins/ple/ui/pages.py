@@ -333,7 +333,7 @@ def data_quality(conn: psycopg.Connection) -> str:
         f"<p>Latest run <code>{escape(last[0])}</code>: "
         + (
             f"<span class='bad'>breached</span>: it fails every night until fixed or accepted as the new baseline "
-            f"(the run's Required Action <em>accept_baseline</em>, or {escape(ACCEPT_HOW)})"
+            f"(the run's Required Action <em>accept_baseline</em>, or {escape(ACCEPT_HOW.replace('`', ''))})"
             if last[3] == "breached"
             else f"<span class='ok'>{escape(last[3])}</span>"
         )

@@ -9,7 +9,7 @@ from ple.audit import history
 from tests import airflow_api
 from tests.helpers import dag_run_state, run_dag
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # four audit runs, each a process
 
 AUDIT = "ctb_nightly_audit"
 ACCEPT, KEEP = "Accept this run as the new baseline", "Keep the baseline"
