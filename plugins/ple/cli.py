@@ -208,6 +208,11 @@ def _cmd_run(args) -> int:
 
         for report in rehearsals:
             require_clean(report)
+    blocked = [r.step_id for r in rehearsals if r.status == "planned" and r.summary.get("blocking")]
+    if blocked:  # every phase is planned; then the command fails if a lint failed, as the plan DAG run does
+        from ple.errors import PlanRejected
+
+        raise PlanRejected(f"lint: FAILED in {', '.join(blocked)}; apply would refuse it (the report above says why)")
     return 0
 
 

@@ -32,3 +32,14 @@ def test_a_plan_run_whose_lint_fails_is_red_after_its_report(airflow_env, twin_d
         assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
         assert "lint: OK" in planned.stdout
         assert end_state(conn) == before
+
+
+def test_the_command_lines_plan_fails_the_same_way(twin_db, tmp_path, monkeypatch, capsys):
+    from ple.cli import main as cli
+
+    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path))
+    assert cli(["run", "--mode", "plan", "--phase", "1a"]) == 2
+    assert "lint: FAILED in 1a__preflight" in capsys.readouterr().err
+    with psycopg.connect(twin_db, autocommit=True) as conn:
+        decide(conn)
+    assert cli(["run", "--mode", "plan", "--phase", "1a"]) == 0
