@@ -80,7 +80,7 @@ EXPECTED_PARAMS = {
     "ctb_approve_plan": {"approver", "plan_sha256", "note"},
     "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
     "ctb_phase_2_leaf_lock": {"mode"},
-    "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
+    "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir", "steps"},
     "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout", "offer_baseline"},
     "dol_staging_import": {
         "landing_dir",
