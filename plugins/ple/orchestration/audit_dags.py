@@ -7,7 +7,9 @@ acceptance can be given on the failing run itself: `accept_baseline` (a Human-in
 and each breach, and offers to accept this run as the new baseline. The answer is recorded in
 `ple_ops.approval` (subject `audit_baseline`) with the authenticated Airflow user who gave it, as
 `make audit-accept` records the name typed on the command line. "Keep the baseline" fails the task:
-the breach stands; so does no answer within 20 hours (the next night's run may then start). An accepted run ends green (its `check_thresholds` stays red in the grid, and
+the breach stands; so does no answer within 20 hours (the next night's run may then start), and
+so does a run with `offer_baseline` off or one that failed before it was judged (nothing to
+accept). Its failure sends no second alert: the one `check_thresholds` sent stands for it. An accepted run ends green (its `check_thresholds` stays red in the grid, and
 the acceptance names who accepted what).
 """
 
@@ -43,19 +45,24 @@ class AcceptBaseline(HITLOperator):
             defaults=[KEEP],
             response_timeout=ANSWER_WITHIN,
             trigger_rule="all_failed",
+            # the failure it follows was alerted already; its own (the breach stands) is that one
+            on_failure_callback=None,
+            retries=0,
             **kwargs,
         )
 
     def execute(self, context):
+        """Ask, or fail at once (no retry, no second alert) where there is nothing to accept: a
+        failed audit run stays failed unless someone accepts its numbers."""
+        from airflow.exceptions import AirflowFailException
+
         from ple.audit import history
         from ple.db import connect, transaction
         from ple.reporting import emit
 
         params = context["params"]
         if not params["offer_baseline"]:
-            from airflow.exceptions import AirflowSkipException
-
-            raise AirflowSkipException("offer_baseline is off: accept with " + history.ACCEPT_HOW)
+            raise AirflowFailException("the breach stands (offer_baseline is off): accept with " + history.ACCEPT_HOW)
         with connect() as conn, transaction(conn, read_only=True):
             accepted = history.baseline(conn)
             numbers = history.run_numbers(conn, context["run_id"])
@@ -67,9 +74,7 @@ class AcceptBaseline(HITLOperator):
                 "SELECT status FROM ple_ops.audit_run WHERE run_id = %s", (context["run_id"],)
             ).fetchone()
         if not status or status[0] != "breached":  # it failed before judging: nothing to accept
-            from airflow.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(f"no breach recorded for run {context['run_id']}: nothing to accept")
+            raise AirflowFailException(f"no breach recorded for run {context['run_id']}: nothing to accept")
         self.body = baseline_request(context["run_id"], accepted, numbers, bounds)
         emit(self.body)
         return super().execute(context)
