@@ -114,7 +114,11 @@ def pending(api, dag_id: str, headers: dict, timeout: float = 900) -> dict:
             f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails", params={"response_received": False}, headers=headers
         )
         response.raise_for_status()
-        details = response.json()["hitl_details"]
+        # Parked only: a response recorded while the task is still running (it writes the request
+        # just before it parks) is stored but never resumes it, and the run waits forever.
+        details = [
+            d for d in response.json()["hitl_details"] if d["task_instance"]["state"] in ("awaiting_input", "deferred")
+        ]
         if details:
             return details[0]
         time.sleep(0.5)

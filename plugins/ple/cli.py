@@ -239,6 +239,11 @@ def _cmd_run(args) -> int:
 
         for report in rehearsals:
             require_clean(report)
+    blocked = [r.step_id for r in rehearsals if r.status == "planned" and r.summary.get("blocking")]
+    if blocked:  # every phase is planned; then the command fails if a lint failed, as the plan DAG run does
+        from ple.errors import PlanRejected
+
+        raise PlanRejected(f"lint: FAILED in {', '.join(blocked)}; apply would refuse it (the report above says why)")
     return 0
 
 
@@ -295,9 +300,9 @@ def _cmd_cleanup(args) -> int:
     apply = args.mode == "apply"
     with connect() as conn:
         if apply:
-            results = cleanup.apply(conn, run_id)
+            results = cleanup.apply(conn, run_id, steps=args.step)
         else:
-            shown = cleanup.preview(conn)
+            shown = cleanup.preview(conn, steps=args.step)
             results = shown.results
     for result in results.values():
         print(result.describe(apply))
@@ -313,7 +318,7 @@ def _cmd_cleanup_approve(args) -> int:
     from ple.db import connect
 
     with connect() as conn:
-        shown = cleanup.preview(conn)
+        shown = cleanup.preview(conn, steps=args.step)
         for result in shown.results.values():
             print(result.describe(False))
         approval_id = cleanup.approve(conn, shown, args.approver, via="cli", note=args.note)
@@ -467,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cleanup.add_argument("--mode", choices=["plan", "apply"], default="plan")
     cleanup.add_argument("--run-id")
+    cleanup.add_argument("--step", action="append", help="only this step (repeatable; default: every step)")
     cleanup.set_defaults(func=_cmd_cleanup)
 
     cleanup_approve = sub.add_parser(
@@ -474,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     cleanup_approve.add_argument("--approver", required=True)
     cleanup_approve.add_argument("--note")
+    cleanup_approve.add_argument(
+        "--step", action="append", help="approve only this step's preview (repeatable; default: every step)"
+    )
     cleanup_approve.set_defaults(func=_cmd_cleanup_approve)
 
     undo = sub.add_parser("cleanup-undo", help="put back every row a cleanup run changed or removed")

@@ -84,8 +84,8 @@ EXPECTED_PARAMS = {
     "ctb_revert": {"phase", "mode", "lock_timeout", "lock_retries"},
     "ctb_contract": {"mode", "lock_timeout"},
     "ctb_phase_2_leaf_lock": {"mode"},
-    "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir"},
-    "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout"},
+    "ctb_phase_2c_data_quality": {"mode", "lock_timeout", "artifacts_dir", "steps"},
+    "ctb_nightly_audit": {"regression_margin_pct", "regression_margin_rows", "lock_timeout", "offer_baseline"},
     "dol_staging_import": {
         "landing_dir",
         "urls",

@@ -19,7 +19,9 @@ the number changed must equal the number archived, or the step rolls back.
 **Preview and approval.** The preview is a rehearsal: every step runs in one transaction that is
 rolled back, so it reports exactly what apply would touch (and what a guard of the database would
 refuse), writing nothing. An approval (ple.approval, subject "cleanup") binds the cleanup's
-definition (this module and its SQL templates) and the previewed counts. Apply rehearses again,
+definition (this module and its SQL templates), the steps chosen and their previewed counts: any
+step or set of steps can be previewed, approved and applied on its own (backfilling 3 NULL
+domains does not approve de-duplicating people), each selection with its own fingerprint. Apply rehearses again,
 refuses unless that exact preview is approved, and re-checks the approval and the counts inside
 every step's transaction: a step whose live counts differ from the approved preview rolls back
 with a message naming the fix (preview and approve again).
@@ -57,7 +59,7 @@ from ple import approval
 from ple.catalog import read_catalog
 from ple.config import INCLUDE_DIR, REPO_ROOT
 from ple.db import transaction, with_lock_retry
-from ple.errors import NotApproved, PermanentError, VerificationFailed
+from ple.errors import BadInput, NotApproved, PermanentError, VerificationFailed
 from ple.ops import ensure_schema
 from ple.sqlutil import qualified, raw_template
 
@@ -65,8 +67,8 @@ log = logging.getLogger(__name__)
 
 SUBJECT = "cleanup"
 APPROVE_HOW = (
-    "`python -m ple.cli cleanup-approve --approver <name>` (`make cleanup-approve APPROVER=<name>`), "
-    "or the approval step of ctb_phase_2c_data_quality in the UI"
+    "`python -m ple.cli cleanup-approve --approver <name> [--step <step> ...]` "
+    "(`make cleanup-approve APPROVER=<name>`), or the approval step of ctb_phase_2c_data_quality in the UI"
 )
 ARCHIVE_COLUMNS = (
     ("ctb_2c_run_id", "text"),
@@ -450,11 +452,14 @@ class Preview:
 
     @property
     def fingerprint(self) -> approval.Fingerprint:
+        """Definition, database, the steps chosen (in order) and their counts: approving one step
+        approves nothing of the others."""
         counts = json.dumps(self.counts, sort_keys=True).encode()
         return approval.Fingerprint(
             SUBJECT,
             {
                 "definition": definition_sha256(),
+                "steps": hashlib.sha256(",".join(self.results).encode()).hexdigest(),
                 "counts": hashlib.sha256(counts).hexdigest(),
                 "database": hashlib.sha256(self.database.encode()).hexdigest(),
             },
@@ -472,15 +477,24 @@ class Preview:
         return cls({n: StepResult(**r) for n, r in data["results"].items()}, data["database"])
 
 
+def selected(steps: list[str] | None) -> list[str]:
+    """The chosen steps in the cleanup's own order (all when none is chosen); an unknown name is refused."""
+    unknown = sorted(set(steps or ()) - set(STEPS))
+    if unknown:
+        raise BadInput(f"no cleanup step {', '.join(unknown)}; the steps are {', '.join(STEPS)}")
+    return [name for name in STEPS if not steps or name in steps]
+
+
 def preview(conn: psycopg.Connection, lock_timeout: str = "2s", steps: list[str] | None = None) -> Preview:
     """Rehearse the steps (all, or `steps`) in one transaction that is rolled back: the counts
     apply would touch, in order, and what a guard would block. Writes nothing, no file either."""
+    chosen = selected(steps)
 
     def rehearse() -> Preview:
         results = {}
         with transaction(conn, lock_timeout=lock_timeout, statement_timeout="1h"):
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (LOCK_KEY,))
-            for name in steps or STEPS:
+            for name in chosen:
                 results[name] = _run(conn, name, "preview", False, DEFAULT_ARTIFACTS)
             database = conn.execute("SELECT current_database()").fetchone()[0]
             raise psycopg.Rollback
@@ -546,9 +560,14 @@ def _applied_steps(conn: psycopg.Connection, run_id: str) -> tuple[set[str], str
 
 
 def apply(
-    conn: psycopg.Connection, run_id: str, artifacts: Path = DEFAULT_ARTIFACTS, lock_timeout: str = "2s"
+    conn: psycopg.Connection,
+    run_id: str,
+    artifacts: Path = DEFAULT_ARTIFACTS,
+    lock_timeout: str = "2s",
+    steps: list[str] | None = None,
 ) -> dict[str, StepResult]:
-    """Every step not yet done in this run, each in its own transaction, if approved.
+    """Every chosen step (all, or `steps`) not yet done in this run, each in its own transaction,
+    if approved: the approval must cover exactly these steps and their counts.
 
     The rehearsal's fingerprint must be approved (a resumed run keeps the approval it started
     with, and its remaining steps must match that approval's counts); inside each step's
@@ -556,7 +575,9 @@ def apply(
     ones, or the step rolls back. A run that would change nothing needs no approval."""
     ensure_schema(conn)
     done, pinned = _applied_steps(conn, run_id)
-    remaining = [name for name in STEPS if name not in done]
+    remaining = [name for name in selected(steps) if name not in done]
+    if not remaining:
+        return {}
     rehearsal = preview(conn, lock_timeout, remaining)
     if pinned is None and not rehearsal.changes_anything:
         approved, fingerprint = rehearsal.counts, None

@@ -1,6 +1,10 @@
 """The Phase 2C data-quality cleanup DAG (manual): audit, preview, apply, audit again.
 
-`preview` rehearses every step in a transaction that is rolled back and logs what apply would
+The `steps` Param chooses the cleanup steps the run previews, asks approval for and applies (all
+by default): each step can be approved and applied on its own, with its own fingerprint and
+counts (fixing NULL domains never approves de-duplicating people).
+
+`preview` rehearses every chosen step in a transaction that is rolled back and logs what apply would
 touch, the statements the rehearsal sent and the fingerprint an approval must cover. In
 `mode=apply`, `approve` (the human-in-the-loop gate, `preview >> approve >> apply`) asks for an
 approval of exactly that preview in Required Actions, showing its counts and SQL, unless one is
@@ -13,9 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from ple.audit.cleanup import DEFAULT_ARTIFACTS
+from ple.audit.cleanup import DEFAULT_ARTIFACTS, STEPS
 from ple.orchestration.approval_gate import approval_gate
 from ple.orchestration.common import dag_arguments, duration_param, mode_param, optional_text_param
 
@@ -53,7 +57,7 @@ def _traced_preview(conn, lock_timeout: str):
 
     plain, conn.cursor_factory = conn.cursor_factory, Tracing
     try:
-        return cleanup.preview(conn, lock_timeout), sent
+        return cleanup.preview(conn, lock_timeout, get_current_context()["params"]["steps"]), sent
     finally:
         conn.cursor_factory = plain
 
@@ -77,7 +81,8 @@ def _render(_conn, context) -> str:
     data = context["ti"].xcom_pull(task_ids="preview")
     shown = cleanup.Preview.from_dict(data)
     lines = [
-        f"-- the Phase 2C cleanup on database {shown.database}; definition (plugins/ple/audit/cleanup.py and "
+        f"-- the Phase 2C cleanup steps {', '.join(shown.results)} (and no other) on database {shown.database}; "
+        "definition (plugins/ple/audit/cleanup.py and "
         f"include/sql/audit/*.sql) SHA-256 {cleanup.definition_sha256()}",
         "-- live: what the preview (a rolled-back rehearsal) found, step by step:",
         *[f"--   {result.describe(False)}" for result in shown.results.values()],
@@ -100,6 +105,17 @@ def build_cleanup_dag(doc_md: str):
                     "plan only previews (a rolled-back rehearsal)"
                 ),
                 "lock_timeout": duration_param("2s", "SET LOCAL lock_timeout of every cleanup transaction"),
+                "steps": Param(
+                    list(STEPS),
+                    type="array",
+                    items={"type": "string", "enum": list(STEPS)},
+                    uniqueItems=True,
+                    minItems=1,
+                    examples=list(STEPS),
+                    title="Cleanup steps",
+                    description="the steps this run previews, asks approval for and applies, in the cleanup's "
+                    "order; each selection is approved on its own (its fingerprint names the steps and their counts)",
+                ),
                 "artifacts_dir": optional_text_param(
                     "Artifacts folder", f"where the duplicate-domain CSVs go (empty: {DEFAULT_ARTIFACTS})"
                 ),
@@ -145,6 +161,7 @@ def build_cleanup_dag(doc_md: str):
                     context["run_id"],
                     Path(params["artifacts_dir"]) if params["artifacts_dir"] else DEFAULT_ARTIFACTS,
                     params["lock_timeout"],
+                    params["steps"],
                 )
             for result in results.values():
                 emit(result.describe(True))
@@ -157,7 +174,7 @@ def build_cleanup_dag(doc_md: str):
 
         gate = approval_gate(
             "approve",
-            subject="Approve the Phase 2C cleanup",
+            subject="Approve the Phase 2C cleanup steps shown",
             fingerprint=lambda _conn, context: _shown(context).fingerprint,
             render=_render,
             writes=_changes_data,

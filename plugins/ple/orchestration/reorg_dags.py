@@ -87,6 +87,14 @@ def preflight(phase_id: str) -> dict:
         from ple.reorg.rehearse import require_clean
 
         require_clean(report)
+    elif report.status == "planned" and summary.get("blocking"):
+        # a plan whose lint fails is red too (after its report): apply would refuse it as shown
+        from ple.errors import PlanRejected
+
+        raise PlanRejected(
+            f"{report.step_id}: lint: FAILED with {summary['blocking']} error(s); apply would refuse this phase "
+            "(the report above names each error and its fix); nothing was written"
+        )
     return summary
 
 

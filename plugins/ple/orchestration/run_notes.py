@@ -23,7 +23,7 @@ from airflow.listeners import hookimpl
 # What each mode means, for the note; a DAG has a mode when its trigger form has a `mode` Param.
 MEANING = {
     "plan": "writes nothing: lint, the exact SQL and live counts",
-    "rehearse": "runs on a scratch copy, never on the live tables",
+    "rehearse": "carries the phase out and rolls it all back: writes nothing",
     "apply": "changes data once approved",
     "revert": "undoes an applied phase once approved",
 }
@@ -42,7 +42,27 @@ def note_for(dag_run) -> str | None:
         mode = "revert"
     phase = conf.get("phase") or (params.get_param("phase").value if "phase" in params else None)
     target = f" of phase {phase}" if phase and mode == "revert" else ""
-    return f"mode: {mode}{target} ({MEANING.get(mode, 'see the DAG docs')})"
+    meaning = MEANING.get(mode, "see the DAG docs")
+    if mode == "rehearse":
+        meaning += "; " + _rehearsed_where(conf, params)
+    return f"mode: {mode}{target} ({meaning})"
+
+
+def _rehearsed_where(conf: dict, params) -> str:
+    """Where a rehearsal runs (reorg/rehearse.py): on the copy `rehearse_conn_id` names, else on
+    the target itself, in one transaction that holds the phase's locks for up to its budget."""
+
+    def value(name: str):
+        return conf.get(name) if name in conf else (params.get_param(name).value if name in params else None)
+
+    copy = value("rehearse_conn_id")
+    if copy:
+        return f"on connection {copy} (a copy of the target, unless it reaches the same database)"
+    budget = value("rehearse_budget_seconds")
+    return (
+        "on the live target itself: its one transaction can hold exclusive locks on the phase's tables "
+        f"for up to {budget:g} s (rehearse_budget_seconds) before it rolls back"
+    )
 
 
 def note(dag_run) -> None:

@@ -57,10 +57,11 @@ def cell(value) -> str:
     return escape(str(value))
 
 
-def table(headers: tuple[str, ...], rows: list[tuple], raw: tuple[str, ...] = ()) -> str:
-    """Rows as an HTML table; numbers right-aligned; columns named in `raw` are HTML already."""
+def table(headers: tuple[str, ...], rows: list[tuple], raw: tuple[str, ...] = (), empty: str = "nothing yet") -> str:
+    """Rows as an HTML table; numbers right-aligned; columns named in `raw` are HTML already;
+    `empty` says what an empty table means (said of the table itself, not of the page)."""
     if not rows:
-        return "<p class='muted'>nothing yet</p>"
+        return f"<p class='muted'>{escape(empty)}</p>"
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for row in rows:

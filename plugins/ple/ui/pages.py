@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from ple.errors import PlanRejected
-from ple.reorg import decisions
+from ple.reorg import decisions, progress
 from ple.sqlutil import raw_template
 from ple.ui.html import cell, line_chart, pre, table
 
@@ -34,42 +34,69 @@ def _rows(mapping: dict | None) -> str:
 
 # ------------------------------------------------------------------------- reorganization
 def reorganization(conn: psycopg.Connection, run_id: str | None = None) -> str:
+    """The phases (counts, state, what is left), the ledger, approvals, leaf lock and the
+    reconcile table. The phase counts and the reconcile table come from one reconcile of the live
+    database, so they cannot disagree."""
     from ple.reorg.plan import load
 
     plan = load()
     ledger_ready = _exists(conn, "ple_ops.action_ledger")
-    outcomes = {}
-    if ledger_ready:
-        outcomes = {r[0]: r[1:] for r in conn.execute(raw_template("ui/phase_outcomes")).fetchall()}
-    phases = []
-    for phase in plan.phases:
-        status, changed_at, done, failed, last = outcomes.get(phase.phase, (None, None, 0, 0, None))
-        state = status or ("failed" if failed else "in progress" if done else "not started")
-        if not phase.steps:
-            state = f"{len(phase.pending)} pending decisions"
-        css = "bad" if failed and not status else "ok" if status == "frozen" else ""
-        phases.append(
-            (
-                phase.phase.upper(),
-                phase.title,
-                len(phase.steps),
-                f"<span class='{css}'>{escape(state)}</span>",
-                f"{done}/{len(phase.steps)}" if phase.steps else "",
-                changed_at or last,
-            )
-        )
+    try:
+        with conn.transaction():  # a savepoint: the ledger and approvals show even when reconcile cannot
+            verdicts, decided, path, answered = _verdicts(conn)
+            phases = progress.phases(conn, answered, verdicts, decided)
+    except (psycopg.Error, PlanRejected) as exc:
+        verdicts, failure = None, f"<p class='bad'>reconcile could not read this database: {escape(str(exc))}</p>"
     body = [
         f"<p>Plan <code>{plan.sha256}</code> · {len(plan.steps)} steps in {len(plan.phases)} phases. "
-        "Every number below comes from <code>ple_ops</code> in the target database.</p>",
+        "Every number below comes from the target database: the phase counts are the reconcile table's "
+        "(at the bottom) grouped by phase, with the ledger's reverts and failures.</p>",
         "<h2>Phases</h2>",
-        table(("phase", "title", "steps", "state", "done", "last change"), phases, raw=("state",)),
     ]
+    if verdicts is None:
+        body.append(failure)
+    else:
+        body += _phases(phases)
     body += _ledger(conn, run_id) if ledger_ready else ["<h2>Ledger</h2><p class='muted'>no step has run yet</p>"]
     body += _requests(conn, run_id) if run_id else []
     body += _approvals(conn)
     body += _leaf_lock(conn)
-    body += _reconcile(conn)
+    body += _reconcile(verdicts, decided, path) if verdicts is not None else ["<h2>Reconcile</h2>", failure]
     return "".join(body)
+
+
+PHASE_COLUMNS = ("pending", "conflict", "undecided", "moot", "applied", "adopted", "reverted", "failed")
+
+
+def _phases(phases: list) -> list[str]:
+    rows = [
+        (
+            p.phase.upper(),
+            p.title,
+            f"<span class='{p.css}'>{escape(p.state)}</span>",
+            *(p.counts[c] for c in PHASE_COLUMNS),
+            p.last_change,
+        )
+        for p in phases
+    ]
+    left = [
+        f"<h3>{escape(p.phase.upper())}: {escape(p.title)}</h3><ul>"
+        + "".join(f"<li class='bad'>{escape(item)}</li>" for item in p.checklist)
+        + "</ul>"
+        for p in phases
+        if p.checklist
+    ]
+    return [
+        table(("phase", "title", "state", *PHASE_COLUMNS, "last change"), rows, raw=("state",)),
+        "<p class='muted'>pending, conflict, moot, applied, adopted: each action's reconcile state; "
+        "undecided: conflicts, moot actions and adoptions with no decision, and unanswered 1L questions; "
+        "reverted: actions applied and reverted since (reconcile counts them again as pending or conflict); "
+        "failed: steps whose latest attempt failed.</p>",
+        "<h2>What is left</h2>",
+        "".join(left)
+        or "<p class='muted'>nothing: no function names a table a phase took away, no revert kept a copy, "
+        "no trigger is disabled on a table of the plan</p>",
+    ]
 
 
 def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
@@ -226,12 +253,11 @@ def _leaf_lock(conn: psycopg.Connection) -> list[str]:
     ]
 
 
-def _reconcile(conn: psycopg.Connection) -> list[str]:
-    """The reconcile table from the live database (every action of the plan: its state, the
-    evidence, the proposal, the decision recorded for it) and the decisions files with their
-    checksums. Reconcile only reads (catalog, ledger, counts), inside the page's read-only
-    transaction; a savepoint keeps the rest of the page when it cannot finish (a statement
-    timeout on a very large table, an invalid decisions file)."""
+def _reconcile(verdicts, decided, path) -> list[str]:
+    """The reconcile table from the live database (every action of the plan as answered: its
+    state, the evidence, the proposal, the decision recorded for it) and the decisions files with
+    their checksums. Reconcile only reads (catalog, ledger, counts), inside the page's read-only
+    transaction."""
     out = ["<h2>Reconcile and decisions</h2>"]
     folder = decisions.directory()
     files = sorted(p for p in folder.rglob("*.yaml") if p.is_file()) if folder.exists() else []
@@ -239,13 +265,9 @@ def _reconcile(conn: psycopg.Connection) -> list[str]:
         table(
             ("decisions file", "SHA-256"),
             [(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files],
+            empty=f"no decisions file in {folder}",
         )
     )
-    try:
-        with conn.transaction():
-            verdicts, decided, path = _verdicts(conn)
-    except (psycopg.Error, PlanRejected) as exc:
-        return [*out, f"<p class='bad'>reconcile could not read this database: {escape(str(exc))}</p>"]
     rows = [
         (
             v.step_id.split("__")[0].upper(),
@@ -281,11 +303,16 @@ def _verdicts(conn: psycopg.Connection):
     from ple.reorg import reconcile
     from ple.reorg.plan import load
 
-    plan = load()
+    plan = progress.answered_plan(conn, load())  # 1L's answered questions are actions like the others
     decided = decisions.for_connection(conn)
     effective = decisions.effective_plan(plan, decided)
     verdicts = reconcile.reconcile(conn, plan, read_catalog(conn), None, effective)
-    return verdicts, decided, decided.source if decided.exists else "none recorded yet (decide with the ctb_decide DAG)"
+    return (
+        verdicts,
+        decided,
+        decided.source if decided.exists else "none recorded yet (decide with the ctb_decide DAG)",
+        plan,
+    )
 
 
 def _decision(verdict, decided) -> str:
@@ -298,7 +325,7 @@ def _decision(verdict, decided) -> str:
         shown.append(f"target: {_entry(target)}")
     if shown:
         return "<br>".join(shown)
-    if verdict.needs_decision:
+    if progress.undecided(verdict, decided):
         return "<span class='bad'>UNDECIDED</span><br><span class='muted'>decide: ctb_decide (Required Actions)</span>"
     return ""
 
@@ -316,7 +343,7 @@ def _entry(entry: dict | None) -> str:
 
 # ------------------------------------------------------------------------- data quality
 def data_quality(conn: psycopg.Connection) -> str:
-    from ple.audit.history import thresholds
+    from ple.audit.history import ACCEPT_HOW, baseline, thresholds
 
     if not _exists(conn, "ple_ops.audit_history"):
         return "<p class='muted'>the nightly audit (ctb_nightly_audit) has not run yet</p>"
@@ -340,25 +367,65 @@ def data_quality(conn: psycopg.Connection) -> str:
             if ("max" in rule and value > rule["max"]) or ("min" in rule and value < rule["min"]):
                 breaches.append((when, number, value, rule.get("min"), rule.get("max")))
     breaches.sort(reverse=True)
+    accepted = baseline(conn)
+    base = accepted.numbers if accepted else {}
     latest = [
-        (n, points[-1][1], rules.get(n, {}).get("min"), rules.get(n, {}).get("max"))
+        (
+            n,
+            base.get(n),
+            points[-1][1],
+            _moved(points[-1][1], base.get(n), rules.get(n, {})),
+            rules.get(n, {}).get("min"),
+            rules.get(n, {}).get("max"),
+        )
         for n, points in sorted(series.items())
     ]
+    last = runs[0] if runs else None
+    verdict = (
+        f"<p>Latest run <code>{escape(last[0])}</code>: "
+        + (
+            f"<span class='bad'>breached</span>: it fails every night until fixed or accepted as the new baseline "
+            f"(the run's Required Action <em>accept_baseline</em>, or {escape(ACCEPT_HOW.replace('`', ''))})"
+            if last[3] == "breached"
+            else f"<span class='ok'>{escape(last[3])}</span>"
+        )
+        + "</p>"
+        if last
+        else ""
+    )
     return "".join(
         [
             f"<p>The last {AUDIT_RUNS_SHOWN} runs of <code>ctb_nightly_audit</code> (<code>ple_ops.audit_history</code>); "
             "dashed red: the threshold of <code>include/audit/thresholds.yaml</code>; red points broke it. "
-            "Regressions against the previous run are judged by the audit's Great Expectations suite.</p>",
+            "Each run is judged by the audit's Great Expectations suite: every number against its threshold, and "
+            "each number that must not grow against the <strong>accepted baseline</strong> (not the previous run) "
+            "plus the run's margin (<code>regression_margin_pct</code> / <code>regression_margin_rows</code>).</p>",
+            "<p>Accepted baseline: "
+            + (
+                escape(accepted.describe())
+                if accepted
+                else "<span class='muted'>none yet (the first clean run becomes it)</span>"
+            )
+            + "</p>",
+            verdict,
             f"<div class='charts'>{''.join(charts)}</div>",
+            "<h2>Latest numbers against the baseline</h2>",
+            table(("number", "baseline", "latest", "change", "min", "max"), latest, raw=("change",)),
             "<h2>Last breaches of an absolute threshold</h2>",
-            table(("when", "number", "value", "min", "max"), breaches[:20]),
-            "<h2>Latest numbers</h2>",
-            table(("number", "value", "min", "max"), latest),
+            table(("when", "number", "value", "min", "max"), breaches[:20], empty="no number broke its threshold"),
             "<h2>Runs</h2>",
             table(("run", "taken at", "seconds", "status"), runs),
             _cleanups(conn),
         ]
     )
+
+
+def _moved(value: int, base: int | None, rule: dict) -> str:
+    """The change from the baseline; red where a number that must not grow grew."""
+    if base is None or value == base:
+        return ""
+    worse = rule.get("worse") == "up" and value > base
+    return f"<span class='{'bad' if worse else ''}'>{value - base:+,}</span>"
 
 
 def _cleanups(conn: psycopg.Connection) -> str:

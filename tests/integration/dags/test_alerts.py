@@ -17,6 +17,8 @@ from tests.conftest import _free_port
 from tests.helpers import dag_run_state, run_dag
 
 pytestmark = pytest.mark.slow
+# No Required Action on a breach (it would wait for an answer): these tests are about the alerts.
+NO_REQUEST = {"offer_baseline": False}
 
 
 @pytest.fixture
@@ -67,16 +69,17 @@ def alerting(slack, smtp):
 
 
 def test_a_breached_threshold_sends_exactly_one_alert_naming_what_moved(airflow_env, fresh_db, alerting, slack, smtp):
-    clean = run_dag(airflow_env, "ctb_nightly_audit", {}, fresh_db, alerting)
+    clean = run_dag(airflow_env, "ctb_nightly_audit", NO_REQUEST, fresh_db, alerting)
     assert dag_run_state(clean.stdout) == "success", clean.stdout[-3000:]
     assert slack[1] == [] and smtp[1] == []
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute(
             "UPDATE outreach.outreach SET domain = '' WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 3)"
         )
-    breached = run_dag(airflow_env, "ctb_nightly_audit", {}, fresh_db, alerting)
+    breached = run_dag(airflow_env, "ctb_nightly_audit", NO_REQUEST, fresh_db, alerting)
     assert dag_run_state(breached.stdout) == "failed"
-    assert breached.stdout.count("Task failed with exception") == 1  # no retries for a breach
+    # check_thresholds once (no retries for a breach), then accept_baseline: nothing offered, the breach stands
+    assert breached.stdout.count("Task failed with exception") == 2
     assert len(slack[1]) == 1
     text = slack[1][0]["text"]
     assert "FAILED: ctb_nightly_audit.check_thresholds" in text
@@ -131,7 +134,7 @@ def test_a_missing_channel_logs_a_warning_and_never_breaks_the_alert(airflow_env
         conn.execute(
             "UPDATE outreach.outreach SET domain = NULL WHERE outreach_id IN (SELECT outreach_id FROM outreach.outreach LIMIT 2)"
         )
-    run = run_dag(airflow_env, "ctb_nightly_audit", {}, fresh_db)
+    run = run_dag(airflow_env, "ctb_nightly_audit", NO_REQUEST, fresh_db)
     assert dag_run_state(run.stdout) == "failed"
     assert "no connection ple_slack_webhook: Slack alert not sent" in run.stdout
     assert "alert sent to: nobody" in run.stdout

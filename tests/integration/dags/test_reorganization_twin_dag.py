@@ -1,10 +1,10 @@
 """`ctb_reorganization` through Airflow on both production twins (2026-02-20, and 2026-03-12 with
-the owner's DDL gate enabled): plan mode runs to the end, prints the reconcile table and writes
-nothing (not a registry row either); after `decide --accept proposed` and the approval DAG, apply
-completes with no DDL refused and an independent check finds every row that existed before. Then
-`ctb_phase_2_leaf_lock`: plan mode writes nothing; apply locks the leaf schemas (adopting the owner's
-gate on the 2026-03-12 twin) with the plan's gone Phase 2 tables moot as decided; a second apply
-writes nothing; no row is lost."""
+the owner's DDL gate enabled): plan mode, undecided, prints the reconcile table, writes nothing (not
+a registry row either) and is red (its lint fails); after `decide --accept proposed` and the approval
+DAG, apply completes with no DDL refused and an independent check finds every row that existed
+before. Then `ctb_phase_2_leaf_lock`: plan mode writes nothing; apply locks the leaf schemas
+(adopting the owner's gate on the 2026-03-12 twin) with the plan's gone Phase 2 tables moot as
+decided; a second apply writes nothing; no row is lost."""
 
 import psycopg
 import pytest
@@ -34,8 +34,9 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
     with psycopg.connect(twin_db, autocommit=True) as conn:
         original, registry = end_state(conn), _registry_rows(conn)
         planned = run_dag(airflow_env, "ctb_reorganization", {"mode": "plan"}, twin_db, env)
-        assert dag_run_state(planned.stdout) == "success", planned.stdout[-3000:]
+        assert dag_run_state(planned.stdout) == "failed", planned.stdout[-3000:]  # undecided: the lint fails
         assert "reconcile: " in planned.stdout and "UNDECIDED" in planned.stdout
+        assert "PlanRejected: " in planned.stdout and "lint: FAILED with" in planned.stdout
         assert end_state(conn) == original and _registry_rows(conn) == registry
 
         decide(conn)

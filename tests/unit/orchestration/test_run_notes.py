@@ -44,3 +44,13 @@ def test_a_note_someone_wrote_is_kept():
     run.note = None
     note(run)
     assert run.note.startswith("mode: apply")
+
+
+def test_a_rehearsal_note_says_it_runs_on_the_live_target_unless_a_copy_is_named():
+    from ple.orchestration.reorg_dags import PARAMS
+
+    on_target = note_for(_run({"mode": "rehearse"}, PARAMS))
+    assert "on the live target itself" in on_target and "up to 30 s" in on_target
+    assert "scratch copy" not in on_target and "never on the live" not in on_target
+    on_copy = note_for(_run({"mode": "rehearse", "rehearse_conn_id": "neon_branch"}, PARAMS))
+    assert "on connection neon_branch" in on_copy
