@@ -2,19 +2,9 @@
 hand copy aside first shows the set-aside and then the step's own SQL as it will run after it,
 never "then as the plan says"; a step with nothing to set aside says nothing about setting aside."""
 
-import psycopg
-import pytest
-
 from ple.reorg import decisions
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import executor
-
-
-@pytest.fixture
-def twin(twin_db, tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
-    with psycopg.connect(twin_db, autocommit=True) as connection:
-        yield connection
 
 
 def test_a_set_aside_is_followed_by_the_sql_the_step_runs_after_it(twin):

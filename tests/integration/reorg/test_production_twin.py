@@ -3,10 +3,6 @@ the end, writes nothing and prints the reconcile table; after `decide --accept p
 approval the whole reorganization applies, an independent row check finds every row that existed
 before (hand copies included), the guards are still in place, and a second apply changes nothing."""
 
-import psycopg
-import pytest
-
-from ple.reorg import decisions
 from tests import rowcheck
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve, assert_nothing_lost, end_state, executor, run_all, table_fingerprints
@@ -28,13 +24,6 @@ UNION ALL SELECT 'function', oid::bigint, '' FROM pg_proc
 def guards_in_place(conn) -> set[tuple]:
     """Every guard by kind and OID (tables keep their OID through a move or an archive)."""
     return set(conn.execute(GUARDS).fetchall())
-
-
-@pytest.fixture
-def twin(twin_db, tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
-    with psycopg.connect(twin_db, autocommit=True) as connection:
-        yield connection
 
 
 def test_plan_mode_on_the_twin_runs_to_the_end_writes_nothing_and_prints_the_reconcile_table(twin):

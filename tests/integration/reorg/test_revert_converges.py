@@ -11,7 +11,6 @@
     a column it created) are named before the revert's first write, and nothing changes.
 """
 
-import psycopg
 import pytest
 
 from ple.errors import PlanRejected
@@ -205,13 +204,6 @@ def test_a_view_on_a_merge_target_the_tool_created_keeps_the_target_and_is_named
 
 
 # ---------------------------------------------------------------------------------------------- (5)
-@pytest.fixture
-def twin(twin_db, tmp_path, monkeypatch):
-    monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
-    with psycopg.connect(twin_db, autocommit=True) as connection:
-        yield connection
-
-
 def _twin_applied(conn, phase: str) -> tuple[dict, dict, str]:
     decide(conn)
     approve(conn)
