@@ -156,7 +156,7 @@ def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, 
     assert "| code |" in request["body"] and "-- live:" in request["body"]
     browser.get(f"{airflow.url}/required_actions")
     click_text(browser, "a", "Approve phase 1B", timeout=60)
-    WebDriverWait(browser, 30).until(lambda d: "fingerprint" in d.page_source)
+    WebDriverWait(browser, 30).until(lambda d: "Approve exactly this" in d.page_source)
     shot(browser, "04_required_action")
     click_text(browser, "button", "Approve")
     applied = admin_api.wait_for_run("ctb_phase_1b", applying["dag_run_id"])
