@@ -69,6 +69,6 @@ def test_plan_mode_asks_nothing_and_all_listed_accepts_exactly_what_it_lists(env
         now = decisions.for_connection(conn)
         proposed = decisions.propose(conn, load(), now)
     listed = {line.split("`")[1] for line in asked["body"].splitlines() if line.startswith("- ")}
-    decided = set(now.as_table()) | set(now.targets) | set(now.accepted)
+    decided = set(now.as_table()) | set(now.targets) | set(now.accepted) | set(now.leaf_lock)
     assert listed == decided  # what it listed is what it accepted
     assert decisions.open_questions(now, proposed) == []  # nothing left open
