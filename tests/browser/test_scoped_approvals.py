@@ -123,6 +123,7 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
     shot(browser, "22_console_approvals")
 
 
+@pytest.mark.extended  # CI time: the request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
 def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
     run_id = _apply(admin_api, "ctb_reorganization")
     request = admin_api.wait_for_request("ctb_reorganization", timeout=900)
@@ -131,6 +132,7 @@ def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
     assert admin_api.wait_for_run("ctb_reorganization", run_id)["state"] == "failed"
 
 
+@pytest.mark.extended  # CI time: tests/integration/dags/test_decide_dag.py answers the same request through the REST API
 def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approval(
     browser, airflow, admin_api, ctb_dsn
 ):
