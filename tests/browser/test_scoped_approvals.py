@@ -102,7 +102,7 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
     run_1l = _apply(admin_api, "ctb_phase_1l")
     admin_api.wait_for_request("ctb_phase_1l")
     _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1L", "Reject"))
-    assert admin_api.wait_for_run("ctb_phase_1l", run_1l, timeout=900)["state"] == "failed"
+    _recorded_then_stopped(admin_api, ctb_dsn, "ctb_phase_1l", run_1l)
 
     run_1c = _apply(admin_api, "ctb_phase_1c")
     request = admin_api.wait_for_request("ctb_phase_1c")
