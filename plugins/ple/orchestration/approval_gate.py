@@ -176,7 +176,10 @@ def request_body(fingerprint: approval.Fingerprint, plan_text: str, summary: str
         "",
         "| part | SHA-256 |",
         "|---|---|",
-        *[f"| {name} | `{value[:16]}…` |" for name, value in sorted(fingerprint.parts.items())],
+        *[
+            f"| {name} | `{value[:16]}{'…' if len(value) > 16 else ''}` |"
+            for name, value in sorted(fingerprint.parts.items())
+        ],
         "",
         "Every step's exact SQL with the live counts:",
         "",
