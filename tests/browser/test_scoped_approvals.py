@@ -55,6 +55,10 @@ def _on_screen(where: dict) -> None:
 
 
 def _answer_by_api(api, request: dict, option: str) -> None:
+    """As a person would, not within the scheduler loop that saw the task park: an answer in that
+    instant makes Airflow 3.3's scheduler take the parked try's exit for a failure and start a
+    second try that asks again (observed in this deployment; the human answer is seconds later)."""
+    time.sleep(5)
     ti = request["task_instance"]
     api.call(
         "PATCH",
