@@ -35,13 +35,13 @@ def _apply(api, dag_id: str) -> str:
     return run["dag_run_id"]
 
 
-def _answer_in_browser(browser, base: str, title: str, option: str) -> dict:
-    """Open the request in Required Actions, measure where both buttons are, answer it."""
+def _answer_in_browser(browser, base: str, title: str, option: str, buttons=("Approve", "Reject")) -> dict:
+    """Open the request in Required Actions, measure where its buttons are, answer it."""
     browser.get(f"{base}/required_actions")
     click_text(browser, "a", title, timeout=120)
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script(MEASURE, "Approve"))
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(MEASURE, buttons[0]))
     time.sleep(1)
-    where = {name: browser.execute_script(MEASURE, name) for name in ("Approve", "Reject")}
+    where = {name: browser.execute_script(MEASURE, name) for name in buttons}
     shot(browser, f"21_request_{title.split(':', maxsplit=1)[0].replace(' ', '_').lower()}")
     click_text(browser, "button", option)
     return where
@@ -182,7 +182,8 @@ def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approv
             if request["task_instance"]["state"] not in ("awaiting_input", "deferred"):
                 continue  # not parked yet: an answer now would never resume it
             if request["subject"] == ours:  # the question this test is about, answered in the browser
-                _on_screen(_answer_in_browser(browser, airflow.url, ours, decisions.ACCEPT))
+                options = (decisions.ACCEPT, decisions.SKIP, decisions.LATER)
+                _on_screen(_answer_in_browser(browser, airflow.url, ours, decisions.ACCEPT, options))
             else:  # any other open question of this database: left undecided
                 _answer_by_api(admin_api, request, decisions.LATER)
         time.sleep(2)

@@ -50,10 +50,17 @@ def test_contract_dag_ids_present(parsed):
     assert not missing or missing <= PENDING_DAG_IDS, missing
 
 
+# A question that follows a failure already alerted, and whose "no" is the failure itself: never
+# retried (a retry would ask again), never alerted twice (orchestration/audit_dags.py).
+NOT_RETRIED = {("ctb_nightly_audit", "accept_baseline")}
+
+
 def test_every_task_has_owner_retries_and_an_alert(parsed):
     for dag_id, dag in parsed["dags"].items():
         for task_id, task in dag["tasks"].items():
             assert task["owner"] == "ple-data-platform", (dag_id, task_id)
+            if (dag_id, task_id) in NOT_RETRIED:
+                continue
             assert task["retries"] >= 1, (dag_id, task_id)
             assert task["has_failure_callback"], (dag_id, task_id)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from ple.orchestration.approval_gate import approval_gate
-from ple.orchestration.common import dag_arguments
+from ple.orchestration.common import duration_param, dag_arguments
 
 
 def _params() -> dict:
@@ -27,9 +27,7 @@ def _params() -> dict:
             description="plan: writes nothing. apply: drop the objects listed (approved). "
             "revert: make again what the contract removed (approved)",
         ),
-        "lock_timeout": Param(
-            "2s", type="string", pattern=r"^[0-9]+(ms|s|min)$", description="SET LOCAL lock_timeout of each drop"
-        ),
+        "lock_timeout": duration_param("2s", "SET LOCAL lock_timeout of each drop"),
     }
 
 
