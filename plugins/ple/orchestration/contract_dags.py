@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from ple.orchestration.approval_gate import approval_gate
-from ple.orchestration.common import duration_param, dag_arguments
+from ple.orchestration.common import dag_arguments, duration_param
 
 
 def _params() -> dict:
