@@ -32,7 +32,7 @@ def test_the_cleanup_dag_previews_and_applies_what_was_approved_without_asking(a
     assert cli(["cleanup-approve", "--approver", "Ada Lovelace"]) == 0
     applied = run_dag(airflow_env, "ctb_phase_2c_data_quality", {"mode": "apply"}, db)
     assert dag_run_state(applied.stdout) == "success", applied.stdout[-3000:]
-    assert "approved before: cleanup" in applied.stdout and "not asking again" in applied.stdout
+    assert "(cleanup " in applied.stdout and "not asking again" in applied.stdout  # the approval in force, named
     with psycopg.connect(db, autocommit=True) as conn:
         assert (
             conn.execute(

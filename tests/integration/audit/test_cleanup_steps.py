@@ -64,7 +64,7 @@ def test_the_cleanup_dag_applies_only_the_steps_chosen_in_its_form(airflow_env, 
     assert cli(["cleanup-approve", "--approver", "Ada", "--step", BACKFILL]) == 0
     run = run_dag(airflow_env, "ctb_phase_2c_data_quality", {"mode": "apply", "steps": [BACKFILL]}, fresh_db)
     assert dag_run_state(run.stdout) == "success", run.stdout[-3000:]
-    assert "approved before: cleanup" in run.stdout and "not asking again" in run.stdout
+    assert "(cleanup " in run.stdout and "not asking again" in run.stdout  # the approval in force, named
     assert f"{DEDUPE}:" not in run.stdout  # neither previewed nor applied
     assert _null_domains(conn) == 0 and duplicates_to_remove(conn) == duplicates
     steps = conn.execute("SELECT DISTINCT step FROM ple_ops.cleanup_ledger WHERE mode = 'apply'").fetchall()
