@@ -4,7 +4,8 @@
 -- already wrote under the approval for this scope.
 SELECT a.approval_id, a.approver, a.approved_via, a.approved_at, a.scope, a.standing, a.for_run, a.details,
        ARRAY(SELECT u.run_id FROM ple_ops.approval_use u
-             WHERE u.approval_id = a.approval_id AND u.scope = %(scope)s ORDER BY u.first_used_at) AS used_by
+             WHERE u.approval_id = a.approval_id AND (u.scope = %(scope)s OR %(scope)s = 'plan')
+             ORDER BY u.first_used_at) AS used_by
 FROM ple_ops.approval a
 JOIN unnest(%(scopes)s::text[], %(fingerprints)s::text[]) AS c (scope, fingerprint)
   ON c.scope = a.scope AND c.fingerprint = a.fingerprint

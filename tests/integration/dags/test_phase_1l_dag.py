@@ -79,9 +79,11 @@ def test_questions_answered_in_the_ui_are_carried_out_under_approval(airflow_env
         ]
         applied = rowcheck.take(conn)
 
-    again = run_dag(airflow_env, DAG_ID, {"mode": "apply"}, fresh_db)  # asks nothing: answered, approved
-    assert dag_run_state(again.stdout) == "success", again.stdout[-4000:]
-    assert again.stdout.count("not asking again") == 4
+    # answered: no question again; the approval authorised that run only: asked again, for this one
+    again, asked = _apply_answering(airflow_env, fresh_db, [["ada", "admin", "Approve"]])
+    assert dag_run_state(again) == "success", again[-4000:]
+    assert [(r["task_id"], r["status"]) for r in asked] == [("approve", 200)]
+    assert again.count("not asking again") == 3
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         assert rowcheck.take(conn) == applied
         latest = conn.execute(

@@ -47,7 +47,11 @@ def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin
 
         decide(conn)
         approved = run_dag(
-            airflow_env, "ctb_approve_plan", {"approver": "Ada Lovelace", "plan_sha256": load().sha256}, twin_db, env
+            airflow_env,
+            "ctb_approve_plan",  # standing: the reorganization, the leaf lock and their re-runs run under it
+            {"approver": "Ada Lovelace", "plan_sha256": load().sha256, "standing": True},
+            twin_db,
+            env,
         )
         assert dag_run_state(approved.stdout) == "success", approved.stdout[-3000:]
         covers = conn.execute(
