@@ -118,3 +118,11 @@ def test_an_approval_given_on_a_rehearsal_covers_only_the_steps_it_rehearsed(fre
         )
         with pytest.raises(NotApproved, match=f"approval {failed} was given on a rehearsal of phase 1b that failed"):
             executor(conn, mode="apply", run_id="apply-1b").preflight("1b")
+
+
+def test_the_whole_plan_is_in_force_for_a_run_only_if_no_other_run_used_its_approval(conn):
+    approval.approve(conn, _plan_fp(conn), "ada")
+    approval.require(conn, _phase_fp(conn, "1a"), run_id="run-1")
+    assert approval.current(conn, _plan_fp(conn), "run-1") is not None  # the run that used it goes on
+    assert approval.current(conn, _plan_fp(conn), "run-2") is None  # a later whole-plan run asks again
+    assert approval.current(conn, _phase_fp(conn, "1b"), "run-2") is not None  # a phase it has not applied
