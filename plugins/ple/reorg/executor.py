@@ -383,6 +383,9 @@ class Executor:
                         for s in set_aside.statements(ctx, item)
                     ]
                     ctx = self.context(set_aside.as_after(catalog, aside))
+                created = self._created_first(step, ctx)
+                if created:  # its SQL needs the table the preflight creates: rendered once it exists
+                    return StepReport(step_id, "planned", "\n".join([*lines, created]))
                 try:
                     state = module.check(ctx, step)
                 except PlanRejected as exc:
@@ -444,6 +447,27 @@ class Executor:
         return StepReport(
             step_id, outcome.status, text, {"rows_before": outcome.rows_before, "rows_after": outcome.rows_after}
         )
+
+    def _created_first(self, step: Step, ctx: Context) -> str | None:
+        """A merge into a target the decisions create, which the phase's preflight has not created
+        yet: what plan mode can say of it honestly (the rehearsal carries it out on the created
+        table), instead of calling it blocked."""
+        if step.kind != "MERGE" or ctx.catalog.exists(step.target):
+            return None
+        if step.target not in {t for t, _ in self._targets_to_create(self.plan.phase(step.phase))}:
+            return None
+        line = (
+            f"{step.step_id}: would merge {step.action.source} into {step.target}, which the preflight creates "
+            f"first (decided; its CREATE TABLE is in the preflight above): the INSERT is rendered on the created "
+            f"table, and carried out by a rehearsal (mode=rehearse)"
+        )
+        try:
+            kept = compat.render(self.conn, compat.planned(ctx, step))
+        except (PlanRejected, psycopg.Error, KeyError, AttributeError):
+            kept = []
+        if kept:
+            line += "\n-- then, in the same transaction, the old names keep working (compat):\n" + "\n".join(kept)
+        return line
 
     @staticmethod
     def _left_out_line(action, how: str, entry: dict) -> str:
