@@ -47,7 +47,7 @@ def test_cleanup_asks_with_counts_and_sql_records_what_the_cli_records_and_appli
     assert [a["status"] for a in answers] == [403, 200], answers
     assert request["task_id"] == "approve"
     body = request["body"]
-    assert f"fingerprint `{shown.fingerprint.sha256}`" in body
+    assert f"Fingerprint `{shown.fingerprint.sha256}`" in body
     for part in ("| definition |", "| counts |", cleanup.definition_sha256(), "WITH locked AS", "DELETE FROM"):
         assert part in body, part
     dedupe = shown.results["dedupe_emails"]
@@ -118,7 +118,7 @@ def test_revert_asks_then_reverts_reject_changes_nothing(airflow_env, applied_1a
         airflow_env, dsn, "ctb_revert", conf, [["ada", "admin", "Approve"]]
     )
     assert [a["status"] for a in answers] == [200]
-    assert f"fingerprint `{revert_fingerprint(load().sha256, '1a').sha256}`" in request["body"]
+    assert f"Fingerprint `{revert_fingerprint(load().sha256, '1a').sha256}`" in request["body"]
     assert dag_run_state(output) == "success", output[-4000:]
     ((approver, via, details),) = _approvals(conn, "revert")
     assert (approver, via, details["dag_id"]) == ("ada", "airflow-hitl", "ctb_revert")

@@ -72,7 +72,7 @@ def test_the_reorganization_applies_under_the_owner_gate_as_an_ordinary_role_thr
         assert conn.execute("SELECT count(*) FROM pg_event_trigger WHERE evtenabled <> 'D'").fetchone()[0] >= 2
         before = rowcheck.take(conn)
     _ok(_cli(pooled, "decide", "--accept", "proposed"))
-    _ok(_cli(pooled, "approve", "--approver", "pooler-test"))
+    _ok(_cli(pooled, "approve", "--approver", "pooler-test", "--standing"))  # re-runs run under it
     first = _ok(_cli(pooled, "run", "--mode", "apply"))
     assert "CTB_DDL_GATE" not in first
     with psycopg.connect(direct, autocommit=True) as conn:

@@ -55,7 +55,7 @@ def first_apply(pg_server, pooled_dsn, pooled_fixture):
     server_log = pg_server.data_dir / "server.log"
     log_offset = server_log.stat().st_size
     lint_output = _ok(_cli(pooled_dsn, "lint", *(arg for p in PHASES for arg in ("--phase", p))))
-    _ok(_cli(pooled_dsn, "approve", "--approver", "pooler-test"))
+    _ok(_cli(pooled_dsn, "approve", "--approver", "pooler-test", "--standing"))  # the second apply too
     run_output = _run_phases(pooled_dsn)
     with server_log.open(errors="replace") as log:
         log.seek(log_offset)
