@@ -73,8 +73,11 @@ def main() -> int:
     if cli(["run", "--phase", "1a", "--mode", "apply"]) != 2:
         raise SystemExit("demo step failed: an unapproved apply was not refused")
 
-    _banner("5. APPROVING the plan (make approve APPROVER=make-demo): recorded in ple_ops.approval")
-    cli(["approve", "--approver", "make-demo", "--note", "approved by make demo on the embedded fixture"])
+    _banner(
+        "5. APPROVING the plan, standing (make approve APPROVER=make-demo STANDING=1): recorded in ple_ops.approval; "
+        "the demo applies twice, and a one-run approval would be asked for again"
+    )
+    cli(["approve", "--approver", "make-demo", "--standing", "--note", "approved by make demo on the embedded fixture"])
 
     _banner("6. apply every phase 1A-1K (ctb_reorganization, mode=apply)")
     run_dag("ctb_reorganization", '{"mode": "apply"}')
@@ -130,7 +133,7 @@ def production_twin(cli) -> int:
 
     _banner("13. accept the proposals (make decide ACCEPT=proposed), approve plan + decisions, apply 1A-1K")
     cli(["decide", "--accept", "proposed"])
-    cli(["approve", "--approver", "make-demo", "--note", "approved by make demo on the production twin"])
+    cli(["approve", "--approver", "make-demo", "--standing", "--note", "approved by make demo on the production twin"])
     cli(["run", "--mode", "apply"])
     cli(["report"])
 
