@@ -52,8 +52,15 @@ def worked_db(fresh_db, conn):
 
 def test_every_route_refuses_anonymous_requests(airflow_env, fresh_db):
     (routes,) = _api(airflow_env, fresh_db, "routes")
-    assert {f"/ple{r}" if r != "/" else "/ple/" for r in routes} == {*PAGES[:4], "/ple/data-docs/{path:path}"}
-    answers = _api(airflow_env, fresh_db, "fetch", "null", json.dumps([*PAGES, "/ple/reorganization?run_id=x"]))
+    expected = {*PAGES[:4], "/ple/compatibility", "/ple/data-docs/{path:path}"}
+    assert {f"/ple{r}" if r != "/" else "/ple/" for r in routes} == expected
+    answers = _api(
+        airflow_env,
+        fresh_db,
+        "fetch",
+        "null",
+        json.dumps([*PAGES, "/ple/compatibility", "/ple/reorganization?run_id=x"]),
+    )
     assert {a["path"]: a["status"] for a in answers} == dict.fromkeys([*PAGES, "/ple/reorganization?run_id=x"], 401)
 
 
@@ -135,7 +142,7 @@ def test_the_reconcile_table_of_the_production_twin_read_only(airflow_env, twin_
         assert text in section, text
     assert "UNDECIDED" not in section  # every proposal was accepted into the decisions file
     database = psycopg.conninfo.conninfo_to_dict(twin_db)["dbname"]
-    assert f"decisions from <code>{tmp_path / database}.yaml</code>" in section
+    assert f"decisions from <code>ple_ops.decision_version 1 (export: {tmp_path / database}.yaml)</code>" in section
     assert section.count("set_aside: archive.company_company_master_ctb_handcopy_") == 2  # proposed and decided
     with psycopg.connect(twin_db, autocommit=True) as conn:
         assert end_state(conn) == before  # the page wrote nothing
