@@ -61,7 +61,9 @@ def test_every_route_refuses_anonymous_requests(airflow_env, fresh_db):
         "null",
         json.dumps([*PAGES, "/ple/compatibility", "/ple/reorganization?run_id=x"]),
     )
-    assert {a["path"]: a["status"] for a in answers} == dict.fromkeys([*PAGES, "/ple/reorganization?run_id=x"], 401)
+    assert {a["path"]: a["status"] for a in answers} == dict.fromkeys(
+        [*PAGES, "/ple/compatibility", "/ple/reorganization?run_id=x"], 401
+    )
 
 
 def test_pages_show_the_ledger_approvals_audit_and_imports(airflow_env, worked_db):
