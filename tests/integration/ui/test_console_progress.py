@@ -94,6 +94,13 @@ def test_states_follow_apply_1l_answers_revert_and_a_function_a_phase_broke(conn
     )
     for question in load().phase("1l").pending:
         pending.record(conn, load(), question.source, "archive", "Ada", via="test")
+    # no compatibility view at its old name (the default would keep the function working)
+    decisions.record(
+        conn,
+        {"database": conn.info.dbname, "actions": {"marketing.review_queue": {"compat": "none"}}},
+        "Ada",
+        via="test",
+    )
     approve(conn)
     run_phase(executor(conn), "1a")
     run_phase(executor(conn), "1l")
