@@ -463,7 +463,7 @@ class Executor:
         )
         try:
             kept = compat.render(self.conn, compat.planned(ctx, step))
-        except (PlanRejected, psycopg.Error, KeyError, AttributeError):
+        except PlanRejected:  # a database error is not swallowed: it would leave the read-only transaction aborted
             kept = []
         if kept:
             line += "\n-- then, in the same transaction, the old names keep working (compat):\n" + "\n".join(kept)
