@@ -56,7 +56,8 @@ from pathlib import Path
 
 import psycopg
 
-from ple import config, embedded_pg
+from ple import config
+from ple_dev import embedded_pg
 
 SIZES = {"F_5500": 230_009, "F_5500_SF": 759_569, "F_SCH_A": 336_817}
 YEAR = 2023
@@ -66,8 +67,8 @@ CHANGED_FIELD = {"F_5500": "PLAN_NAME", "F_5500_SF": "SF_PLAN_NAME", "F_SCH_A": 
 
 
 def generate(dsn: str, fraction: float) -> dict[str, Path]:
-    from ple.dol.synthetic import write_file
-    from ple.fixture.builder import install_helpers
+    from ple_dev.fixture.builder import install_helpers
+    from ple_dev.synthetic_dol import write_file
 
     paths = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -259,8 +260,8 @@ def unchanged_night(server, rows: int) -> None:
 
     from ple.dol import fetch
     from ple.dol.layouts import all_datasets, years
-    from ple.dol.synthetic import write_file
-    from ple.fixture.builder import install_helpers
+    from ple_dev.fixture.builder import install_helpers
+    from ple_dev.synthetic_dol import write_file
 
     sys.path.insert(0, str(config.REPO_ROOT))  # the tests' local EFAST2 server, the one the DOL tests use
     from tests.integration.dol.dol_server import DolServer
@@ -324,7 +325,7 @@ def unchanged_night(server, rows: int) -> None:
 
 
 def fresh_database(server, name: str) -> str:
-    from ple.fixture.production.dol import create_dol_tables
+    from ple_dev.fixture.production.dol import create_dol_tables
 
     embedded_pg.drop_database(server, name)
     dsn = embedded_pg.create_database(server, name)

@@ -12,9 +12,10 @@ import time
 
 import psycopg
 
-from ple import config, embedded_pg
+from ple import config
 from ple.audit.numbers import compute
-from ple.fixture.builder import build, target_counts
+from ple_dev import embedded_pg
+from ple_dev.fixture.builder import build, target_counts
 
 DOCUMENT_NUMBERS = {
     "company.company_master": 74_641,

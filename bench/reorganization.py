@@ -38,10 +38,10 @@ import psycopg
 from psycopg import sql
 
 from ple import approval, config, embedded_pg
-from ple.fixture.builder import build
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Plan, load
+from ple_dev.fixture.builder import build
 
 
 def _columns(conn, table: str) -> dict[str, tuple[str, bool, bool]]:

@@ -30,13 +30,13 @@ TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
 @functools.cache
 def _server_major() -> int:
     """Major version of the server the session will start (PLE_PG_BIN, else the pgserver wheel)."""
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     return embedded_pg.binaries_major(embedded_pg.binaries_dir())
 
 
 def pytest_report_header(config):
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     return f"PostgreSQL {_server_major()} from {embedded_pg.binaries_dir()} (set PLE_PG_BIN to test another)"
 
@@ -51,7 +51,7 @@ def _free_port() -> int:
 def pg_server():
     """PostgreSQL for this session. Its directory sits outside pytest's 0700 temp tree because
     the server runs as the unprivileged `postgres` user when the tests run as root."""
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     parent = Path(tempfile.mkdtemp(prefix="ple-test-pg-"))
     parent.chmod(0o755)
@@ -64,8 +64,8 @@ def pg_server():
 @pytest.fixture(scope="session")
 def fixture_template(pg_server):
     """The PLE fixture at TEST_SCALE, built once into a template database."""
-    from ple import embedded_pg
-    from ple.fixture.builder import build
+    from ple_dev import embedded_pg
+    from ple_dev.fixture.builder import build
 
     dsn = embedded_pg.create_database(pg_server, TEMPLATE_DB)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -79,7 +79,7 @@ def fresh_db(pg_server, fixture_template, monkeypatch):
     dsn = clone_fixture(pg_server)
     monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
     yield dsn
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     embedded_pg.drop_database(pg_server, psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
 
@@ -87,8 +87,8 @@ def fresh_db(pg_server, fixture_template, monkeypatch):
 def _template(pg_server, name: str, state: str) -> dict:
     """A fixture state at TEST_SCALE, built once into its own template database (as the superuser:
     the 2026-03 state's event triggers need one)."""
-    from ple import embedded_pg
-    from ple.fixture.builder import build
+    from ple_dev import embedded_pg
+    from ple_dev.fixture.builder import build
 
     dsn = embedded_pg.create_database(pg_server, name)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -98,7 +98,7 @@ def _template(pg_server, name: str, state: str) -> dict:
 
 def _private_copy(pg_server, template: str, monkeypatch):
     """A private copy of a template; the connection ctb_postgres points at it for the test."""
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     dsn = clone_fixture(pg_server, template=template)
     monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)

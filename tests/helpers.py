@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from ple import embedded_pg
+from ple_dev import embedded_pg
 
 TEMPLATE_DB = "ple_fixture_template"
 PRODUCTION_TEMPLATE_DB = "ple_production_template"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
@@ -36,6 +37,7 @@ from ple.sqlutil import raw_template
 REORGANIZATION = "reorganization"
 CODE_ROOTS = (REPO_ROOT / "plugins" / "ple", INCLUDE_DIR / "sql")
 CODE_SUFFIXES = (".py", ".sql")
+DEVELOPMENT_SQL = INCLUDE_DIR / "sql" / "fixture"  # the fixture builder's DDL, never run in production
 WHOLE_PLAN = "plan"
 ALL = "all"  # the scope of a subject with nothing to scope (a cleanup preview, DOL columns)
 
@@ -74,12 +76,23 @@ def phase_scope(phase_id: str) -> str:
     return f"phase {phase_id}"
 
 
+def code_files() -> list[Path]:
+    """What the fingerprint's `code` part covers: every Python module of the shipped package and
+    every SQL template. Development tooling (devtools/ple_dev: demo, local Airflow, embedded
+    server, fixture; the fixture's DDL in include/sql/fixture) is outside it, so changing the demo never voids an approval."""
+    return [
+        path
+        for root in CODE_ROOTS
+        for path in sorted(p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts)
+        if not path.is_relative_to(DEVELOPMENT_SQL)
+    ]
+
+
 def code_sha256() -> str:
-    """The engine as it is on disk: every Python module of the package and every SQL template."""
+    """The engine as it is on disk (`code_files`)."""
     digest = hashlib.sha256()
-    for root in CODE_ROOTS:
-        for path in sorted(p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts):
-            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in code_files():
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -140,7 +153,7 @@ def _record(conn, fingerprint, approver, verdict, via, note, details, standing, 
             approver.strip(),
             via,
             note,
-            Jsonb(details or {}),
+            Jsonb({**(details or {}), "code_files": [str(p.relative_to(REPO_ROOT)) for p in code_files()]}),
             standing,
             for_run,
         ),

@@ -15,8 +15,24 @@ from ple import config
 from ple.errors import BadInput, PermanentError
 
 
+def _devtools(module: str):
+    """A development tool (devtools/ple_dev, outside the shipped package): importable where the
+    repository's devtools/ is on the path, as the Makefile sets it."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"ple_dev.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("ple_dev", f"ple_dev.{module}"):
+            raise
+        raise BadInput(
+            f"this is a development command: it needs the repository's devtools/ on PYTHONPATH "
+            f"(run it through make, or PYTHONPATH=plugins:devtools); {exc.name} is not importable"
+        ) from exc
+
+
 def _cmd_db(args) -> int:
-    from ple import embedded_pg
+    embedded_pg = _devtools("embedded_pg")
 
     if args.action == "start":
         server = embedded_pg.start(config.EMBEDDED_PG_DIR, config.EMBEDDED_PG_PORT)
@@ -28,7 +44,8 @@ def _cmd_db(args) -> int:
 
 def _cmd_fixture(args) -> int:
     from ple.db import connect
-    from ple.fixture.builder import build
+
+    build = _devtools("fixture.builder").build
 
     with connect() as conn:
         print(
@@ -361,7 +378,7 @@ def _cmd_audit_accept(args) -> int:
 
 def _cmd_airflow(args) -> int:
     """A local Airflow deployment on this bundle (make airflow / make airflow-stop)."""
-    from ple import local_airflow
+    local_airflow = _devtools("local_airflow")
 
     deployment = local_airflow.deployment()
     if args.action == "start":
@@ -501,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     accept.set_defaults(func=_cmd_audit_accept)
 
     demo = sub.add_parser("demo", help="the whole product on the embedded database (make demo)")
-    demo.set_defaults(func=lambda _args: __import__("ple.demo", fromlist=["main"]).main())
+    demo.set_defaults(func=lambda _args: _devtools("demo").main())
 
     airflow = sub.add_parser("airflow", help="a local Airflow (api-server, scheduler, dag-processor, triggerer)")
     airflow.add_argument("action", choices=["start", "stop"])

@@ -1,5 +1,5 @@
 """Browser tests: headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
-`make browser-deps`) driven by selenium against one real local Airflow (`ple.local_airflow`, what
+`make browser-deps`) driven by selenium against one real local Airflow (`ple_dev.local_airflow`, what
 `make airflow` starts) for the browser tests, on a copy of the fixture database.
 
 Screenshots go to artifacts/screenshots/ (kept by CI as test artifacts)."""
@@ -103,7 +103,7 @@ def ctb_dsn(pg_server, fixture_template):
 def airflow(pg_server, ctb_dsn, tmp_path_factory):
     """One local Airflow for every browser test (starting it costs about a minute), stopped after
     them: its scheduler and dag-processor would take CPU from the rest of the session."""
-    from ple import local_airflow
+    from ple_dev import local_airflow
 
     home = tmp_path_factory.mktemp("airflow_local")
     deployment = local_airflow.Deployment(home, "127.0.0.1", _free_port(), pg_server, ctb_dsn)

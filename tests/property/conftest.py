@@ -11,8 +11,8 @@ import os
 import psycopg
 import pytest
 
-from ple import embedded_pg
 from ple.reorg import decisions
+from ple_dev import embedded_pg
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 
 # Examples per property: small for CI, `make test-deep` raises it.

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from psycopg import sql
 
-from ple import embedded_pg
+from ple_dev import embedded_pg
 from tests import rowcheck
 from tests.helpers import PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
 from tests.property import rows

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ple import embedded_pg
 from ple.reorg.plan import load
+from ple_dev import embedded_pg
 from tests.helpers import clone_fixture
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "reorganization.py"

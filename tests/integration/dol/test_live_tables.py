@@ -19,10 +19,10 @@ import shutil
 import psycopg
 import pytest
 
-from ple import embedded_pg
 from ple.dol import files, importer
 from ple.errors import BadInput
-from ple.fixture.production.dol import create_dol_tables
+from ple_dev import embedded_pg
+from ple_dev.fixture.production.dol import create_dol_tables
 from tests.integration.dol.corpus import real_rows, renumbered, with_value, write_csv
 
 LIVE_TABLES = ("dol.form_5500", "dol.form_5500_sf", "dol.schedule_a")

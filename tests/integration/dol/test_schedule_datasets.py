@@ -3,7 +3,7 @@ tables) import, layout-driven, through the local DOL server, every row accounted
 
 Their layouts (include/dol/layouts/schedule_layouts_by_year.csv) are DOL's published layout
 files; no real rows of them are available, so the rows served are generated from those layouts
-(ple.dol.synthetic). Two shapes of database: a fresh one (each table created from its layout, an
+(ple_dev.synthetic_dol). Two shapes of database: a fresh one (each table created from its layout, an
 `id bigserial` key) and one holding the owner's schedule tables as the inventory of the live
 database lists them (the importer writes into them and changes nothing of their shape)."""
 
@@ -20,9 +20,9 @@ from psycopg import sql
 from ple.config import INVENTORY_FILE
 from ple.dol import fetch, importer
 from ple.dol.layouts import dataset, layout_datasets, union_fields
-from ple.dol.synthetic import write_file
-from ple.fixture.builder import install_helpers
 from ple.sqlutil import qualified
+from ple_dev.fixture.builder import install_helpers
+from ple_dev.synthetic_dol import write_file
 from tests.integration.dol.dol_server import DolServer
 from tests.integration.dol.test_fetch import FAST
 from tests.integration.dol.test_live_tables import ddl_on

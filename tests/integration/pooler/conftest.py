@@ -49,8 +49,8 @@ def pooled_role(pg_server):
 def pooled_fixture(pg_server, pooled_role):
     """The fixture, built by the ordinary role into a database it owns; returns the direct DSN
     of a superuser (for the tests' own checks only)."""
-    from ple import embedded_pg
-    from ple.fixture.builder import build
+    from ple_dev import embedded_pg
+    from ple_dev.fixture.builder import build
 
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(POOLED_DB)))
@@ -75,7 +75,7 @@ def pooled_fixture(pg_server, pooled_role):
 @pytest.fixture(scope="session")
 def pgbouncer(pg_server, pooled_role):
     """PgBouncer on loopback, pool_mode = transaction, SCRAM for clients; yields its port."""
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     workdir = Path(tempfile.mkdtemp(prefix="ple-test-pgbouncer-"))
     workdir.chmod(0o755)

@@ -45,7 +45,7 @@ def _hand_over(conn: psycopg.Connection, role: str) -> None:
 
 @pytest.fixture(scope="module")
 def gated_pooled(pg_server, pooled_role, pgbouncer, production_2026_03_template, tmp_path_factory, monkeypatch_module):
-    from ple import embedded_pg
+    from ple_dev import embedded_pg
 
     embedded_pg.create_database(pg_server, DATABASE, PRODUCTION_2026_03_TEMPLATE_DB)
     direct = pg_server.dsn(DATABASE)

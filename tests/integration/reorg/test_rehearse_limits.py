@@ -6,8 +6,8 @@ import threading
 import psycopg
 import pytest
 
-from ple import embedded_pg
 from ple.reorg import decisions
+from ple_dev import embedded_pg
 from tests.helpers import clone_fixture
 from tests.reorg_helpers import end_state, executor
 

@@ -6,7 +6,7 @@ import itertools
 import psycopg
 import pytest
 
-from ple import embedded_pg
+from ple_dev import embedded_pg
 from tests import rowcheck
 
 _databases = itertools.count(1)

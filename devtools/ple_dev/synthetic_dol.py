@@ -98,7 +98,7 @@ def write_file(conn, dataset: str, year: int, rows: int, path, ack_ids: list[str
     Streams COPY ... TO STDOUT into the file, so memory does not grow with the file. Schedule A
     rows attach to `ack_ids` (round robin, FORM_ID numbering the contracts of a filing) when
     given, else to the ACK_IDs a synthetic F_5500 file of the same size would have. Needs the
-    fixture's pg_temp helpers in the session (ple.fixture.builder.install_helpers).
+    fixture's pg_temp helpers in the session (ple_dev.fixture.builder.install_helpers).
     """
     from psycopg import sql
 

@@ -23,7 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ple import config, embedded_pg
+from ple import config
+from ple_dev import embedded_pg
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DEFAULT_USERS = "admin:admin,viewer:viewer"
@@ -125,7 +126,7 @@ def _fixture_if_empty(dsn: str) -> None:
     database that holds anything PLE already (or any other database) is never touched."""
     import psycopg
 
-    from ple.fixture.builder import build
+    from ple_dev.fixture.builder import build
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         local = conn.info.host in ("127.0.0.1", "localhost") and conn.info.dbname == config.EMBEDDED_PG_DATABASE

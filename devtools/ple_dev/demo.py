@@ -113,9 +113,9 @@ def production_twin(cli) -> int:
     """The same job on the database as it really stands: hand copies, dropped tables, guards.
     Commands, not DAG runs, to keep the demo short; the DAGs run the same executor (the tests run
     `ctb_reorganization` on the twin through `airflow dags test`)."""
-    from ple import embedded_pg
     from ple.config import EMBEDDED_PG_DIR, EMBEDDED_PG_PORT
     from ple.reorg.decisions import DECISIONS_DIR_ENV
+    from ple_dev import embedded_pg
 
     server = embedded_pg.start(EMBEDDED_PG_DIR, EMBEDDED_PG_PORT)
     os.environ["AIRFLOW_CONN_CTB_POSTGRES"] = embedded_pg.ensure_database(server, "ple_twin")

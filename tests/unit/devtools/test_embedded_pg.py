@@ -3,7 +3,7 @@ major version, with the real binaries and without starting a server."""
 
 import pytest
 
-from ple import embedded_pg
+from ple_dev import embedded_pg
 
 
 def test_without_ple_pg_bin_the_wheels_postgresql_16_is_used(monkeypatch):
