@@ -271,8 +271,6 @@ def require(
     approval = current(conn, fingerprint, run_id)
     if approval is None:
         raise NotApproved(_why_not(conn, fingerprint, how))
-    if fingerprint.subject == REORGANIZATION:
-        _answers_unchanged(conn, fingerprint)
     conn.execute(
         "INSERT INTO ple_ops.approval_use (approval_id, scope, run_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         (approval["approval_id"], fingerprint.scope, run_id),
@@ -306,18 +304,3 @@ def _why_not(conn: psycopg.Connection, fingerprint: Fingerprint, how: str) -> st
                 f"and nobody approved it since. {tail}"
             )
     return f"{head} until approved. {tail}"
-
-
-def _answers_unchanged(conn: psycopg.Connection, fingerprint: Fingerprint) -> None:
-    """A run reads the 1L answers once, when it starts; the answers live in the database and may
-    change while it runs. Every transaction that re-checks the approval re-reads them, so a run never
-    carries out an answer that is no longer in force (pending.record takes the same advisory lock)."""
-    from ple.reorg import pending
-
-    in_force = pending.sha256(pending.latest(conn))
-    if in_force != fingerprint.parts.get("answers_1l"):
-        raise NotApproved(
-            f"the Phase 1L answers changed since this run read them (approved {fingerprint.parts.get('answers_1l')}, "
-            f"in force now {in_force}): nothing more runs under the earlier answers. Review the answers in force "
-            "(`python -m ple.cli decide-1l`), approve them, and run again"
-        )

@@ -8,6 +8,10 @@ import psycopg
 from ple import governance
 from ple.sqlutil import raw_template
 
+# Every transaction that changes data holds this transaction-level advisory lock: concurrent runs
+# take turns, and nothing leaks when a connection dies (no session state: Neon's pooler).
+ADVISORY_LOCK = "ple.ctb_reorganization"
+
 
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Where the owner's DDL gate exists, the tool's tables are registered first (as SYSTEM)."""

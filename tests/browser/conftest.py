@@ -91,7 +91,22 @@ class Api:
             if run["state"] in states:
                 return run
             time.sleep(2)
-        raise TimeoutError(f"{dag_id} {run_id} not in {states} after {timeout}s")
+        raise TimeoutError(f"{dag_id} {run_id} not in {states} after {timeout}s: {self.where(dag_id, run_id)}")
+
+    def where(self, dag_id: str, run_id: str) -> str:
+        """Each task's state and try, and every request of the run with its answer: what a
+        timed-out wait needs to say in CI's output."""
+        run = urllib.request.quote(run_id, safe="")
+        tasks = self.call("GET", f"/dags/{dag_id}/dagRuns/{run}/taskInstances")["task_instances"]
+        asked = self.call("GET", f"/dags/{dag_id}/dagRuns/{run}/hitlDetails")["hitl_details"]
+        return "; ".join(
+            [f"{t['task_id']}[{t['map_index']}] {t['state']} try {t['try_number']}" for t in tasks]
+            + [
+                f"asked {d['task_instance']['task_id']} (try {d['task_instance']['try_number']}): "
+                f"answered {d.get('response_received')} {d.get('chosen_options')}"
+                for d in asked
+            ]
+        )
 
 
 @pytest.fixture(scope="package")

@@ -113,7 +113,9 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
     assert request["subject"].startswith("Approve phase 1C")
     assert request["body"].startswith("**Approve exactly this: reorganization, phase 1c**")
     _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1C", "Approve"))
-    assert admin_api.wait_for_run("ctb_phase_1c", run_1c, timeout=900)["state"] == "success"
+    assert admin_api.wait_for_run("ctb_phase_1c", run_1c, timeout=400)["state"] == "success", admin_api.where(
+        "ctb_phase_1c", run_1c
+    )
 
     for dag_id in ("ctb_phase_1b", "ctb_phase_1l"):  # neither is covered by 1C's approval
         run_id = _apply(admin_api, dag_id)

@@ -13,12 +13,10 @@ from psycopg import sql
 from ple import approval as approvals
 from ple import governance
 from ple.catalog import Catalog
+from ple.ops import ADVISORY_LOCK
+from ple.reorg import pending
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import qualified
-
-# Every transaction that changes data holds this transaction-level advisory lock: concurrent runs
-# take turns, and nothing leaks when a connection dies (no session state: Neon's pooler).
-ADVISORY_LOCK = "ple.ctb_reorganization"
 
 
 class Mode(StrEnum):
@@ -136,6 +134,8 @@ def hold(
 ) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
     if fingerprint is not None:
+        if fingerprint.subject == approvals.REORGANIZATION:
+            pending.require_in_force(conn, fingerprint.parts.get("answers_1l"))
         approvals.require(conn, fingerprint, *([how] if how else []), run_id=run_id)
 
 

@@ -94,7 +94,9 @@ class Executor:
         """Re-checked in every transaction that writes, and claimed by this run for the phase. An
         approval given on a rehearsal (a phase's request rehearses it) covers what that rehearsal
         carried out cleanly, and nothing else."""
-        granted = approval.require(self.conn, self.approval_of(phase_id), run_id=self.run_id)
+        fingerprint = self.approval_of(phase_id)
+        pending.require_in_force(self.conn, fingerprint.parts.get("answers_1l"))
+        granted = approval.require(self.conn, fingerprint, run_id=self.run_id)
         rehearsal = (granted.get("details") or {}).get("rehearsal") or {}
         if phase_id in rehearsal:
             rehearsed = rehearsal[phase_id]
@@ -491,7 +493,7 @@ class Executor:
                 self.require_approval(action.phase)
                 ensure_schema(self.conn)
                 outcome = "skipped" if how == "skip" else "adopted"
-                if reconcile.ledger_outcomes(self.conn).get(key, {}).get("outcome") == outcome:
+                if ledger.ledger_outcomes(self.conn).get(key, {}).get("outcome") == outcome:
                     statuses.append("already_done")
                     continue
                 details = {"decision": entry}

@@ -122,3 +122,24 @@ def report(conn: psycopg.Connection, phase: str | None = None) -> str:
     return (
         f"{text}\n{attempts[0]} attempts recorded ({attempts[1]} failed); frozen phases: {', '.join(frozen) or 'none'}"
     )
+
+
+def ledger_outcomes(conn: psycopg.Connection) -> dict[str, dict]:
+    """The latest applied/adopted/skipped ledger row of every step (empty without a ledger)."""
+    if not conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (step_id) step_id, attempt_id, run_id, outcome, details, rows_after FROM ple_ops.action_ledger "
+        "WHERE outcome IN ('applied', 'adopted', 'skipped') AND mode = 'apply' ORDER BY step_id, attempt_id DESC"
+    ).fetchall()
+    reverted = {
+        r[0]: r[1]
+        for r in conn.execute(
+            "SELECT step_id, max(attempt_id) FROM ple_ops.action_ledger WHERE outcome = 'reverted' GROUP BY step_id"
+        )
+    }
+    return {
+        step_id: {"attempt": attempt, "run_id": run_id, "outcome": outcome, "details": details or {}, "rows": rows}
+        for step_id, attempt, run_id, outcome, details, rows in rows
+        if reverted.get(step_id, 0) < attempt
+    }

@@ -8,7 +8,6 @@ is wrong or silent, and what this plan decided) are printed with every report.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from itertools import pairwise
 
 import psycopg
@@ -23,49 +22,10 @@ from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Settings
 from ple.reorg.decisions import Decisions
+from ple.reorg.findings import Finding, LintReport
 from ple.reorg.plan import STAGE_OF, STAGES, Plan, Step
 from ple.reorg.reconcile import Status
 from ple.sqlutil import qualified
-
-
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    where: str
-    message: str
-
-
-@dataclass
-class LintReport:
-    errors: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
-    document: list[Finding] = field(default_factory=list)
-    info: list[Finding] = field(default_factory=list)
-    guards: list[Finding] = field(default_factory=list)  # handled by design (blocking ones are errors)
-    reconcile: str = ""  # the reconcile table (every action: state, evidence, proposal, decision)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def render(self) -> str:
-        lines = [self.reconcile] if self.reconcile else []
-        for title, findings in (
-            ("ERRORS (block apply)", self.errors),
-            ("WARNINGS", self.warnings),
-            ("GUARDS (handled)", self.guards),
-            ("THE DOCUMENT, AND WHAT THIS PLAN DECIDED", self.document),
-            ("INFO", self.info),
-        ):
-            if findings:
-                lines.append(f"{title}: {len(findings)}")
-                lines += [f"  [{f.code}] {f.where}: {f.message}" for f in findings]
-        lines.append("lint: OK" if self.ok else f"lint: FAILED with {len(self.errors)} error(s)")
-        return "\n".join(lines)
-
-    def raise_if_failed(self) -> None:
-        if not self.ok:
-            raise PlanRejected("plan lint failed; nothing was written\n" + self.render())
 
 
 def lint_static(plan: Plan, phases: list[str] | None = None) -> LintReport:

@@ -31,9 +31,9 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ple.errors import BadInput
-from ple.ops import ensure_schema
-from ple.reorg.context import ADVISORY_LOCK
+from ple.errors import BadInput, NotApproved
+from ple.ops import ADVISORY_LOCK, ensure_schema
+from ple.reorg.ledger import ledger_outcomes
 from ple.reorg.plan import Action, Plan
 
 ARCHIVE = "archive"
@@ -140,8 +140,6 @@ def history(conn: psycopg.Connection, table: str | None = None) -> list[Answer]:
 
 def applied_step(conn: psycopg.Connection, action: Action) -> str | None:
     """The step id of this question's answer if it is applied and not reverted."""
-    from ple.reorg.reconcile import ledger_outcomes
-
     for step_id, entry in ledger_outcomes(conn).items():
         if (
             step_id.startswith(f"{action.phase}__")
@@ -213,6 +211,20 @@ def sha256(answers: dict[str, Answer]) -> str | None:
     if not decided:
         return None
     return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
+
+
+def require_in_force(conn: psycopg.Connection, approved_sha256: str | None) -> None:
+    """A run reads the 1L answers once, when it starts; the answers live in the database and may
+    change while it runs. Every transaction that re-checks the approval re-reads them first, so a
+    run never carries out an answer that is no longer in force (`record` takes the same advisory
+    lock)."""
+    in_force = sha256(latest(conn))
+    if in_force != approved_sha256:
+        raise NotApproved(
+            f"the Phase 1L answers changed since this run read them (approved {approved_sha256}, "
+            f"in force now {in_force}): nothing more runs under the earlier answers. Review the answers in force "
+            "(`python -m ple.cli decide-1l`), approve them, and run again"
+        )
 
 
 # ---------------------------------------------------------------------- the plan, as answered

@@ -31,7 +31,9 @@ from psycopg import sql
 from ple.catalog import Catalog, TableInfo
 from ple.config import INCLUDE_DIR, INVENTORY_FILE
 from ple.reorg import tool_changes
+from ple.reorg.ledger import ledger_outcomes
 from ple.reorg.plan import Action, Plan, Step
+from ple.reorg.proof import fingerprint
 from ple.reporting import table
 from ple.sqlutil import qualified, raw_template, split_qualified
 
@@ -107,30 +109,7 @@ def destination(plan: Plan, action: Action) -> str | None:
     return None
 
 
-def ledger_outcomes(conn: psycopg.Connection) -> dict[str, dict]:
-    """The latest applied/adopted/skipped ledger row of every step (empty without a ledger)."""
-    if not conn.execute("SELECT to_regclass('ple_ops.action_ledger') IS NOT NULL").fetchone()[0]:
-        return {}
-    rows = conn.execute(
-        "SELECT DISTINCT ON (step_id) step_id, attempt_id, run_id, outcome, details, rows_after FROM ple_ops.action_ledger "
-        "WHERE outcome IN ('applied', 'adopted', 'skipped') AND mode = 'apply' ORDER BY step_id, attempt_id DESC"
-    ).fetchall()
-    reverted = {
-        r[0]: r[1]
-        for r in conn.execute(
-            "SELECT step_id, max(attempt_id) FROM ple_ops.action_ledger WHERE outcome = 'reverted' GROUP BY step_id"
-        )
-    }
-    return {
-        step_id: {"attempt": attempt, "run_id": run_id, "outcome": outcome, "details": details or {}, "rows": rows}
-        for step_id, attempt, run_id, outcome, details, rows in rows
-        if reverted.get(step_id, 0) < attempt
-    }
-
-
 def count_and_checksum(conn: psycopg.Connection, info: TableInfo, columns: list[str] | None = None) -> tuple[int, int]:
-    from ple.reorg.proof import fingerprint
-
     fp = fingerprint(conn, info, columns)
     return fp.rows, fp.checksum
 

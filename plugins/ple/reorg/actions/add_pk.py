@@ -33,6 +33,7 @@ from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import tool_changes
 from ple.reorg.context import Context, Outcome, State, Statement
+from ple.reorg.findings import Finding
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -91,8 +92,6 @@ def _refusal(step, defects: dict) -> str:
 
 
 def lint(ctx: Context, step) -> list:
-    from ple.reorg.lint import Finding
-
     if path(ctx, step) != "adopt":
         return []
     defects = column_defects(ctx, step)

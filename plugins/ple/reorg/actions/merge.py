@@ -28,6 +28,7 @@ from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
+from ple.reorg.findings import Finding
 from ple.reorg.plan import Action, MergeTarget
 from ple.reorg.proof import PROVENANCE_COLUMNS, content_columns, provenance_fingerprint, row_hash, stable_text
 from ple.sqlutil import qualified, raw_template, split_qualified
@@ -807,8 +808,6 @@ def _lossy_message(action: Action, plan: Mapping) -> str:
 def lint(ctx: Context, step) -> list:
     """Lossy casts, and keys the target would receive twice from this source (a keyless source
     with duplicate keys passes every other check, then fails half way with a key violation)."""
-    from ple.reorg.lint import Finding
-
     action = step.action
     spec = ctx.plan.merge_targets.get(action.target)
     source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)
@@ -857,8 +856,6 @@ def lint(ctx: Context, step) -> list:
 
 def _cast_findings(ctx: Context, step) -> list:
     """Lossy casts (from the types) and values too long for their target column (counted)."""
-    from ple.reorg.lint import Finding
-
     action = step.action
     spec = ctx.plan.merge_targets.get(action.target)
     source, target = ctx.catalog.get(action.source), ctx.catalog.get(action.target)

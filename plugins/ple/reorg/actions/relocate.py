@@ -17,6 +17,7 @@ from psycopg import sql
 from ple.catalog import Catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg.context import State, Statement
+from ple.reorg.findings import Finding
 from ple.sqlutil import qualified, raw_template, split_qualified
 
 MAX_NAME = 63
@@ -173,6 +174,4 @@ def plan_collisions(conn: psycopg.Connection, catalog: Catalog, plan, step) -> l
 
 
 def lint(ctx, step) -> list:
-    from ple.reorg.lint import Finding
-
     return [Finding("name-collision", step.step_id, c) for c in plan_collisions(ctx.conn, ctx.catalog, ctx.plan, step)]
