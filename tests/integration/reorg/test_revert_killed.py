@@ -67,7 +67,7 @@ def _revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list,
             return reports, runs
 
 
-@pytest.mark.parametrize("phase_id", ["1g", "1c"])
+@pytest.mark.parametrize("phase_id", [pytest.param("1g", marks=pytest.mark.extended), "1c"])
 def test_a_revert_terminated_at_every_step_boundary_converges(fresh_db, monkeypatch, phase_id):
     before, rows_before, steps, run_id = _applied_and_revert_approved(fresh_db, phase_id)
 
