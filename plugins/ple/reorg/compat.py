@@ -34,7 +34,7 @@ from psycopg import sql
 
 from ple import governance
 from ple.catalog import TableInfo
-from ple.reorg import reconcile
+from ple.reorg import merge_mapping, reconcile
 from ple.reorg.context import Context, Statement
 from ple.sqlutil import qualified
 
@@ -197,7 +197,6 @@ def literal_text(conn: psycopg.Connection, statement: Statement) -> str:
 
 
 def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
-    from ple.reorg.actions import merge
 
     spec = ctx.plan.merge_targets[action.target]
     target = ctx.catalog.get(action.target)
@@ -226,7 +225,7 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
         )
         insert_body = "-- the INSERT the merge makes, for NEW, once the preflight gave the target its columns"
     else:
-        plan = merge.mapping(action, spec, source, target, ctx.catalog)
+        plan = merge_mapping.mapping(action, spec, source, target, ctx.catalog)
         plan.params["compat_run"] = f"compat:{name}"
         discriminator = target.column(spec.discriminator_column)
         key = (
@@ -248,7 +247,7 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
                 columns=sql.SQL(", ").join(sql.Identifier(f.column) for f in plan.fills),
                 disc=sql.Identifier(spec.discriminator_column),
                 values=sql.SQL(", ").join(f.expression for f in plan.fills),
-                disc_value=merge.cast_to(sql.Placeholder("discriminator"), discriminator)
+                disc_value=merge_mapping.cast_to(sql.Placeholder("discriminator"), discriminator)
                 if discriminator
                 else sql.Placeholder("discriminator"),
                 key=key,

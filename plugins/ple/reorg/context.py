@@ -14,7 +14,7 @@ from ple import approval as approvals
 from ple import governance
 from ple.catalog import Catalog
 from ple.ops import ADVISORY_LOCK
-from ple.reorg import pending
+from ple.reorg import decision_store, pending
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import qualified
 
@@ -134,7 +134,8 @@ def hold(
 ) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ADVISORY_LOCK,))
     if fingerprint is not None:
-        if fingerprint.subject == approvals.REORGANIZATION:
+        if fingerprint.subject == approvals.REORGANIZATION:  # what the run read is still in force
+            decision_store.require_in_force(conn, fingerprint.parts.get("decisions"))
             pending.require_in_force(conn, fingerprint.parts.get("answers_1l"))
         approvals.require(conn, fingerprint, *([how] if how else []), run_id=run_id)
 

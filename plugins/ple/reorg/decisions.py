@@ -8,9 +8,10 @@ Required Action) or on the command line (`make decide ACCEPT=proposed`); the YAM
 export, for review, and an import (`python -m ple.cli decide --import FILE`): a database with no
 version recorded yet reads the file. Both are validated by `include/plan/decisions.schema.json`.
 For every conflict, moot action, plan/catalog mismatch and blocking guard, reconcile and the guards
-*propose* a lossless resolution. The SHA-256 of the decisions in force is part of the
-reorganization's approval fingerprint, so `make approve` covers plan + decisions, and a new
-version voids the approval.
+*propose* a lossless resolution. The version and SHA-256 of the decisions in force are part of
+the reorganization's approval fingerprint, so `make approve` covers plan + decisions, a new
+version voids the approval (recording earlier content again is a new version too), and a run that
+started under an earlier version stops at its next transaction (decision_store.require_in_force).
 
 A decision is data the engine carries out:
   actions.<source>.skip           the action is not carried out (the reason goes to the ledger)
@@ -33,8 +34,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,26 +45,19 @@ from psycopg.types.json import Jsonb
 from ple import approval
 from ple.config import INCLUDE_DIR
 from ple.errors import PlanRejected
+from ple.reorg.decision_store import (  # noqa: F401 (re-exported: the decisions' public names)
+    DATABASE_NAME,
+    DECISIONS_DIR_ENV,
+    DEFAULT_DIR,
+    DecisionsRejected,
+    approval_part,
+    directory,
+    path_for,
+    stored,
+)
 from ple.reorg.plan import MergeTarget, Plan
 
-DECISIONS_DIR_ENV = "PLE_DECISIONS_DIR"
-DEFAULT_DIR = INCLUDE_DIR / "plan" / "decisions"
 SCHEMA_FILE = INCLUDE_DIR / "plan" / "decisions.schema.json"
-DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-
-
-class DecisionsRejected(PlanRejected):
-    """The decisions file is not valid: nothing runs until it is fixed."""
-
-
-def directory() -> Path:
-    return Path(os.environ.get(DECISIONS_DIR_ENV) or DEFAULT_DIR)
-
-
-def path_for(database: str) -> Path:
-    if not DATABASE_NAME.match(database or ""):
-        raise DecisionsRejected(f"database name {database!r} cannot name a decisions file")
-    return directory() / f"{database}.yaml"
 
 
 @dataclass(frozen=True)
@@ -84,6 +76,11 @@ class Decisions:
     @property
     def exists(self) -> bool:
         return self.sha256 is not None
+
+    @property
+    def approved_as(self) -> str:
+        """This version's part of the approval fingerprint (decision_store.approval_part)."""
+        return approval_part(self.version, self.sha256)
 
     @property
     def source(self) -> str:
@@ -159,15 +156,6 @@ def _decisions(database: str, path: Path, raw: dict, sha256: str, version: int |
     )
 
 
-def stored(conn: psycopg.Connection) -> tuple[int, str] | None:
-    """(version, YAML) of the decisions in force in the database, or None when none is recorded."""
-    if not conn.execute("SELECT to_regclass('ple_ops.decision_version') IS NOT NULL").fetchone()[0]:
-        return None
-    return conn.execute(
-        "SELECT version, content FROM ple_ops.decision_version ORDER BY version DESC LIMIT 1"
-    ).fetchone()
-
-
 def for_connection(conn: psycopg.Connection) -> Decisions:
     """The decisions in force in this database (its latest recorded version; before any is
     recorded, its decisions file) and its recorded 1L answers (reorg/pending.py)."""
@@ -232,7 +220,7 @@ def history(conn: psycopg.Connection) -> list[dict]:
 def fingerprint(plan: Plan, decisions: Decisions) -> approval.Fingerprint:
     """What `make approve` approves and every apply transaction re-checks: plan + decisions
     (+ the 1L answers) + code."""
-    return approval.reorganization(plan.sha256, decisions.sha256, decisions.answers_sha256)
+    return approval.reorganization(plan.sha256, decisions.approved_as, decisions.answers_sha256)
 
 
 # ---------------------------------------------------------------------- the plan, as decided

@@ -27,7 +27,7 @@ from ple.catalog import Catalog, dependent_views, functions_naming, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import NotApproved, PermanentError, PlanRejected
 from ple.ops import ensure_schema
-from ple.reorg import compat, gate, guards, ledger, lint, pending, reconcile
+from ple.reorg import compat, decision_store, gate, guards, ledger, lint, pending, reconcile
 from ple.reorg import decisions as decisions_module
 from ple.reorg.actions import create_target, module_for, set_aside
 from ple.reorg.actions import merge as merge_action
@@ -95,6 +95,7 @@ class Executor:
         approval given on a rehearsal (a phase's request rehearses it) covers what that rehearsal
         carried out cleanly, and nothing else."""
         fingerprint = self.approval_of(phase_id)
+        decision_store.require_in_force(self.conn, fingerprint.parts.get("decisions"))
         pending.require_in_force(self.conn, fingerprint.parts.get("answers_1l"))
         granted = approval.require(self.conn, fingerprint, run_id=self.run_id)
         rehearsal = (granted.get("details") or {}).get("rehearsal") or {}

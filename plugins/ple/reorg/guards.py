@@ -42,7 +42,7 @@ from psycopg import sql
 
 from ple import governance
 from ple.catalog import Catalog, dependent_views
-from ple.reorg import gate
+from ple.reorg import gate, merge_mapping
 from ple.reorg.plan import Plan, Step
 from ple.sqlutil import qualified, raw_template
 
@@ -456,7 +456,6 @@ class _Unwritten:
 def _unwritten(conn, target, values: dict) -> _Unwritten:
     result = _Unwritten({}, {}, {})
     rows = conn.execute(raw_template("guards/target_columns"), {"table": target.name}).fetchall()
-    from ple.reorg.actions import merge as merge_action
 
     for name, default, generation, reads, identity, domain, base_schema, base_name in rows:
         column = target.column(name)
@@ -471,7 +470,7 @@ def _unwritten(conn, target, values: dict) -> _Unwritten:
         elif default is not None and "nextval(" in default:
             result.unevaluable[name] = f"a sequence's next value ({default})"
         elif default is not None:  # the INSERT writes the DEFAULT, converted to the column's type
-            values[name] = merge_action.cast_to(sql.SQL("({})").format(sql.SQL(default)), column)
+            values[name] = merge_mapping.cast_to(sql.SQL("({})").format(sql.SQL(default)), column)
         else:  # NULL, cast under the column's domains so that a NOT NULL domain is counted, not raised
             values[name] = sql.SQL("CAST(NULL AS {})").format(sql.Identifier(base_schema, base_name))
     for name, (_, reads) in list(result.generated.items()):
@@ -491,18 +490,17 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     limits, unique indexes (against the target's rows and within the merged rows), and every
     conversion (a domain's CHECK, a generation expression that fails). Only a column the pass
     cannot compute read-only (an identity, a sequence) is left out, named: rehearse runs it."""
-    from ple.reorg.actions import merge as merge_action
 
     action = step.action
     spec = plan.merge_targets[action.target]
     source, target = catalog.get(action.source), catalog.get(action.target)
-    mapping = merge_action.mapping(action, spec, source, target, catalog)
+    mapping = merge_mapping.mapping(action, spec, source, target, catalog)
     if mapping.uncovered:
         return []  # the merge refuses the plan itself before any write (lint reports it)
     values = {f.column: f.expression for f in mapping.fills}
     discriminator = target.column(spec.discriminator_column)
     if discriminator is not None:
-        values[discriminator.name] = merge_action.cast_to(sql.Placeholder("discriminator"), discriminator)
+        values[discriminator.name] = merge_mapping.cast_to(sql.Placeholder("discriminator"), discriminator)
     values |= {  # what the INSERT writes into the provenance columns
         "ctb_source_table": sql.Placeholder("source_table"),
         "ctb_source_key": sql.SQL("k.ctb_key"),
@@ -541,7 +539,7 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
                 sql.SQL(", ").join(
                     sql.SQL("m.{}").format(sql.Identifier(c.name))
                     if c.name in available
-                    else merge_action.cast_to(sql.SQL("NULL"), c)
+                    else merge_mapping.cast_to(sql.SQL("NULL"), c)
                     for c in target.columns
                 ),
                 qualified(target.name),
@@ -606,7 +604,7 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     # reads every mapped column, so that each value is converted as the INSERT would (a subquery's
     # column nothing reads is never computed): a value the cast refuses ends the pass with its error
     tests.append(_Test("convert", "every column", "every column", sql.SQL("(m.*)::text IS NULL")))
-    key_match = merge_action.target_key_match(spec, target, mapping.fills)
+    key_match = merge_mapping.target_key_match(spec, target, mapping.fills)
     kept = (
         sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} AS x WHERE {})").format(qualified(target.name), key_match)
         if key_match is not None and spec.on_key_conflict == "keep_target"
@@ -624,7 +622,7 @@ def _mapped_rows(conn, plan: Plan, catalog: Catalog, step: Step) -> list[Guard]:
     )
     rows = sql.SQL("SELECT {values} FROM {keyed} {kept}").format(
         values=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for c, e in values.items()),
-        keyed=merge_action.keyed_source(source, json=needs_row, key=needs_row or bool(source.primary_key)),
+        keyed=merge_mapping.keyed_source(source, json=needs_row, key=needs_row or bool(source.primary_key)),
         kept=kept,
     )
     if unwritten.generated:  # computed from the mapped row, as PostgreSQL computes a STORED column

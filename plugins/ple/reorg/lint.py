@@ -17,13 +17,13 @@ from ple import governance
 from ple.catalog import Catalog, dangling_triggers, read_catalog
 from ple.errors import PlanRejected
 from ple.reorg import decisions as decisions_module
-from ple.reorg import guards, reconcile, tool_changes
+from ple.reorg import guards, merge_mapping, reconcile, tool_changes
 from ple.reorg.actions import fold, module_for, relocate
 from ple.reorg.actions import merge as merge_action
 from ple.reorg.context import Context, Settings
 from ple.reorg.decisions import Decisions
 from ple.reorg.findings import Finding, LintReport
-from ple.reorg.plan import STAGE_OF, STAGES, Plan, Step
+from ple.reorg.plan import STAGE_OF, STAGES, Plan, Step, new_column_names
 from ple.reorg.reconcile import Status
 from ple.sqlutil import qualified
 
@@ -307,7 +307,7 @@ def _lint_merge(ctx: Context, step: Step, report: LintReport, set_aside=frozense
     source = catalog.get(action.source)
     if spec is None or target is None or source is None:
         return
-    mapping = merge_action.mapping(action, spec, source, target, catalog)
+    mapping = merge_mapping.mapping(action, spec, source, target, catalog)
     if mapping.uncovered:
         report.errors.append(
             Finding(
@@ -436,7 +436,7 @@ def _lint_fold(ctx: Context, step: Step, report: LintReport, set_aside=frozenset
                         "text; a side row whose key is written otherwise matches no row and stays in the archive",
                     )
                 )
-        for name in fold.new_column_names(action):
+        for name in new_column_names(action):
             if target.column(name) is not None and not tool_changes.recorded(
                 ctx.conn, target.oid, name, tool_changes.CREATED_COLUMN
             ):  # a column this fold added before it stopped is its own

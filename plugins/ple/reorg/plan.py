@@ -231,3 +231,12 @@ def load(path: Path = PLAN_FILE) -> Plan:
     except yaml.YAMLError as exc:
         raise PlanRejected(f"{path.name} is not valid YAML: {exc}") from exc
     return parse(raw, path, hashlib.sha256(text).hexdigest())
+
+
+def new_column_names(action: Action) -> list[str]:
+    """The columns a FOLD adds to its target for this action (MERGE_JSONB: one; a pivot: one per key)."""
+    if action.kind == "MERGE_JSONB":
+        return [action.column]
+    if action.pivot:
+        return [f"{key}{action.pivot['suffix']}" for key in action.pivot["keys"]]
+    return [name for name, _ in action.columns]

@@ -30,9 +30,9 @@ from psycopg import sql
 
 from ple.catalog import Catalog, TableInfo
 from ple.config import INCLUDE_DIR, INVENTORY_FILE
-from ple.reorg import tool_changes
+from ple.reorg import merge_mapping, tool_changes
 from ple.reorg.ledger import ledger_outcomes
-from ple.reorg.plan import Action, Plan, Step
+from ple.reorg.plan import Action, Plan, Step, new_column_names
 from ple.reorg.proof import fingerprint
 from ple.reporting import table
 from ple.sqlutil import qualified, raw_template, split_qualified
@@ -309,13 +309,12 @@ class Reconciler:
 
     def _retarget_misfit(self, action: Action, hand: str) -> str | None:
         """Why merging into the hand run's table would not work (None: it would)."""
-        from ple.reorg.actions import merge as merge_action
 
         spec = dataclasses.replace(self.plan.merge_targets[action.target], table=hand)
         target, source = self.catalog.get(hand), self.catalog.get(action.source)
         if not target.primary_key:  # verify proves a target's own rows unchanged by their key
             return "it has no primary key: its own rows could not be told apart from merged ones in the proof"
-        uncovered = merge_action.mapping(action, spec, source, target, self.catalog).uncovered
+        uncovered = merge_mapping.mapping(action, spec, source, target, self.catalog).uncovered
         unfillable = [c for c in uncovered if fill_by_type(target.column(c)) is None]
         if unfillable:
             return f"its required columns {unfillable} have no lossless value"
@@ -333,7 +332,6 @@ class Reconciler:
 
     # ------------------------------------------------------------------ does the plan fit the live columns?
     def _fit_merge(self, verdict: Verdict, action: Action) -> Verdict:
-        from ple.reorg.actions import merge as merge_action
 
         spec = self.effective.merge_targets.get(action.target)
         source, target = self.catalog.get(action.source), self.catalog.get(action.target)
@@ -343,7 +341,7 @@ class Reconciler:
             return dataclasses.replace(gone, facts=verdict.facts | gone.facts)
         if spec is None or source is None or target is None:
             return verdict
-        uncovered = merge_action.mapping(action, spec, source, target, self.catalog).uncovered
+        uncovered = merge_mapping.mapping(action, spec, source, target, self.catalog).uncovered
         if not uncovered:
             return verdict
         fill = {c: rule for c in uncovered if (rule := fill_by_type(target.column(c))) is not None}
@@ -383,11 +381,10 @@ class Reconciler:
             needed += [action.pivot["key"], action.pivot["value"], action.pivot["latest_by"]]
         needed += [column for _, column in action.columns]
         missing = [c for c in needed if source.column(c) is None]
-        from ple.reorg.actions import fold
 
         taken = [  # a column this fold added before it stopped is its own (the tool's record says so)
             n
-            for n in fold.new_column_names(action)
+            for n in new_column_names(action)
             if target.column(n) is not None
             and not tool_changes.recorded(self.conn, target.oid, n, tool_changes.CREATED_COLUMN)
         ]

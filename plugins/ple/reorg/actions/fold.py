@@ -30,7 +30,7 @@ from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, ledger, tool_changes
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, Outcome, State, Statement
-from ple.reorg.plan import Action
+from ple.reorg.plan import Action, new_column_names
 from ple.sqlutil import qualified
 
 
@@ -43,14 +43,6 @@ class Side:
     mapped_key: sql.Composable  # the key of a raw side row `s` (through the bridge, if any)
     source_from: sql.Composable  # FROM clause of raw side rows (with the bridge join)
     bridge_on: sql.Composable | None = None  # the bridge join's condition, if any
-
-
-def new_column_names(action: Action) -> list[str]:
-    if action.kind == "MERGE_JSONB":
-        return [action.column]
-    if action.pivot:
-        return [f"{key}{action.pivot['suffix']}" for key in action.pivot["keys"]]
-    return [name for name, _ in action.columns]
 
 
 def side_for(
