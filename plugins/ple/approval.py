@@ -216,8 +216,9 @@ def listing(conn: psycopg.Connection, limit: int = 200) -> list[dict]:
         return cur.execute(raw_template("ops/approvals_list"), {"limit": limit}).fetchall()
 
 
-def covering(conn: psycopg.Connection, fingerprint: Fingerprint) -> list[dict]:
-    """The approvals covering the scope, not revoked, not vetoed by a later rejection; newest first."""
+def covering(conn: psycopg.Connection, fingerprint: Fingerprint, run_id: str | None = None) -> list[dict]:
+    """The approvals covering the scope, not revoked, not vetoed by a later rejection; newest first
+    (`interrupted_by`: of `run_id`'s claim, see approvals_covering.sql)."""
     if not _ready(conn):
         return []
     wide = fingerprint.covering()
@@ -229,23 +230,26 @@ def covering(conn: psycopg.Connection, fingerprint: Fingerprint) -> list[dict]:
                 "scope": fingerprint.scope,
                 "scopes": [f.scope for f in wide],
                 "fingerprints": [f.sha256 for f in wide],
+                "run_id": run_id,
             },
         ).fetchall()
 
 
 def _usable(candidate: dict, run_id: str | None) -> bool:
     """Standing: always. Otherwise only by the run it is bound to (if any), and only by the run
-    that first wrote under it for this scope; `run_id` None asks whether a new run could use it."""
+    that first wrote under it for this scope, while no other run wrote to the scope since (a
+    revert in between ends the claim: re-running the run does not apply the phase again);
+    `run_id` None asks whether a new run could use it."""
     if candidate["standing"]:
         return True
     if candidate["for_run"] is not None and candidate["for_run"] != run_id:
         return False
-    return all(used == run_id for used in candidate["used_by"])
+    return candidate["interrupted_by"] is None and all(used == run_id for used in candidate["used_by"])
 
 
 def current(conn: psycopg.Connection, fingerprint: Fingerprint, run_id: str | None = None) -> dict | None:
     """The newest approval this run may write under (see `_usable`), or None."""
-    for candidate in covering(conn, fingerprint):
+    for candidate in covering(conn, fingerprint, run_id):
         if _usable(candidate, run_id):
             return {
                 "approval_id": candidate["approval_id"],
@@ -270,21 +274,31 @@ def require(
     the claim commits with the first write); or a NotApproved that says why."""
     approval = current(conn, fingerprint, run_id)
     if approval is None:
-        raise NotApproved(_why_not(conn, fingerprint, how))
-    conn.execute(
-        "INSERT INTO ple_ops.approval_use (approval_id, scope, run_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        raise NotApproved(_why_not(conn, fingerprint, how, run_id))
+    conn.execute(  # the wall-clock time: claims are ordered by it (approvals_covering.sql)
+        "INSERT INTO ple_ops.approval_use (approval_id, scope, run_id, first_used_at) "
+        "VALUES (%s, %s, %s, clock_timestamp()) ON CONFLICT DO NOTHING",
         (approval["approval_id"], fingerprint.scope, run_id),
     )
     return approval
 
 
-def _why_not(conn: psycopg.Connection, fingerprint: Fingerprint, how: str) -> str:
+def _why_not(conn: psycopg.Connection, fingerprint: Fingerprint, how: str, run_id: str | None = None) -> str:
     head = f"no approval in force for {fingerprint.describe()} in ple_ops.approval; execution is BLOCKED"
     tail = (
         f"Review the plan output, then approve with {how}. Editing what the approval covers "
         "(plan, decisions, engine code) voids earlier approvals"
     )
-    used = [c for c in covering(conn, fingerprint) if c["used_by"] or c["for_run"]]
+    candidates = covering(conn, fingerprint, run_id)
+    interrupted = [c for c in candidates if c["interrupted_by"] and not c["standing"]]
+    if interrupted:
+        c = interrupted[0]
+        return (
+            f"{head}: approval {c['approval_id']} ({c['scope']}, by {c['approver']}) authorised {fingerprint.scope} "
+            f"once, for run {run_id}; run {c['interrupted_by']} wrote to {fingerprint.scope} since (a revert or "
+            f"another apply), so that run is over: a new one asks again (or approve it as standing). {tail}"
+        )
+    used = [c for c in candidates if c["used_by"] or c["for_run"]]
     if used:
         c = used[0]
         by = f"run {c['used_by'][0]}" if c["used_by"] else f"the run whose request it answered ({c['for_run']})"

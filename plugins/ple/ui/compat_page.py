@@ -37,6 +37,10 @@ def compatibility(conn: psycopg.Connection) -> str:
             f"<p>What is measured: {escape(found['measured'])}. pg_stat_statements: {escape(statements)}. "
             "The <code>ctb_contract</code> DAG removes an object once its grace has passed with no use, "
             "after an approval listing exactly what goes; its revert makes them again.</p>",
-            table(("old name", "kind", "now reads", "state", "last use", "by role", "how often", "what"), rows),
+            table(
+                ("old name", "kind", "now reads", "state", "last use", "by role", "how often", "what"),
+                rows,
+                empty="no compatibility view or function: no phase that moved a table has applied yet",
+            ),
         ]
     )

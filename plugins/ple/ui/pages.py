@@ -160,6 +160,7 @@ def _ledger(conn: psycopg.Connection, run_id: str | None) -> list[str]:
             ),
             shown,
             raw=("step (SQL)", "outcome", "rows before", "rows after", "checksums", "error", "run"),
+            empty="no step of this run has written" if run_id else "no step has run in apply or plan mode yet",
         ),
     ]
 
@@ -233,6 +234,7 @@ def _approvals(conn: psycopg.Connection) -> list[str]:
             ),
             shown,
             raw=("verdict", "scope", "who", "via", "for", "runs that wrote under it", "revoked", "fingerprint"),
+            empty="no approval or rejection recorded yet",
         ),
     ]
 
@@ -248,8 +250,8 @@ def _leaf_lock(conn: psycopg.Connection) -> list[str]:
     ).fetchall()
     return [
         "<h2>Leaf lock</h2>",
-        table(("schema", "enforcement", "locked at", "run"), locks),
-        table(("sub-hub", "CTB class", "tables assigned"), assigned),
+        table(("schema", "enforcement", "locked at", "run"), locks, empty="no schema locked yet"),
+        table(("sub-hub", "CTB class", "tables assigned"), assigned, empty="no table assigned to a sub-hub yet"),
     ]
 
 
@@ -410,11 +412,16 @@ def data_quality(conn: psycopg.Connection) -> str:
             verdict,
             f"<div class='charts'>{''.join(charts)}</div>",
             "<h2>Latest numbers against the baseline</h2>",
-            table(("number", "baseline", "latest", "change", "min", "max"), latest, raw=("change",)),
+            table(
+                ("number", "baseline", "latest", "change", "min", "max"),
+                latest,
+                raw=("change",),
+                empty="no audit has measured the numbers yet",
+            ),
             "<h2>Last breaches of an absolute threshold</h2>",
             table(("when", "number", "value", "min", "max"), breaches[:20], empty="no number broke its threshold"),
             "<h2>Runs</h2>",
-            table(("run", "taken at", "seconds", "status"), runs),
+            table(("run", "taken at", "seconds", "status"), runs, empty="the nightly audit has not run yet"),
             _cleanups(conn),
         ]
     )
@@ -436,7 +443,9 @@ def _cleanups(conn: psycopg.Connection) -> str:
         "FROM ple_ops.cleanup_ledger ORDER BY attempt_id DESC LIMIT 30"
     ).fetchall()
     return "<h2>Phase 2C cleanups</h2>" + table(
-        ("run", "step", "mode", "outcome", "rows", "archived", "artifact", "ms", "started"), rows
+        ("run", "step", "mode", "outcome", "rows", "archived", "artifact", "ms", "started"),
+        rows,
+        empty="no cleanup has run (ctb_phase_2c_data_quality, mode cleanup)",
     )
 
 
@@ -479,6 +488,7 @@ def dol_datasets(conn: psycopg.Connection, archive_dir: Path | None = None) -> s
         datasets = table(
             ("dataset", "inputs", "rows live", "superseded", "history", "errors", "last import"),
             [(*r[:6], str(r[6]).split(".")[0] if r[6] is not None else "") for r in rows],
+            empty="no dataset imported yet",
         )
     return "<h2>EFAST2 archives</h2>" + archives + "<h2>Datasets</h2>" + datasets + "<h2>Imports</h2>"
 
