@@ -80,13 +80,20 @@ def native_count(conn: psycopg.Connection, table: TableInfo) -> int:
 
 
 def provenance_fingerprint(conn: psycopg.Connection, target: str, source: str) -> tuple[int, int]:
-    """(rows, checksum of ctb_source_row) of the rows a source contributed to a merge target."""
+    """(rows, checksum of ctb_source_row) of the rows a source contributed to a merge target. Rows
+    an application wrote since through the compatibility view at the source's old name (ctb_run_id
+    'compat:<source>', reorg/compat.py) are its own rows, not copies: left out."""
+    has_run_id = conn.execute(  # a target a hand run prepared may lack it (then no view wrote there)
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'ctb_run_id' "
+        "AND NOT attisdropped)",
+        (target,),
+    ).fetchone()[0]
     row = conn.execute(
         sql.SQL(
             "SELECT count(*), coalesce(sum(hashtextextended(ctb_source_row::text, 0)::numeric), 0) "
-            "FROM {} WHERE ctb_source_table = %s"
-        ).format(qualified(target)),
-        (source,),
+            "FROM {} WHERE ctb_source_table = %s{}"
+        ).format(qualified(target), sql.SQL(" AND ctb_run_id IS DISTINCT FROM %s" if has_run_id else "")),
+        (source, f"compat:{source}") if has_run_id else (source,),
     ).fetchone()
     return int(row[0]), int(row[1])
 
