@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from ple import approval, governance
-from ple.catalog import read_catalog
+from ple.catalog import dependent_views, read_catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, gate, guards, tool_changes
 from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
@@ -92,6 +92,12 @@ def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
 def _built_on(ctx, steps) -> str | None:
     """What others built on what the steps' reverts would drop, as a refusal (None: nothing)."""
     problems = [p for step in steps for p in revert_blockers(ctx, step)]
+    problems += [  # a view on a compatibility view: the revert drops the compatibility view first
+        f"{view} reads the compatibility view {name}, which the revert drops"
+        for step in steps
+        for name, *_ in compat.live(ctx.conn, step.step_id)
+        for view, _ in dependent_views(ctx.conn, [name])
+    ]
     if not problems:
         return None
     return (
