@@ -20,6 +20,7 @@ the phase stood (merge sources, fold side tables) with exactly their preflight r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
@@ -29,7 +30,7 @@ from psycopg import sql
 from ple import approval, governance
 from ple.catalog import dependent_views, read_catalog
 from ple.errors import PlanRejected, VerificationFailed
-from ple.reorg import compat, gate, guards, tool_changes
+from ple.reorg import compat, gate, guards, ledger, tool_changes
 from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.executor import Executor
@@ -71,7 +72,7 @@ def archives_made_by(ex: Executor, step) -> list[str]:
 
 
 def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
-    phase = ex.plan.phase(phase_id)
+    phase = _as_applied(ex, phase_id)
     fp = revert_fingerprint(ex.plan.sha256, phase_id)
     if not ex.applying:
         return _render(ex, phase, fp)
@@ -87,6 +88,28 @@ def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
         reports.append(StepReport(step.step_id, outcome.status, text, outcome.details))
     reports.append(ex.retrying(lambda: _finish(ex, phase, fp)))
     return reports
+
+
+def _as_applied(ex: Executor, phase_id: str) -> Phase:
+    """The phase a revert undoes: its steps as the decisions in force shape them, and every step
+    the ledger says was applied that they now leave out or shorten (a decision recorded after the
+    apply, e.g. `skip`), as declared: a revert undoes what was done, not what would be done now."""
+    effective, declared = ex.plan.phase(phase_id), ex.declared.phase(phase_id)
+    shaped = {step.step_id: step for step in effective.steps}
+    with ex.transaction(read_only=True):
+        applied = {
+            step_id for step_id, entry in ledger.ledger_outcomes(ex.conn).items() if entry["outcome"] == "applied"
+        }
+    actions: list = []
+    for step in declared.steps:
+        now = shaped.pop(step.step_id, None)
+        if step.step_id in applied and (now is None or len(now.actions) < len(step.actions)):
+            actions += step.actions
+        elif now is not None:
+            actions += now.actions
+    for step in shaped.values():  # a step only the decisions make
+        actions += step.actions
+    return dataclasses.replace(effective, actions=tuple(actions))
 
 
 def _built_on(ctx, steps) -> str | None:
