@@ -293,7 +293,7 @@ def _cmd_cleanup(args) -> int:
     """plan: the rehearsal's counts and fingerprint; apply: the approved cleanup."""
     import uuid
 
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     run_id = args.run_id or f"cli__{uuid.uuid4().hex[:12]}"
@@ -314,7 +314,7 @@ def _cmd_cleanup(args) -> int:
 
 
 def _cmd_cleanup_approve(args) -> int:
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     with connect() as conn:
@@ -327,7 +327,7 @@ def _cmd_cleanup_approve(args) -> int:
 
 
 def _cmd_cleanup_undo(args) -> int:
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     with connect() as conn:
