@@ -310,7 +310,7 @@ def _cmd_cleanup(args) -> int:
     """plan: the rehearsal's counts and fingerprint; apply: the approved cleanup."""
     import uuid
 
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     run_id = args.run_id or f"cli__{uuid.uuid4().hex[:12]}"
@@ -331,7 +331,7 @@ def _cmd_cleanup(args) -> int:
 
 
 def _cmd_cleanup_approve(args) -> int:
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     with connect() as conn:
@@ -344,7 +344,7 @@ def _cmd_cleanup_approve(args) -> int:
 
 
 def _cmd_cleanup_undo(args) -> int:
-    from ple.audit import cleanup
+    from ple import cleanup
     from ple.db import connect
 
     with connect() as conn:

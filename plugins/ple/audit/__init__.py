@@ -1,1 +1,1 @@
-"""Phase 2C: the data-quality audit of the spine and people, and its cleanup."""
+"""Phase 2C: the read-only data-quality audits of the spine and people (the cleanup that changes data is `ple.cleanup`)."""

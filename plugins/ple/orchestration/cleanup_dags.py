@@ -19,7 +19,7 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from ple.audit.cleanup import DEFAULT_ARTIFACTS, STEPS
+from ple.cleanup import DEFAULT_ARTIFACTS, STEPS
 from ple.orchestration.approval_gate import approval_gate
 from ple.orchestration.common import dag_arguments, duration_param, mode_param, optional_text_param
 
@@ -44,7 +44,7 @@ def _traced_preview(conn, lock_timeout: str):
     so the approval request shows the exact SQL beside the counts."""
     import psycopg
 
-    from ple.audit import cleanup
+    from ple import cleanup
 
     sent: list[str] = []
 
@@ -64,7 +64,7 @@ def _traced_preview(conn, lock_timeout: str):
 
 def _shown(context):
     """The preview the approval is about: the `preview` task's XCom."""
-    from ple.audit import cleanup
+    from ple import cleanup
 
     return cleanup.Preview.from_dict(context["ti"].xcom_pull(task_ids="preview"))
 
@@ -76,13 +76,13 @@ def _changes_data(context) -> bool:
 
 def _render(_conn, context) -> str:
     """The request's plan: the cleanup's definition, the preview's counts per step and the SQL."""
-    from ple.audit import cleanup
+    from ple import cleanup
 
     data = context["ti"].xcom_pull(task_ids="preview")
     shown = cleanup.Preview.from_dict(data)
     lines = [
         f"-- the Phase 2C cleanup steps {', '.join(shown.results)} (and no other) on database {shown.database}; "
-        "definition (plugins/ple/audit/cleanup.py and "
+        "definition (plugins/ple/cleanup/*.py and "
         f"include/sql/audit/*.sql) SHA-256 {cleanup.definition_sha256()}",
         "-- live: what the preview (a rolled-back rehearsal) found, step by step:",
         *[f"--   {result.describe(False)}" for result in shown.results.values()],
@@ -130,7 +130,7 @@ def build_cleanup_dag(doc_md: str):
         @task
         def preview() -> dict:
             """What apply would touch, step by step, and the fingerprint an approval must cover."""
-            from ple.audit import cleanup
+            from ple import cleanup
             from ple.db import connect
             from ple.reporting import emit
 
@@ -146,7 +146,7 @@ def build_cleanup_dag(doc_md: str):
         @task
         def apply() -> dict:
             """The approved cleanup (mode apply); in plan mode nothing happens here."""
-            from ple.audit import cleanup
+            from ple import cleanup
             from ple.db import connect
             from ple.reporting import emit
 

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from ple.audit import cleanup
+from ple import cleanup
 from ple.audit.numbers import compute
 from ple.errors import NotApproved
 from tests.reorg_helpers import end_state

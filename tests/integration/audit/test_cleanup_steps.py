@@ -5,7 +5,7 @@ step only, and applying it leaves every other step's rows as they were."""
 import psycopg
 import pytest
 
-from ple.audit import cleanup
+from ple import cleanup
 from ple.cli import main as cli
 from ple.errors import BadInput, NotApproved
 from tests.integration.audit.test_cleanup import duplicates_to_remove, inject_defects

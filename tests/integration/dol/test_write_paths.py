@@ -132,13 +132,13 @@ def test_a_fresh_load_whose_written_keys_differ_from_the_staged_ones_rolls_back(
     the staged checksum made wrong) stops the import, and nothing of the file stays."""
     header, rows = real_rows(4)
     path = write_csv(tmp_path / "f_5500_2019_proof.csv", header, renumbered(header, rows, 9_400_000))
-    staged_keys = importer._staged_keys
+    staged_keys = importer.validate.staged_keys
 
     def wrong(conn, dataset):
         keys = staged_keys(conn, dataset)
         return importer.StagedKeys(keys.rows, keys.checksum + 1, keys.repeated)
 
-    monkeypatch.setattr(importer, "_staged_keys", wrong)
+    monkeypatch.setattr(importer.validate, "staged_keys", wrong)
     with pytest.raises(BadInput, match="other keys than the staged ones: rolled back"):
         importer.import_file(live, files.Input(path), "pytest")
     assert live.execute("SELECT count(*) FROM dol.form_5500").fetchone() == (0,)

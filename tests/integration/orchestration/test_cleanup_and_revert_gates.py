@@ -6,8 +6,7 @@ before for the same fingerprint -> no question. Run notes name each run's mode."
 import psycopg
 import pytest
 
-from ple import approval
-from ple.audit import cleanup
+from ple import approval, cleanup
 from ple.cli import main as cli
 from ple.reorg.plan import load
 from ple.reorg.revert import revert_fingerprint
