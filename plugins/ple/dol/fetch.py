@@ -349,7 +349,7 @@ class Night:
 def import_fetched(conn, fetched: Fetched, run_id: str, guard=None, add_columns=None) -> tuple[list, list[str]]:
     """Import the members of one fetched archive that are not imported yet. Returns (results,
     failures); an import that fails rolls back alone and is named."""
-    from ple.dol import importer
+    from ple.dol import importer  # here, not at the top: the DAG file imports this module to parse
 
     results, failures = [], []
     for source in pending_inputs(conn, fetched):
@@ -385,3 +385,26 @@ def nightly(
         night.imports += results
         night.failures += failures
     return night
+
+
+def download(urls: list[str], landing_dir: Path, retry=None) -> list[Path]:
+    """Fetch DOL archives into the landing folder: each URL with a conditional request (ETag /
+    Last-Modified of the last download, kept in <landing>/.dol_fetch_state), streamed to a
+    temporary name and renamed when whole, transient failures retried. A file
+    republished under the same name is fetched again; an unchanged one costs one request.
+    Returns the files that changed; raises after trying every URL if some could not be fetched."""
+    fetched, problems = [], []
+    for url in urls:
+        result = fetch(
+            Archive.of_url(url),
+            Path(landing_dir),
+            retry or Retry(),
+            state_dir=Path(landing_dir) / files.FETCH_STATE_DIR,
+        )
+        if result.status == "changed":
+            fetched.append(Path(result.path))
+        elif result.status in ("missing", "failed"):
+            problems.append(f"{url}: {result.status}: {result.message}")
+    if problems:
+        raise OSError("; ".join(problems))
+    return fetched

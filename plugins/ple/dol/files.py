@@ -183,28 +183,3 @@ def describe_header(header: list[str], limit: int = 2000) -> str:
 
 
 FETCH_STATE_DIR = ".dol_fetch_state"  # hidden: discover() looks at files, not folders
-
-
-def download(urls: list[str], landing_dir: Path, retry=None) -> list[Path]:
-    """Fetch DOL archives into the landing folder: each URL with a conditional request (ETag /
-    Last-Modified of the last download, kept in <landing>/.dol_fetch_state), streamed to a
-    temporary name and renamed when whole, transient failures retried (`ple.dol.fetch`). A file
-    republished under the same name is fetched again; an unchanged one costs one request.
-    Returns the files that changed; raises after trying every URL if some could not be fetched."""
-    from ple.dol import fetch
-
-    fetched, problems = [], []
-    for url in urls:
-        result = fetch.fetch(
-            fetch.Archive.of_url(url),
-            Path(landing_dir),
-            retry or fetch.Retry(),
-            state_dir=Path(landing_dir) / FETCH_STATE_DIR,
-        )
-        if result.status == "changed":
-            fetched.append(Path(result.path))
-        elif result.status in ("missing", "failed"):
-            problems.append(f"{url}: {result.status}: {result.message}")
-    if problems:
-        raise OSError("; ".join(problems))
-    return fetched

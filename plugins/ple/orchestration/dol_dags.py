@@ -133,13 +133,13 @@ def build_dol_import_dag(doc_md: str):
     def dol_staging_import():
         @task
         def discover_files() -> list[dict]:
-            from ple.dol import files
+            from ple.dol import fetch, files
             from ple.reporting import emit
 
             params = get_current_context()["params"]
             landing = _landing_dir(params["landing_dir"])
             landing.mkdir(parents=True, exist_ok=True)
-            for fetched in files.download(params["urls"], landing):
+            for fetched in fetch.download(params["urls"], landing):
                 emit(f"downloaded {fetched.name}")
             inputs, skipped = files.discover(landing)
             for item in skipped:

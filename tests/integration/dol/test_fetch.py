@@ -307,7 +307,7 @@ def test_an_archive_whose_import_failed_is_imported_the_next_night(live, dol_ser
 
 
 def test_the_urls_param_fetches_a_republished_file_again(dol_server, tmp_path):
-    """`urls` (files.download) no longer skips a file whose name exists: DOL's "Latest" archives
+    """`urls` (fetch.download) no longer skips a file whose name exists: DOL's "Latest" archives
     are republished under the same name."""
     from ple.dol import files
 
@@ -315,15 +315,15 @@ def test_the_urls_param_fetches_a_republished_file_again(dol_server, tmp_path):
     dol_server.publish("F_5500", 2021, body)
     url = fetch.archives([2021], ["F_5500"], dol_server.base_url)[0].url
     landing = tmp_path / "landing"
-    assert files.download([url], landing, FAST) == [landing / "F_5500_2021_Latest.zip"]
-    assert files.download([url], landing, FAST) == []  # unchanged: one conditional request
+    assert fetch.download([url], landing, FAST) == [landing / "F_5500_2021_Latest.zip"]
+    assert fetch.download([url], landing, FAST) == []  # unchanged: one conditional request
     assert dol_server.requests[-1][1] == 304
     header, rows = f_5500_2021()
     changed = archive("F_5500", 2021, _csv(header, rows[:10]))
     dol_server.publish("F_5500", 2021, changed)
-    assert files.download([url], landing, FAST) == [landing / "F_5500_2021_Latest.zip"]
+    assert fetch.download([url], landing, FAST) == [landing / "F_5500_2021_Latest.zip"]
     assert (landing / "F_5500_2021_Latest.zip").read_bytes() == changed
     inputs, skipped = files.discover(landing)
     assert [i.name for i in inputs] == ["F_5500_2021_Latest.zip:f_5500_2021_latest.csv"] and skipped == []
     with pytest.raises(OSError, match="missing"):
-        files.download([url.replace("2021", "2030")], landing, FAST)
+        fetch.download([url.replace("2021", "2030")], landing, FAST)
