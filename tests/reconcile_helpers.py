@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ple.reorg import decisions
+from ple.reorg import decisions, proposals
 from ple.reorg import plan as plan_module
 
 
@@ -12,7 +12,7 @@ def decide(conn, plan=None) -> dict:
     """`make decide ACCEPT=proposed` for the connection's database; returns the file's data."""
     plan = plan or plan_module.load()
     current = decisions.for_connection(conn)
-    proposed = decisions.propose(conn, plan, current)
+    proposed = proposals.propose(conn, plan, current)
     decisions.write(proposed, current.path)
     return proposed
 

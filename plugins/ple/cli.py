@@ -181,7 +181,7 @@ def _cmd_decide(args) -> int:
     """Record a new version of this database's decisions: every open question answered by its
     proposal (--accept proposed), or a decisions file (--import); exported to the decisions file."""
     from ple.db import connect, transaction
-    from ple.reorg import decisions
+    from ple.reorg import decisions, proposals
     from ple.reorg.plan import load
 
     plan = load()
@@ -193,7 +193,7 @@ def _cmd_decide(args) -> int:
                 decided = decisions.parse(text, args.import_file, conn.info.dbname)
                 how = f"imported from {args.import_file}"
             else:
-                decided = decisions.propose(conn, plan, current)
+                decided = proposals.propose(conn, plan, current)
                 how = "proposals accepted (decide --accept proposed)"
         with transaction(conn):
             version, path = decisions.record(conn, decided, args.by, via="cli", note=how)

@@ -123,14 +123,14 @@ def build_decide_dag(doc_md: str) -> DAG:
         @task
         def open_questions() -> list[dict]:
             from ple.db import connect, transaction
-            from ple.reorg import decisions
+            from ple.reorg import decisions, proposals
             from ple.reorg.plan import load
             from ple.reporting import emit
 
             context = get_current_context()
             with connect() as conn, transaction(conn, read_only=True):
                 current = decisions.for_connection(conn)
-                questions = decisions.open_questions(current, decisions.propose(conn, load(), current))
+                questions = decisions.open_questions(current, proposals.propose(conn, load(), current))
             emit(
                 f"{len(questions)} open decision(s) (decisions in force: {current.source if current.exists else 'none'}):\n"
                 + "\n".join(f"  {q['section']} {q['key']} ({q['state']}): proposed {q['proposal']}" for q in questions)

@@ -98,19 +98,19 @@ class Decisions:
         return {
             "decisions_file": self.source if self.exists else None,
             "decisions_sha256": self.sha256,
-            "decisions": {source: _resolution(entry) for source, entry in sorted(self.as_table().items())},
+            "decisions": {source: resolution(entry) for source, entry in sorted(self.as_table().items())},
             "targets_decided": sorted(self.targets),
             "guards_accepted": dict(sorted(self.accepted.items())),
             "answers_1l": {table: a.answer for table, a in sorted(self.answers.items())},
-            "leaf_lock": {table: _resolution(entry) for table, entry in sorted(self.leaf_lock.items())},
+            "leaf_lock": {table: resolution(entry) for table, entry in sorted(self.leaf_lock.items())},
         }
 
     def as_table(self) -> dict[str, dict]:
         """Per action source, the decision in force (for the reconcile table)."""
-        return {source: entry for source, entry in self.actions.items() if _resolution(entry)}
+        return {source: entry for source, entry in self.actions.items() if resolution(entry)}
 
 
-def _resolution(entry: dict) -> dict:
+def resolution(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if k not in ("state", "evidence")}
 
 
@@ -289,82 +289,7 @@ def skipped_in(plan: Plan, step_id: str, decisions: Decisions) -> list[tuple]:
 
 
 # ---------------------------------------------------------------------- proposals
-def propose(conn: psycopg.Connection, plan: Plan, current: Decisions) -> dict:
-    """The decisions file with every open question answered by its proposal. What a person
-    decided already (an entry in the current file) is kept as it is."""
-    from ple.catalog import read_catalog
-    from ple.reorg import guards, reconcile
-
-    raw = {
-        "database": current.database,
-        "plan_sha256": plan.sha256,
-        "decided": "proposals accepted (`decide --accept proposed`); review and edit freely",
-        "actions": copy.deepcopy(current.actions),
-        "targets": copy.deepcopy(current.targets),
-        "guards": {"accept": dict(current.accepted)},
-        "leaf_lock": copy.deepcopy(current.leaf_lock),
-    }
-    catalog = read_catalog(conn)
-    for _round in range(3):  # a resolution can reveal the next question (a retarget's columns)
-        decided = _from_raw(current, raw)
-        effective = effective_plan(plan, decided)
-        verdicts = reconcile.Reconciler(conn, plan, catalog, effective).verdicts()
-        changed = False
-        for v in verdicts:
-            entry = raw["actions"].get(v.action.source) or {}
-            if v.proposal and not _resolution(entry):
-                raw["actions"][v.action.source] = {"state": v.status.value, "evidence": v.evidence, **v.proposal}
-                changed = True
-            if v.target_proposal:
-                target = raw["targets"].setdefault(v.proposal_target, {})
-                for key, value in v.target_proposal.items():
-                    if key not in target:
-                        target[key] = value
-                        target.setdefault("evidence", v.evidence)
-                        changed = True
-                    elif key == "fill":
-                        for column, rule in value.items():
-                            if column not in target["fill"]:
-                                target["fill"][column] = rule
-                                changed = True
-        for finding in guards.inspect(conn, effective, catalog, decided):
-            if finding.blocks and finding.proposal:
-                section, name, entry = finding.proposal
-                if section == "actions" and not _resolution(raw["actions"].get(name) or {}):
-                    raw["actions"][name] = {"state": "conflict", "evidence": finding.message, **entry}
-                    changed = True
-                elif section == "accept" and name not in raw["guards"]["accept"]:
-                    raw["guards"]["accept"][name] = entry
-                    changed = True
-                elif section == "targets":
-                    target = raw["targets"].setdefault(name, {})
-                    for key, value in entry.items():
-                        if key == "fill":
-                            target.setdefault("fill", {}).update(
-                                {c: r for c, r in value.items() if c not in target.get("fill", {})}
-                            )
-                            changed = True
-                        elif key not in target:
-                            target[key] = value
-                            changed = True
-        if not changed:
-            break
-    from ple.reorg import leaf_lock
-
-    as_decided = dataclasses.replace(_from_raw(current, raw), answers=current.answers)
-    for table, entry in leaf_lock.proposals(conn, plan, catalog, as_decided).items():
-        raw["leaf_lock"][table] = entry  # only tables without a decision are proposed
-    if not raw["leaf_lock"]:
-        del raw["leaf_lock"]
-    if not raw["targets"]:
-        del raw["targets"]
-    if not raw["guards"]["accept"]:
-        del raw["guards"]
-    validate(raw, "the proposed decisions")
-    return raw
-
-
-def _from_raw(current: Decisions, raw: dict) -> Decisions:
+def from_raw(current: Decisions, raw: dict) -> Decisions:
     return Decisions(
         current.database,
         current.path,
@@ -423,14 +348,14 @@ def open_questions(current: Decisions, proposed: dict) -> list[dict]:
     resolution, and the lossless options (an action may also be skipped: left as it stands)."""
     questions = []
     for source, entry in sorted(proposed.get("actions", {}).items()):
-        if _resolution(entry) and not _resolution(current.for_action(source)):
+        if resolution(entry) and not resolution(current.for_action(source)):
             questions.append(
                 {
                     "section": "actions",
                     "key": source,
                     "state": entry.get("state"),
                     "evidence": entry.get("evidence", ""),
-                    "proposal": _resolution(entry),
+                    "proposal": resolution(entry),
                     "entry": entry,
                     "options": [ACCEPT, SKIP, LATER],
                 }
@@ -450,14 +375,14 @@ def open_questions(current: Decisions, proposed: dict) -> list[dict]:
                 }
             )
     for table, entry in sorted(proposed.get("leaf_lock", {}).items()):
-        if _resolution(entry) and not _resolution(current.leaf_lock.get(table) or {}):
+        if resolution(entry) and not resolution(current.leaf_lock.get(table) or {}):
             questions.append(
                 {
                     "section": "leaf_lock",
                     "key": table,
                     "state": entry.get("state", "leaf_lock"),
                     "evidence": entry.get("evidence", ""),
-                    "proposal": _resolution(entry),
+                    "proposal": resolution(entry),
                     "entry": entry,
                     "options": [ACCEPT, LATER],
                 }

@@ -8,13 +8,16 @@ archive never constrains live data; revert composes them again from that record.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
 from ple.reorg.context import StepReport
-from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
 from ple.sqlutil import qualified
+
+if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
+    from ple.reorg.executor import Executor
 
 
 def archives_of(ex: Executor, phase: Phase) -> list[str]:

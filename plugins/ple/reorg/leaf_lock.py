@@ -131,7 +131,7 @@ def review(
 
 
 def proposals(conn: psycopg.Connection, plan: Plan, catalog: Catalog, decided: decisions.Decisions) -> dict:
-    """The leaf_lock section entries `decide --accept proposed` writes (decisions.propose)."""
+    """The leaf_lock section entries `decide --accept proposed` writes (reorg/proposals.py)."""
     return review(conn, plan, catalog, decided, after_phase_1=False).proposals
 
 

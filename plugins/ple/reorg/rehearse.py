@@ -89,14 +89,13 @@ def rehearse_phase(ex, phase_id: str) -> StepReport:
     if not conn_id:
         return _rolled_back(ex, phase_id, *_on_target(ex, None))
     from ple.db import connect
-    from ple.reorg.executor import Executor
     from ple.server import require_supported_server
 
     with connect(conn_id) as copy:
         if _same_database(ex.conn, copy):
             return _rolled_back(ex, phase_id, *_on_target(ex, conn_id))
         require_supported_server(copy)
-        on_copy = Executor(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
+        on_copy = type(ex)(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)  # the same executor, on the copy
         where = f"on connection {conn_id} ({copy.info.dbname} on {copy.info.host}:{copy.info.port}; the target is not touched)"
         return _rolled_back(on_copy, phase_id, where, None)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -33,10 +34,12 @@ from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, gate, guards, ledger, tool_changes
 from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
-from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, stable_text
 from ple.sqlutil import qualified, raw_template
+
+if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
+    from ple.reorg.executor import Executor
 
 SUBJECT = "revert"
 MATCH = {"f": sql.SQL("MATCH FULL"), "s": sql.SQL("MATCH SIMPLE"), "p": sql.SQL("MATCH PARTIAL")}

@@ -23,6 +23,7 @@ the DOL import's contract.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -30,10 +31,12 @@ from ple.catalog import read_catalog
 from ple.errors import VerificationFailed
 from ple.reorg.actions import module_for
 from ple.reorg.context import StepReport
-from ple.reorg.executor import Executor
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, native_count, row_hash, stable_text
 from ple.sqlutil import qualified
+
+if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
+    from ple.reorg.executor import Executor
 
 
 def stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:

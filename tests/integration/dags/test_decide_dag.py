@@ -9,7 +9,7 @@ import pytest
 
 from ple import approval
 from ple.orchestration.decide_dags import ACCEPT_ALL
-from ple.reorg import decisions
+from ple.reorg import decisions, proposals
 from ple.reorg.plan import load
 from tests import airflow_api
 from tests.helpers import dag_run_state, run_dag
@@ -68,7 +68,7 @@ def test_plan_mode_asks_nothing_and_all_listed_accepts_exactly_what_it_lists(env
     (asked,) = requests
     with psycopg.connect(twin_db, autocommit=True) as conn:
         now = decisions.for_connection(conn)
-        proposed = decisions.propose(conn, load(), now)
+        proposed = proposals.propose(conn, load(), now)
     listed = {line.split("`")[1] for line in asked["body"].splitlines() if line.startswith("- ")}
     decided = set(now.as_table()) | set(now.targets) | set(now.accepted) | set(now.leaf_lock)
     assert listed == decided  # what it listed is what it accepted
