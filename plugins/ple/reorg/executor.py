@@ -29,8 +29,7 @@ from ple.errors import NotApproved, PermanentError, PlanRejected
 from ple.ops import ensure_schema
 from ple.reorg import compat, decision_store, gate, guards, ledger, lint, pending, reconcile
 from ple.reorg import decisions as decisions_module
-from ple.reorg.actions import create_target, module_for, set_aside
-from ple.reorg.actions import merge as merge_action
+from ple.reorg.actions import create_target, merge_sql, module_for, set_aside
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint, identity
@@ -293,7 +292,7 @@ class Executor:
             statements += self._created_targets(phase, catalog)
         for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
             if catalog.exists(target):
-                statements += merge_action.prepare_target(ctx, target)
+                statements += merge_sql.prepare_target(ctx, target)
         return statements
 
     def _run_ddl(self, statement, phase: Phase) -> None:
@@ -310,7 +309,7 @@ class Executor:
     def _provenance_index(self, target: str) -> None:
         """CREATE INDEX CONCURRENTLY cannot run in a transaction; an invalid leftover of a killed
         build is dropped and rebuilt."""
-        statement = merge_action.provenance_index(target)
+        statement = merge_sql.provenance_index(target)
         schema = target.split(".", maxsplit=1)[0]
         name = f"{target.split('.', 1)[1]}_ctb_provenance"[:63]
         valid = self.conn.execute(

@@ -31,7 +31,7 @@ from psycopg import sql
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, ledger
-from ple.reorg.actions import merge, relocate
+from ple.reorg.actions import merge_sql, relocate
 from ple.reorg.context import Context, Outcome, State
 from ple.reorg.proof import provenance_fingerprint, stable_text
 from ple.sqlutil import qualified
@@ -76,7 +76,7 @@ def copy_batch(ctx: Context, step, first_page: int, last_page: int) -> int:
             "WHERE s.ctid >= format('(%%s,0)', %(first_page)s::bigint)::tid "
             "AND s.ctid < format('(%%s,0)', %(last_page)s::bigint)::tid"
         )
-        insert, _, _ = merge.insert_statement(ctx, step.action, rows=pages)
+        insert, _, _ = merge_sql.insert_statement(ctx, step.action, rows=pages)
         with ctx.bypassing_triggers():
             # the statement's one row: (to merge, checksum, kept, inserted, stored checksum, recorded)
             return ctx.conn.execute(
@@ -114,16 +114,18 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
 
     ctx.catalog = read_catalog(ctx.conn)
     action = step.action
-    if merge.check(ctx, step) == State.DONE:
+    if merge_sql.check(ctx, step) == State.DONE:
         return Outcome(step, "already_done")
-    spec, _, _ = merge._tables(ctx, action)
-    lock, _insert, *_archive = merge.statements(ctx, step)
+    spec, _, _ = merge_sql.tables(ctx, action)
+    lock, _insert, *_archive = merge_sql.statements(ctx, step)
     ctx.execute(lock)
-    refusals = merge._cast_findings(ctx, step)
+    refusals = merge_sql.cast_findings(ctx, step)
     if refusals:
         raise PlanRejected("; ".join(f.message for f in refusals))
-    _, plan, key_match = merge.insert_statement(ctx, action)
-    (merge_rows, merge_checksum), (kept_rows, _) = merge._merge_sets(ctx, action.source, key_match, spec, plan.params)
+    _, plan, key_match = merge_sql.insert_statement(ctx, action)
+    (merge_rows, merge_checksum), (kept_rows, _) = merge_sql.merge_sets(
+        ctx, action.source, key_match, spec, plan.params
+    )
     if kept_rows and spec.on_key_conflict != "keep_target":
         raise PlanRejected(
             f"MERGE {action.source} -> {action.target}: {kept_rows} rows collide with the target's primary key"
@@ -132,16 +134,16 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
     if provenance_fingerprint(ctx.conn, action.target, action.source) != (merge_rows, merge_checksum):
         # only the rows without a copy: a pass over every source row would fire the target's row
         # triggers for each (before ON CONFLICT skips it) while the bypass holds the target locked
-        missing, _, _ = merge.insert_statement(
+        missing, _, _ = merge_sql.insert_statement(
             ctx,
             action,
             rows=sql.SQL(
                 "WHERE NOT EXISTS (SELECT 1 FROM {} AS c WHERE c.ctb_source_table = %(source_table)s "
                 "AND c.ctb_source_key = {})"
-            ).format(qualified(action.target), merge.source_key(ctx.catalog.get(action.source))),
+            ).format(qualified(action.target), merge_sql.source_key(ctx.catalog.get(action.source))),
         )
         with ctx.bypassing_triggers(unfreeze=False):
-            caught_up["stale_copies_replaced"] = merge.remove_unchanged_copies(
+            caught_up["stale_copies_replaced"] = merge_sql.remove_unchanged_copies(
                 ctx, action, unless_current_in_source=True
             )
             caught_up["rows_copied_at_the_end"] = ctx.execute(missing).fetchone()[3]
@@ -154,7 +156,7 @@ def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
         )
     relocate.apply(ctx.conn, ctx.catalog, action.source, ctx.plan.archive_name(action.source))
     made = compat.expand(ctx, step)
-    outcome = merge.applied(
+    outcome = merge_sql.applied(
         ctx,
         step,
         spec,
