@@ -20,11 +20,12 @@ import uuid
 
 import psycopg
 
-from ple import approval, config, embedded_pg
+from ple import approval, config
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
 from ple.reorg.plan import load
 from ple.reorg.rehearse import NOT_CLEAN
+from ple_dev import embedded_pg
 
 BUDGET = 30.0
 

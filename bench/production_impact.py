@@ -25,10 +25,11 @@ import uuid
 import psycopg
 from reorganization import template  # bench/ is on sys.path when run as a script
 
-from ple import approval, config, embedded_pg
+from ple import approval, config
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
 from ple.reorg.plan import load
+from ple_dev import embedded_pg
 
 LOCK_TIMEOUT_S = 2.0  # the tool's default SET LOCAL lock_timeout
 MOVED = {"company.url_discovery_failures": "outreach.url_discovery_failures"}

@@ -37,10 +37,11 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from ple import approval, config, embedded_pg
+from ple import approval, config
 from ple.reorg.context import Mode, Settings
 from ple.reorg.executor import Executor
 from ple.reorg.plan import Plan, load
+from ple_dev import embedded_pg
 from ple_dev.fixture.builder import build
 
 

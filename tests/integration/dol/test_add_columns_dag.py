@@ -7,7 +7,8 @@ import os
 import psycopg
 import pytest
 
-from ple import cli, embedded_pg
+from ple import cli
+from ple_dev import embedded_pg
 from ple_dev.fixture.production.dol import create_dol_tables
 from tests.helpers import dag_run_state, run_dag
 from tests.integration.dol.corpus import real_rows, renumbered, write_csv
