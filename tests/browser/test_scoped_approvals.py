@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from ple.reorg import pending
 from ple.reorg.plan import load
-from tests.browser.test_console import click_text, shot
+from tests.browser.pages import click_text, shot
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,18 @@ def _apply(api, dag_id: str) -> str:
     return run["dag_run_id"]
 
 
-def _answer_in_browser(browser, base: str, title: str, option: str, buttons=("Approve", "Reject")) -> dict:
-    """Open the request in Required Actions, measure where its buttons are, answer it."""
-    browser.get(f"{base}/required_actions")
-    click_text(browser, "a", title, timeout=120)
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script(MEASURE, buttons[0]))
+def _answer_in_browser(
+    browser, base: str, request: dict, title: str, option: str, buttons=("Approve", "Reject")
+) -> dict:
+    """Open exactly this request (the Required Actions link of its task instance, as the list
+    links it: no other run's request can be answered by mistake), check its title, measure where
+    its buttons are, answer it."""
+    ti = request["task_instance"]
+    assert request["subject"].startswith(title), request["subject"]
+    mapped = f"/mapped/{ti['map_index']}" if ti["map_index"] >= 0 else ""
+    run = urllib.request.quote(ti["dag_run_id"], safe="")
+    browser.get(f"{base}/dags/{ti['dag_id']}/runs/{run}/tasks/{ti['task_id']}{mapped}/required_actions")
+    WebDriverWait(browser, 120).until(lambda d: d.execute_script(MEASURE, buttons[0]))
     time.sleep(1)
     where = {name: browser.execute_script(MEASURE, name) for name in buttons}
     shot(browser, f"21_request_{title.split(':', maxsplit=1)[0].replace(' ', '_').lower()}")
@@ -104,15 +111,15 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
         archived_before = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (first.source,)).fetchone()[0]
 
     run_1l = _apply(admin_api, "ctb_phase_1l")
-    admin_api.wait_for_request("ctb_phase_1l")
-    _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1L", "Reject"))
+    request = admin_api.wait_for_request("ctb_phase_1l")
+    _on_screen(_answer_in_browser(browser, airflow.url, request, "Approve phase 1L", "Reject"))
     _recorded_then_stopped(admin_api, ctb_dsn, "ctb_phase_1l", run_1l)
 
     run_1c = _apply(admin_api, "ctb_phase_1c")
     request = admin_api.wait_for_request("ctb_phase_1c")
     assert request["subject"].startswith("Approve phase 1C")
     assert request["body"].startswith("**Approve exactly this: reorganization, phase 1c**")
-    _on_screen(_answer_in_browser(browser, airflow.url, "Approve phase 1C", "Approve"))
+    _on_screen(_answer_in_browser(browser, airflow.url, request, "Approve phase 1C", "Approve"))
     assert admin_api.wait_for_run("ctb_phase_1c", run_1c, timeout=400)["state"] == "success", admin_api.where(
         "ctb_phase_1c", run_1c
     )
@@ -156,7 +163,7 @@ def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
     run_id = _apply(admin_api, "ctb_reorganization")
     request = admin_api.wait_for_request("ctb_reorganization", timeout=900)
     assert "the whole plan (every phase)" in request["body"].splitlines()[0]
-    _on_screen(_answer_in_browser(browser, airflow.url, "Approve the whole CTB reorganization", "Reject"))
+    _on_screen(_answer_in_browser(browser, airflow.url, request, "Approve the whole CTB reorganization", "Reject"))
     assert admin_api.wait_for_run("ctb_reorganization", run_id)["state"] == "failed"
 
 
@@ -185,7 +192,7 @@ def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approv
                 continue  # not parked yet: an answer now would never resume it
             if request["subject"] == ours:  # the question this test is about, answered in the browser
                 options = (decisions.ACCEPT, decisions.SKIP, decisions.LATER)
-                _on_screen(_answer_in_browser(browser, airflow.url, ours, decisions.ACCEPT, options))
+                _on_screen(_answer_in_browser(browser, airflow.url, request, ours, decisions.ACCEPT, options))
             else:  # any other open question of this database: left undecided
                 _answer_by_api(admin_api, request, decisions.LATER)
         time.sleep(2)

@@ -421,6 +421,15 @@ CREATE TABLE IF NOT EXISTS ple_ops.compat_use (
     source text NOT NULL DEFAULT 'trigger',
     PRIMARY KEY (name, operation, role_name)
 );
+-- What pg_stat_statements had already counted of an old name when its compatibility object was
+-- made (the tool's own reads of the table before it moved, per role): usage is what comes after.
+CREATE TABLE IF NOT EXISTS ple_ops.compat_statements_before (
+    name text NOT NULL,
+    role_name text NOT NULL,
+    calls bigint NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, role_name)
+);
 CREATE OR REPLACE FUNCTION ple_ops.compat_record(p_name text, p_operation text, p_role text, p_calls bigint, p_source text)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
     INSERT INTO ple_ops.compat_use AS u (name, operation, role_name, calls, source)

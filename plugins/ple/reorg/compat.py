@@ -34,7 +34,7 @@ from psycopg import sql
 
 from ple import governance
 from ple.catalog import TableInfo
-from ple.reorg import merge_mapping, reconcile
+from ple.reorg import merge_mapping, reconcile, usage
 from ple.reorg.context import Context, Statement
 from ple.sqlutil import qualified
 
@@ -367,6 +367,7 @@ def expand(ctx: Context, step) -> list[str]:
                 ";\n".join(s.render(ctx.conn) for s in item.drop) + ";",
             ),
         )
+        usage.baseline(ctx.conn, item.name)
         made.append(item.name)
     return made
 

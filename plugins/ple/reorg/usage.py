@@ -27,6 +27,14 @@ def statements_available(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('pg_stat_statements') IS NOT NULL").fetchone()[0]
 
 
+def baseline(conn: psycopg.Connection, name: str) -> None:
+    """In the transaction that makes `name`'s compatibility object: what pg_stat_statements has
+    counted of it so far (the tool's own reads of the table before it moved) is not use."""
+    if statements_available(conn):
+        conn.execute("DELETE FROM ple_ops.compat_statements_before WHERE name = %s", (name,))
+        conn.execute(raw_template("ops/compat_baseline"), {"name": name})
+
+
 def sample(conn: psycopg.Connection) -> bool:
     """Record what pg_stat_statements shows of the old names (False: not installed, nothing seen)."""
     if not statements_available(conn) or conn.execute("SELECT to_regclass('ple_ops.compat_use') IS NULL").fetchone()[0]:
