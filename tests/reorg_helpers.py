@@ -171,3 +171,10 @@ def batched_merge_setting(conn):
     conn.execute(f"ALTER TABLE {BATCHED_SOURCE} ADD PRIMARY KEY (id)")  # production's legacy tables have a serial key
     conn.execute(f"ANALYZE {BATCHED_SOURCE}")
     return conn
+
+
+def table_at(conn, name: str) -> bool:
+    """A table (not a compatibility view) at the name."""
+    return conn.execute(
+        "SELECT coalesce((SELECT relkind IN ('r', 'p') FROM pg_class WHERE oid = to_regclass(%s)), false)", (name,)
+    ).fetchone()[0]

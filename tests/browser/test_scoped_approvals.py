@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from ple.reorg import pending
 from ple.reorg.plan import load
-from tests.browser.pages import click_text, shot
+from tests.browser.pages import click_text, log_in, shot
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,15 @@ def _reject_by_api(api, request: dict) -> None:
     _answer_by_api(api, request, "Reject")
 
 
+def _signed_in(browser, airflow) -> None:
+    """Signed in by test_console.py's test_log_in when the package runs in order; alone, here."""
+    browser.get(f"{airflow.url}/auth/login")
+    if "/auth/login" in browser.current_url:
+        log_in(browser, airflow)
+
+
 def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_api, ctb_dsn):
+    _signed_in(browser, airflow)
     plan = load()
     first, *rest = pending.questions(plan)
     with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # 1L answered: one table archived, the rest kept
@@ -160,6 +168,7 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
 
 @pytest.mark.extended  # CI time: the request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
 def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
+    _signed_in(browser, airflow)
     run_id = _apply(admin_api, "ctb_reorganization")
     request = admin_api.wait_for_request("ctb_reorganization", timeout=900)
     assert "the whole plan (every phase)" in request["body"].splitlines()[0]
@@ -171,6 +180,7 @@ def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
 def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approval(
     browser, airflow, admin_api, ctb_dsn
 ):
+    _signed_in(browser, airflow)
     from ple import approval
     from ple.reorg import decisions
     from tests.reconcile_helpers import stale_hand_copy

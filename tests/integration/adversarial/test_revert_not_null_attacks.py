@@ -4,11 +4,13 @@ SET NOT NULL and the helper dropped. Each attack leaves the restore's state betw
 transactions (a killed run), races a NULL in, or gives the column a long name (the plan's schema
 admits only [a-z_][a-z0-9_]{0,62}, so the helper's name, 58 bytes at most, is never truncated); the next revert must converge: NOT NULL restored where no NULL is, no helper left."""
 
+import contextlib
 import threading
 import time
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from ple.reorg import revert as revert_module
 from tests.reorg_helpers import approve, approve_revert, executor, plan_from, raw_plan
@@ -235,3 +237,75 @@ def test_two_reverts_at_once_both_end_reverted_with_not_null_set_and_no_helper(
     assert outcome == {"first": "reverted", "second": "reverted"}
     assert _not_null(conn, PLAN_COLUMN)
     assert not any(c.startswith("ctb_not_null_") for c in _checks(conn))
+
+
+def test_a_revert_whose_relaxed_column_was_dropped_says_so_instead_of_crashing(conn):
+    plan = _preflighted(conn, PLAN_COLUMN)
+    conn.execute(f"ALTER TABLE {TARGET} DROP COLUMN {PLAN_COLUMN}")
+    try:
+        reports = executor(conn, plan=plan).revert_phase("1b")
+    except Exception as exc:
+        pytest.fail(f"revert crashed: {type(exc).__name__}: {exc}")
+    assert reports[-1].status == "reverted"
+    assert f"{TARGET}.{PLAN_COLUMN}: not restored, the column is gone" in reports[-1].text
+
+
+def test_a_column_renamed_between_the_restores_transactions_converges(conn, monkeypatch):
+    plan = _preflighted(conn, PLAN_COLUMN)
+    ex = executor(conn, plan=plan)
+
+    def rename():
+        with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+            other.execute(f"ALTER TABLE {TARGET} RENAME COLUMN {PLAN_COLUMN} TO outreach_ref")
+
+    _interrupt_restore(monkeypatch, ex, 2, rename)
+    errors = []
+    try:
+        ex.revert_phase("1b")
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    monkeypatch.undo()
+    try:
+        executor(conn, plan=plan).revert_phase("1b")
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    assert not any(e.startswith("TypeError") for e in errors), errors
+    assert not any(c.startswith("ctb_not_null_") for c in _checks(conn)), "a helper CHECK was left behind"
+
+
+def test_a_table_moved_between_the_restores_transactions_leaves_no_helper(conn, monkeypatch):
+    plan = _preflighted(conn, PLAN_COLUMN)
+    oid = conn.execute("SELECT %s::regclass::oid", (TARGET,)).fetchone()[0]
+    ex = executor(conn, plan=plan)
+
+    def move():
+        with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+            other.execute(f"ALTER TABLE {TARGET} SET SCHEMA public")
+
+    _interrupt_restore(monkeypatch, ex, 1, move)
+    with contextlib.suppress(Exception):
+        ex.revert_phase("1b")
+    monkeypatch.undo()
+    with contextlib.suppress(Exception):
+        executor(conn, plan=plan).revert_phase("1b")
+    helpers = [
+        r[0]
+        for r in conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s AND conname LIKE 'ctb_not_null_%%'", (oid,)
+        )
+    ]
+    assert helpers == [], helpers
+
+
+def test_a_constraint_with_the_tools_comment_but_another_definition_is_not_dropped(conn):
+    plan = _preflighted(conn, PLAN_COLUMN)
+    name = revert_module.not_null_helper(PLAN_COLUMN)
+    conn.execute(f'ALTER TABLE {TARGET} ADD CONSTRAINT "{name}" CHECK (length(error_type) < 10000)')
+    conn.execute(
+        sql.SQL("COMMENT ON CONSTRAINT {} ON people.people_errors IS {}").format(
+            sql.Identifier(name), sql.Literal(revert_module.HELPER_COMMENT)
+        )
+    )
+    executor(conn, plan=plan).revert_phase("1b")
+    assert _not_null(conn, PLAN_COLUMN)
+    assert name in _checks(conn), "the revert dropped a constraint that is not its helper"

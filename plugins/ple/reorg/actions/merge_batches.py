@@ -70,8 +70,12 @@ def copy_batch(ctx: Context, step, first_page: int, last_page: int) -> int:
     """One batch in its own transaction: the rows of source pages [first, last) not copied yet."""
 
     def work() -> int:
-        if not ctx.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (step.action.source,)).fetchone()[0]:
-            return 0  # archived meanwhile: the merge is done
+        source_is_a_table = ctx.conn.execute(
+            "SELECT coalesce((SELECT relkind IN ('r', 'p') FROM pg_class WHERE oid = to_regclass(%s)), false)",
+            (step.action.source,),
+        ).fetchone()[0]
+        if not source_is_a_table:
+            return 0  # archived meanwhile (a compatibility view may stand at its name): the merge is done
         pages = sql.SQL(
             "WHERE s.ctid >= format('(%%s,0)', %(first_page)s::bigint)::tid "
             "AND s.ctid < format('(%%s,0)', %(last_page)s::bigint)::tid"
