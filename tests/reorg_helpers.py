@@ -178,3 +178,33 @@ def table_at(conn, name: str) -> bool:
     return conn.execute(
         "SELECT coalesce((SELECT relkind IN ('r', 'p') FROM pg_class WHERE oid = to_regclass(%s)), false)", (name,)
     ).fetchone()[0]
+
+
+def terminate_backend(dsn: str, pid: int) -> None:
+    """End the revert's backend from a second connection, as anything outside the process would."""
+    with connect(dsn) as killer:
+        assert killer.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()[0]
+
+
+def phase_status(dsn: str, phase_id: str) -> str:
+    with connect(dsn) as c:
+        return c.execute("SELECT status FROM ple_ops.phase_status WHERE phase = %s", (phase_id,)).fetchone()[0]
+
+
+def revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list, int]:
+    """Run the revert on a new connection each time its backend is killed, until one run ends.
+    `arm(pid)` installs the kill for the next run and returns False once every kill was made."""
+    runs = 0
+    while True:
+        runs += 1
+        assert runs < 50, "the revert does not converge"
+        with connect(dsn) as conn:
+            armed = arm(conn.info.backend_pid)
+            try:
+                reports = executor(conn, run_id=run_id).revert_phase(phase_id)
+            except psycopg.OperationalError:
+                assert armed, "the revert lost its connection without being killed"
+                # nothing is marked reverted before everything is
+                assert phase_status(dsn, phase_id) == "frozen"
+                continue
+            return reports, runs

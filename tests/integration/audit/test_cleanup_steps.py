@@ -8,7 +8,7 @@ import pytest
 from ple import cleanup
 from ple.cli import main as cli
 from ple.errors import BadInput, NotApproved
-from tests.integration.audit.test_cleanup import duplicates_to_remove, inject_defects
+from tests.integration.audit.defects import duplicates_to_remove, inject_defects
 
 BACKFILL, DEDUPE = "backfill_null_domains", "dedupe_emails"
 

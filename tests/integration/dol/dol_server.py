@@ -5,13 +5,19 @@ slower than the client's timeout, a body cut short (the connection closed mid-bo
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import threading
 import time
+import zipfile
 from collections import defaultdict, deque
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+from ple.config import DOL_SAMPLE_DIR
+from ple.dol import fetch
 
 
 class DolServer:
@@ -121,3 +127,39 @@ class DolServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# What the tests serve: the sample files as EFAST2 archives.
+FAST = fetch.Retry(attempts=4, backoff=0.05, max_backoff=0.2, timeout=0.5)
+
+
+def csv_bytes(header, rows) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def archive(dataset: str, year: int, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr(f"{dataset.lower()}_{year}_latest.csv", data)
+    return buffer.getvalue()
+
+
+def f_5500_2021() -> tuple[list[str], list[list[str]]]:
+    with (DOL_SAMPLE_DIR / "f_5500_2021_dbplans_slice.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], rows[1:]
+
+
+def served_archives() -> dict[tuple[str, int], bytes]:
+    header, rows = f_5500_2021()
+    with zipfile.ZipFile(DOL_SAMPLE_DIR / "F_SCH_A_2021_synthetic.zip") as z:
+        schedule_a = z.read(z.namelist()[0])
+    return {
+        ("F_5500", 2021): archive("F_5500", 2021, csv_bytes(header, rows)),
+        ("F_SCH_A", 2021): archive("F_SCH_A", 2021, schedule_a),
+        ("F_5500_SF", 2023): archive("F_5500_SF", 2023, (DOL_SAMPLE_DIR / "f_5500_sf_2023_synthetic.csv").read_bytes()),
+    }

@@ -11,7 +11,7 @@ import pytest
 
 from ple.dol import files, importer
 from tests.integration.dol.corpus import real_rows, with_value, write_csv
-from tests.integration.dol.test_live_tables import guard_triggers
+from tests.integration.dol.live_tables import guard_triggers
 
 
 def _history(conn, ack_id: str) -> list[tuple]:

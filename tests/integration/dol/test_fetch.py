@@ -8,59 +8,22 @@ the database (no transaction id is assigned on the whole server)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
 from datetime import date
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from ple.config import DOL_SAMPLE_DIR
 from ple.dol import fetch, importer
 from ple.sqlutil import raw_template
 from ple.ui import pages
 from tests.integration.dol.corpus import renumbered, with_value
-from tests.integration.dol.dol_server import DolServer
-from tests.integration.dol.test_live_tables import _ddl_counter, ddl_on, guard_triggers, table_state
+from tests.integration.dol.dol_server import FAST, DolServer, archive, csv_bytes, f_5500_2021, served_archives
+from tests.integration.dol.live_tables import add_ddl_counter, ddl_on, guard_triggers, table_state
 
-FAST = fetch.Retry(attempts=4, backoff=0.05, max_backoff=0.2, timeout=0.5)
 YEARS = [2021, 2022, 2023]
 DATASETS = ["F_5500", "F_5500_SF", "F_SCH_A"]
 LIVE_TABLES = ("dol.form_5500", "dol.form_5500_sf", "dol.schedule_a")
-
-
-def _csv(header, rows) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
-def archive(dataset: str, year: int, data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
-        out.writestr(f"{dataset.lower()}_{year}_latest.csv", data)
-    return buffer.getvalue()
-
-
-def f_5500_2021() -> tuple[list[str], list[list[str]]]:
-    with (DOL_SAMPLE_DIR / "f_5500_2021_dbplans_slice.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    return rows[0], rows[1:]
-
-
-def served_archives() -> dict[tuple[str, int], bytes]:
-    header, rows = f_5500_2021()
-    with zipfile.ZipFile(DOL_SAMPLE_DIR / "F_SCH_A_2021_synthetic.zip") as z:
-        schedule_a = z.read(z.namelist()[0])
-    return {
-        ("F_5500", 2021): archive("F_5500", 2021, _csv(header, rows)),
-        ("F_SCH_A", 2021): archive("F_SCH_A", 2021, schedule_a),
-        ("F_5500_SF", 2023): archive("F_5500_SF", 2023, (DOL_SAMPLE_DIR / "f_5500_sf_2023_synthetic.csv").read_bytes()),
-    }
 
 
 @pytest.fixture
@@ -101,7 +64,7 @@ def test_conditional_requests_download_only_what_changed(dol_server, tmp_path):
 
     # republished under the same name with other bytes: downloaded again
     header, rows = f_5500_2021()
-    changed = archive("F_5500", 2021, _csv(header, [with_value(header, rows[0], "PLAN_NAME", "NEW"), *rows[1:]]))
+    changed = archive("F_5500", 2021, csv_bytes(header, [with_value(header, rows[0], "PLAN_NAME", "NEW"), *rows[1:]]))
     dol_server.publish("F_5500", 2021, changed)
     third = _fetch(dol_server, tmp_path)
     assert third.status == "changed" and target.read_bytes() == changed and third.sha256 != first.sha256
@@ -236,7 +199,7 @@ def three_nights(conn, dol_server, tmp_path, fresh: bool) -> None:
     old_name = conn.execute("SELECT plan_name FROM dol.form_5500 WHERE ack_id = %s", (rows[at][0],)).fetchone()[0]
     added = with_value(header, renumbered(header, [rows[7]], 7_000_000)[0], "SPONS_DFE_PN", "987")
     republished = [*rows[:at], with_value(header, rows[at], "PLAN_NAME", "CORRECTED PLAN"), *rows[at + 1 :], added]
-    dol_server.publish("F_5500", 2021, archive("F_5500", 2021, _csv(header, republished)))
+    dol_server.publish("F_5500", 2021, archive("F_5500", 2021, csv_bytes(header, republished)))
     count = conn.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0]
     versions = dict(conn.execute("SELECT ack_id::text, xmin::text FROM dol.form_5500").fetchall())
     third = night("night-3")
@@ -280,7 +243,7 @@ def test_three_nights_against_the_local_dol_server(live, dol_server, tmp_path):
 
 def test_three_nights_over_the_production_twin(twin_db, dol_server, tmp_path):
     with psycopg.connect(twin_db, autocommit=True) as twin:
-        _ddl_counter(twin)
+        add_ddl_counter(twin)
         three_nights(twin, dol_server, tmp_path, fresh=False)
 
 
@@ -291,7 +254,7 @@ def test_three_nights_over_the_2026_03_twin_under_the_owner_gate(twin_2026_03_db
         twin.execute(  # the test's own DDL counter passes the owner's gate like any table
             "INSERT INTO ctb.table_registry (table_schema, table_name, leaf_type) VALUES ('public', 'ddl_seen', 'SYSTEM')"
         )
-        _ddl_counter(twin)
+        add_ddl_counter(twin)
         three_nights(twin, dol_server, tmp_path, fresh=False)
 
 
@@ -319,7 +282,7 @@ def test_the_urls_param_fetches_a_republished_file_again(dol_server, tmp_path):
     assert fetch.download([url], landing, FAST) == []  # unchanged: one conditional request
     assert dol_server.requests[-1][1] == 304
     header, rows = f_5500_2021()
-    changed = archive("F_5500", 2021, _csv(header, rows[:10]))
+    changed = archive("F_5500", 2021, csv_bytes(header, rows[:10]))
     dol_server.publish("F_5500", 2021, changed)
     assert fetch.download([url], landing, FAST) == [landing / "F_5500_2021_Latest.zip"]
     assert (landing / "F_5500_2021_Latest.zip").read_bytes() == changed

@@ -6,8 +6,7 @@ import psycopg
 import pytest
 
 from tests.helpers import dag_run_state, run_dag
-from tests.integration.dol.dol_server import DolServer
-from tests.integration.dol.test_fetch import served_archives
+from tests.integration.dol.dol_server import DolServer, served_archives
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import random
 
 from ple.dol import files, importer
 from tests.integration.dol.corpus import real_rows, with_value, write_csv
-from tests.integration.dol.test_live_tables import LIVE_TABLES, ddl_on
+from tests.integration.dol.live_tables import LIVE_TABLES, ddl_on
 
 FINGERPRINTS = "ple_ops.dol_fp_dol_form_5500"
 

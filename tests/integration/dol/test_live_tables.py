@@ -10,142 +10,27 @@ Run on PostgreSQL 16 (the default server) and 15 (`PLE_PG_BIN=/usr/lib/postgresq
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
-import os
-import shutil
-
 import psycopg
 import pytest
 
 from ple.dol import files, importer
 from ple.errors import BadInput
-from ple_dev import embedded_pg
-from ple_dev.fixture.production.dol import create_dol_tables
 from tests.integration.dol.corpus import real_rows, renumbered, with_value, write_csv
-
-LIVE_TABLES = ("dol.form_5500", "dol.form_5500_sf", "dol.schedule_a")
-TABLE_OF = {"F_5500": "dol.form_5500", "F_5500_SF": "dol.form_5500_sf", "F_SCH_A": "dol.schedule_a"}
-KEY_OF = {"F_5500": ("ACK_ID",), "F_5500_SF": ("ACK_ID",), "F_SCH_A": ("ACK_ID", "FORM_ID")}
-_databases = itertools.count(1)
-
-DDL_COUNTER = """
-CREATE TABLE public.ddl_seen (command_tag text, object_identity text, seen_at timestamptz DEFAULT clock_timestamp());
-CREATE FUNCTION public.count_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
-DECLARE c record;
-BEGIN
-    FOR c IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE schema_name = 'dol' LOOP
-        INSERT INTO public.ddl_seen (command_tag, object_identity) VALUES (c.command_tag, c.object_identity);
-    END LOOP;
-END $fn$;
-CREATE EVENT TRIGGER count_ddl ON ddl_command_end EXECUTE FUNCTION public.count_ddl();
-"""
-
-
-def _ddl_counter(conn) -> None:
-    conn.execute(DDL_COUNTER)
-
-
-@pytest.fixture
-def live_db(pg_server, monkeypatch):
-    """An empty database holding only the live-shaped DOL tables with every guard."""
-    name = f"dol_live_{os.getpid()}_{next(_databases)}"
-    dsn = embedded_pg.create_database(pg_server, name)
-    monkeypatch.setenv("AIRFLOW_CONN_CTB_POSTGRES", dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        create_dol_tables(conn)
-        _ddl_counter(conn)
-    yield dsn
-    embedded_pg.drop_database(pg_server, name)
-
-
-@pytest.fixture
-def live(live_db):
-    with psycopg.connect(live_db, autocommit=True) as conn:
-        yield conn
+from tests.integration.dol.live_tables import (
+    LIVE_TABLES,
+    add_ddl_counter,
+    assert_accounted,
+    ddl_on,
+    guard_triggers,
+    requoted,
+    table_state,
+)
 
 
 @pytest.fixture
 def preplan(conn):
-    _ddl_counter(conn)
+    add_ddl_counter(conn)
     return conn
-
-
-@pytest.fixture
-def samples(tmp_path):
-    from ple.config import DOL_SAMPLE_DIR
-
-    landing = tmp_path / "landing"
-    shutil.copytree(DOL_SAMPLE_DIR, landing)
-    return landing
-
-
-def file_keys(source: files.Input, dataset: str) -> list[tuple[int, tuple[str, ...]]]:
-    """(record number, natural key) of every data record of the file, read independently."""
-    with source.open() as handle:
-        rows = list(csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")))
-    header = [h.strip().upper() for h in rows[0]]
-    positions = [header.index(k) for k in KEY_OF[dataset]]
-    return [(n, tuple(r[p] for p in positions)) for n, r in enumerate(rows[1:], start=1) if r]
-
-
-def assert_accounted(conn, source: files.Input, result) -> None:
-    """Every data row of the file is in exactly one of: the live table, the superseded table, the
-    errors table (by its record number)."""
-    table = TABLE_OF[result.dataset]
-    keys = file_keys(source, result.dataset)
-    errors = {
-        n
-        for (n,) in conn.execute(
-            "SELECT e.record_no FROM ple_ops.dol_import_error e JOIN ple_ops.dol_import i USING (import_id) "
-            "WHERE i.file_sha256 = %s",
-            (result.sha256,),
-        ).fetchall()
-    }
-    key_sql = (
-        "(ack_id)::text = %s" if len(KEY_OF[result.dataset]) == 1 else "(ack_id)::text = %s AND (form_id)::text = %s"
-    )
-    for number, key in keys:
-        live = conn.execute(f"SELECT count(*) FROM {table} WHERE {key_sql}", key).fetchone()[0]
-        superseded = conn.execute(f"SELECT count(*) FROM {table}_superseded WHERE {key_sql}", key).fetchone()[0]
-        places = live + superseded + (number in errors)
-        assert places == 1, (
-            f"{source.name} record {number} {key}: live {live}, superseded {superseded}, error {number in errors}"
-        )
-    assert result.data_rows == len(keys)
-    assert result.live_rows + result.superseded_rows + result.error_rows == len(keys)
-
-
-def requoted(source: files.Input, path) -> files.Input:
-    """The same records in other bytes (every field quoted): a new input with the same data."""
-    with source.open() as handle:
-        rows = list(csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")))
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
-    return files.Input(path)
-
-
-def table_state(conn) -> dict:
-    return {
-        t: conn.execute(f"SELECT count(*), sum(hashtext(x::text)), max(xmin::text::bigint) FROM {t} x").fetchone()
-        for t in (*LIVE_TABLES, *(f"{t}_superseded" for t in LIVE_TABLES))
-        if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]
-    }
-
-
-def ddl_on(conn, objects=None) -> list[tuple]:
-    rows = conn.execute("SELECT command_tag, object_identity FROM public.ddl_seen ORDER BY seen_at").fetchall()
-    return [r for r in rows if objects is None or r[1] in objects]
-
-
-def guard_triggers(conn) -> dict[str, str]:
-    return dict(
-        conn.execute(
-            "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = ANY (ARRAY['dol.form_5500', "
-            "'dol.form_5500_sf', 'dol.schedule_a']::regclass[]) AND NOT tgisinternal"
-        ).fetchall()
-    )
 
 
 def run_acceptance(conn, samples, tmp_path, guarded: bool):
@@ -208,7 +93,7 @@ def test_the_samples_import_into_the_production_twin(twin_db, samples, tmp_path)
     """The whole production twin (the database as it stood on 2026-02-20, its DOL tables filled
     with real rows, every guard on): the same acceptance."""
     with psycopg.connect(twin_db, autocommit=True) as twin:
-        _ddl_counter(twin)
+        add_ddl_counter(twin)
         before = twin.execute("SELECT count(*) FROM dol.form_5500").fetchone()[0]
         results = run_acceptance(twin, samples, tmp_path, guarded=True)
         f5500 = [r for r in results.values() if r.dataset == "F_5500"]

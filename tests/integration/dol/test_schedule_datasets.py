@@ -23,9 +23,8 @@ from ple.dol.layouts import dataset, layout_datasets, union_fields
 from ple.sqlutil import qualified
 from ple_dev.fixture.builder import install_helpers
 from ple_dev.synthetic_dol import write_file
-from tests.integration.dol.dol_server import DolServer
-from tests.integration.dol.test_fetch import FAST
-from tests.integration.dol.test_live_tables import ddl_on
+from tests.integration.dol.dol_server import FAST, DolServer
+from tests.integration.dol.live_tables import ddl_on
 
 # The datasets whose layouts came with schedule_layouts_by_year.csv (the others have tests of their own).
 EARLIER = {"F_5500", "F_5500_SF", "F_SCH_A", "F_SCH_A_PART1", "F_5500_SF_PART7"}

@@ -11,12 +11,10 @@ import pytest
 
 from ple.dol import files, importer
 from ple.errors import BadInput
-from tests.integration.dol import test_live_tables
 from tests.integration.dol.corpus import real_rows, renumbered, with_value, write_csv
-from tests.integration.dol.test_live_tables import assert_accounted, requoted, table_state
+from tests.integration.dol.live_tables import assert_accounted, requoted, table_state
 
 # the live-shaped DOL tables of test_live_tables (an empty database, every guard, a DDL counter)
-live_db, live = test_live_tables.live_db, test_live_tables.live
 
 
 def _import(conn, path) -> importer.ImportResult:

@@ -13,8 +13,8 @@ from psycopg import sql
 
 from tests import rowcheck
 from tests.helpers import PRODUCTION_2026_03_TEMPLATE_DB
+from tests.integration.pooler.cli import cli, ok
 from tests.integration.pooler.conftest import POOLED_PASSWORD, POOLED_ROLE
-from tests.integration.pooler.test_pooled_reorganization import _cli, _ok
 
 DATABASE = "ple_pooled_2026_03"
 USER_OBJECTS = """
@@ -71,28 +71,28 @@ def test_the_reorganization_applies_under_the_owner_gate_as_an_ordinary_role_thr
         assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (POOLED_ROLE,)).fetchone()[0]
         assert conn.execute("SELECT count(*) FROM pg_event_trigger WHERE evtenabled <> 'D'").fetchone()[0] >= 2
         before = rowcheck.take(conn)
-    _ok(_cli(pooled, "decide", "--accept", "proposed"))
-    _ok(_cli(pooled, "approve", "--approver", "pooler-test", "--standing"))  # re-runs run under it
-    first = _ok(_cli(pooled, "run", "--mode", "apply"))
+    ok(cli(pooled, "decide", "--accept", "proposed"))
+    ok(cli(pooled, "approve", "--approver", "pooler-test", "--standing"))  # re-runs run under it
+    first = ok(cli(pooled, "run", "--mode", "apply"))
     assert "CTB_DDL_GATE" not in first
     with psycopg.connect(direct, autocommit=True) as conn:
         assert rowcheck.missing(before, conn) == []
         registered = conn.execute("SELECT count(*) FROM ple_ops.registry_change").fetchone()[0]
         assert registered
         state = rowcheck.take(conn)
-    _ok(_cli(pooled, "run", "--mode", "apply"))
+    ok(cli(pooled, "run", "--mode", "apply"))
     with psycopg.connect(direct, autocommit=True) as conn:
         assert rowcheck.take(conn) == state
         registry = conn.execute(REGISTRY).fetchall()
 
-    shown = _ok(_cli(pooled, "leaf-lock", "--mode", "plan"))
+    shown = ok(cli(pooled, "leaf-lock", "--mode", "plan"))
     assert "plan mode: nothing written" in shown and "Phase 2 tables missing: none" in shown, shown
     assert "moot (decided: skip) outreach.campaigns" in shown and "ROGUE_TABLE:" in shown
-    locked = _ok(_cli(pooled, "leaf-lock", "--mode", "apply"))
+    locked = ok(cli(pooled, "leaf-lock", "--mode", "apply"))
     assert "enforcement owner_gate" in locked and "CTB_DDL_GATE" not in locked, locked
-    assert "rows written: 0" in _ok(_cli(pooled, "leaf-lock", "--mode", "apply"))
-    _ok(_cli(pooled, "approve", "--revert", "2", "--approver", "pooler-test"))
-    _ok(_cli(pooled, "revert", "--phase", "2", "--mode", "apply"))
+    assert "rows written: 0" in ok(cli(pooled, "leaf-lock", "--mode", "apply"))
+    ok(cli(pooled, "approve", "--revert", "2", "--approver", "pooler-test"))
+    ok(cli(pooled, "revert", "--phase", "2", "--mode", "apply"))
     with psycopg.connect(direct, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM ple_ops.ctb_path_assignment").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM ple_ops.leaf_lock").fetchone()[0] == 0

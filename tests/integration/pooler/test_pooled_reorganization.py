@@ -4,46 +4,22 @@ changes nothing. Every command is the real CLI in its own process, as an operato
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import psycopg
 import pytest
 
 from ple.reorg import plan as plan_module
 from tests import rowcheck
-from tests.conftest import REPO
+from tests.integration.pooler.cli import cli, ok
 from tests.integration.pooler.conftest import POOLED_ROLE
 from tests.reorg_helpers import end_state
 
 PHASES = ("1a", "1b")
 
 
-def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_CTB_POSTGRES": dsn,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "ple.cli", *args],
-        check=False,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, result.stdout[-4000:]
-    return result.stdout
-
-
 def _run_phases(dsn: str) -> str:
-    return _ok(_cli(dsn, "run", *(arg for p in PHASES for arg in ("--phase", p)), "--mode", "apply"))
+    return ok(cli(dsn, "run", *(arg for p in PHASES for arg in ("--phase", p)), "--mode", "apply"))
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +30,8 @@ def first_apply(pg_server, pooled_dsn, pooled_fixture):
         rows_before = rowcheck.take(direct)
     server_log = pg_server.data_dir / "server.log"
     log_offset = server_log.stat().st_size
-    lint_output = _ok(_cli(pooled_dsn, "lint", *(arg for p in PHASES for arg in ("--phase", p))))
-    _ok(_cli(pooled_dsn, "approve", "--approver", "pooler-test", "--standing"))  # the second apply too
+    lint_output = ok(cli(pooled_dsn, "lint", *(arg for p in PHASES for arg in ("--phase", p))))
+    ok(cli(pooled_dsn, "approve", "--approver", "pooler-test", "--standing"))  # the second apply too
     run_output = _run_phases(pooled_dsn)
     with server_log.open(errors="replace") as log:
         log.seek(log_offset)

@@ -9,11 +9,11 @@ from ple.orchestration.reorg_dags import PARAMS
 from ple.orchestration.run_notes import note_for
 from ple.reorg.context import Settings
 from tests.reorg_helpers import executor
-from tests.unit.orchestration.test_run_notes import _run
+from tests.unit.orchestration.dag_runs import dag_run
 
 
 def test_a_default_rehearsal_holds_exclusive_locks_on_the_live_target_as_its_note_says(fresh_db):
-    note = note_for(_run({"mode": "rehearse"}, PARAMS))
+    note = note_for(dag_run({"mode": "rehearse"}, PARAMS))
     assert "on the live target itself" in note
     defaults = {name: param.value for name, param in PARAMS.items()}
     assert Settings.from_params({**defaults, "mode": "rehearse"}).rehearse_conn_id in (None, "")

@@ -19,7 +19,6 @@ from ple.reorg import revert as revert_module
 from ple.reorg.actions import module_for
 from ple.reorg.plan import load
 from tests import rowcheck
-from tests.integration.reorg.test_revert_killed import _phase_status, _revert_until_done, _terminate
 from tests.reconcile_helpers import decide, text_column
 from tests.reorg_helpers import (
     approve,
@@ -28,8 +27,11 @@ from tests.reorg_helpers import (
     connect,
     count,
     executor,
+    phase_status,
+    revert_until_done,
     run_phase,
     table_fingerprints,
+    terminate_backend,
 )
 
 QUEUE = "outreach.entity_resolution_queue"
@@ -248,7 +250,7 @@ def test_a_revert_of_1a_killed_at_every_step_boundary_and_inside_every_step_conv
     def kill(point: str) -> None:
         if point in kills and point not in killed:
             killed.append(point)
-            _terminate(twin_db, state["pid"])
+            terminate_backend(twin_db, state["pid"])
 
     def step_then_killed(ex_, step, fp):
         kill("start")
@@ -268,11 +270,11 @@ def test_a_revert_of_1a_killed_at_every_step_boundary_and_inside_every_step_conv
     monkeypatch.setattr(revert_module, "_revert_step", step_then_killed)
     for module in modules:
         monkeypatch.setattr(module, "revert", killed_before_commit(module))
-    reports, _runs = _revert_until_done(twin_db, phase, run_id, arm)
+    reports, _runs = revert_until_done(twin_db, phase, run_id, arm)
     assert sorted(killed) == sorted(kills)
     assert reports[-1].status == "reverted", reports[-1].text
     with connect(twin_db) as conn:
-        assert _phase_status(twin_db, phase) == "reverted"
+        assert phase_status(twin_db, phase) == "reverted"
         assert_nothing_lost(conn, before)
         assert rowcheck.missing(rows_before, conn) == []
         assert conn.execute("SELECT to_regclass('company.company_master') IS NOT NULL").fetchone()[0]

@@ -6,7 +6,6 @@ checksum, and no row lost by the independent row check (tests/rowcheck.py).
 Phases with several step kinds: 1g (merge, folds, moves, reclassifications) and 1c (merge, moves).
 """
 
-import psycopg
 import pytest
 
 from ple.reorg import revert as revert_module
@@ -19,20 +18,12 @@ from tests.reorg_helpers import (
     assert_nothing_lost,
     connect,
     executor,
+    phase_status,
+    revert_until_done,
     run_phase,
     table_fingerprints,
+    terminate_backend,
 )
-
-
-def _terminate(dsn: str, pid: int) -> None:
-    """End the revert's backend from a second connection, as anything outside the process would."""
-    with connect(dsn) as killer:
-        assert killer.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()[0]
-
-
-def _phase_status(dsn: str, phase_id: str) -> str:
-    with connect(dsn) as c:
-        return c.execute("SELECT status FROM ple_ops.phase_status WHERE phase = %s", (phase_id,)).fetchone()[0]
 
 
 def _applied_and_revert_approved(dsn: str, phase_id: str) -> tuple[dict, dict, list[str], str]:
@@ -46,25 +37,6 @@ def _applied_and_revert_approved(dsn: str, phase_id: str) -> tuple[dict, dict, l
         run_phase(ex, phase_id)
         approve_revert(conn, phase_id)
         return before, rows_before, [s.step_id for s in ex.plan.phase(phase_id).steps], ex.run_id
-
-
-def _revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list, int]:
-    """Run the revert on a new connection each time its backend is killed, until one run ends.
-    `arm(pid)` installs the kill for the next run and returns False once every kill was made."""
-    runs = 0
-    while True:
-        runs += 1
-        assert runs < 50, "the revert does not converge"
-        with connect(dsn) as conn:
-            armed = arm(conn.info.backend_pid)
-            try:
-                reports = executor(conn, run_id=run_id).revert_phase(phase_id)
-            except psycopg.OperationalError:
-                assert armed, "the revert lost its connection without being killed"
-                # nothing is marked reverted before everything is
-                assert _phase_status(dsn, phase_id) == "frozen"
-                continue
-            return reports, runs
 
 
 @pytest.mark.parametrize("phase_id", [pytest.param("1g", marks=pytest.mark.extended), "1c"])
@@ -83,21 +55,21 @@ def test_a_revert_terminated_at_every_step_boundary_converges(fresh_db, monkeypa
     def step_then_killed(ex_, step, fp):
         if "start" not in killed:
             killed.append("start")
-            _terminate(fresh_db, state["pid"])
+            terminate_backend(fresh_db, state["pid"])
         outcome = real_step(ex_, step, fp)
         if step.step_id not in killed:
             killed.append(step.step_id)
-            _terminate(fresh_db, state["pid"])
+            terminate_backend(fresh_db, state["pid"])
         return outcome
 
     monkeypatch.setattr(revert_module, "_revert_step", step_then_killed)
-    reports, runs = _revert_until_done(fresh_db, phase_id, run_id, arm)
+    reports, runs = revert_until_done(fresh_db, phase_id, run_id, arm)
     assert killed == boundaries
     assert runs == len(boundaries) + 1
     assert reports[-1].status == "reverted", reports[-1].text
 
     with connect(fresh_db) as conn:
-        assert _phase_status(fresh_db, phase_id) == "reverted"
+        assert phase_status(fresh_db, phase_id) == "reverted"
         assert_nothing_lost(conn, before)  # every table at its preflight checksum
         assert rowcheck.missing(rows_before, conn) == []
         again = executor(conn, run_id=run_id).revert_phase(phase_id)  # once more: no error, nothing to do
@@ -125,18 +97,18 @@ def test_a_revert_terminated_inside_each_step_before_its_commit_converges(fresh_
             outcome = originals[module](ctx, step)
             if outcome.status == "reverted" and step.step_id not in killed:
                 killed.append(step.step_id)
-                _terminate(fresh_db, state["pid"])
+                terminate_backend(fresh_db, state["pid"])
             return outcome
 
         return revert
 
     for module in modules:
         monkeypatch.setattr(module, "revert", killed_before_commit(module))
-    reports, _runs = _revert_until_done(fresh_db, phase_id, run_id, arm)
+    reports, _runs = revert_until_done(fresh_db, phase_id, run_id, arm)
     assert sorted(killed) == sorted(steps)
     assert reports[-1].status == "reverted", reports[-1].text
 
     with connect(fresh_db) as conn:
-        assert _phase_status(fresh_db, phase_id) == "reverted"
+        assert phase_status(fresh_db, phase_id) == "reverted"
         assert_nothing_lost(conn, before)
         assert rowcheck.missing(rows_before, conn) == []
