@@ -140,12 +140,21 @@ def hold(
         approvals.require(conn, fingerprint, *([how] if how else []), run_id=run_id)
 
 
+class OutcomeStatus(StrEnum):
+    """What an action's apply or revert did (a StepReport, what a task says, has more states)."""
+
+    APPLIED = "applied"
+    ALREADY_DONE = "already_done"  # a re-run: nothing to do, nothing done
+    REVERTED = "reverted"
+
+
 @dataclass
 class Outcome:
-    """What an action did (or, in plan mode, would do)."""
+    """What an action did. `status` is an OutcomeStatus; a plain string names one (and a string
+    that names none is refused here, not written to the ledger)."""
 
     step: Step
-    status: str  # applied, already_done, planned
+    status: OutcomeStatus
     statements: list[Statement] = field(default_factory=list)
     rows_before: dict = field(default_factory=dict)
     rows_after: dict = field(default_factory=dict)
@@ -153,6 +162,9 @@ class Outcome:
     checksums_after: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def __setattr__(self, name, value) -> None:
+        super().__setattr__(name, OutcomeStatus(value) if name == "status" else value)
 
 
 @dataclass

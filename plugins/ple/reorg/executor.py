@@ -581,7 +581,7 @@ class Executor:
             ctx.bypass, ctx.unfreeze, ctx.freeze_after = tuple(bypass), tuple(unfreeze), tuple(freeze_after)
             planned_compat = {step.step_id: compat.planned(ctx, step)}
             ctx.compat_planned = planned_compat
-            if getattr(module, "transactional", lambda *_: True)(ctx, step):
+            if module.transactional(ctx, step):
                 statements = module.statements(ctx, step)
                 with ctx.bypassing_triggers():
                     outcome = module.apply(ctx, step)

@@ -249,7 +249,7 @@ def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
             ctx.bypass = tuple(guards.bypassed_triggers(found, step.step_id))
             ctx.unfreeze, ctx.freeze_after = map(tuple, gate.frozen_names(ex.plan, step, accepted))
             budget.bound_step(ctx)
-            if getattr(module, "transactional", lambda *_: True)(ctx, step):
+            if module.transactional(ctx, step):
                 with ctx.bypassing_triggers():
                     outcome = _apply(ctx, step, module)
             else:

@@ -43,3 +43,13 @@ def revert(ctx: Context, step) -> Outcome:
         return Outcome(step, "already_done")
     relocate.apply(ctx.conn, ctx.catalog, action.target, action.source)
     return Outcome(step, "reverted")
+
+
+def transactional(ctx: Context, step) -> bool:
+    """One transaction: the caller's."""
+    return True
+
+
+def revert_blockers(ctx: Context, step) -> list[str]:
+    """Its revert drops nothing the application could have built on."""
+    return []

@@ -95,3 +95,13 @@ def revert(ctx: Context, step) -> Outcome:
         return Outcome(step, "already_done")
     ctx.conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(qualified(step.action.source), sql.Literal(row[0])))
     return Outcome(step, "reverted")
+
+
+def transactional(ctx: Context, step) -> bool:
+    """One transaction: the caller's."""
+    return True
+
+
+def revert_blockers(ctx: Context, step) -> list[str]:
+    """Its revert drops nothing the application could have built on."""
+    return []

@@ -245,3 +245,9 @@ def lint(ctx: Context, step) -> list:
             )
         )
     return findings
+
+
+def revert_blockers(ctx: Context, step) -> list[str]:
+    """Its revert removes only copies still exactly as the merge wrote them, and keeps any a row
+    refers to (merge_sql.remove_unchanged_copies): nothing others built on is dropped."""
+    return []

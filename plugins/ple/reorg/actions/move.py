@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
-from ple.reorg.actions.archive import apply, check, lint, preview, revert, statements, verify
+from ple.reorg.actions.archive import (
+    apply,
+    check,
+    lint,
+    preview,
+    revert,
+    revert_blockers,
+    statements,
+    transactional,
+    verify,
+)
 
-__all__ = ["apply", "check", "lint", "preview", "revert", "statements", "verify"]
+__all__ = [
+    "apply",
+    "check",
+    "lint",
+    "preview",
+    "revert",
+    "revert_blockers",
+    "statements",
+    "transactional",
+    "verify",
+]
