@@ -182,7 +182,7 @@ class Executor:
             with self.transaction(read_only=True):
                 catalog = read_catalog(self.conn)
                 report = lint.lint_live(self.conn, self.declared, [phase_id], catalog, self.decisions)
-                ddl = self._preflight_ddl(phase, catalog)
+                ddl = self.preflight_ddl(phase, catalog)
                 rendered = [f"-- {s.purpose}\n{s.render(self.conn)};" for s in ddl]
                 moving = [
                     a.source for s in phase.steps for a in s.actions if s.kind in ("ARCHIVE", "MOVE", "MERGE", "FOLD")
@@ -197,7 +197,7 @@ class Executor:
             if not self.applying:
                 # plan mode runs to the end and shows what blocks apply; it never raises on it
                 with self.transaction(read_only=True):
-                    snapshot = self._snapshot(phase, read_catalog(self.conn), counted=False)
+                    snapshot = self.snapshot(phase, read_catalog(self.conn), counted=False)
                 text = _preflight_text(phase, report, rendered, snapshot, naming, applied=False)
                 return StepReport(
                     step_id,
@@ -215,16 +215,16 @@ class Executor:
                 self.lock_exclusive()
                 approved = self.require_approval(phase_id)
                 ensure_schema(self.conn)
-            for target, definition in self._targets_to_create(phase):
+            for target, definition in self.targets_to_create(phase):
                 self.retrying(lambda t=target, d=definition: create_target.ensure(self, phase_id, t, d))
-            for statement in self._preflight_ddl(phase, read_catalog(self.conn)):
+            for statement in self.preflight_ddl(phase, read_catalog(self.conn)):
                 self.retrying(lambda statement=statement: self._run_ddl(statement, phase))
             for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
                 self._provenance_index(target)
             with self.transaction():
                 self.lock_exclusive()
                 catalog = read_catalog(self.conn)
-                snapshot = self._snapshot(phase, catalog, counted=False)
+                snapshot = self.snapshot(phase, catalog, counted=False)
                 self.conn.execute(
                     "DELETE FROM ple_ops.table_snapshot WHERE run_id = %s AND phase = %s", (self.run_id, phase_id)
                 )
@@ -265,22 +265,22 @@ class Executor:
             self._record_failure(step_id, phase_id, "PREFLIGHT", started, exc)
             raise
 
-    def _targets_to_create(self, phase: Phase) -> list[tuple[str, dict]]:
+    def targets_to_create(self, phase: Phase) -> list[tuple[str, dict]]:
         """Merge targets of the phase that the decisions create (actions/create_target.py)."""
         targets = sorted({s.action.target for s in phase.steps if s.kind == "MERGE"})
         return [(t, d) for t in targets if (d := (self.decisions.targets.get(t) or {}).get("create")) is not None]
 
-    def _created_targets(self, phase: Phase, catalog: Catalog) -> list[Statement]:
+    def created_targets(self, phase: Phase, catalog: Catalog) -> list[Statement]:
         """Merge targets that are gone and that the decisions create, as statements (plan, rehearse)."""
         ctx = self.context(catalog)
         return [
             statement
-            for target, definition in self._targets_to_create(phase)
+            for target, definition in self.targets_to_create(phase)
             if create_target.check(ctx, target) == State.PENDING
             for statement in create_target.statements(ctx, target, definition)
         ]
 
-    def _preflight_ddl(self, phase: Phase, catalog: Catalog):
+    def preflight_ddl(self, phase: Phase, catalog: Catalog):
         statements = []
         ctx = self.context(catalog)
         schemas = {self.plan.archive_schema} | {s.action.target.split(".")[0] for s in phase.steps if s.kind == "MOVE"}
@@ -289,7 +289,7 @@ class Executor:
                 Statement(f"schema {schema}", sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             )
         if not self.applying:  # plan mode shows the targets the decisions create, before their columns
-            statements += self._created_targets(phase, catalog)
+            statements += self.created_targets(phase, catalog)
         for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
             if catalog.exists(target):
                 statements += merge_sql.prepare_target(ctx, target)
@@ -335,7 +335,7 @@ class Executor:
                     pairs.append((action.source, action.source))
         return list(dict.fromkeys(pairs))
 
-    def _snapshot(self, phase: Phase, catalog: Catalog, counted: bool = True) -> dict[str, Fingerprint]:
+    def snapshot(self, phase: Phase, catalog: Catalog, counted: bool = True) -> dict[str, Fingerprint]:
         """Every table the phase touches, wherever it stands now: the rows a merge or fold moves
         (their sources) by count and checksum; every other table by its identity (proof.identity:
         OID and data file, no scan). Merge and fold targets are counted too (verify reports the
@@ -376,7 +376,7 @@ class Executor:
             with self.transaction(read_only=True):
                 catalog = read_catalog(self.conn)
                 ctx = self.context(catalog)
-                aside = self._set_asides(ctx, step)
+                aside = self.set_asides(ctx, step)
                 found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
                 if aside:  # the step's own SQL is rendered on the catalog as the set-aside leaves it
                     lines += [f"{step_id}: first, in the same transaction, set aside (decided):"] + [
@@ -456,7 +456,7 @@ class Executor:
         table), instead of calling it blocked."""
         if step.kind != "MERGE" or ctx.catalog.exists(step.target):
             return None
-        if step.target not in {t for t, _ in self._targets_to_create(self.plan.phase(step.phase))}:
+        if step.target not in {t for t, _ in self.targets_to_create(self.plan.phase(step.phase))}:
             return None
         line = (
             f"{step.step_id}: would merge {step.action.source} into {step.target}, which the preflight creates "
@@ -523,7 +523,7 @@ class Executor:
         catalog = read_catalog(self.conn)
         return reconcile.Reconciler(self.conn, self.declared, catalog, self.plan).verdict(step, action)
 
-    def _set_asides(self, ctx: Context, step: Step) -> list:
+    def set_asides(self, ctx: Context, step: Step) -> list:
         """Occupants of names this step needs that a decision sets aside (and that are still there)."""
         items = []
         for action in step.actions:
@@ -559,7 +559,7 @@ class Executor:
             self.require_approval(step.phase, step.step_id)
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog, step.phase)
-            pending_asides = self._set_asides(ctx, step)
+            pending_asides = self.set_asides(ctx, step)
             accepted = self.decisions.accepted if self.decisions is not None else {}
             gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted, own=False)
             unfreeze, freeze_after = gate.frozen_names(self.plan, step, accepted)

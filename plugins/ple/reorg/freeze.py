@@ -8,19 +8,16 @@ archive never constrains live data; revert composes them again from that record.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from psycopg import sql
 
 from ple.reorg.context import StepReport
 from ple.reorg.plan import Phase
+from ple.reorg.session import Session
 from ple.sqlutil import qualified
 
-if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
-    from ple.reorg.executor import Executor
 
-
-def archives_of(ex: Executor, phase: Phase) -> list[str]:
+def archives_of(ex: Session, phase: Phase) -> list[str]:
     tables = []
     for step in phase.steps:
         for action in step.actions:
@@ -31,7 +28,7 @@ def archives_of(ex: Executor, phase: Phase) -> list[str]:
     return tables
 
 
-def freeze_phase(ex: Executor, phase_id: str) -> StepReport:
+def freeze_phase(ex: Session, phase_id: str) -> StepReport:
     """Record the phase complete; make the archive tables it produced read-only."""
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__freeze"
@@ -95,7 +92,7 @@ def freeze_phase(ex: Executor, phase_id: str) -> StepReport:
     return StepReport(step_id, status, f"{step_id}: {status}; read-only: {', '.join(archives) or 'nothing'}")
 
 
-def _detach_foreign_keys(ex: Executor, archive: str, phase_id: str) -> list[str]:
+def _detach_foreign_keys(ex: Session, archive: str, phase_id: str) -> list[str]:
     """A frozen archive must not constrain the live tables it left: its foreign keys into live
     tables are dropped, recorded first as structured catalog data in ple_ops.detached_fk (columns,
     referenced table by OID, match type, actions, deferrability), from which revert composes them

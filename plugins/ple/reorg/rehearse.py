@@ -36,6 +36,7 @@ from ple.reorg import gate, guards, lint
 from ple.reorg.actions import add_pk, create_target, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
 from ple.reorg.proof import columns_gone, fingerprint, native_count
+from ple.reorg.session import Session
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -82,7 +83,7 @@ class _Budget:
         ctx.settings = dataclasses.replace(ctx.settings, statement_timeout=left, backfill_batch_pages=sys.maxsize)
 
 
-def rehearse_phase(ex, phase_id: str) -> StepReport:
+def rehearse_phase(ex: Session, phase_id: str) -> StepReport:
     """Preflight, every step and verify of one phase in one transaction, then ROLLBACK; on the
     connection `rehearse_conn_id` names when given, else on the target within the lock budget."""
     conn_id = ex.settings.rehearse_conn_id
@@ -130,13 +131,13 @@ def _same_database(target: psycopg.Connection, other: psycopg.Connection) -> boo
     return not granted
 
 
-def _on_target(ex, conn_id: str | None) -> tuple[str, float]:
+def _on_target(ex: Session, conn_id: str | None) -> tuple[str, float]:
     seconds = ex.settings.rehearse_budget_seconds
     named = f" (connection {conn_id} is the target)" if conn_id else ""
     return f"on the target itself{named}, holding its locks for at most {seconds:g} s", seconds
 
 
-def _rolled_back(ex, phase_id: str, where: str, budget_seconds: float | None) -> StepReport:
+def _rolled_back(ex: Session, phase_id: str, where: str, budget_seconds: float | None) -> StepReport:
     try:
         ex.retrying(lambda: _rehearse(ex, phase_id, where, budget_seconds))
     except _Rehearsed as done:
@@ -144,7 +145,7 @@ def _rolled_back(ex, phase_id: str, where: str, budget_seconds: float | None) ->
     raise AssertionError("a rehearsal always rolls back")
 
 
-def _rehearse(ex, phase_id: str, where: str, budget_seconds: float | None) -> None:
+def _rehearse(ex: Session, phase_id: str, where: str, budget_seconds: float | None) -> None:
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__preflight"
     lines = [f"phase {phase_id}: REHEARSAL {where} (one transaction, rolled back at the end: nothing stays)"]
@@ -174,7 +175,7 @@ def _rehearse(ex, phase_id: str, where: str, budget_seconds: float | None) -> No
         raise _Rehearsed(StepReport(step_id, status, "\n".join(lines), {"steps": results, "problems": len(failed)}))
 
 
-def _prepare(ex, phase, step_id: str, lines: list[str]) -> dict:
+def _prepare(ex: Session, phase, step_id: str, lines: list[str]) -> dict:
     """The phase's lint, preflight DDL and snapshot, inside the rehearsal's transaction."""
     ex.lock_exclusive()
     catalog = read_catalog(ex.conn)
@@ -184,18 +185,18 @@ def _prepare(ex, phase, step_id: str, lines: list[str]) -> dict:
         lines.append("rehearsal: not carried out, the lint blocks apply (see ERRORS)")
         raise _Rehearsed(StepReport(step_id, "blocked", "\n".join(lines), {"blocking": len(report.errors)}))
     ensure_schema(ex.conn)
-    for target, _ in ex._targets_to_create(phase):  # as create_target.ensure does
+    for target, _ in ex.targets_to_create(phase):  # as create_target.ensure does
         create_target.register_first(ex.conn, phase.phase, target)
-    for statement in ex._created_targets(phase, catalog):
+    for statement in ex.created_targets(phase, catalog):
         ex.conn.execute(statement.query)
     accepted = ex.decisions.accepted if ex.decisions is not None else {}
     unfrozen = governance.set_frozen(ex.conn, gate.frozen_merge_targets(phase, accepted), False)
-    for statement in ex._preflight_ddl(phase, read_catalog(ex.conn)):
+    for statement in ex.preflight_ddl(phase, read_catalog(ex.conn)):
         ex.conn.execute(statement.query)
     governance.set_frozen(ex.conn, unfrozen, True)
     for target in sorted({s.action.target for s in phase.steps if s.kind == "MERGE"}):
         ex.conn.execute(_provenance_index(target))
-    return ex._snapshot(phase, read_catalog(ex.conn))
+    return ex.snapshot(phase, read_catalog(ex.conn))
 
 
 def _stop(phase, step_id: str, results: dict, lines: list[str], budget: _Budget) -> None:
@@ -228,13 +229,13 @@ def _provenance_index(target: str) -> sql.Composed:
     ).format(sql.Identifier(f"{table}_ctb_provenance"[:63]), qualified(target))
 
 
-def _rehearse_step(ex, step, lines: list[str], budget: _Budget) -> str:
+def _rehearse_step(ex: Session, step, lines: list[str], budget: _Budget) -> str:
     try:
         with ex.conn.transaction():  # a savepoint: a failing step leaves the others to run
             catalog = read_catalog(ex.conn)
             ctx = ex.context(catalog)
             accepted = ex.decisions.accepted if ex.decisions is not None else {}
-            asides = ex._set_asides(ctx, step)
+            asides = ex.set_asides(ctx, step)
             gate.admit(ex.conn, ex.plan, step, asides, ex.run_id, accepted, own=False)  # as apply does
             for item in asides:
                 set_aside.apply(ctx, item)
@@ -286,7 +287,7 @@ def _apply(ctx, step, module) -> Outcome:
     )
 
 
-def _verify(ex, phase, snapshot: dict) -> list[str]:
+def _verify(ex: Session, phase, snapshot: dict) -> list[str]:
     catalog = read_catalog(ex.conn)
     by_oid = {t.oid: t for t in catalog.tables.values()}
     rekeyed = {s.action.source for s in phase.steps if s.kind == "ADD_PK"}  # a key column may rewrite it

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -36,10 +35,8 @@ from ple.reorg.actions import create_target, merge, module_for, relocate, revert
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, stable_text
+from ple.reorg.session import Session
 from ple.sqlutil import qualified, raw_template
-
-if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
-    from ple.reorg.executor import Executor
 
 SUBJECT = "revert"
 MATCH = {"f": sql.SQL("MATCH FULL"), "s": sql.SQL("MATCH SIMPLE"), "p": sql.SQL("MATCH PARTIAL")}
@@ -69,12 +66,12 @@ def _how(fp: approval.Fingerprint) -> str:
     return f"`python -m ple.cli approve --revert {fp.parts['phase']} --approver <name>` (or the ctb_revert DAG's form)"
 
 
-def archives_made_by(ex: Executor, step) -> list[str]:
+def archives_made_by(ex: Session, step) -> list[str]:
     """Tables in the archive schema that this step produced (frozen with its phase)."""
     return [t for _, t in relocate.relocations(ex.plan, step) if t.startswith(ex.plan.archive_schema + ".")]
 
 
-def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
+def revert_phase(ex: Session, phase_id: str) -> list[StepReport]:
     phase = _as_applied(ex, phase_id)
     fp = revert_fingerprint(ex.plan.sha256, phase_id)
     if not ex.applying:
@@ -93,7 +90,7 @@ def revert_phase(ex: Executor, phase_id: str) -> list[StepReport]:
     return reports
 
 
-def _as_applied(ex: Executor, phase_id: str) -> Phase:
+def _as_applied(ex: Session, phase_id: str) -> Phase:
     """The phase a revert undoes: its steps as the decisions in force shape them, and every step
     the ledger says was applied that they now leave out or shorten (a decision recorded after the
     apply, e.g. `skip`), as declared: a revert undoes what was done, not what would be done now."""
@@ -141,7 +138,7 @@ def _refuse_what_is_built_on(ctx, steps) -> None:
         raise PlanRejected(refusal)
 
 
-def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepReport]:
+def _render(ex: Session, phase: Phase, fp: approval.Fingerprint) -> list[StepReport]:
     """Plan mode: what the revert would do, step by step, and whether it is approved."""
     reports = []
     with ex.transaction(read_only=True):
@@ -171,7 +168,7 @@ def _render(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[StepRe
     return reports
 
 
-def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
+def _revert_step(ex: Session, step, fp: approval.Fingerprint) -> Outcome:
     started = datetime.now(UTC)
     with ex.transaction():
         hold(ex.conn, fp, _how(fp), run_id=ex.run_id)
@@ -224,7 +221,7 @@ def _revert_step(ex: Executor, step, fp: approval.Fingerprint) -> Outcome:
         return outcome
 
 
-def _restore_set_asides(ex: Executor, step, outcome: Outcome, started: datetime) -> None:
+def _restore_set_asides(ex: Session, step, outcome: Outcome, started: datetime) -> None:
     """Once the step's revert has freed the names, each occupant the step set aside (its SET_ASIDE
     ledger rows) gets its name back: the same OID, renamed; its ledger row says `reverted`."""
     ctx = ex.context(read_catalog(ex.conn))
@@ -249,7 +246,7 @@ def _restore_set_asides(ex: Executor, step, outcome: Outcome, started: datetime)
             outcome.notes.append(result)
 
 
-def _restore_foreign_keys(ex: Executor, table_oid: int, archive: str) -> list[str]:
+def _restore_foreign_keys(ex: Session, table_oid: int, archive: str) -> list[str]:
     """Compose each detached key again from its structured record (psycopg.sql, no SQL text from
     the ledger). NOT VALID first (no scan under the lock), then validated where the referenced rows
     still exist; a key whose referenced rows were deleted meanwhile stays NOT VALID, reported."""
@@ -317,7 +314,7 @@ def _restore_foreign_keys(ex: Executor, table_oid: int, archive: str) -> list[st
     return restored
 
 
-def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
+def _finish(ex: Session, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     """Restore relaxed NOT NULLs, prove against the preflight snapshot, mark the phase reverted."""
     started = datetime.now(UTC)
     step_id = f"{phase.phase}__revert"
@@ -362,7 +359,7 @@ def _finish(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> StepReport:
     return StepReport(step_id, outcome, text, {"notes": len(notes), "live_changes": len(reported)})
 
 
-def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started: datetime) -> None:
+def _drop_created_targets(ex: Session, phase: Phase, notes: list[str], started: datetime) -> None:
     """Merge targets this tool created in the phase (CREATE_TARGET ledger rows), dropped only
     while they hold no row (ledger row `reverted`, dropped); kept and reported otherwise."""
     ctx = ex.context(read_catalog(ex.conn))
@@ -388,7 +385,7 @@ def _drop_created_targets(ex: Executor, phase: Phase, notes: list[str], started:
             notes.append(result)
 
 
-def _restore_not_null(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> list[str]:
+def _restore_not_null(ex: Session, phase: Phase, fp: approval.Fingerprint) -> list[str]:
     """Each NOT NULL the tool relaxed, set again without scanning the live table under an ACCESS
     EXCLUSIVE lock: a helper CHECK (col IS NOT NULL) is added NOT VALID (brief lock, no scan),
     validated under SHARE UPDATE EXCLUSIVE (the scan; the application keeps reading and writing),
@@ -412,7 +409,7 @@ def _restore_not_null(ex: Executor, phase: Phase, fp: approval.Fingerprint) -> l
 HELPER_COMMENT = "ctb: helper of revert's NOT NULL restore; dropped by it"
 
 
-def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, oid: int, column: str) -> str:
+def _restore_one_not_null(ex: Session, fp: approval.Fingerprint, target: str, oid: int, column: str) -> str:
     """Three transactions, each reading the state afresh (the table by its OID, wherever it is now;
     the column by its name), so that a run killed between them, another revert running between
     them, or a table moved or a column renamed between them converges: the helper is the tool's only
@@ -476,13 +473,13 @@ def _restore_one_not_null(ex: Executor, fp: approval.Fingerprint, target: str, o
     )
 
 
-def _where(ex: Executor, oid: int, column: str | None = None) -> sql.Composable | None:
+def _where(ex: Session, oid: int, column: str | None = None) -> sql.Composable | None:
     """The table's name now, found by OID wherever it has moved; None if it is gone, or lacks `column`."""
     row = ex.conn.execute(raw_template("revert/table_now"), {"oid": oid, "column": column}).fetchone()
     return sql.Identifier(*row) if row else None
 
 
-def _column_gone(ex: Executor, target: str, oid: int, column: str, helper: str) -> str:
+def _column_gone(ex: Session, target: str, oid: int, column: str, helper: str) -> str:
     """The column the tool relaxed is gone (dropped, or renamed by someone): nothing to restore;
     the tool's helper, if it is still there (a rename keeps it), is dropped, the record forgotten."""
     if _helper_state(ex, oid, helper) in ("validated", "not validated"):
@@ -499,7 +496,7 @@ def not_null_helper(column: str) -> str:
     return f"ctb_not_null_{column[:36]}_{hashlib.md5(column.encode()).hexdigest()[:8]}"
 
 
-def _helper_name(ex: Executor, oid: int, column: str) -> str | None:
+def _helper_name(ex: Session, oid: int, column: str) -> str | None:
     """The tool's helper of `column` if there is one, else the first of its names that is free."""
     base = not_null_helper(column)
     candidates = [base] + [f"{base}_{n}" for n in range(1, 10)]
@@ -509,7 +506,7 @@ def _helper_name(ex: Executor, oid: int, column: str) -> str | None:
     return (mine or free or [None])[0]
 
 
-def _helper_state(ex: Executor, oid: int, helper: str) -> str | None:
+def _helper_state(ex: Session, oid: int, helper: str) -> str | None:
     """None (absent), 'not validated' or 'validated' (the tool's), or 'foreign' (someone else's)."""
     row = ex.conn.execute(
         raw_template("revert/not_null_helper_state"), {"oid": oid, "helper": helper, "comment": HELPER_COMMENT}
@@ -522,13 +519,13 @@ def _helper_state(ex: Executor, oid: int, helper: str) -> str | None:
     return "validated" if validated else "not validated"
 
 
-def _is_not_null(ex: Executor, oid: int, column: str) -> bool:
+def _is_not_null(ex: Session, oid: int, column: str) -> bool:
     return ex.conn.execute(
         "SELECT attnotnull FROM pg_attribute WHERE attrelid = %s AND attname = %s", (oid, column)
     ).fetchone()[0]
 
 
-def _prove(ex: Executor, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:
+def _prove(ex: Session, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:
     """Every snapshot table is back under its own name with its OID; the tables the phase took
     over (merge sources, fold side tables) hold exactly their preflight rows; live tables that
     differ are reported (other sessions write to them), never hidden."""

@@ -23,7 +23,6 @@ the DOL import's contract.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -33,13 +32,11 @@ from ple.reorg.actions import module_for
 from ple.reorg.context import StepReport
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, native_count, row_hash, stable_text
+from ple.reorg.session import Session
 from ple.sqlutil import qualified
 
-if TYPE_CHECKING:  # the executor calls this stage; the stage only names its type
-    from ple.reorg.executor import Executor
 
-
-def stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:
+def stored_snapshot(ex: Session, phase_id: str) -> list[tuple]:
     """The phase's preflight snapshot (this run's, else the latest):
     (table, oid, relfilenode, columns, rows, checksum, proof)."""
     rows = ex.conn.execute(
@@ -53,7 +50,7 @@ def stored_snapshot(ex: Executor, phase_id: str) -> list[tuple]:
     return rows
 
 
-def tool_owned(ex: Executor, phase: Phase) -> set[str]:
+def tool_owned(ex: Session, phase: Phase) -> set[str]:
     """Snapshot names of the tables whose every row belongs to the tool after the phase."""
     owned = set()
     for step in phase.steps:
@@ -64,7 +61,7 @@ def tool_owned(ex: Executor, phase: Phase) -> set[str]:
     return owned
 
 
-def merged_rows(ex: Executor, target: str) -> int:
+def merged_rows(ex: Session, target: str) -> int:
     """Rows the ledger says are merged into `target` now: the latest apply or revert of each merge
     step, counted only where that is an apply (a merge reverted since counts nothing)."""
     return ex.conn.execute(
@@ -75,7 +72,7 @@ def merged_rows(ex: Executor, target: str) -> int:
     ).fetchone()[0]
 
 
-def edited_copies(ex: Executor, target) -> int:
+def edited_copies(ex: Session, target) -> int:
     """Merged copies in `target` that no longer hash to what the merge wrote (the application
     edited them: reported; revert keeps them)."""
     total = 0
@@ -94,7 +91,7 @@ def edited_copies(ex: Executor, target) -> int:
     return total
 
 
-def verify_phase(ex: Executor, phase_id: str) -> StepReport:
+def verify_phase(ex: Session, phase_id: str) -> StepReport:
     """Tool-owned rows exactly, live tables reported, per-action proofs."""
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__verify"
