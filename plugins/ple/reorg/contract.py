@@ -21,7 +21,7 @@ import psycopg
 
 from ple import approval
 from ple.db import transaction
-from ple.reorg import compat
+from ple.reorg import compat, usage
 from ple.reorg.context import hold
 from ple.sqlutil import raw_template
 
@@ -45,8 +45,6 @@ class Due:
 
 
 def due(conn: psycopg.Connection) -> list[Due]:
-    from ple.reorg import usage
-
     usage.sample(conn)
     if conn.execute("SELECT to_regclass('ple_ops.compat_object') IS NULL").fetchone()[0]:
         return []

@@ -45,6 +45,8 @@ from psycopg.types.json import Jsonb
 from ple import approval
 from ple.config import INCLUDE_DIR
 from ple.errors import PlanRejected
+from ple.ops import ensure_schema
+from ple.reorg import pending
 from ple.reorg.decision_store import (  # noqa: F401 (re-exported: the decisions' public names)
     DATABASE_NAME,
     DECISIONS_DIR_ENV,
@@ -159,8 +161,6 @@ def _decisions(database: str, path: Path, raw: dict, sha256: str, version: int |
 def for_connection(conn: psycopg.Connection) -> Decisions:
     """The decisions in force in this database (its latest recorded version; before any is
     recorded, its decisions file) and its recorded 1L answers (reorg/pending.py)."""
-    from ple.reorg import pending
-
     database = conn.info.dbname
     found = stored(conn)
     if found:
@@ -187,8 +187,6 @@ def record(
 ) -> tuple[int, Path]:
     """A new version of the database's decisions (in force from now: it voids approvals of the
     earlier one), exported to the decisions file. `answers`: who decided which entry, how."""
-    from ple.ops import ensure_schema
-
     database = conn.info.dbname
     if raw.get("database") != database:
         raise DecisionsRejected(f"decisions for database {raw.get('database')!r} cannot be recorded in {database!r}")

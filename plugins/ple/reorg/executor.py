@@ -31,8 +31,12 @@ from ple.reorg import compat, decision_store, gate, guards, ledger, lint, pendin
 from ple.reorg import decisions as decisions_module
 from ple.reorg.actions import create_target, merge_sql, module_for, set_aside
 from ple.reorg.context import ADVISORY_LOCK, Context, Mode, Outcome, Settings, State, Statement, StepReport
+from ple.reorg.freeze import freeze_phase
 from ple.reorg.plan import Phase, Plan, Step
 from ple.reorg.proof import Fingerprint, fingerprint, identity
+from ple.reorg.rehearse import rehearse_phase
+from ple.reorg.revert import revert_phase
+from ple.reorg.verify import verify_phase
 from ple.server import require_supported_server
 
 # Errors in the data or the SQL: a retry would fail the same way.
@@ -172,8 +176,6 @@ class Executor:
         """Lint; then (apply) schemas, discriminator and provenance columns, and the snapshot."""
         require_supported_server(self.conn)
         if self.rehearsing:
-            from ple.reorg.rehearse import rehearse_phase
-
             return rehearse_phase(self, phase_id)
         phase = self.plan.phase(phase_id)
         started = datetime.now(UTC)
@@ -656,18 +658,12 @@ class Executor:
 
     # ---------------------------------------------------------------- verify, freeze, revert
     def verify(self, phase_id: str) -> StepReport:
-        from ple.reorg.verify import verify_phase
-
         return verify_phase(self, phase_id)
 
     def freeze(self, phase_id: str) -> StepReport:
-        from ple.reorg.freeze import freeze_phase
-
         return freeze_phase(self, phase_id)
 
     def revert_phase(self, phase_id: str) -> list[StepReport]:
-        from ple.reorg.revert import revert_phase
-
         return revert_phase(self, phase_id)
 
 

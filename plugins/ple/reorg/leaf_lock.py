@@ -32,9 +32,10 @@ from ple.catalog import Catalog, read_catalog
 from ple.db import transaction
 from ple.errors import PlanRejected
 from ple.ops import ensure_schema, schema_exists
-from ple.reorg import decisions, pending
+from ple.reorg import decisions, pending, reconcile
 from ple.reorg.context import hold
 from ple.reorg.plan import Plan
+from ple.reorg.revert import revert_fingerprint
 
 DECIDED_1L = "DECIDED_1L"
 PHASE = "2"  # the leaf lock's name in a revert approval and in ple_ops.table_registry
@@ -81,8 +82,6 @@ def review(
     """What the lock would assign, which Phase 2 tables are moot (gone, with the live evidence) and
     which registry rows it would add. Before Phase 1 (`after_phase_1` false, as `decide` runs) a
     table that a Phase 1 action as decided will create or move into place is not moot."""
-    from ple.reorg import reconcile
-
     effective = decisions.effective_plan(plan, decided)
     coming = set()
     if not after_phase_1:
@@ -251,8 +250,6 @@ def revert(conn: psycopg.Connection, plan: Plan, run_id: str, apply: bool) -> st
     """Take the leaf lock away: its event trigger (if it created one), its assignments, its Phase 2
     rows in ple_ops.table_registry, its lock rows, and the rows it wrote into the owner's registry
     (ple_ops.registry_change, step `leaf_lock`), and nothing else. Needs `approve --revert 2`."""
-    from ple.reorg.revert import revert_fingerprint
-
     with transaction(conn, read_only=not apply):
         if not schema_exists(conn):
             return "the leaf lock was never applied here: nothing to revert"

@@ -31,6 +31,7 @@ from datetime import datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ple.catalog import exact_counts, read_catalog
 from ple.errors import BadInput, NotApproved
 from ple.ops import ADVISORY_LOCK, ensure_schema
 from ple.reorg.ledger import ledger_outcomes
@@ -255,8 +256,6 @@ def _as_answered(action: Action, answer: Answer | None) -> Action:
 # ---------------------------------------------------------------------- what a person reads
 def live_rows(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
     """Exact row counts where each table stands now (its name, or where an answer put it)."""
-    from ple.catalog import exact_counts, read_catalog
-
     catalog = read_catalog(conn)
     present = [t for t in tables if catalog.exists(t)]
     counts = exact_counts(conn, present)

@@ -30,6 +30,7 @@ from psycopg import sql
 
 from ple import governance
 from ple.catalog import read_catalog
+from ple.db import connect
 from ple.errors import PermanentError, RehearsalFailed
 from ple.ops import ensure_schema
 from ple.reorg import gate, guards, lint
@@ -37,6 +38,7 @@ from ple.reorg.actions import add_pk, create_target, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
 from ple.reorg.proof import columns_gone, fingerprint, native_count
 from ple.reorg.session import Session
+from ple.server import require_supported_server
 from ple.sqlutil import qualified, split_qualified
 
 
@@ -89,9 +91,6 @@ def rehearse_phase(ex: Session, phase_id: str) -> StepReport:
     conn_id = ex.settings.rehearse_conn_id
     if not conn_id:
         return _rolled_back(ex, phase_id, *_on_target(ex, None))
-    from ple.db import connect
-    from ple.server import require_supported_server
-
     with connect(conn_id) as copy:
         if _same_database(ex.conn, copy):
             return _rolled_back(ex, phase_id, *_on_target(ex, conn_id))

@@ -36,6 +36,7 @@ from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.plan import Phase
 from ple.reorg.proof import columns_gone, fingerprint, stable_text
 from ple.reorg.session import Session
+from ple.reorg.verify import stored_snapshot
 from ple.sqlutil import qualified, raw_template
 
 SUBJECT = "revert"
@@ -529,8 +530,6 @@ def _prove(ex: Session, phase: Phase, catalog, dropped: set[int]) -> tuple[list[
     """Every snapshot table is back under its own name with its OID; the tables the phase took
     over (merge sources, fold side tables) hold exactly their preflight rows; live tables that
     differ are reported (other sessions write to them), never hidden."""
-    from ple.reorg.verify import stored_snapshot
-
     owned = {a.source for s in phase.steps if s.kind in ("MERGE", "FOLD") for a in s.actions}
     by_oid = {t.oid: t for t in catalog.tables.values()}
     problems, reported, lines = [], [], []

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from psycopg import sql
 
+from ple.catalog import read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, ledger
@@ -114,8 +115,6 @@ def _finish_unfrozen(ctx: Context, step, started: datetime, batching: dict) -> O
 def _finish(ctx: Context, step, started: datetime, batching: dict) -> Outcome:
     """Source locked against writes; catch up with what changed since the batches (trigger
     bypassed only then); prove; archive the source."""
-    from ple.catalog import read_catalog
-
     ctx.catalog = read_catalog(ctx.conn)
     action = step.action
     if merge_sql.check(ctx, step) == State.DONE:

@@ -20,6 +20,7 @@ from ple.catalog import Catalog
 from ple.errors import PlanRejected
 from ple.reorg.actions import relocate
 from ple.reorg.context import Context, State
+from ple.reorg.proof import count
 
 ACTION = "SET_ASIDE"
 
@@ -57,8 +58,6 @@ def as_after(catalog: Catalog, items: list[SetAside]) -> Catalog:
 
 
 def preview(ctx: Context, item: SetAside) -> dict:
-    from ple.reorg.proof import count
-
     return {"rows": count(ctx.conn, item.occupant)} if ctx.catalog.exists(item.occupant) else {"rows": 0}
 
 
