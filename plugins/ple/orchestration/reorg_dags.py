@@ -175,13 +175,11 @@ def render_plan(phase_ids: list[str]):
             steps = [(step, executor.run_step(step.step_id)) for step in executor.plan.phase(phase_id).steps]
             texts += [checked.text, *(report.text for _, report in steps)]
             summary += summary_lines(executor.plan.phase(phase_id), checked, steps)
-        if len(phase_ids) == 1 and executor.plan.phase(phase_ids[0]).steps:
+        with_steps = [p for p in phase_ids if executor.plan.phase(p).steps]
+        if len(phase_ids) == 1 and with_steps:
             summary.append(_rehearsed(conn, context, phase_ids[0], texts))
-        else:
-            summary.append(
-                "- **not rehearsed**: a request for several phases shows no rehearsal (each phase is rehearsed on "
-                "the state the phases before it leave); rehearse with `mode=rehearse`, or approve phase by phase"
-            )
+        elif with_steps:
+            summary.append(_rehearsed_in_order(conn, context, with_steps, texts))
         return "\n".join(summary), "\n\n".join(texts)
 
     return render
@@ -209,6 +207,31 @@ def _rehearsed(conn, context, phase_id: str, texts: list[str]) -> str:
     steps = report.summary.get("steps", {})
     context["ti"].xcom_push(key=REHEARSAL_XCOM, value={phase_id: {"status": report.status, "steps": steps}})
     return f"- **rehearsed** (carried out, verified and rolled back): {len(steps)} step(s), no problem"
+
+
+def _rehearsed_in_order(conn, context, phase_ids: list[str], texts: list[str]) -> str:
+    """A request for several phases rehearses them in order in one transaction, each on the state
+    the ones before it leave (rehearse.rehearse_phases; on `rehearse_conn_id` when given, else on
+    the target within one lock budget for them all). Not clean: the task is red before anything
+    is asked; clean: recorded with the approval per phase, as a phase's own request is."""
+    from ple.reorg.context import Mode, Settings
+    from ple.reorg.executor import Executor
+    from ple.reorg.rehearse import rehearse_phases, require_clean
+    from ple.reporting import emit
+
+    settings = Settings.from_params({**context["params"], "mode": Mode.REHEARSE})
+    report = rehearse_phases(Executor(conn, load(), context["run_id"], settings), phase_ids)
+    texts.append(report.text)
+    if report.status != "rehearsed":
+        emit("\n\n".join(texts))
+    require_clean(report)
+    phases = report.summary["phases"]
+    context["ti"].xcom_push(key=REHEARSAL_XCOM, value=phases)
+    steps = sum(len(r["steps"]) for r in phases.values())
+    return (
+        f"- **rehearsed** (every phase in order, carried out, verified and rolled back in one transaction): "
+        f"{len(phases)} phases, {steps} step(s), no problem"
+    )
 
 
 def _rehearsal_details(conn, context) -> dict:

@@ -145,12 +145,18 @@ def _rolled_back(ex: Session, phase_id: str, where: str, budget_seconds: float |
 
 
 def _rehearse(ex: Session, phase_id: str, where: str, budget_seconds: float | None) -> None:
+    with ex.transaction():
+        raise _Rehearsed(_phase(ex, phase_id, where, _Budget(budget_seconds)))
+
+
+def _phase(ex: Session, phase_id: str, where: str, budget: _Budget) -> StepReport:
+    """One phase's preflight, steps and verification inside the rehearsal's open transaction (on
+    the state the phases rehearsed before it in that transaction leave); its report."""
     phase = ex.plan.phase(phase_id)
     step_id = f"{phase_id}__preflight"
     lines = [f"phase {phase_id}: REHEARSAL {where} (one transaction, rolled back at the end: nothing stays)"]
     results: dict[str, str] = {}
-    with ex.transaction():
-        budget = _Budget(budget_seconds)
+    try:
         try:
             budget.bound_statements(ex)
             snapshot = _prepare(ex, phase, step_id, lines)
@@ -165,13 +171,60 @@ def _rehearse(ex: Session, phase_id: str, where: str, budget_seconds: float | No
             if not budget.spent():
                 raise
             _stop(phase, step_id, results, lines, budget)
-        failed = [s for s, r in results.items() if r == "failed"] + [line for line in lines if "PROBLEM" in line]
-        status = "rehearsed" if not failed else "failed"
-        lines.append(
-            f"rehearsal of phase {phase_id}: {len(results)} steps, {len(failed)} problems; rolled back"
-            + ("" if not failed else ": apply would fail the same way")
-        )
-        raise _Rehearsed(StepReport(step_id, status, "\n".join(lines), {"steps": results, "problems": len(failed)}))
+    except _Rehearsed as stopped:  # blocked by the lint, or the budget spent
+        return stopped.report
+    failed = [s for s, r in results.items() if r == "failed"] + [line for line in lines if "PROBLEM" in line]
+    status = "rehearsed" if not failed else "failed"
+    lines.append(
+        f"rehearsal of phase {phase_id}: {len(results)} steps, {len(failed)} problems; rolled back"
+        + ("" if not failed else ": apply would fail the same way")
+    )
+    return StepReport(step_id, status, "\n".join(lines), {"steps": results, "problems": len(failed)})
+
+
+def rehearse_phases(ex: Session, phase_ids: list[str]) -> StepReport:
+    """Several phases in order in ONE transaction, each on the state the ones before it leave, then
+    ROLLBACK: what a request for the whole plan rehearses. On `rehearse_conn_id` when given, else on
+    the target within one lock budget for them all. A phase that is not clean ends the chain: the
+    phases after it are not rehearsed (they would start from a state apply never reaches)."""
+    conn_id = ex.settings.rehearse_conn_id
+    if not conn_id:
+        return _chain_rolled_back(ex, phase_ids, *_on_target(ex, None))
+    with connect(conn_id) as copy:
+        if _same_database(ex.conn, copy):
+            return _chain_rolled_back(ex, phase_ids, *_on_target(ex, conn_id))
+        require_supported_server(copy)
+        on_copy = type(ex)(copy, ex.declared, ex.run_id, ex.settings, ex.decisions)
+        where = f"on connection {conn_id} ({copy.info.dbname} on {copy.info.host}:{copy.info.port}; the target is not touched)"
+        return _chain_rolled_back(on_copy, phase_ids, where, None)
+
+
+def _chain_rolled_back(ex: Session, phase_ids: list[str], where: str, budget_seconds: float | None) -> StepReport:
+    def chain() -> None:
+        with ex.transaction():
+            budget, texts, phases, status = _Budget(budget_seconds), [], {}, "rehearsed"
+            for phase_id in phase_ids:
+                if status != "rehearsed":
+                    phases[phase_id] = {"status": "not rehearsed", "steps": {}}
+                    continue
+                report = _phase(ex, phase_id, where, budget)
+                texts.append(report.text)
+                phases[phase_id] = {"status": report.status, "steps": report.summary.get("steps", {})}
+                status = report.status
+            skipped = [p for p, r in phases.items() if r["status"] == "not rehearsed"]
+            texts.append(
+                f"rehearsal of phases {', '.join(phase_ids)} in order, in one transaction: {status}"
+                + (f"; not rehearsed after it: {', '.join(skipped)}" if skipped else "")
+                + "; rolled back, nothing stays"
+            )
+            step_id = f"{'_'.join(phase_ids)}__preflight" if len(phase_ids) < 4 else "plan__preflight"
+            raise _Rehearsed(StepReport(step_id, status, "\n\n".join(texts), {"phases": phases}))
+
+    try:
+        ex.retrying(chain)
+    except _Rehearsed as done:
+        return done.report
+    raise AssertionError("a rehearsal always rolls back")
 
 
 def _prepare(ex: Session, phase, step_id: str, lines: list[str]) -> dict:
