@@ -84,7 +84,9 @@ def preload_libraries(bin_dir: Path) -> str:
     if not pg_config.exists():
         return ""
     libdir = subprocess.run([str(pg_config), "--pkglibdir"], check=True, capture_output=True, text=True).stdout.strip()
-    return " -c shared_preload_libraries=pg_stat_statements" if (Path(libdir) / "pg_stat_statements.so").exists() else ""
+    return (
+        " -c shared_preload_libraries=pg_stat_statements" if (Path(libdir) / "pg_stat_statements.so").exists() else ""
+    )
 
 
 def as_server_user(args: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from ple import approval
 from tests.browser.conftest import SCREENSHOTS
 from tests.browser.pages import PLUGIN_ROUTES, open_trigger_form, shot, trigger_button
 from tests.conftest import REPO
@@ -175,8 +176,13 @@ def test_approving_the_plan_from_the_form_records_the_signed_in_user(signed_in, 
         assert time.monotonic() < deadline, "the form created no run"
         time.sleep(1)
     assert admin_api.wait_for_run("ctb_approve_plan", runs[0]["dag_run_id"])["state"] == "success"
-    with psycopg.connect(ctb_dsn) as conn:
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
         approvers = conn.execute("SELECT approver, approved_via FROM ple_ops.approval").fetchall()
+        made = conn.execute(
+            "SELECT approval_id FROM ple_ops.approval WHERE approved_via = 'airflow-form' AND revoked_at IS NULL"
+        ).fetchall()
+        for (approval_id,) in made:  # its approval would let the next test's apply run without asking
+            approval.revoke(conn, approval_id, "test", "the form was tested, not meant to approve a run")
     assert ("admin", "airflow-form") in approvers
 
 

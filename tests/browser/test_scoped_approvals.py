@@ -167,8 +167,15 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
 
 
 @pytest.mark.extended  # CI time: the request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
-def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api):
+def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api, ctb_dsn):
+    from ple import approval
+
     _signed_in(browser, airflow)
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # an earlier test's approval would answer for it
+        for (approval_id,) in conn.execute(
+            "SELECT approval_id FROM ple_ops.approval WHERE verdict = 'approve' AND revoked_at IS NULL"
+        ).fetchall():
+            approval.revoke(conn, approval_id, "test", "this test is about the request the plan raises")
     run_id = _apply(admin_api, "ctb_reorganization")
     request = admin_api.wait_for_request("ctb_reorganization", timeout=900)
     assert "the whole plan (every phase)" in request["body"].splitlines()[0]
@@ -214,3 +221,37 @@ def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approv
     assert now.version == latest["version"] and latest["answers"]["outreach.dol_audit_log"]["by"] == "admin"
     assert now.for_action("outreach.dol_audit_log").get("set_aside")  # the plan as decided sets the copy aside
     assert still is None or still["approval_id"] != earlier  # the approval of the earlier decisions is void
+
+
+def _stop_after_answer(api, dag_id: str, run_id: str) -> None:
+    """The answer is given; the run is marked failed once it is no longer waiting (this test is
+    about where the buttons are, not about the retry policy after a rejection)."""
+    time.sleep(10)
+    run = api.call("GET", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+    if run["state"] not in ("failed", "success"):
+        api.call("PATCH", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}", {"state": "failed"})
+
+
+@pytest.mark.extended  # CI time: every request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
+def test_the_revert_cleanup_and_contract_requests_fit_the_screen(browser, airflow, admin_api, ctb_dsn):
+    """The other requests the bundle raises, measured like the phase's: a revert, the 2C cleanup,
+    the contract of compatibility views (each rejected: nothing changes)."""
+    from tests.reorg_helpers import approve, executor, run_phase
+
+    _signed_in(browser, airflow)
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # 1A applied: something to revert, old names
+        approve(conn)
+        run_phase(executor(conn), "1a")
+        conn.execute("UPDATE ple_ops.compat_object SET grace = interval '0', created_at = now() - interval '1 day'")
+    asked = (
+        ("ctb_revert", {"mode": "apply", "phase": "1a"}, "Approve reverting a phase"),
+        ("ctb_phase_2c_data_quality", {"mode": "apply"}, "Approve the Phase 2C cleanup steps shown"),
+        ("ctb_contract", {"mode": "apply"}, "Approve removing (or restoring) compatibility objects"),
+    )
+    for dag_id, conf, title in asked:
+        admin_api.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+        run_id = admin_api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
+        request = admin_api.wait_for_request(dag_id)
+        assert request["task_instance"]["dag_run_id"] == run_id
+        _on_screen(_answer_in_browser(browser, airflow.url, request, title, "Reject"))
+        _stop_after_answer(admin_api, dag_id, run_id)

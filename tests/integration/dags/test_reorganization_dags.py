@@ -24,8 +24,11 @@ def test_reorganization_end_to_end_through_airflow(airflow_env, fresh_db):
         assert "│ 1b__merge__marketing_failed_company_match: would run" in planned.stdout
         assert end_state(conn) == original
 
-        approved = run_dag(
-            airflow_env, "ctb_approve_plan", {"approver": "Ada Lovelace", "plan_sha256": load().sha256}, fresh_db
+        approved = run_dag(  # standing: the second apply runs under it too (a one-run approval would ask again)
+            airflow_env,
+            "ctb_approve_plan",
+            {"approver": "Ada Lovelace", "plan_sha256": load().sha256, "standing": True},
+            fresh_db,
         )
         assert dag_run_state(approved.stdout) == "success", approved.stdout[-3000:]
 
