@@ -81,6 +81,7 @@ def test_plan_from_the_form_then_approve_the_apply_in_required_actions(browser, 
     applying = admin_api.call("POST", "/dags/ctb_phase_1b/dagRuns", {"logical_date": None, "conf": {"mode": "apply"}})
     request = admin_api.wait_for_request("ctb_phase_1b")
     assert "| code |" in request["body"] and "-- live:" in request["body"]
+    time.sleep(5)  # a person answers seconds later; an answer in the scheduler loop that parked it is re-asked
     browser.get(f"{airflow.url}/required_actions")
     click_text(browser, "a", "Approve phase 1B", timeout=60)
     WebDriverWait(browser, 30).until(lambda d: "Approve exactly this" in d.page_source)

@@ -45,6 +45,7 @@ def _answer_in_browser(
     assert request["subject"].startswith(title), request["subject"]
     mapped = f"/mapped/{ti['map_index']}" if ti["map_index"] >= 0 else ""
     run = urllib.request.quote(ti["dag_run_id"], safe="")
+    time.sleep(5)  # as a person would, not in the scheduler loop that saw the task park (see _answer_by_api)
     browser.get(f"{base}/dags/{ti['dag_id']}/runs/{run}/tasks/{ti['task_id']}{mapped}/required_actions")
     WebDriverWait(browser, 120).until(lambda d: d.execute_script(MEASURE, buttons[0]))
     time.sleep(1)
