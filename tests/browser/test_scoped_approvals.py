@@ -256,3 +256,62 @@ def test_the_revert_cleanup_and_contract_requests_fit_the_screen(browser, airflo
         assert request["task_instance"]["dag_run_id"] == run_id
         _on_screen(_answer_in_browser(browser, airflow.url, request, title, "Reject"))
         _stop_after_answer(admin_api, dag_id, run_id)
+
+
+@pytest.mark.extended  # CI time: tests/integration/dags/test_audit_baseline_dag.py answers the same request through the REST API
+def test_the_audit_baseline_request_fits_the_screen(browser, airflow, admin_api, ctb_dsn):
+    """The last request the bundle can raise: a breached nightly audit asks whether its numbers
+    become the new baseline. Measured like the others, and answered "Keep the baseline" (nothing
+    is accepted: the run stays failed)."""
+    from ple.audit import history
+    from ple.orchestration.audit_dags import ACCEPT, KEEP
+    from tests.integration.audit.defects import duplicate_domains
+
+    _signed_in(browser, airflow)
+    audit, strict = "ctb_nightly_audit", {"regression_margin_pct": 0, "regression_margin_rows": 0}
+    admin_api.call("PATCH", f"/dags/{audit}", {"is_paused": False})
+    _settle(admin_api, audit, KEEP)  # unpaused, the scheduler may start the latest night's run
+    first = admin_api.call(
+        "POST", f"/dags/{audit}/dagRuns", {"logical_date": None, "conf": {**strict, "offer_baseline": False}}
+    )["dag_run_id"]
+    admin_api.wait_for_run(audit, first, timeout=900)  # green or red (earlier tests' state): its numbers are recorded
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        history.accept(conn, "admin", first, note="the baseline this browser test breaches")
+        duplicate_domains(conn, 3)
+    run_id = admin_api.call("POST", f"/dags/{audit}/dagRuns", {"logical_date": None, "conf": strict})["dag_run_id"]
+    request = _request_of(admin_api, audit, run_id)
+    where = _answer_in_browser(browser, airflow.url, request, "The nightly audit breached", KEEP, (ACCEPT, KEEP))
+    _on_screen(where)
+    assert admin_api.wait_for_run(audit, run_id, timeout=300)["state"] == "failed"  # the breach stands
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        assert history.baseline(conn).run_id == first
+
+
+def _settle(api, dag_id: str, option: str, timeout: float = 900) -> None:
+    """No run of the DAG left running: any it asks is answered `option` through the API."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = api.call("GET", f"/dags/{dag_id}/dagRuns?state=queued&state=running")["dag_runs"]
+        if not runs:
+            return
+        assert time.monotonic() < deadline, f"{dag_id} runs did not finish: {runs}"
+        for request in api.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]:
+            if request["task_instance"]["state"] in ("awaiting_input", "deferred"):
+                _answer_by_api(api, request, option)
+        time.sleep(3)
+
+
+def _request_of(api, dag_id: str, run_id: str, timeout: float = 900) -> dict:
+    """The parked request of exactly this run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        quoted = urllib.request.quote(run_id, safe="")
+        for request in api.call("GET", f"/dags/{dag_id}/dagRuns/{quoted}/hitlDetails?response_received=false")[
+            "hitl_details"
+        ]:
+            if request["task_instance"]["state"] in ("awaiting_input", "deferred"):
+                return request
+        run = api.call("GET", f"/dags/{dag_id}/dagRuns/{quoted}")
+        assert run["state"] not in ("success", "failed"), f"{run_id} ended {run['state']} without asking"
+        time.sleep(2)
+    raise TimeoutError(f"{run_id} asked nothing within {timeout}s")

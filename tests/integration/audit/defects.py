@@ -24,3 +24,19 @@ def duplicates_to_remove(conn) -> int:
         "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM people.people_master "
         "WHERE coalesce(email, '') <> '' GROUP BY email HAVING count(*) > 1) g"
     ).fetchone()[0]
+
+
+def duplicate_domains(conn, groups: int) -> None:
+    """`groups` new pairs of spine rows sharing a domain (a number with no absolute threshold, so
+    only the accepted baseline judges it)."""
+    rows = conn.execute(
+        "SELECT outreach_id FROM outreach.outreach WHERE domain IN "
+        "(SELECT domain FROM outreach.outreach WHERE domain <> '' GROUP BY domain HAVING count(*) = 1) "
+        "ORDER BY outreach_id LIMIT %s",
+        (2 * groups,),
+    ).fetchall()
+    for i, (outreach_id,) in enumerate(rows):
+        conn.execute(
+            "UPDATE outreach.outreach SET domain = %s WHERE outreach_id = %s",
+            (f"ple-duplicate-{i // 2}.example", outreach_id),
+        )

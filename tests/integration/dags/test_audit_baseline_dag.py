@@ -8,29 +8,13 @@ import pytest
 from ple.audit import history
 from tests import airflow_api
 from tests.helpers import dag_run_state, run_dag
+from tests.integration.audit.defects import duplicate_domains
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # four audit runs, each a process
 
 AUDIT = "ctb_nightly_audit"
 ACCEPT, KEEP = "Accept this run as the new baseline", "Keep the baseline"
 STRICT = {"regression_margin_pct": 0}  # any growth over the baseline is a regression
-
-
-def _duplicate_domains(dsn: str, groups: int) -> None:
-    """`groups` new pairs of spine rows sharing a domain (a number with no absolute threshold, so
-    only the baseline judges it)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT outreach_id FROM outreach.outreach WHERE domain IN "
-            "(SELECT domain FROM outreach.outreach WHERE domain <> '' GROUP BY domain HAVING count(*) = 1) "
-            "ORDER BY outreach_id LIMIT %s",
-            (2 * groups,),
-        ).fetchall()
-        for i, (outreach_id,) in enumerate(rows):
-            conn.execute(
-                "UPDATE outreach.outreach SET domain = %s WHERE outreach_id = %s",
-                (f"ple-duplicate-{i // 2}.example", outreach_id),
-            )
 
 
 def test_a_breached_audit_offers_the_new_baseline_and_records_who_accepted(airflow_env, fresh_db):
@@ -40,7 +24,8 @@ def test_a_breached_audit_offers_the_new_baseline_and_records_who_accepted(airfl
         first = history.baseline(conn)
     assert first is not None and first.via == "automatic"
 
-    _duplicate_domains(fresh_db, 3)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        duplicate_domains(conn, 3)
     output, request, answers = airflow_api.run_answered(airflow_env, fresh_db, AUDIT, STRICT, [["ada", "admin", KEEP]])
     assert [a["status"] for a in answers] == [200], answers
     assert request["task_id"] == "accept_baseline"
