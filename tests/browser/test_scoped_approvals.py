@@ -315,3 +315,45 @@ def _request_of(api, dag_id: str, run_id: str, timeout: float = 900) -> dict:
         assert run["state"] not in ("success", "failed"), f"{run_id} ended {run['state']} without asking"
         time.sleep(2)
     raise TimeoutError(f"{run_id} asked nothing within {timeout}s")
+
+
+@pytest.mark.extended  # CI time: tests/integration/dags/test_phase_1l_dag.py answers the same requests through the REST API
+def test_the_1l_questions_fit_the_screen(browser, airflow, admin_api, ctb_dsn):
+    """Phase 1L's own questions (one request per pending table, its candidate answers as buttons),
+    asked again with `redecide`: the first answered in the browser with every option measured, the
+    others through the API, all "keep_pending"; then the phase's approval is rejected (nothing runs)."""
+    from ple import approval
+
+    _signed_in(browser, airflow)
+    plan = load()
+    questions = {f"Phase 1L: {q.question} ({q.source})": q for q in pending.questions(plan)}
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # an earlier approval would let 1L run unasked
+        for (approval_id,) in conn.execute(
+            "SELECT approval_id FROM ple_ops.approval WHERE verdict = 'approve' AND revoked_at IS NULL"
+        ).fetchall():
+            approval.revoke(conn, approval_id, "test", "this test is about the questions 1L asks")
+    admin_api.call("PATCH", "/dags/ctb_phase_1l", {"is_paused": False})
+    run_id = admin_api.call(
+        "POST", "/dags/ctb_phase_1l/dagRuns", {"logical_date": None, "conf": {"mode": "apply", "redecide": True}}
+    )["dag_run_id"]
+    measured, answered = None, set()
+    while True:
+        request = _request_of(admin_api, "ctb_phase_1l", run_id)
+        subject = request["subject"]
+        if subject.startswith("Approve phase 1L"):
+            _reject_by_api(admin_api, request)
+            break
+        assert subject in questions and subject not in answered, subject
+        if measured is None:
+            options = tuple(pending.choices(plan, questions[subject]))
+            measured = _answer_in_browser(browser, airflow.url, request, subject, pending.KEEP_PENDING, options)
+        else:
+            _answer_by_api(admin_api, request, pending.KEEP_PENDING)
+        answered.add(subject)
+        time.sleep(5)  # the answered request is no longer parked before the next one is looked for
+    _on_screen(measured)
+    assert answered == set(questions)
+    _stop_after_answer(admin_api, "ctb_phase_1l", run_id)
+    with psycopg.connect(ctb_dsn, autocommit=True) as conn:
+        answers = {q.source: pending.history(conn, q.source)[-1].answer for q in questions.values()}
+    assert set(answers.values()) == {pending.KEEP_PENDING}
