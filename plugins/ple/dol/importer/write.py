@@ -43,6 +43,8 @@ def write(f: FileImport) -> None:
             result.writer = "upsert"
             # only the rows whose content changed since the import last wrote them are compared
             # with the live table and rewritten: a refresh costs what changed, not the whole file
+            for name in (live.name, table):
+                planner_statistics(conn, name, dataset.natural_key, f.staged)
             fingerprints.changed(conn, dataset, table, mapping)
             conn.execute(
                 sql.SQL("ANALYZE {} ({})").format(
@@ -59,6 +61,18 @@ def write(f: FileImport) -> None:
         # the schedules that arrived before it
         if dataset.name == "F_5500" or (dataset.name == "F_SCH_A" and filings is None):
             supersede.link_schedule_a(conn, dataset)
+
+
+def planner_statistics(conn, table: str, keys: list[str], rows: int) -> None:
+    """ANALYZE a table's natural key where the planner believes it much smaller than the `rows`
+    about to be matched against it (never analyzed, or filled since: a refresh right after a fresh
+    load). Without it the planner takes the just-filled table for one row and joins the changed
+    rows to it by scanning it whole once per row (3.5 s instead of 0.2 s for 760 rows in 76,000,
+    measured). Statistics only: no DDL, no row written; a role that does not own the table gets
+    PostgreSQL's warning and the plan it would have had."""
+    believed = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()[0]
+    if believed < rows / 2:
+        conn.execute(sql.SQL("ANALYZE {} ({})").format(qualified(table), sql.SQL(", ").join(map(sql.Identifier, keys))))
 
 
 def constants(conn, live: target.LiveTable, form_year: int) -> None:
