@@ -322,12 +322,13 @@ def test_the_1l_questions_fit_the_screen(browser, airflow, admin_api, ctb_dsn):
     """Phase 1L's own questions (one request per pending table, its candidate answers as buttons),
     asked again with `redecide`: the first answered in the browser with every option measured, the
     others through the API, all "keep_pending"; then the phase's approval is rejected (nothing runs)."""
-    from ple import approval
+    from ple import approval, ops
 
     _signed_in(browser, airflow)
     plan = load()
     questions = {f"Phase 1L: {q.question} ({q.source})": q for q in pending.questions(plan)}
     with psycopg.connect(ctb_dsn, autocommit=True) as conn:  # an earlier approval would let 1L run unasked
+        ops.ensure_schema(conn)
         for (approval_id,) in conn.execute(
             "SELECT approval_id FROM ple_ops.approval WHERE verdict = 'approve' AND revoked_at IS NULL"
         ).fetchall():
