@@ -6,8 +6,10 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm')
   AND NOT c.relispartition
-  -- the reorganization's compatibility views at old names (plugins/ple/reorg/compat.py) are not the tables
+  -- the reorganization's compatibility views at old names, and the rows written through a FOLD view
+  -- (plugins/ple/reorg/compat.py), are not the tables
   AND NOT (c.relkind = 'v' AND coalesce(obj_description(c.oid, 'pg_class'), '') LIKE 'ple\_ctb compat view:%%')
+  AND NOT (c.relkind = 'r' AND coalesce(obj_description(c.oid, 'pg_class'), '') LIKE 'ple\_ctb compat writes:%%')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
   AND n.nspname NOT LIKE 'pg_temp%%'
   AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))

@@ -11,14 +11,21 @@ Expand, in the same transaction as the step that takes the name away (default on
            lands in the target as the merge writes rows (discriminator, fills, provenance,
            ctb_run_id 'compat:<old name>'); UPDATE and DELETE through it are refused (a DELETE
            through an old name must not delete data, and an UPDATE would make the provenance lie).
-  FOLD     a read-only view over the archived side table (its rows are unchanged there); a
-           write is refused naming the canonical table the values were folded into.
+  FOLD     a view over the side rows: the archived side table's (frozen, unchanged) and those
+           written through the old name since, kept whole in `<archive>_writes` with who wrote
+           them and when (fold_sql.writes_table). An INSERT through it adds the row there and
+           folds again the canonical rows its key names, with the fold's own aggregate, so every
+           folded value stays what verify recomputes; UPDATE and DELETE are refused (no side row
+           is changed or deleted through an old name). A revert returns the written rows to the
+           side table.
+MERGE and FOLD views take the old table's column defaults (an INSERT through a view with an
+INSTEAD OF trigger gets NULL for a column it leaves out otherwise), so a serial key keeps counting.
 Each view carries a comment starting with MARK: the catalog the engine reads leaves compatibility
 views out (catalog/tables.sql), so a step, its re-run and its revert see the table alone. The
 old table's grants are copied to the view; its owner too where the tool may (same-table views).
 The DDL is kept in ple_ops.compat_object, so the contract's revert can make the object again.
 
-Usage: writes through a MERGE view are counted by the view's statement-level trigger (the other
+Usage: writes through a MERGE or FOLD view are counted by the view's statement-level trigger (the other
 kinds refuse writes, or, for MOVE, PostgreSQL rewrites the write onto the table and fires the
 table's statement triggers, not the view's). Reads are counted only from pg_stat_statements where
 it is installed (usage.py says what cannot be measured)."""
@@ -35,10 +42,12 @@ from psycopg import sql
 from ple import governance
 from ple.catalog import TableInfo
 from ple.reorg import merge_mapping, reconcile, usage
+from ple.reorg.actions import fold_sql
 from ple.reorg.context import Context, Statement
 from ple.sqlutil import qualified
 
 MARK = "ple_ctb compat view"
+WRITES_MARK = "ple_ctb compat writes"  # a FOLD view's table of written rows (catalog/tables.sql leaves it out too)
 KINDS = ("MOVE", "ARCHIVE", "MERGE", "FOLD")
 PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 # the privileges aclexplode() names on a table, each a keyword GRANT takes as it is
@@ -55,6 +64,7 @@ class Compat:
     statements: list[Statement] = field(default_factory=list)
     drop: list[Statement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # tables it creates (registered with the owner first)
 
 
 def wanted(ctx: Context, source: str) -> bool:
@@ -81,10 +91,7 @@ def planned(ctx: Context, step) -> list[Compat]:
             refusal = f"{action.source} was archived to {destination}; nothing writes there"
             result.append(_same_table(ctx, "ARCHIVE", action.source, destination, source, refusal))
         else:
-            refusal = (
-                f"{action.source} was folded into {step.target}; write the values there (archived rows: {destination})"
-            )
-            result.append(_same_table(ctx, "FOLD", action.source, destination, source, refusal))
+            result.append(_fold(ctx, step, action, source, destination))
     return result
 
 
@@ -97,8 +104,10 @@ def _comment(kind: str, name: str, over: str) -> Statement:
     )
 
 
-def _acl(conn: psycopg.Connection, oid: int, view: str, *, same_owner: bool) -> tuple[list[Statement], list[str]]:
-    """The old table's grants (and owner, where asked and allowed) on the view."""
+def _acl(
+    conn: psycopg.Connection, oid: int, view: str, *, same_owner: bool, kind: str = "VIEW"
+) -> tuple[list[Statement], list[str]]:
+    """The old table's grants (and owner, where asked and allowed) on the view (or `kind` TABLE)."""
     owner, member = conn.execute(
         "SELECT pg_get_userbyid(relowner), pg_has_role(relowner, 'MEMBER') FROM pg_class WHERE oid = %s", (oid,)
     ).fetchone()
@@ -107,7 +116,7 @@ def _acl(conn: psycopg.Connection, oid: int, view: str, *, same_owner: bool) -> 
         result.append(
             Statement(
                 f"{view} owned by {owner}, as the table was",
-                sql.SQL("ALTER VIEW {} OWNER TO {}").format(qualified(view), sql.Identifier(owner)),
+                sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), qualified(view), sql.Identifier(owner)),
             )
         )
     elif same_owner:
@@ -176,7 +185,7 @@ def _same_table(ctx: Context, kind: str, name: str, over: str, source: TableInfo
 
 
 def function_name(view: str) -> str:
-    """ple_ops.<function> of a MERGE view's INSTEAD OF INSERT trigger (unique, at most 63 bytes)."""
+    """ple_ops.<function> of a MERGE or FOLD view's INSTEAD OF INSERT trigger (unique, at most 63 bytes)."""
     name = "compat_insert_" + view.replace(".", "_")
     if len(name) > 63:
         name = name[:54] + "_" + hashlib.sha1(view.encode()).hexdigest()[:8]
@@ -257,13 +266,56 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
         )
         insert_body = literal_text(ctx.conn, insert) + ";"
     function = sql.Identifier("ple_ops", function_name(name))
-    statements += [
+    statements += _defaults(ctx.conn, source.oid, name) + _insert_trigger(
+        name,
+        function,
+        f"BEGIN\n{insert_body}\nRETURN NEW;\nEND",
+        f"lands in {action.target} with its discriminator and provenance",
+        f"{name} was merged into {action.target} ({spec.discriminator_column} = {action.value}); change those rows there",
+    )
+    grants, more = _acl(ctx.conn, source.oid, name, same_owner=False)
+    if ctx.conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (source.oid,)).fetchone()[0]:
+        more.append(f"{name}: its row-level security policies do not follow to the view ({action.target}'s apply)")
+    drop = [
+        Statement(f"drop the compatibility view {name}", sql.SQL("DROP VIEW {}").format(qualified(name))),
+        Statement("drop its insert function", sql.SQL("DROP FUNCTION {}()").format(function)),
+    ]
+    return Compat(name, "MERGE", action.target, statements + grants, drop, notes + more)
+
+
+def _defaults(conn: psycopg.Connection, oid: int, view: str) -> list[Statement]:
+    """The old table's column defaults on the view (an identity column's: the next value of its
+    sequence): an INSERT through a view with an INSTEAD OF trigger gets NULL for a column it
+    leaves out, unless the view has the default itself."""
+    return [
         Statement(
-            f"an INSERT through {name} lands in {action.target} with its discriminator and provenance",
+            f"{view}.{column} defaults to {default}, as on the table",
+            sql.SQL("ALTER VIEW {} ALTER COLUMN {} SET DEFAULT {}").format(
+                qualified(view), sql.Identifier(column), sql.SQL(default)
+            ),
+        )
+        for column, default in conn.execute(
+            "SELECT a.attname, CASE WHEN a.attidentity <> '' "
+            "THEN format('nextval(%%L::regclass)', pg_get_serial_sequence(a.attrelid::regclass::text, a.attname)) "
+            "ELSE pg_get_expr(d.adbin, d.adrelid) END "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+            "AND (a.attidentity <> '' OR d.adbin IS NOT NULL) ORDER BY a.attnum",
+            (oid,),
+        ).fetchall()
+    ]
+
+
+def _insert_trigger(name: str, function: sql.Identifier, body: str, lands: str, refusal: str) -> list[Statement]:
+    """A MERGE or FOLD view's INSTEAD OF INSERT function and trigger, the refusal of UPDATE and
+    DELETE, and the statement counter."""
+    return [
+        Statement(
+            f"an INSERT through {name} {lands}",
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog "
                 "AS {}"
-            ).format(function, sql.Literal(f"BEGIN\n{insert_body}\nRETURN NEW;\nEND")),
+            ).format(function, sql.Literal(body)),
         ),
         Statement(
             f"INSERT through {name}",
@@ -276,13 +328,7 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
             sql.SQL(
                 "CREATE TRIGGER ple_compat_refuse INSTEAD OF UPDATE OR DELETE ON {} "
                 "FOR EACH ROW EXECUTE FUNCTION ple_ops.compat_refuse({})"
-            ).format(
-                qualified(name),
-                sql.Literal(
-                    f"{name} was merged into {action.target} ({spec.discriminator_column} = {action.value}); "
-                    "change those rows there"
-                ),
-            ),
+            ).format(qualified(name), sql.Literal(refusal)),
         ),
         _counted(name),
         Statement(
@@ -290,21 +336,108 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
             sql.SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(function),
         ),
     ]
-    grants, more = _acl(ctx.conn, source.oid, name, same_owner=False)
+
+
+def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat:
+    """The side table's old name over its side rows (the archive's and those written since); an
+    INSERT keeps the whole row in the writes table and folds the canonical rows its key names
+    again, with the aggregate verify recomputes (restricted to those keys)."""
+    name, writes, columns = action.source, fold_sql.writes_table(archive), source.column_names
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+    rows = fold_sql.side_rows(columns, archive, writes)
+    keys_text = fold_sql.keys_as_text(ctx, step.target, step.actions)
+    params: dict = {}
+    side = fold_sql.side_for(
+        ctx, action, 0, params, archive, fold_sql.order_of(source), keys_text=keys_text, rows=rows, table=source
+    )
+    statements = [
+        Statement(
+            f"rows written through {name} are kept whole in {writes}, with who wrote them and when",
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {w} (LIKE {a} INCLUDING DEFAULTS, {at} timestamptz NOT NULL DEFAULT now(), "
+                "{by} text NOT NULL DEFAULT session_user, {rat} timestamptz, {rby} text)"
+            ).format(
+                w=qualified(writes),
+                a=qualified(archive),
+                at=sql.Identifier(fold_sql.WRITTEN_AT),
+                by=sql.Identifier(fold_sql.WRITTEN_BY),
+                rat=sql.Identifier(fold_sql.RETURNED_AT),
+                rby=sql.Identifier(fold_sql.RETURNED_BY),
+            ),
+        ),
+        Statement(
+            f"mark {writes} as the compatibility view's rows",
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                qualified(writes),
+                sql.Literal(
+                    f"{WRITES_MARK}: rows written through {name} (folded into {step.target}); a revert returns them"
+                ),
+            ),
+        ),
+    ]
+    owner_and_grants, notes = _acl(ctx.conn, source.oid, writes, same_owner=True, kind="TABLE")
+    statements += owner_and_grants
+    statements += [
+        Statement(
+            f"{name} keeps working as a view over {archive} and the rows written through it since",
+            sql.SQL("CREATE VIEW {} WITH (security_invoker = true) AS SELECT {} FROM {} AS s").format(
+                qualified(name), listed, rows
+            ),
+        ),
+        _comment("FOLD", name, archive),
+        *_defaults(ctx.conn, source.oid, name),
+    ]
+    new_row = sql.SQL("(SELECT {}) AS s").format(
+        sql.SQL(", ").join(sql.SQL("NEW.{c} AS {c}").format(c=sql.Identifier(c)) for c in columns)
+    )
+    if side.bridge_on is not None:
+        new_row = sql.SQL("{} JOIN {} AS b ON {}").format(new_row, qualified(action.join.via_table), side.bridge_on)
+    refold = Statement(
+        "",
+        sql.SQL(
+            "INSERT INTO {writes} ({columns}) VALUES ({values});\n"
+            "SELECT array_agg(k) INTO keys FROM (SELECT {mapped} AS k FROM {new_row}) AS named WHERE k IS NOT NULL;\n"
+            "IF keys IS NOT NULL THEN\n"
+            "UPDATE {target} AS t SET {sets} FROM ({select}) AS side WHERE side.k = ANY (keys) AND side.k = {tk};\n"
+            "END IF"
+        ).format(
+            writes=qualified(writes),
+            columns=listed,
+            values=sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in columns),
+            mapped=side.mapped_key,
+            new_row=new_row,
+            target=qualified(step.target),
+            sets=sql.SQL(", ").join(sql.SQL("{c} = side.{c}").format(c=sql.Identifier(n)) for n, _ in side.new_columns),
+            select=side.select,
+            tk=fold_sql.canonical_key(ctx, step),
+        ),
+        params,
+    )
+    key_type = fold_sql.side_key_type(ctx, action, source, keys_text).as_string(ctx.conn)
+    function = sql.Identifier("ple_ops", function_name(name))
+    statements += _insert_trigger(
+        name,
+        function,
+        f"DECLARE keys {key_type}[];\nBEGIN\n{literal_text(ctx.conn, refold)};\nRETURN NEW;\nEND",
+        f"is kept in {writes} and folded into {step.target} again",
+        f"{name} was folded into {step.target} (its rows: {archive}, {writes}); INSERT adds a row, nothing changes one",
+    )
+    grants, more = _acl(ctx.conn, source.oid, name, same_owner=True)
     if ctx.conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (source.oid,)).fetchone()[0]:
-        more.append(f"{name}: its row-level security policies do not follow to the view ({action.target}'s apply)")
+        more.append(f"{writes}: {name}'s row-level security policies do not follow to it")
     drop = [
         Statement(f"drop the compatibility view {name}", sql.SQL("DROP VIEW {}").format(qualified(name))),
         Statement("drop its insert function", sql.SQL("DROP FUNCTION {}()").format(function)),
     ]
-    return Compat(name, "MERGE", action.target, statements + grants, drop, notes + more)
+    return Compat(name, "FOLD", archive, statements + grants, drop, notes + more, tables=[writes])
 
 
 WHAT_WORKS = {
     "MOVE": "reads and writes work (the view forwards them to the moved table)",
     "ARCHIVE": "reads work (the archived rows); writes are refused",
     "MERGE": "reads work (the merged rows); INSERT lands in the target; UPDATE and DELETE are refused",
-    "FOLD": "reads work (the archived side rows); writes are refused",
+    "FOLD": "reads work (the archived side rows and those written since); INSERT is kept and folded; "
+    "UPDATE and DELETE are refused",
 }
 
 
@@ -350,6 +483,10 @@ def expand(ctx: Context, step) -> list[str]:
         governance.register_before_create(
             ctx.conn, item.name, "DEPRECATED", f"compatibility view of {step.kind.lower()}", step.step_id
         )
+        for table in item.tables:
+            governance.register_before_create(
+                ctx.conn, table, "DEPRECATED", f"rows written through the compatibility view {item.name}", step.step_id
+            )
         for statement in item.statements:
             ctx.execute(statement)
         ctx.conn.execute(

@@ -31,10 +31,10 @@ from ple import approval, governance
 from ple.catalog import dependent_views, read_catalog
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, gate, guards, ledger, tool_changes
-from ple.reorg.actions import create_target, merge, module_for, relocate, revert_blockers, set_aside
+from ple.reorg.actions import create_target, fold_sql, merge, module_for, relocate, revert_blockers, set_aside
 from ple.reorg.context import Outcome, State, StepReport, hold
 from ple.reorg.plan import Phase
-from ple.reorg.proof import columns_gone, fingerprint, stable_text
+from ple.reorg.proof import columns_gone, fingerprint, row_hash, stable_text
 from ple.reorg.session import Session
 from ple.reorg.verify import stored_snapshot
 from ple.sqlutil import qualified, raw_template
@@ -526,6 +526,26 @@ def _is_not_null(ex: Session, oid: int, column: str) -> bool:
     ).fetchone()[0]
 
 
+def _returned(ex: Session, phase: Phase, name: str, columns: list[str]) -> tuple[int, int]:
+    """(rows, checksum over `columns`) of the rows written through a folded side table's old name
+    that a revert returned to it since the phase's latest preflight snapshot: the side table holds
+    its snapshot's rows and these (fold.py `_return_written`)."""
+    if not any(s.kind == "FOLD" and any(a.source == name for a in s.actions) for s in phase.steps):
+        return 0, 0
+    writes = fold_sql.writes_table(ex.plan.archive_name(name))
+    written = fold_sql.writes_columns(ex.conn, writes)
+    if written is None or any(c not in written for c in columns):
+        return 0, 0
+    rows, checksum = ex.conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum({hash}::numeric), 0) FROM {w} AS t WHERE {rat} > "
+            "(SELECT max(taken_at) FROM ple_ops.table_snapshot WHERE phase = %s)"
+        ).format(hash=row_hash("t", columns), w=qualified(writes), rat=sql.Identifier(fold_sql.RETURNED_AT)),
+        (phase.phase,),
+    ).fetchone()
+    return int(rows), int(checksum)
+
+
 def _prove(ex: Session, phase: Phase, catalog, dropped: set[int]) -> tuple[list[str], list[str], list[str]]:
     """Every snapshot table is back under its own name with its OID; the tables the phase took
     over (merge sources, fold side tables) hold exactly their preflight rows; live tables that
@@ -549,8 +569,12 @@ def _prove(ex: Session, phase: Phase, catalog, dropped: set[int]) -> tuple[list[
             (problems if name in owned else reported).append(gone)
             continue
         now = fingerprint(ex.conn, table, list(columns), native_only=table.column("ctb_source_table") is not None)
-        same = (now.rows, now.checksum) == (rows, int(checksum))
-        lines.append(f"  {name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}")
+        returned = _returned(ex, phase, name, list(columns)) if name in owned else (0, 0)
+        same = (now.rows, now.checksum) == (rows + returned[0], int(checksum) + returned[1])
+        lines.append(
+            f"  {name:<50} rows {rows:>9,} -> {now.rows:>9,}  checksum {'equal' if same else 'DIFFERS'}"
+            + (f" (with the {returned[0]:,} rows written through its old name, returned)" if returned[0] else "")
+        )
         if not same:
             message = (
                 f"{name}: rows {rows} -> {now.rows}, content {'equal' if now.checksum == int(checksum) else 'differs'}"

@@ -11,6 +11,7 @@ from psycopg import sql
 
 from ple.errors import NotApproved
 from ple.reorg import contract, decisions
+from ple.reorg.actions import fold_sql
 from ple.ui import compat_page
 from tests.reconcile_helpers import decide
 from tests.reorg_helpers import approve, approve_revert, executor, run_all, run_phase
@@ -117,18 +118,25 @@ def _application(conn, names: dict[str, str], readers: list[str], applied: set[s
             conn.execute(query).fetchone()
         except psycopg.Error as exc:
             failures.append(f"{query}: {exc}")
-    for kind in ("MOVE", "MERGE"):
+    for kind in ("MOVE", "MERGE", "FOLD"):
         if kind in names:
             try:
                 with conn.transaction():
                     _insert_like_a_row(conn, names[kind])
             except psycopg.Error as exc:
                 failures.append(f"write {names[kind]}: {exc}")
-    for kind in ("ARCHIVE", "FOLD"):
-        if names.get(kind) in applied:  # a write to an archived name is refused, naming where it went
+    if names.get("ARCHIVE") in applied:  # a write to an archived name is refused, naming where it went
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="refused"), conn.transaction():
+            _insert_like_a_row(conn, names["ARCHIVE"])
+    for kind in ("MERGE", "FOLD"):  # no row is changed or deleted through an old name
+        if names.get(kind) in applied:
             with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="refused"), conn.transaction():
-                _insert_like_a_row(conn, names[kind])
+                conn.execute(sql.SQL("DELETE FROM {}").format(_ident(names[kind])))
     return failures
+
+
+def _phase_of(ex, source: str) -> str:
+    return next(s.phase for s in ex.plan.steps if any(a.source == source for a in s.actions))
 
 
 @pytest.fixture(params=["twin_db", "twin_2026_03_db"])
@@ -146,6 +154,7 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
     assert {"MOVE", "ARCHIVE", "MERGE"} <= set(names), names
     _keys(twin, names.values())
     rows_before = _count(twin, names["MOVE"])
+    side_rows_before = _count(twin, names["FOLD"]) if "FOLD" in names else None
     assert _application(twin, names, readers, set()) == []
     planned = "\n".join(r.text for r in run_all(executor(twin, mode="plan")))
     for name in names.values():
@@ -177,6 +186,15 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
         "SELECT calls, role_name FROM ple_ops.compat_use WHERE name = %s AND operation = 'INSERT'", (merge_source,)
     ).fetchone()
     assert used[0] == written and used[1] == "postgres"
+    if "FOLD" in names:  # kept whole, with who wrote them, and folded: verify proves the fold again
+        fold_source = names["FOLD"]
+        writes = fold_sql.writes_table(ex.plan.archive_name(fold_source))
+        kept, by = twin.execute(
+            sql.SQL("SELECT count(*), min(ctb_written_by) FROM {}").format(_ident(writes))
+        ).fetchone()
+        assert (kept, by) == (len([p for p in phases if p >= _phase_of(ex, fold_source)]), "postgres")
+        executor(twin).verify(_phase_of(ex, fold_source))
+        assert _count(twin, fold_source) == side_rows_before + 1 + len(phases)
     page = compat_page.compatibility(twin)  # the console's page of old names
     assert all(name in page for name in names.values()) and "no use recorded" in page
     assert f"<td>{merge_source}</td>" in page and "INSERT (trigger)" in page and "not measured" in page
@@ -200,6 +218,8 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
         ).fetchall()
     )
     assert kinds == {name: "r" for name in names.values()}
+    if "FOLD" in names:  # the rows written through the old name are back in the side table
+        assert _count(twin, names["FOLD"]) == side_rows_before + 1 + len(phases)
     assert _application(twin, names, readers, set()) == []
     # the rows written through the MERGE view are still in the target, named by their provenance
     assert (

@@ -26,7 +26,7 @@ from ple.catalog import built_on, read_catalog
 from ple.db import transaction, with_lock_retry
 from ple.errors import PlanRejected, VerificationFailed
 from ple.reorg import compat, ledger, tool_changes
-from ple.reorg.actions import relocate
+from ple.reorg.actions import fold_sql, relocate
 from ple.reorg.actions.fold_sql import Side, canonical_key, keys_as_text, order_of, side_for, target_key
 from ple.reorg.context import Context, Outcome, State, Statement
 from ple.reorg.plan import Action, new_column_names
@@ -291,7 +291,14 @@ def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict 
             result[action.source] = f"{archive} no longer has the columns {gone} (renamed or dropped since the fold)"
             continue
         side = side_for(
-            ctx, action, index, params, archive, order, keys_text=keys_as_text(ctx, step.target, step.actions)
+            ctx,
+            action,
+            index,
+            params,
+            archive,
+            order,
+            keys_text=keys_as_text(ctx, step.target, step.actions),
+            rows=_written_since(ctx, archive, archived),
         )
         names = [
             n for n, _ in side.new_columns if (n in columns if columns is not None else target.column(n) is not None)
@@ -315,6 +322,43 @@ def differences(ctx: Context, step, *, whole_table: bool = False, columns: dict 
             params,
         ).fetchone()[0]
     return result
+
+
+def _written_since(ctx: Context, archive: str, archived) -> sql.Composable | None:
+    """The side rows as the compatibility view at the old name has them (the archive's and those
+    written through it since), where rows were ever written through it; else None (the archive)."""
+    writes = fold_sql.writes_table(archive)
+    written = fold_sql.writes_columns(ctx.conn, writes)
+    if written is None:
+        return None
+    return fold_sql.side_rows([c for c in archived.column_names if c in written], archive, writes)
+
+
+def _return_written(ctx: Context, action: Action) -> int:
+    """After the side table has its name back: the rows written through its compatibility view
+    go back into it (the application's rows, in the application's table), each marked returned
+    in the writes table (which keeps them, with who wrote them, as their history) in the same
+    statement. Returns how many."""
+    archive = ctx.plan.archive_name(action.source)
+    writes = fold_sql.writes_table(archive)
+    written = fold_sql.writes_columns(ctx.conn, writes)
+    side = ctx.catalog.get(archive)
+    if written is None or side is None:
+        return 0
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in side.column_names if c in written)
+    return ctx.conn.execute(
+        sql.SQL(
+            "WITH returned AS (UPDATE {w} SET {rat} = now(), {rby} = %s WHERE {rat} IS NULL RETURNING {c}) "
+            "INSERT INTO {side} ({c}) SELECT {c} FROM returned"
+        ).format(
+            w=qualified(writes),
+            rat=sql.Identifier(fold_sql.RETURNED_AT),
+            rby=sql.Identifier(fold_sql.RETURNED_BY),
+            c=columns,
+            side=qualified(action.source),
+        ),
+        (f"revert {ctx.run_id}",),
+    ).rowcount
 
 
 def _prove_json_folds(ctx: Context, step, counts: dict) -> None:
@@ -417,9 +461,19 @@ def revert(ctx: Context, step) -> Outcome:
                     n = differing[action.source]
                     why = n if isinstance(n, str) else f"{n} rows hold values its side rows do not give"
                 notes.append(f"{step.target}.{name} kept: {why}")
+    returned = {}
     for action in step.actions:
         relocate.apply(ctx.conn, ctx.catalog, ctx.plan.archive_name(action.source), action.source)
-    return Outcome(step, "reverted", details={"dropped_columns": dropped, "kept_columns": kept}, notes=notes)
+        returned[action.source] = _return_written(ctx, action)
+        if returned[action.source]:
+            notes.append(
+                f"{returned[action.source]} rows written through the compatibility view {action.source} are back in it "
+                f"(and kept, marked returned, in {fold_sql.writes_table(ctx.plan.archive_name(action.source))})"
+            )
+    details = {"dropped_columns": dropped, "kept_columns": kept}
+    if any(returned.values()):
+        details["returned_rows"] = returned
+    return Outcome(step, "reverted", details=details, notes=notes)
 
 
 def _drop_empty_columns(ctx: Context, step, target) -> Outcome:

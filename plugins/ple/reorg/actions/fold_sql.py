@@ -1,9 +1,16 @@
 """The SQL of a fold: a side table's rows aggregated per canonical key (the value a folded
 column holds), and how side keys and the canonical key are compared. Apart from the action's
-steps (fold.py), as merge_sql.py is from merge.py; it imports only the engine's core."""
+steps (fold.py), as merge_sql.py is from merge.py; it imports only the engine's core, so the
+compatibility view that takes INSERTs through a side table's old name (compat.py) folds a new
+row with the very aggregate verify recomputes.
+
+The side rows of a fold, once it is applied, are its archive's plus the rows an application
+wrote through the old name since (the `writes` table next to the archive, `writes_table`), until
+a revert returns them to the side table."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -34,14 +41,18 @@ def side_for(
     relation: str | None = None,
     recorded: dict | None = None,
     keys_text: bool = False,
+    rows: sql.Composable | None = None,
+    table: TableInfo | None = None,
 ) -> Side:
     """The side table's rows aggregated per key; from `relation` (its archive) if given. Ties are
     broken on the relation's primary key, or on the whole row where it has none; `recorded` (the
     fold's `order_of` the side table) replaces both with the key and the row's columns the fold
     saw, so columns or keys added to the archive later do not change the recomputation.
-    `keys_text`: the step compares its keys as text (keys_as_text)."""
+    `keys_text`: the step compares its keys as text (keys_as_text). `rows`: the side rows as a
+    FROM item in place of `relation` (its archive and the rows written through the old name,
+    `side_rows`); `table`: the relation's columns where the catalog does not have it yet."""
     relation = relation or action.source
-    source: TableInfo = ctx.catalog.get(relation)
+    source: TableInfo = table or ctx.catalog.get(relation)
     if source is None:
         raise PlanRejected(f"{action.kind} source {relation} does not exist")
     join = action.join
@@ -50,12 +61,12 @@ def side_for(
             *comparable((ctx.catalog.get(join.via_table), "b", join.via_source), (source, "s", join.source))
         )
         source_from = sql.SQL("{} AS s JOIN {} AS b ON {}").format(
-            qualified(relation), qualified(join.via_table), bridge_on
+            rows if rows is not None else qualified(relation), qualified(join.via_table), bridge_on
         )
         mapped_key = sql.SQL("b.{}").format(sql.Identifier(join.via_target))
     else:
         bridge_on = None
-        source_from = sql.SQL("{} AS s").format(qualified(relation))
+        source_from = sql.SQL("{} AS s").format(rows if rows is not None else qualified(relation))
         mapped_key = sql.SQL("s.{}").format(sql.Identifier(join.source))
     if keys_text:
         canonical = ctx.catalog.get(action.target)
@@ -176,3 +187,55 @@ def target_key(step) -> str:
     if len(keys) != 1:
         raise PlanRejected(f"{step.step_id}: folds into one table must share its join column, got {sorted(keys)}")
     return keys.pop()
+
+
+WRITTEN_AT, WRITTEN_BY, RETURNED_AT, RETURNED_BY = (
+    "ctb_written_at",
+    "ctb_written_by",
+    "ctb_returned_at",
+    "ctb_returned_by",
+)
+
+
+def writes_table(archive: str) -> str:
+    """Where rows written through a folded side table's old name are kept: `<archive>_writes`
+    (an archive is frozen, read-only for everyone; these rows are the application's)."""
+    schema, name = archive.split(".", 1)
+    table = f"{name}_writes"
+    if len(table.encode()) > 63:
+        table = f"{name[:46]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}_writes"
+    return f"{schema}.{table}"
+
+
+def side_rows(columns: list[str], archive: str, writes: str) -> sql.Composable:
+    """The side rows of an applied fold as one FROM item: the archive's, and those written through
+    the old name that no revert has returned yet (`columns`: the side table's, both have them)."""
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL("(SELECT {c} FROM {a} UNION ALL SELECT {c} FROM {w} WHERE {returned} IS NULL)").format(
+        c=listed, a=qualified(archive), w=qualified(writes), returned=sql.Identifier(RETURNED_AT)
+    )
+
+
+def side_key_type(ctx: Context, action: Action, side_table: TableInfo, keys_text: bool) -> sql.Composable:
+    """The type of a side row's key as the fold compares it: the bridge's target key through a
+    bridge, the side table's join column otherwise; text where keys are compared as text."""
+    if keys_text:
+        return sql.SQL("text")
+    join = action.join
+    table, column = (ctx.catalog.get(join.via_table), join.via_target) if join.via_table else (side_table, join.source)
+    return table.column(column).type_identifier
+
+
+def writes_columns(conn, writes: str) -> list[str] | None:
+    """The columns of a writes table (None where there is none: no row was ever written through
+    the old name, or no compatibility view was made)."""
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (writes,)).fetchone()[0]:
+        return None
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum",
+            (writes,),
+        ).fetchall()
+    ]
