@@ -5,6 +5,7 @@ operator rejects phase 1L, approves phase 1C; then 1B and 1L must each ask again
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 
@@ -40,13 +41,18 @@ def _answer_in_browser(
 ) -> dict:
     """Open exactly this request (the Required Actions link of its task instance, as the list
     links it: no other run's request can be answered by mistake), check its title, measure where
-    its buttons are, answer it."""
+    its buttons are, answer it. Airflow shows more than four options as a list with one Respond
+    button: the option is then chosen in the link (`_options`, as Airflow's own links preload it)."""
     ti = request["task_instance"]
     assert request["subject"].startswith(title), request["subject"]
     mapped = f"/mapped/{ti['map_index']}" if ti["map_index"] >= 0 else ""
     run = urllib.request.quote(ti["dag_run_id"], safe="")
+    chosen = ""
+    if len(buttons) > 4:
+        chosen = "?_options=" + urllib.request.quote(json.dumps([option]), safe="")
+        buttons, option = ("Respond",), "Respond"
     time.sleep(5)  # as a person would, not in the scheduler loop that saw the task park (see _answer_by_api)
-    browser.get(f"{base}/dags/{ti['dag_id']}/runs/{run}/tasks/{ti['task_id']}{mapped}/required_actions")
+    browser.get(f"{base}/dags/{ti['dag_id']}/runs/{run}/tasks/{ti['task_id']}{mapped}/required_actions{chosen}")
     WebDriverWait(browser, 120).until(lambda d: d.execute_script(MEASURE, buttons[0]))
     time.sleep(1)
     where = {name: browser.execute_script(MEASURE, name) for name in buttons}
