@@ -338,6 +338,91 @@ def _insert_trigger(name: str, function: sql.Identifier, body: str, lands: str, 
     ]
 
 
+def _keys(conn: psycopg.Connection, oid: int) -> list[tuple[str, str, list[str], str | None, list[str]]]:
+    """The table's primary key, unique and foreign-key constraints: (name, kind p/u/f, columns,
+    referenced table, referenced columns)."""
+    return conn.execute(
+        "SELECT c.conname, c.contype::text, "
+        "ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i) "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i), "
+        "(SELECT format('%%s.%%s', n.nspname, r.relname) FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace "
+        "WHERE r.oid = c.confrelid), "
+        "ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i) "
+        "JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) "
+        "FROM pg_constraint c WHERE c.conrelid = %s AND c.contype IN ('p', 'u', 'f') ORDER BY c.conname",
+        (oid,),
+    ).fetchall()
+
+
+def _unique_unreturned(conn: psycopg.Connection, source: TableInfo, writes: str) -> list[Statement]:
+    """The side table's keys, unique among the written rows not yet returned (a revert returns
+    them into the side table, where the keys are unique)."""
+    result = []
+    for name, kind, columns, _, _ in _keys(conn, source.oid):
+        if kind not in ("p", "u"):
+            continue
+        index = f"{writes.split('.', 1)[1][:40]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}_key"
+        result.append(
+            Statement(
+                f"{name} holds among the rows written through the old name",
+                sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} IS NULL").format(
+                    sql.Identifier(index),
+                    qualified(writes),
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    sql.Identifier(fold_sql.RETURNED_AT),
+                ),
+            )
+        )
+    return result
+
+
+def _constraint_checks(
+    conn: psycopg.Connection, source: TableInfo, name: str, archive: str, writes: str
+) -> list[sql.Composable]:
+    """What the side table refused, refused through its old name too: a key its archived rows
+    have (unique among the written rows: `_unique_unreturned`), and a reference to a row its
+    foreign keys' tables do not have (the archive's foreign keys are detached at the freeze, and
+    the writes table has none, so that neither constrains live tables)."""
+    checks = []
+    for constraint, kind, columns, parent, parent_columns in _keys(conn, source.oid):
+        new = [sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in columns]
+        if kind in ("p", "u"):
+            checks.append(
+                sql.SQL(
+                    "IF EXISTS (SELECT 1 FROM {archive} AS a WHERE {match}) THEN RAISE EXCEPTION {message} "
+                    "USING ERRCODE = 'unique_violation'; END IF;\n"
+                ).format(
+                    archive=qualified(archive),
+                    match=sql.SQL(" AND ").join(
+                        sql.SQL("a.{} = {}").format(sql.Identifier(c), v) for c, v in zip(columns, new, strict=True)
+                    ),
+                    message=sql.Literal(
+                        f"duplicate key value violates unique constraint {constraint} of {name}: ({', '.join(columns)}) "
+                        f"exists in {archive}"
+                    ),
+                )
+            )
+        else:
+            checks.append(
+                sql.SQL(
+                    "IF {present} AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {match}) THEN "
+                    "RAISE EXCEPTION {message} USING ERRCODE = 'foreign_key_violation'; END IF;\n"
+                ).format(
+                    present=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(v) for v in new),
+                    parent=qualified(parent),
+                    match=sql.SQL(" AND ").join(
+                        sql.SQL("p.{} = {}").format(sql.Identifier(c), v)
+                        for c, v in zip(parent_columns, new, strict=True)
+                    ),
+                    message=sql.Literal(
+                        f"insert through {name} violates foreign key constraint {constraint}: "
+                        f"({', '.join(columns)}) is not present in {parent}"
+                    ),
+                )
+            )
+    return checks
+
+
 def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat:
     """The side table's old name over its side rows (the archive's and those written since); an
     INSERT keeps the whole row in the writes table and folds the canonical rows its key names
@@ -375,6 +460,7 @@ def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat
             ),
         ),
     ]
+    statements += _unique_unreturned(ctx.conn, source, writes)
     owner_and_grants, notes = _acl(ctx.conn, source.oid, writes, same_owner=True, kind="TABLE")
     statements += owner_and_grants
     statements += [
@@ -395,12 +481,14 @@ def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat
     refold = Statement(
         "",
         sql.SQL(
+            "{checks}"
             "INSERT INTO {writes} ({columns}) VALUES ({values});\n"
             "SELECT array_agg(k) INTO keys FROM (SELECT {mapped} AS k FROM {new_row}) AS named WHERE k IS NOT NULL;\n"
             "IF keys IS NOT NULL THEN\n"
             "UPDATE {target} AS t SET {sets} FROM ({select}) AS side WHERE side.k = ANY (keys) AND side.k = {tk};\n"
             "END IF"
         ).format(
+            checks=sql.SQL("").join(_constraint_checks(ctx.conn, source, name, archive, writes)),
             writes=qualified(writes),
             columns=listed,
             values=sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in columns),

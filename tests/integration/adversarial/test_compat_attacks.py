@@ -1,16 +1,22 @@
 """Adversarial: the compatibility views at old names (plugins/ple/reorg/compat.py) must not
-change what the tool proves: a write through a MERGE view leaves the merge's proof intact."""
+change what the tool proves: a write through a MERGE view leaves the merge's proof intact, and
+rows written through FOLD views are folded, returned by the revert and folded again."""
 
 from __future__ import annotations
 
-from tests.reorg_helpers import approve, executor
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ple.errors import PlanRejected
+from ple.reorg.actions import fold_sql
+from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
 
 
 def _insert_through(conn, name: str, keyed_like: str) -> None:
     """An INSERT through the old name `name` of a copy of one of its rows, its primary key (that of
     the table `keyed_like`) made new: what the application keeps doing once the name is a view."""
-    from psycopg import sql
-    from psycopg.types.json import Jsonb
 
     ident = sql.Identifier(*name.split("."))
     row = conn.execute(sql.SQL("SELECT to_jsonb(x) FROM {} AS x LIMIT 1").format(ident)).fetchone()[0]
@@ -57,3 +63,139 @@ def test_a_write_through_a_merge_view_before_the_verify_does_not_turn_the_verify
     source = "marketing.failed_company_match"
     _insert_through(conn, source, ex.plan.archive_name(source))
     ex.verify("1b")
+
+
+def test_rows_written_through_every_fold_view_are_folded_returned_by_the_revert_and_folded_again(conn):
+    """Attack: an application keeps inserting through the old name of every side table the plan
+    folds (JSONB arrays and objects, a pivot, a COLS fold through a bridge), between the fold and
+    its verify, across a revert and a re-apply. After each write the phase's verify is green (every
+    folded value is still the aggregate of the archived and written rows); the revert puts the
+    written rows back into the side tables and proves it; the re-apply folds them; nothing is
+    lost and no row is doubled."""
+
+    approve(conn)
+    ex = executor(conn)
+    phases = sorted({s.phase for s in ex.plan.steps if s.kind == "FOLD"})
+    sides = {a.source: s.phase for s in ex.plan.steps if s.kind == "FOLD" for a in s.actions}
+    assert len(sides) >= 4, sides
+    before = {side: count(conn, side) for side in sides}
+    shapes = {side: _shape(conn, side) for side in sides}
+    for cycle in (1, 2):
+        for phase in phases:
+            run_phase(executor(conn), phase)
+        for side in sides:
+            _insert_valid_row(conn, side, shapes[side])
+            with conn.transaction(), pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="refused"):
+                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(*side.split("."))))
+        for phase in phases:
+            executor(conn).verify(phase)  # raises if a folded value is not its rows' aggregate
+        for phase in reversed(phases):
+            approve_revert(conn, phase)
+            executor(conn).revert_phase(phase)
+        for side in sides:
+            assert count(conn, side) == before[side] + cycle, side  # the written rows are back, once each
+            writes = fold_sql.writes_table(ex.plan.archive_name(side))
+            returned = conn.execute(
+                sql.SQL("SELECT count(*) FILTER (WHERE ctb_returned_at IS NOT NULL), count(*) FROM {}").format(
+                    sql.Identifier(*writes.split("."))
+                )
+            ).fetchone()
+            assert returned == (cycle, cycle), (side, returned)
+        approve(conn)
+
+
+def _shape(conn, table: str) -> tuple[list, dict]:
+    """The table's primary key (column, type) and its foreign-key columns (column -> referenced
+    table and column), read while it is a table."""
+    key = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_constraint c "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+        "WHERE c.contype = 'p' AND c.conrelid = to_regclass(%s)",
+        (table,),
+    ).fetchall()
+    references = {
+        column: (parent, parent_column)
+        for column, parent, parent_column in conn.execute(
+            "SELECT a.attname, format('%%s.%%s', n.nspname, r.relname), pa.attname FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+            "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
+            "WHERE c.contype = 'f' AND c.conrelid = to_regclass(%s) AND cardinality(c.conkey) = 1",
+            (table,),
+        ).fetchall()
+    }
+    return key, references
+
+
+def _insert_valid_row(conn, name: str, shape: tuple[list, dict]) -> None:
+    """An INSERT through `name` that the table itself would have taken: a copy of one of its rows,
+    its primary key new (a key that is also a reference: one the referenced table has and no row
+    of `name` has yet)."""
+
+    key, references = shape
+    ident = sql.Identifier(*name.split("."))
+    row = conn.execute(sql.SQL("SELECT to_jsonb(x) FROM {} AS x LIMIT 1").format(ident)).fetchone()[0]
+    for column, kind in key:
+        if column in references:
+            parent, parent_column = references[column]
+            row[column] = conn.execute(
+                sql.SQL(
+                    "SELECT p.{pc}::text FROM {p} AS p WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.{c} = p.{pc}) LIMIT 1"
+                ).format(
+                    pc=sql.Identifier(parent_column),
+                    p=sql.Identifier(*parent.split(".")),
+                    t=ident,
+                    c=sql.Identifier(column),
+                )
+            ).fetchone()[0]
+        elif kind == "uuid":
+            row[column] = conn.execute("SELECT gen_random_uuid()::text").fetchone()[0]
+        elif kind in ("integer", "bigint", "smallint", "numeric"):
+            row[column] = int(
+                conn.execute(
+                    sql.SQL("SELECT coalesce(max({}), 0) + 1000 FROM {}").format(sql.Identifier(column), ident)
+                ).fetchone()[0]
+            )
+        else:
+            row[column] = f"compat-{conn.execute('SELECT gen_random_uuid()').fetchone()[0]}"
+    conn.execute(
+        sql.SQL("INSERT INTO {} SELECT * FROM jsonb_populate_record(NULL::{}, %s::jsonb)").format(ident, ident),
+        (Jsonb(row),),
+    )
+
+
+def test_a_written_row_that_can_no_longer_go_back_stops_the_revert_by_name_and_changes_nothing(conn):
+    """Attack: a row written through a fold view names a canonical row (its foreign key), which
+    the application deletes before the revert (the writes table has no foreign key, so that it
+    never constrains live tables). Returning the row into the side table would break the side
+    table's foreign key: the step's revert is refused, naming the rows and the fix; nothing is
+    changed; once the operator resolves the row, the revert completes."""
+
+    approve(conn)
+    ex = executor(conn)
+    side = "people.people_sidecar"
+    phase = next(s.phase for s in ex.plan.steps if any(a.source == side for a in s.actions))
+    shape = _shape(conn, side)
+    rows_before = count(conn, side)
+    run_phase(executor(conn), phase)
+    _insert_valid_row(conn, side, shape)
+    writes = sql.Identifier(*fold_sql.writes_table(ex.plan.archive_name(side)).split("."))
+    (person,) = conn.execute(sql.SQL("SELECT person_unique_id FROM {}").format(writes)).fetchone()
+    (master,) = conn.execute(
+        "SELECT to_jsonb(p) FROM people.people_master AS p WHERE unique_id = %s", (person,)
+    ).fetchone()
+    conn.execute("DELETE FROM people.company_slot WHERE person_unique_id = %s", (person,))
+    conn.execute("DELETE FROM people.people_master WHERE unique_id = %s", (person,))
+    approve_revert(conn, phase)
+    with pytest.raises(PlanRejected, match="cannot go back into it"):
+        executor(conn).revert_phase(phase)
+    assert conn.execute("SELECT to_regclass(%s) IS NULL", (ex.plan.archive_name(side),)).fetchone()[0] is False
+    assert (
+        conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ctb_returned_at IS NULL").format(writes)).fetchone()[0] == 1
+    )
+    conn.execute(  # the operator puts the person back
+        "INSERT INTO people.people_master SELECT * FROM jsonb_populate_record(NULL::people.people_master, %s)",
+        (Jsonb(master),),
+    )
+    executor(conn).revert_phase(phase)
+    assert count(conn, side) == rows_before + 1

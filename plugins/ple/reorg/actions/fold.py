@@ -20,6 +20,7 @@ and the revert says why.
 
 from __future__ import annotations
 
+import psycopg
 from psycopg import sql
 
 from ple.catalog import built_on, read_catalog
@@ -346,6 +347,19 @@ def _return_written(ctx: Context, action: Action) -> int:
     if written is None or side is None:
         return 0
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in side.column_names if c in written)
+    try:
+        with ctx.conn.transaction():  # a savepoint: the refusal below names the rows, not a half-done statement
+            return _returned(ctx, writes, columns, action.source)
+    except psycopg.errors.IntegrityError as exc:
+        raise PlanRejected(
+            f"the rows written through the compatibility view {action.source} cannot go back into it: "
+            f"{str(exc).splitlines()[0]} (a row they name was deleted since, or a key was taken). Nothing was "
+            f"changed; the rows are in {writes} (ctb_returned_at IS NULL): correct or remove those rows there "
+            "(they are the application's), then run the revert again"
+        ) from exc
+
+
+def _returned(ctx: Context, writes: str, columns: sql.Composable, side: str) -> int:
     return ctx.conn.execute(
         sql.SQL(
             "WITH returned AS (UPDATE {w} SET {rat} = now(), {rby} = %s WHERE {rat} IS NULL RETURNING {c}) "
@@ -355,7 +369,7 @@ def _return_written(ctx: Context, action: Action) -> int:
             rat=sql.Identifier(fold_sql.RETURNED_AT),
             rby=sql.Identifier(fold_sql.RETURNED_BY),
             c=columns,
-            side=qualified(action.source),
+            side=qualified(side),
         ),
         (f"revert {ctx.run_id}",),
     ).rowcount
