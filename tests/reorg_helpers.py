@@ -9,6 +9,7 @@ import uuid
 import psycopg
 import yaml
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from ple import approval
 from ple.catalog import read_catalog
@@ -208,3 +209,63 @@ def revert_until_done(dsn: str, phase_id: str, run_id: str, arm) -> tuple[list, 
                 assert phase_status(dsn, phase_id) == "frozen"
                 continue
             return reports, runs
+
+
+def table_shape(conn, table: str) -> tuple[list, dict]:
+    """The table's primary key (column, type) and its foreign-key columns (column -> referenced
+    table and column), read while it is a table."""
+    key = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_constraint c "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+        "WHERE c.contype = 'p' AND c.conrelid = to_regclass(%s)",
+        (table,),
+    ).fetchall()
+    references = {
+        column: (parent, parent_column)
+        for column, parent, parent_column in conn.execute(
+            "SELECT a.attname, format('%%s.%%s', n.nspname, r.relname), pa.attname FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+            "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
+            "WHERE c.contype = 'f' AND c.conrelid = to_regclass(%s) AND cardinality(c.conkey) = 1",
+            (table,),
+        ).fetchall()
+    }
+    return key, references
+
+
+def insert_valid_row(conn, name: str, shape: tuple[list, dict]) -> None:
+    """An INSERT through `name` that the table itself would have taken: a copy of one of its rows,
+    its primary key new (a key that is also a reference: one the referenced table has and no row
+    of `name` has yet)."""
+
+    key, references = shape
+    ident = sql.Identifier(*name.split("."))
+    row = conn.execute(sql.SQL("SELECT to_jsonb(x) FROM {} AS x LIMIT 1").format(ident)).fetchone()[0]
+    for column, kind in key:
+        if column in references:
+            parent, parent_column = references[column]
+            row[column] = conn.execute(
+                sql.SQL(
+                    "SELECT p.{pc}::text FROM {p} AS p WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.{c} = p.{pc}) LIMIT 1"
+                ).format(
+                    pc=sql.Identifier(parent_column),
+                    p=sql.Identifier(*parent.split(".")),
+                    t=ident,
+                    c=sql.Identifier(column),
+                )
+            ).fetchone()[0]
+        elif kind == "uuid":
+            row[column] = conn.execute("SELECT gen_random_uuid()::text").fetchone()[0]
+        elif kind in ("integer", "bigint", "smallint", "numeric"):
+            row[column] = int(
+                conn.execute(
+                    sql.SQL("SELECT coalesce(max({}), 0) + 1000 FROM {}").format(sql.Identifier(column), ident)
+                ).fetchone()[0]
+            )
+        else:
+            row[column] = f"compat-{conn.execute('SELECT gen_random_uuid()').fetchone()[0]}"
+    conn.execute(
+        sql.SQL("INSERT INTO {} SELECT * FROM jsonb_populate_record(NULL::{}, %s::jsonb)").format(ident, ident),
+        (Jsonb(row),),
+    )

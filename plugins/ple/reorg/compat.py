@@ -41,6 +41,7 @@ from psycopg import sql
 
 from ple import governance
 from ple.catalog import TableInfo
+from ple.errors import PlanRejected
 from ple.reorg import merge_mapping, reconcile, usage
 from ple.reorg.actions import fold_sql
 from ple.reorg.context import Context, Statement
@@ -426,7 +427,10 @@ def _constraint_checks(
 def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat:
     """The side table's old name over its side rows (the archive's and those written since); an
     INSERT keeps the whole row in the writes table and folds the canonical rows its key names
-    again, with the aggregate verify recomputes (restricted to those keys)."""
+    again, with the aggregate verify recomputes (restricted to those keys). The canonical rows
+    are locked first, so that the aggregate (a new snapshot, read committed) sees every
+    concurrent INSERT that committed before it: two writers of one key cannot leave the value of
+    the first to commit."""
     name, writes, columns = action.source, fold_sql.writes_table(archive), source.column_names
     listed = sql.SQL(", ").join(map(sql.Identifier, columns))
     rows = fold_sql.side_rows(columns, archive, writes)
@@ -485,6 +489,7 @@ def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat
             "INSERT INTO {writes} ({columns}) VALUES ({values});\n"
             "SELECT array_agg(k) INTO keys FROM (SELECT {mapped} AS k FROM {new_row}) AS named WHERE k IS NOT NULL;\n"
             "IF keys IS NOT NULL THEN\n"
+            "PERFORM 1 FROM {target} AS t WHERE {tk} = ANY (keys) FOR UPDATE;\n"
             "UPDATE {target} AS t SET {sets} FROM ({select}) AS side WHERE side.k = ANY (keys) AND side.k = {tk};\n"
             "END IF"
         ).format(
@@ -572,6 +577,7 @@ def expand(ctx: Context, step) -> list[str]:
             ctx.conn, item.name, "DEPRECATED", f"compatibility view of {step.kind.lower()}", step.step_id
         )
         for table in item.tables:
+            _refuse_foreign(ctx.conn, table, item.name)
             governance.register_before_create(
                 ctx.conn, table, "DEPRECATED", f"rows written through the compatibility view {item.name}", step.step_id
             )
@@ -595,6 +601,19 @@ def expand(ctx: Context, step) -> list[str]:
         usage.baseline(ctx.conn, item.name)
         made.append(item.name)
     return made
+
+
+def _refuse_foreign(conn: psycopg.Connection, table: str, view: str) -> None:
+    """A table at the name the compatibility object's rows go to that the tool did not make is
+    someone else's: refused (it would be written to, and left out of the catalog), with the fix."""
+    found = conn.execute(
+        "SELECT coalesce(obj_description(oid, 'pg_class'), '') FROM pg_class WHERE oid = to_regclass(%s)", (table,)
+    ).fetchone()
+    if found is not None and not found[0].startswith(WRITES_MARK):
+        raise PlanRejected(
+            f"{table} exists and is not the table of rows written through {view} the tool makes: rename it, "
+            f"or decide `compat: none` for {view}, then run the step again"
+        )
 
 
 def live(conn: psycopg.Connection, step_id: str | None = None) -> list[tuple[str, str, str, str]]:

@@ -4,6 +4,9 @@ rows written through FOLD views are folded, returned by the revert and folded ag
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -11,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from ple.errors import PlanRejected
 from ple.reorg.actions import fold_sql
-from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
+from tests.reorg_helpers import approve, approve_revert, count, executor, insert_valid_row, run_phase, table_shape
 
 
 def _insert_through(conn, name: str, keyed_like: str) -> None:
@@ -79,12 +82,12 @@ def test_rows_written_through_every_fold_view_are_folded_returned_by_the_revert_
     sides = {a.source: s.phase for s in ex.plan.steps if s.kind == "FOLD" for a in s.actions}
     assert len(sides) >= 4, sides
     before = {side: count(conn, side) for side in sides}
-    shapes = {side: _shape(conn, side) for side in sides}
+    shapes = {side: table_shape(conn, side) for side in sides}
     for cycle in (1, 2):
         for phase in phases:
             run_phase(executor(conn), phase)
         for side in sides:
-            _insert_valid_row(conn, side, shapes[side])
+            insert_valid_row(conn, side, shapes[side])
             with conn.transaction(), pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="refused"):
                 conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(*side.split("."))))
         for phase in phases:
@@ -104,66 +107,6 @@ def test_rows_written_through_every_fold_view_are_folded_returned_by_the_revert_
         approve(conn)
 
 
-def _shape(conn, table: str) -> tuple[list, dict]:
-    """The table's primary key (column, type) and its foreign-key columns (column -> referenced
-    table and column), read while it is a table."""
-    key = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_constraint c "
-        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
-        "WHERE c.contype = 'p' AND c.conrelid = to_regclass(%s)",
-        (table,),
-    ).fetchall()
-    references = {
-        column: (parent, parent_column)
-        for column, parent, parent_column in conn.execute(
-            "SELECT a.attname, format('%%s.%%s', n.nspname, r.relname), pa.attname FROM pg_constraint c "
-            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
-            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
-            "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
-            "WHERE c.contype = 'f' AND c.conrelid = to_regclass(%s) AND cardinality(c.conkey) = 1",
-            (table,),
-        ).fetchall()
-    }
-    return key, references
-
-
-def _insert_valid_row(conn, name: str, shape: tuple[list, dict]) -> None:
-    """An INSERT through `name` that the table itself would have taken: a copy of one of its rows,
-    its primary key new (a key that is also a reference: one the referenced table has and no row
-    of `name` has yet)."""
-
-    key, references = shape
-    ident = sql.Identifier(*name.split("."))
-    row = conn.execute(sql.SQL("SELECT to_jsonb(x) FROM {} AS x LIMIT 1").format(ident)).fetchone()[0]
-    for column, kind in key:
-        if column in references:
-            parent, parent_column = references[column]
-            row[column] = conn.execute(
-                sql.SQL(
-                    "SELECT p.{pc}::text FROM {p} AS p WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.{c} = p.{pc}) LIMIT 1"
-                ).format(
-                    pc=sql.Identifier(parent_column),
-                    p=sql.Identifier(*parent.split(".")),
-                    t=ident,
-                    c=sql.Identifier(column),
-                )
-            ).fetchone()[0]
-        elif kind == "uuid":
-            row[column] = conn.execute("SELECT gen_random_uuid()::text").fetchone()[0]
-        elif kind in ("integer", "bigint", "smallint", "numeric"):
-            row[column] = int(
-                conn.execute(
-                    sql.SQL("SELECT coalesce(max({}), 0) + 1000 FROM {}").format(sql.Identifier(column), ident)
-                ).fetchone()[0]
-            )
-        else:
-            row[column] = f"compat-{conn.execute('SELECT gen_random_uuid()').fetchone()[0]}"
-    conn.execute(
-        sql.SQL("INSERT INTO {} SELECT * FROM jsonb_populate_record(NULL::{}, %s::jsonb)").format(ident, ident),
-        (Jsonb(row),),
-    )
-
-
 def test_a_written_row_that_can_no_longer_go_back_stops_the_revert_by_name_and_changes_nothing(conn):
     """Attack: a row written through a fold view names a canonical row (its foreign key), which
     the application deletes before the revert (the writes table has no foreign key, so that it
@@ -175,10 +118,10 @@ def test_a_written_row_that_can_no_longer_go_back_stops_the_revert_by_name_and_c
     ex = executor(conn)
     side = "people.people_sidecar"
     phase = next(s.phase for s in ex.plan.steps if any(a.source == side for a in s.actions))
-    shape = _shape(conn, side)
+    shape = table_shape(conn, side)
     rows_before = count(conn, side)
     run_phase(executor(conn), phase)
-    _insert_valid_row(conn, side, shape)
+    insert_valid_row(conn, side, shape)
     writes = sql.Identifier(*fold_sql.writes_table(ex.plan.archive_name(side)).split("."))
     (person,) = conn.execute(sql.SQL("SELECT person_unique_id FROM {}").format(writes)).fetchone()
     (master,) = conn.execute(
@@ -199,3 +142,36 @@ def test_a_written_row_that_can_no_longer_go_back_stops_the_revert_by_name_and_c
     )
     executor(conn).revert_phase(phase)
     assert count(conn, side) == rows_before + 1
+
+
+def test_two_writers_of_one_key_through_a_fold_view_both_end_up_in_its_folded_value(fresh_db):
+    """Attack: two sessions insert side rows of the same canonical key through the fold view at
+    once. Without a lock, the second to commit computes its aggregate on a snapshot without the
+    first's row and overwrites the folded value: verify red, the value missing a row. The view
+    locks the canonical row first, so the second waits and folds both."""
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        approve(conn)
+        ex = executor(conn)
+        side = "outreach.dol_url_enrichment"  # a JSONB array of every side row of a key
+        phase = next(s.phase for s in ex.plan.steps if any(a.source == side for a in s.actions))
+        shape = table_shape(conn, side)
+        run_phase(executor(conn), phase)
+        first = psycopg.connect(fresh_db)
+        insert_valid_row(first, side, shape)  # open transaction: the canonical row is locked
+        second = psycopg.connect(fresh_db, autocommit=True)
+        waiting = threading.Thread(target=insert_valid_row, args=(second, side, shape))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock')",
+            (second.info.backend_pid,),
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            time.sleep(0.1)
+        first.commit()
+        waiting.join(30)
+        first.close()
+        second.close()
+        executor(conn).verify(phase)  # every folded value is its archived and written rows' aggregate
+        writes = sql.Identifier(*fold_sql.writes_table(ex.plan.archive_name(side)).split("."))
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(writes)).fetchone()[0] == 2

@@ -9,7 +9,16 @@ from ple import governance
 from ple.ops import ensure_schema
 from ple.reorg import decisions
 from tests.reconcile_helpers import decide
-from tests.reorg_helpers import approve, approve_revert, assert_nothing_lost, executor, run_phase, table_fingerprints
+from tests.reorg_helpers import (
+    approve,
+    approve_revert,
+    assert_nothing_lost,
+    executor,
+    insert_valid_row,
+    run_phase,
+    table_fingerprints,
+    table_shape,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -242,3 +251,33 @@ def test_a_frozen_merge_target_gets_its_provenance_columns_only_as_decided(gated
     assert gated.execute(
         "SELECT is_frozen FROM ctb.table_registry WHERE table_schema = 'outreach' AND table_name = 'outreach_archive'"
     ).fetchone()[0]
+
+
+def test_a_fold_view_its_writes_table_and_the_revert_that_returns_them_pass_the_gate(twin_db):
+    """The 2026-02-20 twin (which still has a fold to do) under the owner's gate: the fold's
+    compatibility view and the table of rows written through it are registered before they are
+    made; a write through the old name, the phase's verify and its revert all pass the gate."""
+    from ple.reorg.actions import fold_sql
+    from ple_dev.fixture.production.twin_2026_03 import install_governance
+
+    side = "outreach.dol_url_enrichment"
+    with psycopg.connect(twin_db, autocommit=True) as conn:
+        install_governance(conn)
+        assert governance.detect(conn) is not None
+        before = table_fingerprints(conn)
+        shape = table_shape(conn, side)
+        decide(conn)
+        approve(conn)
+        ex = executor(conn)
+        phase = next(s.phase for s in ex.plan.steps if any(a.source == side for a in s.actions))
+        run_phase(executor(conn), phase)
+        writes = fold_sql.writes_table(ex.plan.archive_name(side))
+        assert _registered(conn, writes)[0] == "DEPRECATED"  # the old name keeps the owner's registration
+        insert_valid_row(conn, side, shape)
+        executor(conn).verify(phase)
+        approve_revert(conn, phase)
+        executor(conn).revert_phase(phase)  # its proof: the side table holds its rows and the one written
+        (oid,) = [oid for oid, (name, *_) in before.items() if name == side]
+        rows_before = before.pop(oid)[2]
+        assert_nothing_lost(conn, before)
+        assert conn.execute(f"SELECT count(*) FROM {side}").fetchone()[0] == rows_before + 1
