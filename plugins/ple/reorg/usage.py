@@ -1,14 +1,15 @@
 """Who still uses the compatibility objects (issue 23), and what this can and cannot see.
 
-Measured: writes through a MERGE source's view (its statement-level trigger records the role
+Measured: writes through a MERGE source's or a folded side table's view (its statement-level
+trigger records the role
 and time, ple_ops.compat_use); with pg_stat_statements installed, every statement whose text
 names an old name, per role (`sample`, run by the console and the contract: the time of the
 sample that first saw the count grow is the last use). Not measured without pg_stat_statements:
 reads of any compatibility view (PostgreSQL keeps no per-view read counter; pg_stat_user_tables
 counts the table underneath, whatever name was used), and writes through a MOVE view
 (PostgreSQL rewrites them onto the table and fires the table's statement triggers, not the
-view's). Writes refused by an ARCHIVE or FOLD view roll back with their statement, count
-included: the application sees the refusal instead.
+view's). Writes refused by an ARCHIVE view (and UPDATE or DELETE through a MERGE or FOLD view)
+roll back with their statement, count included: the application sees the refusal instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import psycopg
 from ple.sqlutil import raw_template
 
 MEASURED = (
-    "writes through MERGE views: counted by their trigger (role = session user). "
+    "writes through MERGE and FOLD views: counted by their trigger (role = session user). "
     "Reads, and writes through MOVE views: only with pg_stat_statements"
 )
 
