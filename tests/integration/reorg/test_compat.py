@@ -194,6 +194,10 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
         ).fetchone()
         assert (kept, by) == (len([p for p in phases if p >= _phase_of(ex, fold_source)]), "postgres")
         executor(twin).verify(_phase_of(ex, fold_source))
+        fold_used = twin.execute(
+            "SELECT calls, role_name FROM ple_ops.compat_use WHERE name = %s AND operation = 'INSERT'", (fold_source,)
+        ).fetchone()
+        assert fold_used == (kept, "postgres")  # the console's usage of the old name
         assert _count(twin, fold_source) == side_rows_before + 1 + len(phases)
     page = compat_page.compatibility(twin)  # the console's page of old names
     assert all(name in page for name in names.values()) and "no use recorded" in page
