@@ -110,6 +110,7 @@ def test_console_pages(browser, airflow, ctb_dsn):
         "07_console_data_quality": ("/ple/data-quality", "null_domains_on_spine"),
         "08_console_dol_imports": ("/ple/dol-imports", "DOL imports"),
         "09_console_in_airflow_ui": ("/plugin/ctb-reorganization", None),
+        "12_console_compatibility": ("/ple/compatibility", "What is measured"),
     }
     for name, (route, text) in pages.items():
         browser.get(airflow.url + route)
