@@ -45,7 +45,7 @@ from ple.errors import PlanRejected
 from ple.reorg import merge_mapping, reconcile, usage
 from ple.reorg.actions import fold_sql
 from ple.reorg.context import Context, Statement
-from ple.sqlutil import qualified
+from ple.sqlutil import qualified, raw_template
 
 MARK = "ple_ctb compat view"
 WRITES_MARK = "ple_ctb compat writes"  # a FOLD view's table of written rows (catalog/tables.sql leaves it out too)
@@ -287,7 +287,8 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
 def _defaults(conn: psycopg.Connection, oid: int, view: str) -> list[Statement]:
     """The old table's column defaults on the view (an identity column's: the next value of its
     sequence): an INSERT through a view with an INSTEAD OF trigger gets NULL for a column it
-    leaves out, unless the view has the default itself."""
+    leaves out, unless the view has the default itself. A sequence is named by its OID: the step
+    moves the table, and the sequences it owns move with it (include/sql/ops/compat_defaults.sql)."""
     return [
         Statement(
             f"{view}.{column} defaults to {default}, as on the table",
@@ -295,15 +296,7 @@ def _defaults(conn: psycopg.Connection, oid: int, view: str) -> list[Statement]:
                 qualified(view), sql.Identifier(column), sql.SQL(default)
             ),
         )
-        for column, default in conn.execute(
-            "SELECT a.attname, CASE WHEN a.attidentity <> '' "
-            "THEN format('nextval(%%L::regclass)', pg_get_serial_sequence(a.attrelid::regclass::text, a.attname)) "
-            "ELSE pg_get_expr(d.adbin, d.adrelid) END "
-            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-            "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
-            "AND (a.attidentity <> '' OR d.adbin IS NOT NULL) ORDER BY a.attnum",
-            (oid,),
-        ).fetchall()
+        for column, default in conn.execute(raw_template("ops/compat_defaults"), (oid,)).fetchall()
     ]
 
 

@@ -175,3 +175,39 @@ def test_two_writers_of_one_key_through_a_fold_view_both_end_up_in_its_folded_va
         executor(conn).verify(phase)  # every folded value is its archived and written rows' aggregate
         writes = sql.Identifier(*fold_sql.writes_table(ex.plan.archive_name(side)).split("."))
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(writes)).fetchone()[0] == 2
+
+
+def test_an_insert_through_a_merge_view_that_leaves_out_its_serial_key_draws_the_next_value(conn):
+    """Attack: the application inserts through the old name of a merged source without its
+    serial key, as it did into the table. The view takes the table's default, naming the sequence
+    by OID: the step moved the table and the sequence it owns to the archive schema, so a default
+    copied by name would name a sequence that no longer exists there."""
+    source = "outreach.company_target_orphaned_archive"
+    conn.execute(f"ALTER TABLE {source} ADD COLUMN rid bigserial")  # a serial key, its sequence owned by the table
+    approve(conn)
+    ex = executor(conn)
+    phase = next(s.phase for s in ex.plan.steps if any(a.source == source for a in s.actions))
+    run_phase(executor(conn), phase)
+    (default,) = conn.execute(
+        "SELECT column_default FROM information_schema.columns WHERE table_schema = 'outreach' "
+        "AND table_name = 'company_target_orphaned_archive' AND column_name = 'rid'"
+    ).fetchone()
+    assert default.startswith("nextval('archive."), default  # the sequence, where it is now
+    columns = [
+        c
+        for (c,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'outreach' "
+            "AND table_name = 'company_target_orphaned_archive' AND column_name <> 'rid' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    listed = sql.SQL(", ").join(map(sql.Identifier, columns))
+    values = sql.SQL(", ").join(  # a copy of a row with a key of its own
+        sql.SQL("gen_random_uuid()") if c == "target_id" else sql.Identifier(c) for c in columns
+    )
+    (rid,) = conn.execute(
+        sql.SQL(
+            "WITH made AS (INSERT INTO outreach.company_target_orphaned_archive ({c}) "
+            "SELECT {v} FROM outreach.company_target_orphaned_archive LIMIT 1 RETURNING rid) SELECT rid FROM made"
+        ).format(c=listed, v=values)
+    ).fetchone()
+    assert rid is not None
