@@ -421,6 +421,27 @@ CREATE TABLE IF NOT EXISTS ple_ops.compat_use (
     source text NOT NULL DEFAULT 'trigger',
     PRIMARY KEY (name, operation, role_name)
 );
+-- Writes through a compatibility view, one row per statement, appended by the view's trigger: no
+-- row is updated, so writers through one view never wait for each other's counter (an upsert
+-- of one row per name and role held that row locked to each writer's commit).
+CREATE TABLE IF NOT EXISTS ple_ops.compat_use_event (
+    name text NOT NULL,
+    operation text NOT NULL,
+    role_name text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS compat_use_event_name ON ple_ops.compat_use_event (name, at);
+-- Usage as the console and the contract read it: the sampled and recorded counts, and the writes
+-- counted by the triggers, per (object, operation, role, source).
+CREATE OR REPLACE VIEW ple_ops.compat_use_all AS
+SELECT name, operation, role_name, sum(calls)::bigint AS calls, min(first_at) AS first_at, max(last_at) AS last_at, source
+FROM (
+    SELECT name, operation, role_name, calls, first_at, last_at, source FROM ple_ops.compat_use
+    UNION ALL
+    SELECT name, operation, role_name, count(*), min(at), max(at), 'trigger' FROM ple_ops.compat_use_event
+    GROUP BY name, operation, role_name
+) AS u
+GROUP BY name, operation, role_name, source;
 -- What pg_stat_statements had already counted of an old name when its compatibility object was
 -- made (the tool's own reads of the table before it moved, per role): usage is what comes after.
 CREATE TABLE IF NOT EXISTS ple_ops.compat_statements_before (
@@ -444,7 +465,7 @@ REVOKE ALL ON FUNCTION ple_ops.compat_record(text, text, text, bigint, text) FRO
 CREATE OR REPLACE FUNCTION ple_ops.compat_used() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $fn$
 BEGIN
-    PERFORM ple_ops.compat_record(TG_ARGV[0], TG_OP, session_user::text, 1, 'trigger');
+    INSERT INTO ple_ops.compat_use_event (name, operation, role_name) VALUES (TG_ARGV[0], TG_OP, session_user::text);
     RETURN NULL;
 END $fn$;
 -- Writes through a read-only compatibility view: refused, naming where the rows are now.

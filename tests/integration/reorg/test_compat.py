@@ -183,7 +183,7 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
     ).fetchone()[0]
     assert written >= 1
     used = twin.execute(
-        "SELECT calls, role_name FROM ple_ops.compat_use WHERE name = %s AND operation = 'INSERT'", (merge_source,)
+        "SELECT calls, role_name FROM ple_ops.compat_use_all WHERE name = %s AND operation = 'INSERT'", (merge_source,)
     ).fetchone()
     assert used[0] == written and used[1] == "postgres"
     if "FOLD" in names:  # kept whole, with who wrote them, and folded: verify proves the fold again
@@ -195,7 +195,8 @@ def test_old_names_keep_working_through_every_phase_and_the_revert(twin):
         assert (kept, by) == (len([p for p in phases if p >= _phase_of(ex, fold_source)]), "postgres")
         executor(twin).verify(_phase_of(ex, fold_source))
         fold_used = twin.execute(
-            "SELECT calls, role_name FROM ple_ops.compat_use WHERE name = %s AND operation = 'INSERT'", (fold_source,)
+            "SELECT calls, role_name FROM ple_ops.compat_use_all WHERE name = %s AND operation = 'INSERT'",
+            (fold_source,),
         ).fetchone()
         assert fold_used == (kept, "postgres")  # the console's usage of the old name
         assert _count(twin, fold_source) == side_rows_before + 1 + len(phases)

@@ -346,9 +346,25 @@ def _return_written(ctx: Context, action: Action) -> int:
     side = ctx.catalog.get(archive)
     if written is None or side is None:
         return 0
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in side.column_names if c in written)
+    computed = {
+        c
+        for (c,) in ctx.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attgenerated <> '' AND NOT attisdropped",
+            (side.oid,),
+        ).fetchall()
+    }
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in side.column_names if c in written and c not in computed)
+    # the rows go back as they were written: the side table's own triggers (an updated_at stamp)
+    # stay off for the statement, as for the rename that brought its rows back
+    own = tuple(
+        (action.source, name)
+        for (name,) in ctx.conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal AND tgenabled <> 'D'", (side.oid,)
+        ).fetchall()
+    )
+    outer, ctx.bypass = ctx.bypass, own
     try:
-        with ctx.conn.transaction():  # a savepoint: the refusal below names the rows, not a half-done statement
+        with ctx.conn.transaction(), ctx.bypassing_triggers(unfreeze=False):  # a savepoint: a named refusal below
             return _returned(ctx, writes, columns, action.source)
     except psycopg.errors.IntegrityError as exc:
         raise PlanRejected(
@@ -357,13 +373,15 @@ def _return_written(ctx: Context, action: Action) -> int:
             f"changed; the rows are in {writes} (ctb_returned_at IS NULL): correct or remove those rows there "
             "(they are the application's), then run the revert again"
         ) from exc
+    finally:
+        ctx.bypass = outer
 
 
 def _returned(ctx: Context, writes: str, columns: sql.Composable, side: str) -> int:
     return ctx.conn.execute(
         sql.SQL(
             "WITH returned AS (UPDATE {w} SET {rat} = now(), {rby} = %s WHERE {rat} IS NULL RETURNING {c}) "
-            "INSERT INTO {side} ({c}) SELECT {c} FROM returned"
+            "INSERT INTO {side} ({c}) OVERRIDING SYSTEM VALUE SELECT {c} FROM returned"
         ).format(
             w=qualified(writes),
             rat=sql.Identifier(fold_sql.RETURNED_AT),
