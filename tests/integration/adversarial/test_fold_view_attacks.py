@@ -9,6 +9,7 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from ple.reorg import contract
 from tests.reorg_helpers import approve, approve_revert, count, executor, run_phase
 
 PHASE = "1g"  # every fold of the plan
@@ -222,3 +223,26 @@ def test_an_insert_on_conflict_do_nothing_through_the_view_fails_on_a_key_that_e
             conn.execute(
                 f"INSERT INTO {side} (person_unique_id, notes) VALUES (%s, 'retried') ON CONFLICT DO NOTHING", (person,)
             )
+
+
+def test_the_contract_removes_a_fold_view_keeps_its_written_rows_and_its_revert_restores_the_view(conn):
+    """Attack: the contract removes a FOLD view (grace passed) after rows were written through it,
+    then its revert makes the view again from the recorded DDL. The written rows stay (the writes
+    table is not the contract's), the restored view takes writes again, verify stays green, and the
+    phase's revert returns every written row once."""
+    side = "people.people_sidecar"
+    approve(conn)
+    rows_before = count(conn, side)
+    run_phase(executor(conn), PHASE)
+    _insert_copy(conn, side, person_unique_id=_new_person(conn, side))
+    conn.execute("UPDATE ple_ops.compat_object SET grace = interval '0', created_at = now() - interval '1 day'")
+    conn.execute("DELETE FROM ple_ops.compat_use_event")  # used, but the test is about what the contract leaves
+    contract.approve(conn, "pytest")
+    assert side in contract.apply(conn, "run-contract")
+    assert conn.execute("SELECT to_regclass(%s)", (side,)).fetchone()[0] is None
+    contract.approve_revert(conn, "pytest")
+    assert side in contract.revert(conn)
+    _insert_copy(conn, side, person_unique_id=_new_person(conn, side))
+    executor(conn).verify(PHASE)
+    _revert(conn)
+    assert count(conn, side) == rows_before + 2
