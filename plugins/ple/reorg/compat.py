@@ -270,22 +270,19 @@ def _merge(ctx: Context, step, action, source: TableInfo) -> Compat:
             plan.params,
         )
         insert_body = literal_text(ctx.conn, insert) + ";"
-    function = sql.Identifier("ple_ops", function_name(name))
-    statements += _defaults(ctx.conn, source.oid, name) + _insert_trigger(
+    made, drop, more = _insert_path(
+        ctx.conn,
         name,
-        function,
+        source.oid,
         f"BEGIN\n{insert_body}\nRETURN NEW;\nEND",
         f"lands in {action.target} with its discriminator and provenance",
         f"{name} was merged into {action.target} ({spec.discriminator_column} = {action.value}); change those rows there",
+        same_owner=False,
+        rls=f"{name}: its row-level security policies do not follow to the view ({action.target}'s apply)",
     )
-    grants, more = _acl(ctx.conn, source.oid, name, same_owner=False)
-    if ctx.conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (source.oid,)).fetchone()[0]:
-        more.append(f"{name}: its row-level security policies do not follow to the view ({action.target}'s apply)")
-    drop = [
-        Statement(f"drop the compatibility view {name}", sql.SQL("DROP VIEW {}").format(qualified(name))),
-        Statement("drop its insert function", sql.SQL("DROP FUNCTION {}()").format(function)),
-    ]
-    return Compat(name, "MERGE", action.target, statements + grants, drop, notes + more)
+    return Compat(
+        name, "MERGE", action.target, statements + _defaults(ctx.conn, source.oid, name) + made, drop, notes + more
+    )
 
 
 def _defaults(conn: psycopg.Connection, oid: int, view: str) -> list[Statement]:
@@ -302,6 +299,31 @@ def _defaults(conn: psycopg.Connection, oid: int, view: str) -> list[Statement]:
         )
         for column, default in conn.execute(raw_template("ops/compat_defaults"), (oid,)).fetchall()
     ]
+
+
+def _insert_path(
+    conn: psycopg.Connection,
+    name: str,
+    oid: int,
+    body: str,
+    lands: str,
+    refusal: str,
+    *,
+    same_owner: bool,
+    rls: str,
+) -> tuple[list[Statement], list[Statement], list[str]]:
+    """What a MERGE or FOLD view takes writes with: (statements, drop statements, notes): its
+    INSTEAD OF INSERT function (`body`) and trigger, the refusal of UPDATE and DELETE, the
+    statement counter, the old table's grants; `rls`: the note where the table had row-level security."""
+    function = sql.Identifier("ple_ops", function_name(name))
+    grants, notes = _acl(conn, oid, name, same_owner=same_owner)
+    if conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (oid,)).fetchone()[0]:
+        notes.append(rls)
+    drop = [
+        Statement(f"drop the compatibility view {name}", sql.SQL("DROP VIEW {}").format(qualified(name))),
+        Statement("drop its insert function", sql.SQL("DROP FUNCTION {}()").format(function)),
+    ]
+    return _insert_trigger(name, function, body, lands, refusal) + grants, drop, notes
 
 
 def _insert_trigger(name: str, function: sql.Identifier, body: str, lands: str, refusal: str) -> list[Statement]:
@@ -484,13 +506,7 @@ def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat
     )
     if side.bridge_on is not None:
         new_row = sql.SQL("{} JOIN {} AS b ON {}").format(new_row, qualified(action.join.via_table), side.bridge_on)
-    computed = {
-        c
-        for (c,) in ctx.conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attgenerated <> '' AND NOT attisdropped",
-            (source.oid,),
-        ).fetchall()
-    }
+    computed = fold_sql.computed_columns(ctx.conn, source.oid)
     written = [c for c in columns if c not in computed]  # a stored generated column computes itself there
     refold = Statement(
         "",
@@ -517,22 +533,17 @@ def _fold(ctx: Context, step, action, source: TableInfo, archive: str) -> Compat
         params,
     )
     key_type = fold_sql.side_key_type(ctx, action, source, keys_text).as_string(ctx.conn)
-    function = sql.Identifier("ple_ops", function_name(name))
-    statements += _insert_trigger(
+    made, drop, more = _insert_path(
+        ctx.conn,
         name,
-        function,
+        source.oid,
         f"DECLARE keys {key_type}[];\nBEGIN\n{literal_text(ctx.conn, refold)};\nRETURN NEW;\nEND",
         f"is kept in {writes} and folded into {step.target} again",
         f"{name} was folded into {step.target} (its rows: {archive}, {writes}); INSERT adds a row, nothing changes one",
+        same_owner=True,
+        rls=f"{writes}: {name}'s row-level security policies do not follow to it",
     )
-    grants, more = _acl(ctx.conn, source.oid, name, same_owner=True)
-    if ctx.conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (source.oid,)).fetchone()[0]:
-        more.append(f"{writes}: {name}'s row-level security policies do not follow to it")
-    drop = [
-        Statement(f"drop the compatibility view {name}", sql.SQL("DROP VIEW {}").format(qualified(name))),
-        Statement("drop its insert function", sql.SQL("DROP FUNCTION {}()").format(function)),
-    ]
-    return Compat(name, "FOLD", archive, statements + grants, drop, notes + more, tables=[writes])
+    return Compat(name, "FOLD", archive, statements + made, drop, notes + more, tables=[writes])
 
 
 WHAT_WORKS = {

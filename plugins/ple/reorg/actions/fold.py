@@ -346,13 +346,7 @@ def _return_written(ctx: Context, action: Action) -> int:
     side = ctx.catalog.get(archive)
     if written is None or side is None:
         return 0
-    computed = {
-        c
-        for (c,) in ctx.conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attgenerated <> '' AND NOT attisdropped",
-            (side.oid,),
-        ).fetchall()
-    }
+    computed = fold_sql.computed_columns(ctx.conn, side.oid)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in side.column_names if c in written and c not in computed)
     # the rows go back as they were written: the side table's own triggers (an updated_at stamp)
     # stay off for the statement, as for the rename that brought its rows back

@@ -239,3 +239,13 @@ def writes_columns(conn, writes: str) -> list[str] | None:
             (writes,),
         ).fetchall()
     ]
+
+
+def computed_columns(conn, oid: int) -> set[str]:
+    """A table's stored generated columns: never written, they compute themselves."""
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attgenerated <> '' AND NOT attisdropped", (oid,)
+        ).fetchall()
+    }
