@@ -472,7 +472,7 @@ END $fn$;
 CREATE OR REPLACE FUNCTION ple_ops.compat_refuse() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
 BEGIN
-    RAISE EXCEPTION '% on %.% refused: % (the reorganization moved this table; it is read-only under its old name)',
+    RAISE EXCEPTION '% on %.% refused: % (the reorganization moved this table; under its old name this write is refused)',
         TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]
         USING ERRCODE = 'object_not_in_prerequisite_state';
 END $fn$;
