@@ -468,7 +468,8 @@ BEGIN
     INSERT INTO ple_ops.compat_use_event (name, operation, role_name) VALUES (TG_ARGV[0], TG_OP, session_user::text);
     RETURN NULL;
 END $fn$;
--- Writes through a read-only compatibility view: refused, naming where the rows are now.
+-- Writes a compatibility view does not take (any, through an ARCHIVE view; UPDATE and DELETE, through
+-- MERGE and FOLD views): refused, naming where the rows are now.
 CREATE OR REPLACE FUNCTION ple_ops.compat_refuse() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $fn$
 BEGIN
