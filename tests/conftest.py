@@ -41,6 +41,7 @@ def pytest_report_header(config):
     return f"PostgreSQL {_server_major()} from {embedded_pg.binaries_dir()} (set PLE_PG_BIN to test another)"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """`make test` runs the suite on two workers (`-n 2 --dist loadgroup`): the browser tests share
     one local Airflow, so they all run on one worker."""
