@@ -66,7 +66,7 @@ demo: db airflow-db
 # The suite runs on TEST_WORKERS pytest-xdist workers, each with its own PostgreSQL and Airflow home
 # (TEST_WORKERS=0: in this process); the browser tests share one local Airflow on one worker.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 test: venv
 	$(PYTEST) $(PYTEST_ARGS)

@@ -41,13 +41,18 @@ def pytest_report_header(config):
     return f"PostgreSQL {_server_major()} from {embedded_pg.binaries_dir()} (set PLE_PG_BIN to test another)"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    """`make test` runs the suite on two workers (`-n 2 --dist loadgroup`): the browser tests share
-    one local Airflow, so they all run on one worker."""
-    for item in items:
-        if "tests/browser/" in str(item.path):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs the suite on two pytest-xdist workers, each with its own PostgreSQL and
+    Airflow home. Each test is a unit of work on its own, but the browser tests are one unit: they
+    share one local Airflow (xdist's own `xdist_group` marker has no effect under pytest 9.2, whose
+    node ids xdist 3.8 can no longer suffix)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/browser" if nodeid.startswith("tests/browser/") else nodeid
+
+    return BrowserTestsTogether(config, log)
 
 
 def _free_port() -> int:
