@@ -44,7 +44,6 @@ from psycopg.types.json import Jsonb
 
 from ple import approval
 from ple.config import INCLUDE_DIR
-from ple.errors import PlanRejected
 from ple.ops import ensure_schema
 from ple.reorg import pending
 from ple.reorg.decision_store import (  # noqa: F401 (re-exported: the decisions' public names)
@@ -57,7 +56,7 @@ from ple.reorg.decision_store import (  # noqa: F401 (re-exported: the decisions
     path_for,
     stored,
 )
-from ple.reorg.plan import MergeTarget, Plan
+from ple.reorg.plan import Action, MergeTarget, Plan, Step
 
 SCHEMA_FILE = INCLUDE_DIR / "plan" / "decisions.schema.json"
 
@@ -270,20 +269,64 @@ def effective_plan(plan: Plan, decisions: Decisions) -> Plan:
     return dataclasses.replace(plan, phases=tuple(phases), merge_targets=merge_targets)
 
 
-def skipped_in(plan: Plan, step_id: str, decisions: Decisions) -> list[tuple]:
-    """(action, 'skip'|'adopt', decision) for each action of a declared step the decisions leave out."""
-    try:
-        step = plan.step(step_id)
-    except PlanRejected:
-        return []
-    result = []
+@dataclass(frozen=True)
+class LeftOut:
+    """An action of a declared step that the decisions leave out: skipped (with its reason) or
+    adopted (its end state reached by other means; the evidence is re-read when it is recorded)."""
+
+    action: Action
+    how: str  # "skip" | "adopt"
+    entry: dict = field(hash=False, compare=False)
+    ledger_key: str = ""  # the step id, or <step id>.<source slug> when the step has several actions
+
+    def line(self) -> str:
+        if self.how == "skip":
+            return f"{self.action.source}: skipped (decided): {self.entry['skip']}"
+        return f"{self.action.source}: adopted (decided): {self.entry.get('evidence', '')}"
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    """One step as the decisions in force leave it, resolved once when its task starts and handed
+    down to the SQL: what the plan declares, what runs (None when every action is left out), the
+    actions left out, and the name each action's set-aside decision gives the occupant of its
+    destination."""
+
+    declared: Step
+    step: Step | None
+    left_out: tuple[LeftOut, ...]
+    set_aside: dict[str, str] = field(hash=False, compare=False)  # action source -> set-aside name
+
+    @property
+    def step_id(self) -> str:
+        return self.declared.step_id
+
+    def declared_action(self, action: Action) -> Action:
+        """The plan's own action behind an effective one (a retarget or fold_as_jsonb changes it)."""
+        return next((a for a in self.declared.actions if a.source == action.source), action)
+
+
+def resolve(declared: Plan, effective: Plan, decisions: Decisions, step_id: str) -> ResolvedStep:
+    """`declared`: the plan with the 1L answers; `effective`: it as the decisions shape it. An
+    unknown step id is refused (PlanRejected)."""
+    step = declared.step(step_id)
+    left_out = []
     for action in step.actions:
         entry = decisions.for_action(action.source)
-        if "skip" in entry:
-            result.append((action, "skip", entry))
-        elif entry.get("adopt"):
-            result.append((action, "adopt", entry))
-    return result
+        how = "skip" if "skip" in entry else "adopt" if entry.get("adopt") else None
+        if how:
+            key = step_id if len(step.actions) == 1 else f"{step_id}.{action.slug}"
+            left_out.append(LeftOut(action, how, entry, key))
+    return ResolvedStep(
+        declared=step,
+        step=next((s for s in effective.steps if s.step_id == step_id), None),
+        left_out=tuple(left_out),
+        set_aside={
+            a.source: decisions.for_action(a.source)["set_aside"]
+            for a in step.actions
+            if decisions.for_action(a.source).get("set_aside")
+        },
+    )
 
 
 # ---------------------------------------------------------------------- proposals

@@ -357,20 +357,19 @@ class Executor:
         return result
 
     # ---------------------------------------------------------------- steps
-    def effective_step(self, step_id: str) -> Step | None:
-        """The step as decided; None when the decisions leave every action of it out."""
-        self.declared.step(step_id)  # an unknown step id is refused
-        return next((s for s in self.plan.steps if s.step_id == step_id), None)
+    def resolve(self, step_id: str) -> decisions_module.ResolvedStep:
+        """The step as decided, resolved once: what runs, what is left out, what is set aside."""
+        return decisions_module.resolve(self.declared, self.plan, self.decisions, step_id)
 
     def run_step(self, step_id: str) -> StepReport:
         if self.rehearsing:
             return StepReport(step_id, "rehearsed", f"{step_id}: carried out and rolled back in the phase's rehearsal")
-        step = self.effective_step(step_id)
-        left_out = decisions_module.skipped_in(self.declared, step_id, self.decisions)
-        lines = [self._left_out_line(action, how, entry) for action, how, entry in left_out]
+        resolved = self.resolve(step_id)
+        step = resolved.step
+        lines = [item.line() for item in resolved.left_out]
         if step is None:
-            status = self._record_left_out(step_id, left_out) if self.applying else "planned"
-            return StepReport(step_id, status if self.applying else "planned", "\n".join(lines))
+            status = self._record_left_out(resolved) if self.applying else "planned"
+            return StepReport(step_id, status, "\n".join(lines))
         module = module_for(step)
         started = datetime.now(UTC)
         sources = [a.source for a in step.actions]
@@ -378,7 +377,7 @@ class Executor:
             with self.transaction(read_only=True):
                 catalog = read_catalog(self.conn)
                 ctx = self.context(catalog)
-                aside = self.set_asides(ctx, step)
+                aside = self.set_asides(ctx, resolved)
                 found = guards.inspect(self.conn, self.plan, catalog, self.decisions, steps=[step])
                 if aside:  # the step's own SQL is rendered on the catalog as the set-aside leaves it
                     lines += [f"{step_id}: first, in the same transaction, set aside (decided):"] + [
@@ -430,10 +429,10 @@ class Executor:
                     )
                 text += f"\n-- live: {preview}"
             return StepReport(step_id, "planned", "\n".join([*lines, text]), preview)
-        if left_out:
-            self._record_left_out(step_id, left_out)
+        if resolved.left_out:
+            self._record_left_out(resolved)
         try:
-            outcome = self.retrying(lambda: self._apply_step(step, module, started))
+            outcome = self.retrying(lambda: self._apply_step(resolved, module, started))
         except PermanentError as exc:
             self._record_failure(step_id, step.phase, step.kind, started, exc, sources=sources, target=step.target)
             raise
@@ -473,22 +472,12 @@ class Executor:
             line += "\n-- then, in the same transaction, the old names keep working (compat):\n" + "\n".join(kept)
         return line
 
-    @staticmethod
-    def _left_out_line(action, how: str, entry: dict) -> str:
-        if how == "skip":
-            return f"{action.source}: skipped (decided): {entry['skip']}"
-        return f"{action.source}: adopted (decided): {entry.get('evidence', '')}"
-
-    def _ledger_key(self, step_id: str, action) -> str:
-        """Ledger rows of actions left out of a step: the step id, or per side table of a fold."""
-        return step_id if len(self.declared.step(step_id).actions) == 1 else f"{step_id}.{action.slug}"
-
-    def _record_left_out(self, step_id: str, left_out: list) -> str:
+    def _record_left_out(self, resolved: decisions_module.ResolvedStep) -> str:
         """Record each skipped or adopted action once: `skipped` with the reason, `adopted` with the
         evidence re-read now (an adoption whose evidence no longer holds is refused)."""
         statuses = []
-        for action, how, entry in left_out:
-            key = self._ledger_key(step_id, action)
+        for item in resolved.left_out:
+            action, how, entry, key = item.action, item.how, item.entry, item.ledger_key
             started = datetime.now(UTC)
             with self.transaction():
                 self.lock_exclusive()
@@ -500,7 +489,7 @@ class Executor:
                     continue
                 details = {"decision": entry}
                 if how == "adopt":
-                    verdict = self._verdict(self.declared.step(step_id), action)
+                    verdict = self._verdict(resolved.declared, action)
                     if verdict.status != reconcile.Status.ADOPTED:
                         raise PlanRejected(
                             f"{action.source}: adoption decided, but the evidence does not hold now: {verdict.evidence}"
@@ -525,43 +514,40 @@ class Executor:
         catalog = read_catalog(self.conn)
         return reconcile.Reconciler(self.conn, self.declared, catalog, self.plan).verdict(step, action)
 
-    def set_asides(self, ctx: Context, step: Step) -> list:
+    def set_asides(self, ctx: Context, resolved: decisions_module.ResolvedStep) -> list:
         """Occupants of names this step needs that a decision sets aside (and that are still there)."""
         items = []
-        for action in step.actions:
-            name = self.decisions.for_action(action.source).get("set_aside")
-            declared = self.declared.step(step.step_id).actions
-            original = next((a for a in declared if a.source == action.source), action)
-            occupant = reconcile.destination(self.declared, original)
+        for action in resolved.step.actions:
+            name = resolved.set_aside.get(action.source)
+            occupant = reconcile.destination(self.declared, resolved.declared_action(action))
             if name and occupant and ctx.catalog.exists(action.source):  # once the action is done, nothing to set aside
-                item = set_aside.SetAside(occupant, name, step.step_id)
+                item = set_aside.SetAside(occupant, name, resolved.step_id)
                 if set_aside.check(ctx, item) == State.PENDING:
                     items.append(item)
         return items
 
-    def step_schemas(self, step: Step) -> list[str]:
+    def step_schemas(self, resolved: decisions_module.ResolvedStep) -> list[str]:
         """The schemas holding every table a step names, reads, writes, produces or sets aside: its
         catalog read is scoped to them (a read of every schema before each step was most of a
         small step's time)."""
-        names: set[str] = set()
-        declared = self.declared.step(step.step_id).actions
-        for action in (*step.actions, *declared):
+        names: set[str] = set(resolved.set_aside.values())
+        for action in (*resolved.step.actions, *resolved.declared.actions):
             names |= {action.source, action.target, self.plan.archive_name(action.source)}
             if action.join is not None:
                 names.add(action.join.via_table)
             if action.target in self.plan.merge_targets:
                 names.add(self.plan.merge_targets[action.target].table)
-            names.add(self.decisions.for_action(action.source).get("set_aside"))
         return sorted({name.split(".", 1)[0] for name in names if name})
 
-    def _apply_step(self, step: Step, module, started: datetime) -> Outcome:
-        schemas = self.step_schemas(step)
+    def _apply_step(self, resolved: decisions_module.ResolvedStep, module, started: datetime) -> Outcome:
+        step = resolved.step
+        schemas = self.step_schemas(resolved)
         with self.transaction():
             self.lock_exclusive()
             self.require_approval(step.phase, step.step_id)
             catalog = read_catalog(self.conn, schemas)
             ctx = self.context(catalog, step.phase)
-            pending_asides = self.set_asides(ctx, step)
+            pending_asides = self.set_asides(ctx, resolved)
             accepted = self.decisions.accepted if self.decisions is not None else {}
             gate.admit(self.conn, self.plan, step, pending_asides, self.run_id, accepted, own=False)
             unfreeze, freeze_after = gate.frozen_names(self.plan, step, accepted)

@@ -36,6 +36,7 @@ from ple.ops import ensure_schema
 from ple.reorg import gate, guards, lint
 from ple.reorg.actions import add_pk, create_target, module_for, set_aside
 from ple.reorg.context import Outcome, State, StepReport
+from ple.reorg.decisions import ResolvedStep
 from ple.reorg.proof import columns_gone, fingerprint, native_count
 from ple.reorg.session import Session
 from ple.server import require_supported_server
@@ -164,7 +165,7 @@ def _phase(ex: Session, phase_id: str, where: str, budget: _Budget) -> StepRepor
                 budget.bound_statements(ex)
                 if budget.spent():
                     _stop(phase, step_id, results, lines, budget)
-                results[step.step_id] = _rehearse_step(ex, step, lines, budget)
+                results[step.step_id] = _rehearse_step(ex, ex.resolve(step.step_id), lines, budget)
             budget.bound_statements(ex)
             lines += _verify(ex, phase, snapshot)
         except psycopg.errors.QueryCanceled:
@@ -281,13 +282,14 @@ def _provenance_index(target: str) -> sql.Composed:
     ).format(sql.Identifier(f"{table}_ctb_provenance"[:63]), qualified(target))
 
 
-def _rehearse_step(ex: Session, step, lines: list[str], budget: _Budget) -> str:
+def _rehearse_step(ex: Session, resolved: ResolvedStep, lines: list[str], budget: _Budget) -> str:
+    step = resolved.step
     try:
         with ex.conn.transaction():  # a savepoint: a failing step leaves the others to run
             catalog = read_catalog(ex.conn)
             ctx = ex.context(catalog)
             accepted = ex.decisions.accepted if ex.decisions is not None else {}
-            asides = ex.set_asides(ctx, step)
+            asides = ex.set_asides(ctx, resolved)
             gate.admit(ex.conn, ex.plan, step, asides, ex.run_id, accepted, own=False)  # as apply does
             for item in asides:
                 set_aside.apply(ctx, item)

@@ -14,8 +14,8 @@ import psycopg
 
 from ple.catalog import Catalog
 from ple.reorg.context import Context, Settings, Statement
-from ple.reorg.decisions import Decisions
-from ple.reorg.plan import Phase, Plan, Step
+from ple.reorg.decisions import Decisions, ResolvedStep
+from ple.reorg.plan import Phase, Plan
 from ple.reorg.proof import Fingerprint
 
 
@@ -54,4 +54,6 @@ class Session(Protocol):
 
     def snapshot(self, phase: Phase, catalog: Catalog, counted: bool = True) -> dict[str, Fingerprint]: ...
 
-    def set_asides(self, ctx: Context, step: Step) -> list: ...
+    def resolve(self, step_id: str) -> ResolvedStep: ...
+
+    def set_asides(self, ctx: Context, resolved: ResolvedStep) -> list: ...

@@ -89,7 +89,7 @@ def test_revert_of_a_batched_merge_abandoned_between_batches_leaves_no_row_in_tw
 
     ctx = ex.context(read_catalog(conn))
     ctx.bypass = ((TARGET, "sync_people_errors"),)
-    step = ex.effective_step(STEP)
+    step = ex.resolve(STEP).step
     copied = merge_batches.copy_batch(ctx, step, 0, 2) + merge_batches.copy_batch(ctx, step, 2, 4)
     assert copied > 0  # then the run died; the operator gives up on the phase and reverts it
     approve_revert(conn, "1b")

@@ -95,9 +95,9 @@ def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_sour
     conn = synced
     ex, ctx = _preflight_in_small_batches(conn)
     # a first run copied two batches, then died
-    assert merge_batches.batched(ctx, ex.effective_step(STEP))
-    copied = merge_batches.copy_batch(ctx, ex.effective_step(STEP), 0, 2)
-    copied += merge_batches.copy_batch(ctx, ex.effective_step(STEP), 2, 4)
+    assert merge_batches.batched(ctx, ex.resolve(STEP).step)
+    copied = merge_batches.copy_batch(ctx, ex.resolve(STEP).step, 0, 2)
+    copied += merge_batches.copy_batch(ctx, ex.resolve(STEP).step, 2, 4)
     assert copied > 0
     # the application changed and deleted source rows that were copied already, and added one
     conn.execute(
@@ -122,7 +122,7 @@ def test_a_batched_merge_that_died_half_way_resumes_and_catches_up_with_the_sour
 def test_a_batched_merge_killed_right_after_its_last_transaction_is_done_with_evidence(synced):
     conn = synced
     ex, ctx = _preflight_in_small_batches(conn)
-    merge_batches.apply(ctx, ex.effective_step(STEP))  # killed before the executor's own record
+    merge_batches.apply(ctx, ex.resolve(STEP).step)  # killed before the executor's own record
     rows = count(conn, "archive.marketing_failed_email_verification_ctb")
     assert ex.run_step(STEP).status == "already_done"
     assert _provenance(conn) == (rows, rows)
@@ -133,8 +133,8 @@ def test_reverting_a_batched_merge_that_died_half_way_takes_its_copies_out_again
     rows = count(conn, SOURCE)
     ex, ctx = _preflight_in_small_batches(conn)
     native = conn.execute(f"SELECT count(*) FROM {TARGET} WHERE ctb_source_table IS NULL").fetchone()[0]
-    copied = merge_batches.copy_batch(ctx, ex.effective_step(STEP), 0, 2)
-    copied += merge_batches.copy_batch(ctx, ex.effective_step(STEP), 2, 4)
+    copied = merge_batches.copy_batch(ctx, ex.resolve(STEP).step, 0, 2)
+    copied += merge_batches.copy_batch(ctx, ex.resolve(STEP).step, 2, 4)
     assert copied > 0 and _provenance(conn)[0] == copied
     # the application edits one of the copies: that copy is no longer only the tool's
     conn.execute(
