@@ -34,10 +34,12 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import httpx
 
 from ple.dol import files
+from ple.dol.layouts import all_datasets
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,6 @@ class Archive:
 
     @classmethod
     def of_url(cls, url: str) -> Archive:
-        from urllib.parse import unquote, urlparse
-
         return cls("", 0, url, Path(unquote(urlparse(url).path)).name)
 
     def as_dict(self) -> dict:
@@ -111,8 +111,6 @@ def default_years(today: date | None = None) -> list[int]:
 
 def default_datasets(conn=None) -> list[str]:
     """Every known dataset whose table the DOL schema holds; on a fresh database (none) all."""
-    from ple.dol.layouts import all_datasets
-
     datasets = all_datasets()
     if conn is None:
         return list(datasets)

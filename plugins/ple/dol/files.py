@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ple.dol.layouts import layout_datasets, union_fields
+
 CHUNK = 1 << 20
 UTF8_BOM = codecs.BOM_UTF8
 YEAR_IN_NAME = re.compile(r"(?<!\d)(20[0-4]\d|19\d\d)(?!\d)")
@@ -156,8 +158,6 @@ def detect_dataset(header: list[str]) -> str | None:
     dataset with a layout when every column of the header is in its layout but ACK_ID, FORM_ID,
     ROW_ORDER (the one whose layout has most of them; a new DOL column is tolerated when at least
     nine in ten are known). None: no known layout."""
-    from ple.dol.layouts import layout_datasets, union_fields
-
     names = {h.strip().lstrip("\ufeff").upper() for h in header} - {""}
     for dataset, markers in DATASET_MARKERS:
         if names & markers:

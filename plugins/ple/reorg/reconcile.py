@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -85,8 +86,6 @@ def dropped_tables() -> frozenset[str]:
 
 @functools.cache
 def _inventory() -> dict:
-    import json
-
     return json.loads(INVENTORY_FILE.read_text(encoding="utf-8"))["tables"]
 
 
