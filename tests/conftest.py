@@ -25,6 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 # for the file context: tests/integration/test_expectations_data_docs.py, tests/browser.
 os.environ.setdefault("PLE_GX_DATA_DOCS", "false")
 TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
+# The decisions' YAML export goes to a directory of this test process, not to the checkout's
+# include/plan/decisions (a file left there by one run is read as the decisions of a database with
+# no version recorded, e.g. the browser database of the next run). Tests that read it set their own.
+os.environ.setdefault("PLE_DECISIONS_DIR", tempfile.mkdtemp(prefix="ple-test-decisions-"))
 
 
 @functools.cache
