@@ -32,7 +32,6 @@ return {phases: [headers(phases), rows(phases)], reconcile: [headers(reconcile),
 """
 
 
-@pytest.mark.extended  # CI time: the counts are proven equal on the twin by tests/integration/ui/test_console_progress.py
 def test_the_phase_counts_in_the_browser_equal_the_reconcile_tables(browser, airflow, ctb_dsn):
     browser.get(f"{airflow.url}/auth/login")  # signed in by test_console.py's test_log_in when run with it
     if "/auth/login" in browser.current_url:

@@ -165,7 +165,6 @@ def test_a_refused_form_value_names_its_field(signed_in, browser, airflow, admin
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
 
 
-@pytest.mark.extended  # CI time: tests/integration/dags/test_approve_plan_conf.py records the same approval
 def test_approving_the_plan_from_the_form_records_the_signed_in_user(signed_in, browser, airflow, admin_api, ctb_dsn):
     dialog = open_trigger_form(browser, airflow.url, "ctb_approve_plan")
     assert not browser.find_elements(By.NAME, "element_approver")  # the field that refused every other name
@@ -186,7 +185,6 @@ def test_approving_the_plan_from_the_form_records_the_signed_in_user(signed_in, 
     assert ("admin", "airflow-form") in approvers
 
 
-@pytest.mark.extended  # CI time: tests/integration/orchestration/test_revert_last_applied.py resolves the default
 def test_the_revert_form_defaults_to_the_last_applied_phase(signed_in, browser, airflow):
     dialog = open_trigger_form(browser, airflow.url, "ctb_revert")
     assert "last applied" in dialog.text
@@ -194,7 +192,6 @@ def test_the_revert_form_defaults_to_the_last_applied_phase(signed_in, browser, 
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
 
 
-@pytest.mark.extended  # CI time: the page's text is the same in any client
 def test_the_dol_page_prints_a_year_as_a_year(signed_in, browser, airflow, ctb_dsn):
     from ple import ops
 

@@ -181,7 +181,6 @@ def test_reject_1l_approve_1c_then_1b_and_1l_each_ask(browser, airflow, admin_ap
     shot(browser, "22_console_approvals")
 
 
-@pytest.mark.extended  # CI time: the request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
 def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api, ctb_dsn):
     from ple import approval
 
@@ -198,7 +197,6 @@ def test_the_whole_plan_request_fits_the_screen(browser, airflow, admin_api, ctb
     assert admin_api.wait_for_run("ctb_reorganization", run_id)["state"] == "failed"
 
 
-@pytest.mark.extended  # CI time: tests/integration/dags/test_decide_dag.py answers the same request through the REST API
 def test_a_decision_made_in_the_ui_changes_the_plan_and_voids_the_earlier_approval(
     browser, airflow, admin_api, ctb_dsn
 ):
@@ -247,7 +245,6 @@ def _stop_after_answer(api, dag_id: str, run_id: str) -> None:
         api.call("PATCH", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}", {"state": "failed"})
 
 
-@pytest.mark.extended  # CI time: every request body is wrapped by one function (tests/unit/orchestration/test_request_body.py)
 def test_the_revert_cleanup_and_contract_requests_fit_the_screen(browser, airflow, admin_api, ctb_dsn):
     """The other requests the bundle raises, measured like the phase's: a revert, the 2C cleanup,
     the contract of compatibility views (each rejected: nothing changes)."""
@@ -272,7 +269,6 @@ def test_the_revert_cleanup_and_contract_requests_fit_the_screen(browser, airflo
         _stop_after_answer(admin_api, dag_id, run_id)
 
 
-@pytest.mark.extended  # CI time: tests/integration/dags/test_audit_baseline_dag.py answers the same request through the REST API
 def test_the_audit_baseline_request_fits_the_screen(browser, airflow, admin_api, ctb_dsn):
     """The last request the bundle can raise: a breached nightly audit asks whether its numbers
     become the new baseline. Measured like the others, and answered "Keep the baseline" (nothing
@@ -334,7 +330,6 @@ def _request_of(api, dag_id: str, run_id: str, timeout: float = 900) -> dict:
     raise TimeoutError(f"{run_id} asked nothing within {timeout}s")
 
 
-@pytest.mark.extended  # CI time: tests/integration/dags/test_phase_1l_dag.py answers the same requests through the REST API
 def test_the_1l_questions_fit_the_screen(browser, airflow, admin_api, ctb_dsn):
     """Phase 1L's own questions (one request per pending table, its candidate answers as buttons),
     asked again with `redecide`: the first answered in the browser with every option measured, the

@@ -22,7 +22,6 @@ def _exists(dsn: str, name: str) -> bool:
         return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
-@pytest.mark.extended  # CI time: the contract and its revert are proven by tests/integration/reorg/test_compat.py
 def test_contract_dag_plans_asks_drops_and_its_revert_restores(airflow_env, twin_db, tmp_path, monkeypatch):
     monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path / "decisions"))
     with psycopg.connect(twin_db, autocommit=True) as conn:

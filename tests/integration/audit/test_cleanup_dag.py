@@ -20,7 +20,6 @@ def db(request):
     return request.getfixturevalue(FIXTURES[-1])
 
 
-@pytest.mark.extended
 def test_the_cleanup_dag_previews_and_applies_what_was_approved_without_asking(airflow_env, db):
     with psycopg.connect(db, autocommit=True) as conn:
         state = end_state(conn)

@@ -55,7 +55,6 @@ def test_one_question_answered_in_the_ui_is_a_new_version_that_voids_the_earlier
         assert approval.current(conn, earlier) is not None
 
 
-@pytest.mark.extended  # CI time: the DAG and its answers are proven by the test above; this one on the whole twin
 def test_plan_mode_asks_nothing_and_all_listed_accepts_exactly_what_it_lists(env, twin_db):
     planned = run_dag(env, DAG_ID, {"mode": "plan"}, dsn=twin_db).stdout
     assert dag_run_state(planned) == "success" and "open decision(s)" in planned

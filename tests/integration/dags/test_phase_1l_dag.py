@@ -107,7 +107,6 @@ def test_questions_answered_in_the_ui_are_carried_out_under_approval(airflow_env
         assert approval.current(conn, decisions.fingerprint(load(), decisions.for_connection(conn))) is None
 
 
-@pytest.mark.extended
 def test_plan_mode_asks_nothing_and_writes_nothing(airflow_env, fresh_db):
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         before = rowcheck.take(conn)

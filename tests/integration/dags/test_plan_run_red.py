@@ -13,7 +13,6 @@ from tests.reorg_helpers import end_state
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.extended  # CI time: the twin DAG test runs the undecided plan red through Airflow too
 def test_a_plan_run_whose_lint_fails_is_red_after_its_report(airflow_env, twin_db, tmp_path, monkeypatch):
     monkeypatch.setenv(decisions.DECISIONS_DIR_ENV, str(tmp_path))
     env = {decisions.DECISIONS_DIR_ENV: str(tmp_path)}

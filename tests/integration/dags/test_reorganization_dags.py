@@ -14,7 +14,6 @@ from tests.reorg_helpers import end_state
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.extended
 def test_reorganization_end_to_end_through_airflow(airflow_env, fresh_db):
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         original = end_state(conn)

@@ -25,13 +25,7 @@ def _registry_rows(conn) -> int | None:
     return conn.execute("SELECT count(*) FROM ctb.table_registry").fetchone()[0]
 
 
-@pytest.mark.parametrize(
-    "twin",
-    [  # CI time: the 2026-02-20 twin is applied through the engine by tests/integration/reorg/test_production_twin.py
-        pytest.param("twin_db", marks=pytest.mark.extended),
-        "twin_2026_03_db",
-    ],
-)
+@pytest.mark.parametrize("twin", ["twin_db", "twin_2026_03_db"])
 def test_reorganization_on_the_production_twin_through_airflow(airflow_env, twin, request, tmp_path, monkeypatch):
     twin_db = request.getfixturevalue(twin)
     directory = tmp_path / "decisions"

@@ -28,7 +28,6 @@ def _columns(dsn) -> list[str]:
         ]
 
 
-@pytest.mark.extended
 def test_adding_columns_through_the_dag_needs_the_approval(airflow_env, pg_server, tmp_path, monkeypatch):
     name = f"dol_add_columns_{os.getpid()}"
     dsn = embedded_pg.create_database(pg_server, name)

@@ -131,7 +131,6 @@ def test_revert_asks_then_reverts_reject_changes_nothing(airflow_env, applied_1a
     }
 
 
-@pytest.mark.extended
 def test_revert_approved_on_the_command_line_is_not_asked_again(airflow_env, applied_1a, conn):
     dsn, _ = applied_1a
     assert cli(["approve", "--revert", "1a", "--approver", "Ada Lovelace"]) == 0
@@ -141,7 +140,6 @@ def test_revert_approved_on_the_command_line_is_not_asked_again(airflow_env, app
     assert conn.execute("SELECT count(*) FROM ple_ops.action_ledger WHERE outcome = 'reverted'").fetchone()[0] > 0
 
 
-@pytest.mark.extended
 def test_plan_runs_are_noted_under_dags_test(airflow_env, fresh_db):
     run = run_dag(airflow_env, "ctb_revert", {"phase": "1a"}, fresh_db)
     assert dag_run_state(run.stdout) == "success", run.stdout[-4000:]

@@ -47,7 +47,6 @@ def _lock_state(conn) -> dict:
     return state
 
 
-@pytest.mark.extended  # CI time: the twin DAG test applies and re-applies the leaf lock on the 2026-03-12 twin
 @pytest.mark.parametrize("twin", ["twin_db", "twin_2026_03_db"])
 def test_the_leaf_lock_applies_on_the_twin_with_its_gone_tables_moot_and_reverts_exactly(twin, request):
     with psycopg.connect(request.getfixturevalue(twin), autocommit=True) as conn:

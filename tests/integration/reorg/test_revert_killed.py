@@ -39,7 +39,7 @@ def _applied_and_revert_approved(dsn: str, phase_id: str) -> tuple[dict, dict, l
         return before, rows_before, [s.step_id for s in ex.plan.phase(phase_id).steps], ex.run_id
 
 
-@pytest.mark.parametrize("phase_id", [pytest.param("1g", marks=pytest.mark.extended), "1c"])
+@pytest.mark.parametrize("phase_id", ["1g", "1c"])
 def test_a_revert_terminated_at_every_step_boundary_converges(fresh_db, monkeypatch, phase_id):
     before, rows_before, steps, run_id = _applied_and_revert_approved(fresh_db, phase_id)
 
