@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,13 +17,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import PRODUCTION_2026_03_TEMPLATE_DB, PRODUCTION_TEMPLATE_DB, TEMPLATE_DB, clone_fixture
+from tests.helpers import (
+    PRODUCTION_2026_03_TEMPLATE_DB,
+    PRODUCTION_TEMPLATE_DB,
+    REPO,
+    TEMPLATE_DB,
+    TEST_SCALE,
+    clone_fixture,
+    free_port,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 # Great Expectations validates in an ephemeral context (no Data Docs written) unless a test asks
 # for the file context: tests/integration/test_expectations_data_docs.py, tests/browser.
 os.environ.setdefault("PLE_GX_DATA_DOCS", "false")
-TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
 # The decisions' YAML export goes to a directory of this test process, not to the checkout's
 # include/plan/decisions (a file left there by one run is read as the decisions of a database with
 # no version recorded, e.g. the browser database of the next run). Tests that read it set their own.
@@ -59,12 +64,6 @@ def pytest_xdist_make_scheduler(config, log):
     return BrowserTestsTogether(config, log)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def pg_server():
     """PostgreSQL for this session. Its directory sits outside pytest's 0700 temp tree because
@@ -73,7 +72,7 @@ def pg_server():
 
     parent = Path(tempfile.mkdtemp(prefix="ple-test-pg-"))
     parent.chmod(0o755)
-    server = embedded_pg.start(parent / "data", _free_port())
+    server = embedded_pg.start(parent / "data", free_port())
     yield server
     embedded_pg.stop(parent / "data")
     shutil.rmtree(parent, ignore_errors=True)

@@ -5,15 +5,27 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from ple_dev import embedded_pg
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
 
 TEMPLATE_DB = "ple_fixture_template"
 PRODUCTION_TEMPLATE_DB = "ple_production_template"
 PRODUCTION_2026_03_TEMPLATE_DB = "ple_production_2026_03_template"
 _db_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def clone_fixture(pg_server, name: str | None = None, template: str = TEMPLATE_DB) -> str:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _free_port
-from tests.helpers import clone_fixture
+from tests.helpers import REPO, clone_fixture, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -121,7 +120,7 @@ def airflow(pg_server, ctb_dsn, tmp_path_factory):
     from ple_dev import local_airflow
 
     home = tmp_path_factory.mktemp("airflow_local")
-    deployment = local_airflow.Deployment(home, "127.0.0.1", _free_port(), pg_server, ctb_dsn)
+    deployment = local_airflow.Deployment(home, "127.0.0.1", free_port(), pg_server, ctb_dsn)
     saved = {name: os.environ.get(name) for name in ("PLE_GX_DATA_DOCS", "PLE_GX_DIR")}
     os.environ.update(PLE_GX_DATA_DOCS="true", PLE_GX_DIR=str(home / "gx"))  # as deployed: Data Docs on
     try:

@@ -15,7 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from ple.audit import history
 from ple.audit.numbers import compute
 from tests.browser.pages import log_in
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from ple import approval
 from tests.browser.conftest import SCREENSHOTS
 from tests.browser.pages import PLUGIN_ROUTES, open_trigger_form, shot, trigger_button
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ple.config import TAGS
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CONTRACT_DAG_IDS = {
     *(f"ctb_phase_1{letter}" for letter in "abcdefghijkl"),

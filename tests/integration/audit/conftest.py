@@ -1,12 +1,10 @@
-"""The audit and cleanup tests run on every fixture: the pre-plan PLE fixture (`fresh_db`) and,
-once it exists, the production twin (`twin_db`)."""
+"""The audit and cleanup tests run on both fixtures: the pre-plan PLE fixture (`fresh_db`) and the
+production twin (`twin_db`)."""
 
 import psycopg
 import pytest
 
-import tests.conftest
-
-FIXTURES = ["fresh_db"] + (["twin_db"] if hasattr(tests.conftest, "twin_db") else [])
+FIXTURES = ["fresh_db", "twin_db"]
 
 
 @pytest.fixture(params=FIXTURES)

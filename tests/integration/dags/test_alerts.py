@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import _free_port
-from tests.helpers import dag_run_state, run_dag
+from tests.helpers import dag_run_state, free_port, run_dag
 
 pytestmark = pytest.mark.slow
 # No Required Action on a breach (it would wait for an answer): these tests are about the alerts.
@@ -50,7 +49,7 @@ def smtp():
             received.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=_free_port())
+    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller.port, received
     controller.stop()

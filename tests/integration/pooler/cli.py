@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def cli(dsn: str, *args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import TEST_SCALE, _free_port
+from tests.helpers import TEST_SCALE, free_port
 
 POOLED_ROLE = "ple_pooled_user"
 POOLED_PASSWORD = "pooled-secret"  # a throwaway role on a throwaway loopback server
@@ -79,7 +79,7 @@ def pgbouncer(pg_server, pooled_role):
 
     workdir = Path(tempfile.mkdtemp(prefix="ple-test-pgbouncer-"))
     workdir.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     (workdir / "userlist.txt").write_text(f'"{POOLED_ROLE}" "{POOLED_PASSWORD}"\n')
     (workdir / "pgbouncer.ini").write_text(
         "[databases]\n"

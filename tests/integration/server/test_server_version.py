@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ple import server
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.reorg_helpers import approve, end_state, executor
 
 

@@ -16,7 +16,7 @@ from ple.config import DOL_SAMPLE_DIR
 from ple.dol import files, importer
 from ple.reorg.plan import load
 from tests import airflow_api
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
