@@ -277,7 +277,7 @@ class LeftOut:
     action: Action
     how: str  # "skip" | "adopt"
     entry: dict = field(hash=False, compare=False)
-    ledger_key: str = ""  # the step id, or <step id>.<source slug> when the step has several actions
+    ledger_key: str  # the step id, or <step id>.<source slug> when the step has several actions
 
     def line(self) -> str:
         if self.how == "skip":
@@ -310,22 +310,20 @@ def resolve(declared: Plan, effective: Plan, decisions: Decisions, step_id: str)
     """`declared`: the plan with the 1L answers; `effective`: it as the decisions shape it. An
     unknown step id is refused (PlanRejected)."""
     step = declared.step(step_id)
-    left_out = []
+    left_out, set_aside = [], {}
     for action in step.actions:
         entry = decisions.for_action(action.source)
         how = "skip" if "skip" in entry else "adopt" if entry.get("adopt") else None
         if how:
             key = step_id if len(step.actions) == 1 else f"{step_id}.{action.slug}"
             left_out.append(LeftOut(action, how, entry, key))
+        if entry.get("set_aside"):
+            set_aside[action.source] = entry["set_aside"]
     return ResolvedStep(
         declared=step,
         step=next((s for s in effective.steps if s.step_id == step_id), None),
         left_out=tuple(left_out),
-        set_aside={
-            a.source: decisions.for_action(a.source)["set_aside"]
-            for a in step.actions
-            if decisions.for_action(a.source).get("set_aside")
-        },
+        set_aside=set_aside,
     )
 
 
