@@ -30,10 +30,6 @@ from tests.helpers import (
 # Great Expectations validates in an ephemeral context (no Data Docs written) unless a test asks
 # for the file context: tests/integration/test_expectations_data_docs.py, tests/browser.
 os.environ.setdefault("PLE_GX_DATA_DOCS", "false")
-# The decisions' YAML export goes to a directory of this test process, not to the checkout's
-# include/plan/decisions (a file left there by one run is read as the decisions of a database with
-# no version recorded, e.g. the browser database of the next run). Tests that read it set their own.
-os.environ.setdefault("PLE_DECISIONS_DIR", tempfile.mkdtemp(prefix="ple-test-decisions-"))
 
 
 @functools.cache
@@ -62,6 +58,16 @@ def pytest_xdist_make_scheduler(config, log):
             return "tests/browser" if nodeid.startswith("tests/browser/") else nodeid
 
     return BrowserTestsTogether(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decisions_export_dir(tmp_path_factory):
+    """The decisions' YAML export goes to this worker's temporary directory, not to the checkout's
+    include/plan/decisions: a file left there by one run is read as the decisions of a database
+    with no version recorded (the browser database of the next run). Set before any fixture starts
+    Airflow, which inherits it; tests that read the export set their own."""
+    if "PLE_DECISIONS_DIR" not in os.environ:
+        os.environ["PLE_DECISIONS_DIR"] = str(tmp_path_factory.mktemp("decisions"))
 
 
 @pytest.fixture(scope="session")

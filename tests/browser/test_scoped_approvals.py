@@ -280,12 +280,12 @@ def test_the_audit_baseline_request_fits_the_screen(browser, airflow, admin_api,
     _signed_in(browser, airflow)
     audit, strict = "ctb_nightly_audit", {"regression_margin_pct": 0, "regression_margin_rows": 0}
     admin_api.call("PATCH", f"/dags/{audit}", {"is_paused": False})
-    _settle(admin_api, audit, KEEP)  # unpaused, the scheduler may start the latest night's run
     first = admin_api.call(
         "POST", f"/dags/{audit}/dagRuns", {"logical_date": None, "conf": {**strict, "offer_baseline": False}}
     )["dag_run_id"]
-    # Until it ends, any request of another run is answered: the scheduled night the unpause starts
-    # may be created only now (under load), and `first` would queue behind its unanswered question.
+    # Until it ends, any request of another run is answered: the unpause may start the latest
+    # night's run (under load, only after this run was posted), and `first` would queue behind its
+    # unanswered question.
     _settle(admin_api, audit, KEEP)
     admin_api.wait_for_run(audit, first, timeout=60)  # green or red (earlier tests' state): its numbers are recorded
     with psycopg.connect(ctb_dsn, autocommit=True) as conn:
