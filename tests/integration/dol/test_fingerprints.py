@@ -41,6 +41,7 @@ def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path):
         live, files.Input(write_csv(tmp_path / "f_5500_2019_b.csv", header, republished)), "n2"
     )
     assert second.status == "imported" and second.writer == "upsert", second.message
+    assert second.path == "prefilter"  # only the two changed records were staged
     assert (second.inserted, second.updated, second.history_rows) == (0, 2, 2), second.message
     assert second.live_rows + second.superseded_rows + second.error_rows == second.data_rows
 

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from ple.db import sqlalchemy_url
 from ple.dol import target
-from ple.dol.importer.state import STAGE, FileImport, timed
+from ple.dol.importer.state import STAGE, UNCHANGED, FileImport, timed
 from ple.dol.layouts import Dataset
 from ple.errors import BadInput, ExpectationFailed
 from ple.sqlutil import qualified, raw_template
@@ -22,22 +22,24 @@ from ple.sqlutil import qualified, raw_template
 def prove(f: FileImport) -> None:
     result, dataset, superseded = f.result, f.dataset, f.superseded
     with timed(result, "prove"):
-        if f.fresh:
+        if f.fresh and not f.unchanged:
             # proved by the INSERT's own count and key checksum (every good row written, nothing
             # else); the supersede moved `superseded_of_file` of them, whole, in one statement
             result.live_rows, result.superseded_rows = f.good - f.superseded_of_file, f.superseded_of_file
         else:
-            result.live_rows, result.superseded_rows = account(f.conn, dataset, f.live, superseded.name)
-        if result.live_rows + result.superseded_rows != f.good:
+            # the unchanged records the prefilter did not stage are probed too, after the write
+            result.live_rows, result.superseded_rows = account(f.conn, dataset, f.live, superseded.name, f.unchanged)
+        if result.live_rows + result.superseded_rows != f.good + f.unchanged:
             raise BadInput(
-                f"{f.source.name}: {f.good} good rows, but {result.live_rows} are in {dataset.table} and "
-                f"{result.superseded_rows} in {superseded.name}: rolled back"
+                f"{f.source.name}: {f.good} good rows and {f.unchanged} unchanged, but {result.live_rows} are in "
+                f"{dataset.table} and {result.superseded_rows} in {superseded.name}: rolled back"
             )
 
 
-def account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> tuple[int, int]:
+def account(conn, dataset: Dataset, live: target.LiveTable, superseded: str, unchanged: int = 0) -> tuple[int, int]:
     """(rows of the file in the live table, rows of the file only in the superseded table): one
-    probe of the live table per row, the superseded table only for rows not live."""
+    probe of the live table per row, the superseded table only for rows not live. The rows are
+    the staged ones and, when the prefilter left some unstaged (`unchanged`), those records' keys."""
 
     def exists(table: str) -> sql.Composable:
         return sql.SQL("EXISTS (SELECT 1 FROM {} AS t WHERE {})").format(
@@ -45,10 +47,12 @@ def account(conn, dataset: Dataset, live: target.LiveTable, superseded: str) -> 
             sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
         )
 
+    keys = sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
+    rows = sql.SQL("SELECT {} FROM {}").format(keys, sql.Identifier(STAGE))
+    if unchanged:
+        rows = sql.SQL("{} UNION ALL SELECT {} FROM {}").format(rows, keys, sql.Identifier(UNCHANGED))
     return conn.execute(
-        sql.SQL(raw_template("dol/import/account")).format(
-            l=exists(live.name), s=exists(superseded), stage=sql.Identifier(STAGE)
-        )
+        sql.SQL(raw_template("dol/import/account")).format(l=exists(live.name), s=exists(superseded), rows=rows)
     ).fetchone()
 
 

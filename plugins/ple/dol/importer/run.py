@@ -14,7 +14,7 @@ import psycopg
 
 from ple.db import transaction, with_lock_retry
 from ple.dol import files, new_columns, reader, target
-from ple.dol.importer import adopt, ledger, prove, report, stage, validate, write
+from ple.dol.importer import adopt, ledger, prefilter, prove, report, stage, validate, write
 from ple.dol.importer.state import FileImport, Guard, ImportResult, timed
 from ple.dol.layouts import Dataset, all_datasets
 
@@ -91,14 +91,17 @@ def _run(f: FileImport) -> None:
     then upsert (update what changed, insert what is new) and prove by probing the tables."""
     result = f.result
     with timed(result, "stage"):
-        stage.stage(f)
-        result.data_rows = (
-            f.scanned.data_lines
-            if f.staged + f.quarantined == f.scanned.data_lines
-            else reader.count_records(f.source, result.encoding)
-        )
+        if not prefilter.stage_changed(f):
+            stage.stage(f)
+        if f.unchanged + f.staged + f.quarantined == f.scanned.data_lines:
+            result.data_rows = f.scanned.data_lines
+        elif f.records is not None and f.unchanged + f.staged + f.quarantined == f.records:
+            result.data_rows = f.records  # a quoted field spans lines: the records the prefilter split
+        else:
+            result.data_rows = reader.count_records(f.source, result.encoding)
     validate.validate(f)
     write.write(f)
+    prefilter.remember(f)
     prove.prove(f)
     report.report(f)
 

@@ -23,6 +23,8 @@ STAGE = "dol_stage"  # the temporary staging table (pg_temp: private to the tran
 BAD = "dol_stage_bad"  # record number and reason of the staged rows the validation refused
 LOSERS = "dol_stage_losers"  # filings an amendment replaced: (ack_id, the ACK_ID that replaced it)
 CHANGED = "dol_stage_changed"  # the staged rows whose fingerprint differs from the stored one (a refresh)
+DIGESTS = "dol_stage_digests"  # every data record's number and digest (the prefilter)
+UNCHANGED = "dol_stage_unchanged"  # the records the prefilter did not stage: number, key, where the key is
 CONSTANTS = "dol_stage_constants"  # one row: the values every row gets (form_year), typed as the live table
 
 
@@ -99,6 +101,10 @@ class FileImport:
     live: target.LiveTable | None = None
     superseded: target.LiveTable | None = None
     mapping: target.Mapping | None = None
+    # the prefilter (`prefilter`): the data records it digested (None: not digested), and of those
+    # the unchanged ones it did not stage
+    records: int | None = None
+    unchanged: int = 0
     # the stage and validate stages
     staged: int = 0  # rows COPY put in the staging table
     quarantined: int = 0  # records and rows sent to the errors table so far

@@ -46,12 +46,12 @@ def validate(f: FileImport) -> None:
 
 
 def check_counts(f: FileImport) -> None:
-    """Every data row of the file is either good (staged) or quarantined."""
+    """Every data row of the file is either good (staged), quarantined or unchanged (not staged)."""
     result = f.result
-    if f.good + f.quarantined != result.data_rows:
+    if f.good + f.quarantined + f.unchanged != result.data_rows:
         raise BadInput(
             f"{f.source.name}: {result.data_rows} data rows in the file, but {f.good} staged + {f.quarantined} "
-            "quarantined"
+            f"quarantined + {f.unchanged} unchanged"
         )
 
 

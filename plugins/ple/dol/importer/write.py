@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from ple.dol import target
-from ple.dol.importer import fingerprints, supersede, validate
+from ple.dol.importer import fingerprints, prefilter, supersede, validate
 from ple.dol.importer.state import CHANGED, CONSTANTS, STAGE, FileImport, timed
 from ple.dol.layouts import DATASETS, Dataset
 from ple.errors import BadInput
@@ -55,6 +55,10 @@ def write(f: FileImport) -> None:
             fingerprints.remember(conn, dataset, table, mapping, CHANGED)
             result.history_rows = result.updated
             result.unchanged = f.good - result.inserted - result.updated - result.already_superseded
+        # the records the prefilter did not stage: the same bytes as the rows the import last wrote
+        unchanged_live, unchanged_superseded = prefilter.unchanged_places(f)
+        result.unchanged += unchanged_live
+        result.already_superseded += unchanged_superseded
         result.error_rows = f.quarantined
         result.superseded, f.superseded_of_file = supersede.supersede(conn, dataset, live, f.superseded)
         # a Schedule A file wrote its rows linked (insert and update alike); a filings file links
