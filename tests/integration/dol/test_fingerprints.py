@@ -1,18 +1,27 @@
-"""Issue 22, item 4: a refresh rewrites only the rows whose content changed. Each row's
-fingerprint (md5 of the file's values) is kept by natural key in the tool's own schema
-(ple_ops.dol_fp_<schema>_<table>); a refresh compares the staged rows with it and reads, compares
-and rewrites only the rows whose fingerprint differs or is unknown. No DDL on the live tables;
-corrections still keep what they replace."""
+"""Issue 22, item 4: a refresh rewrites only the rows whose content changed, two ways, both kept
+by natural key in the tool's own schema (no DDL on the live tables):
+
+- the record prefilter (a file named with its form year): the digest of the record that last
+  wrote each key (ple_ops.dol_rd_<schema>_<table>); only the records whose bytes changed are
+  staged, compared with the live rows and rewritten;
+- otherwise each row's fingerprint (md5 of the file's values, ple_ops.dol_fp_<schema>_<table>);
+  the whole file is staged, and only the rows whose fingerprint differs or is unknown are
+  compared and rewritten.
+
+Corrections still keep what they replace."""
 
 from __future__ import annotations
 
 import random
+
+import pytest
 
 from ple.dol import files, importer
 from tests.integration.dol.corpus import real_rows, with_value, write_csv
 from tests.integration.dol.live_tables import LIVE_TABLES, ddl_on
 
 FINGERPRINTS = "ple_ops.dol_fp_dol_form_5500"
+DIGESTS = "ple_ops.dol_rd_dol_form_5500"
 
 
 def _versions(conn, table: str) -> dict[str, int]:
@@ -20,14 +29,16 @@ def _versions(conn, table: str) -> dict[str, int]:
     return {a: int(x) for a, x in conn.execute(f"SELECT ack_id::text, xmin::text FROM {table}").fetchall()}
 
 
-def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path):
+@pytest.mark.parametrize("named", ["f_5500_2019", "f_5500"], ids=["prefilter", "fingerprints"])
+def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path, named):
+    kept = DIGESTS if named == "f_5500_2019" else FINGERPRINTS
     header, rows = real_rows(200)
-    first = importer.import_file(live, files.Input(write_csv(tmp_path / "f_5500_2019_a.csv", header, rows)), "n1")
+    first = importer.import_file(live, files.Input(write_csv(tmp_path / f"{named}_a.csv", header, rows)), "n1")
     assert first.status == "imported" and first.writer == "insert", first.message
     good = first.data_rows - first.error_rows
-    assert live.execute(f"SELECT count(*) FROM {FINGERPRINTS}").fetchone()[0] == good
+    assert live.execute(f"SELECT count(*) FROM {kept}").fetchone()[0] == good
     ddl = ddl_on(live, LIVE_TABLES)
-    rows_before, prints_before = _versions(live, "dol.form_5500"), _versions(live, FINGERPRINTS)
+    rows_before, prints_before = _versions(live, "dol.form_5500"), _versions(live, kept)
 
     # two filings corrected (~1%), the others as they were, in another order (a row moved in the
     # file is the same row)
@@ -37,16 +48,15 @@ def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path):
     for i in changed:
         republished[i] = with_value(header, rows[i], "PLAN_NAME", f"CORRECTED {i}")
     random.Random(22).shuffle(republished)
-    second = importer.import_file(
-        live, files.Input(write_csv(tmp_path / "f_5500_2019_b.csv", header, republished)), "n2"
-    )
+    second = importer.import_file(live, files.Input(write_csv(tmp_path / f"{named}_b.csv", header, republished)), "n2")
     assert second.status == "imported" and second.writer == "upsert", second.message
-    assert second.path == "prefilter"  # only the two changed records were staged
+    assert second.path == ("prefilter" if kept == DIGESTS else "copy")
+    assert second.staged_rows == (2 if kept == DIGESTS else len(rows))
     assert (second.inserted, second.updated, second.history_rows) == (0, 2, 2), second.message
     assert second.live_rows + second.superseded_rows + second.error_rows == second.data_rows
 
     corrected = {rows[i][0] for i in changed}
-    rows_after, prints_after = _versions(live, "dol.form_5500"), _versions(live, FINGERPRINTS)
+    rows_after, prints_after = _versions(live, "dol.form_5500"), _versions(live, kept)
     assert {a for a in rows_after if rows_after[a] != rows_before.get(a)} == corrected
     assert {a for a in prints_after if prints_after[a] != prints_before.get(a)} == corrected
     assert sorted(
@@ -61,7 +71,7 @@ def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path):
         live,
         files.Input(
             write_csv(
-                tmp_path / "f_5500_2019_c.csv",
+                tmp_path / f"{named}_c.csv",
                 header,
                 [
                     with_value(header, r, "PLAN_NAME", f"CORRECTED {i}") if i in changed else r
@@ -73,4 +83,4 @@ def test_a_refresh_rewrites_only_the_rows_that_changed(live, tmp_path):
     )
     assert (third.inserted, third.updated, third.history_rows) == (0, 0, 0), third.message
     assert _versions(live, "dol.form_5500") == rows_after
-    assert _versions(live, FINGERPRINTS) == prints_after
+    assert _versions(live, kept) == prints_after

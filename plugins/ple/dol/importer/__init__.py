@@ -8,14 +8,17 @@ each stage reads what it needs from the file's state instead of 8 to 10 loose pa
    the header mapped onto it by name; no DDL on an existing table unless the caller asks for the
    file's new columns; a missing table (fresh database) is created; row-level security checked.
 3. One transaction (`run`), with the read-only guard's bypass set transaction-locally:
-   - `stage`: COPY the file into a typed temporary staging table (the careful path, record by
-     record, when COPY refuses the file as it is);
+   - `prefilter`: every record's digest; when it can be sure, only the records whose bytes changed
+     since the import last wrote their key are staged (a refresh reads what changed);
+   - `stage`: otherwise COPY the file into a typed temporary staging table (the careful path,
+     record by record, when COPY refuses the file as it is);
    - `validate`: the staged keys' count, checksum and repeats, whether any is already stored (a
      fresh load or a refresh); for a refresh, the bad rows to ple_ops.dol_import_error;
    - `write`: a fresh load in one INSERT ... SELECT that validates on the way and proves itself
      by its written keys; otherwise an upsert of the rows whose `fingerprints` changed, the
      replaced rows kept in the history; then `supersede` (amended filings to <table>_superseded,
      Schedule A linked to its filing);
+   - `prefilter.remember`: the staged good rows' record digests by key;
    - `prove`: every data row is in the live table, the superseded table or the errors table;
    - `report`: the result's message and the ledger row, in the same transaction.
 4. Great Expectations proves the run's accounting once per run (`prove_run`), not per file.
@@ -24,7 +27,19 @@ The statements longer than a line live in include/sql/dol/import/. Other modules
 public API from here (`from ple.dol import importer`).
 """
 
-from ple.dol.importer import adopt, fingerprints, ledger, prove, report, run, stage, supersede, validate, write
+from ple.dol.importer import (
+    adopt,
+    fingerprints,
+    ledger,
+    prefilter,
+    prove,
+    report,
+    run,
+    stage,
+    supersede,
+    validate,
+    write,
+)
 from ple.dol.importer.adopt import managed_columns
 from ple.dol.importer.fingerprints import fingerprint_table
 from ple.dol.importer.ledger import ensure_ledger
@@ -47,6 +62,7 @@ __all__ = [
     "import_file",
     "ledger",
     "managed_columns",
+    "prefilter",
     "prove",
     "prove_run",
     "report",

@@ -101,7 +101,8 @@ def _run(f: FileImport) -> None:
             result.data_rows = reader.count_records(f.source, result.encoding)
     validate.validate(f)
     write.write(f)
-    prefilter.remember(f)
+    with timed(result, "digests"):
+        prefilter.remember(f)
     prove.prove(f)
     report.report(f)
 

@@ -38,7 +38,11 @@ def write(f: FileImport) -> None:
             f.quarantined += bad
             validate.check_counts(f)
             result.inserted = f.good
-            fingerprints.remember(conn, dataset, table, mapping, STAGE)
+            if not prefilter.numbered(f):
+                # with the record digests stored, a refresh stages only the changed records and
+                # compares them with the live rows: the fingerprints (1.3 s for 76,000 rows of
+                # F_5500_SF) would only be read by a refresh that stages the whole file
+                fingerprints.remember(conn, dataset, table, mapping, STAGE)
         else:
             result.writer = "upsert"
             # only the rows whose content changed since the import last wrote them are compared
