@@ -137,7 +137,7 @@ def find_unchanged(f: FileImport) -> int:
             sql.SQL(" AND ").join(sql.SQL("t.{k} = r.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key),
         )
 
-    conn.execute(
+    unchanged = conn.execute(
         sql.SQL(raw_template("dol/import/unchanged")).format(
             unchanged=sql.Identifier(UNCHANGED),
             rkeys=sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(k)) for k in dataset.natural_key),
@@ -146,18 +146,18 @@ def find_unchanged(f: FileImport) -> int:
             live=exists(f.live.name),
             superseded=exists(f.superseded.name),
         )
-    )
-    rows, keys = conn.execute(
-        sql.SQL("SELECT count(*), count(DISTINCT ({})) FROM {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key)), sql.Identifier(UNCHANGED)
+    ).rowcount
+    repeated = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1)").format(
+            sql.Identifier(UNCHANGED), sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
         )
-    ).fetchone()
-    if rows != keys:
+    ).fetchone()[0]
+    if repeated:
         raise GiveWay("a record repeats, byte for byte")
     # planned on real counts: unanalyzed, the collision check's join became a nested loop over
     # every unchanged record per changed one (3.3 s for 760 changed in 76,000, measured)
     conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(UNCHANGED)))
-    return rows
+    return unchanged
 
 
 def stage_changed(f: FileImport) -> bool:
