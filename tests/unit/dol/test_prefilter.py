@@ -1,5 +1,6 @@
 """The prefilter splits a file into records where COPY does (a newline outside double quotes),
-whatever the values hold and wherever a read chunk ends: each piece is one record, whole."""
+whatever the values hold and wherever a read chunk ends: each piece is one record, whole, with
+its line end."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ple.dol.importer.prefilter import split
+from ple.dol.importer.prefilter import body, split
 
 field = st.text(alphabet=st.sampled_from('ab,"\n\r Z;'), max_size=8)
 row = st.lists(field, min_size=1, max_size=5).filter(lambda r: r != [""])  # a blank line is no record
@@ -30,5 +31,12 @@ def test_each_piece_is_one_record_whole(rows, crlf, chunk, last):
 
 
 def test_a_quoted_line_break_does_not_end_a_record():
-    data = b'A,B\r\n1,"two\r\nlines"\r\n3,"say ""hi""\n"\n'
-    assert list(split(io.BytesIO(data), chunk_size=3)) == [b"A,B", b'1,"two\r\nlines"', b'3,"say ""hi""\n"']
+    data = b'A,B\r\n1,"two\r\nlines"\r\n3,"say ""hi""\n"\n4'
+    pieces = list(split(io.BytesIO(data), chunk_size=3))
+    assert pieces == [b"A,B\r\n", b'1,"two\r\nlines"\r\n', b'3,"say ""hi""\n"\n', b"4"]
+    assert [body(p) for p in pieces] == [
+        (b"A,B", b"\r\n"),
+        (b'1,"two\r\nlines"', b"\r\n"),
+        (b'3,"say ""hi""\n"', b"\n"),
+        (b"4", b""),
+    ]

@@ -49,18 +49,27 @@ def table_of(conn, dataset: Dataset, live: target.LiveTable) -> str:
     return table
 
 
-def changed(conn, dataset: Dataset, fingerprints: str, mapping: target.Mapping) -> int:
+def changed(conn, dataset: Dataset, fingerprints: str, mapping: target.Mapping, live: str, superseded: str) -> int:
     """The staged rows whose fingerprint differs from the stored one, or has none (a row the import
-    never wrote, e.g. loaded before fingerprints were kept), into CHANGED with their fingerprint:
-    the only rows the upsert reads. Returns how many."""
-    match = sql.SQL(" AND ").join(sql.SQL("f.{k} = s.{k}").format(k=sql.Identifier(k)) for k in dataset.natural_key)
+    never wrote, e.g. loaded before fingerprints were kept), or whose key is in neither the live
+    nor the superseded table (removed by someone since: written again), into CHANGED with their
+    fingerprint: the only rows the upsert reads. Returns how many."""
+
+    def match(alias: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{a}.{k} = s.{k}").format(a=sql.Identifier(alias), k=sql.Identifier(k)) for k in dataset.natural_key
+        )
+
     return conn.execute(
         sql.SQL(raw_template("dol/import/changed")).format(
             changed=sql.Identifier(CHANGED),
             stage=sql.Identifier(STAGE),
             fp=fingerprint(mapping),
             fps=qualified(fingerprints),
-            match=match,
+            match=match("f"),
+            live=qualified(live),
+            superseded=qualified(superseded),
+            tmatch=match("t"),
         )
     ).rowcount
 

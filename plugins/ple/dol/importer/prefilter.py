@@ -50,10 +50,10 @@ class GiveWay(Exception):
 
 
 def split(handle: BinaryIO, chunk_size: int = files.CHUNK) -> Iterator[bytes]:
-    """Each CSV record's bytes, its line terminator (LF or CRLF) left out, split where
-    PostgreSQL's COPY splits: at a newline outside double quotes (quote parity; a doubled quote
-    inside a quoted field counts twice). The first one is the header. Streams in chunks: memory
-    holds one chunk and the record being read."""
+    """Each CSV record's bytes with its line end, split where PostgreSQL's COPY splits a file
+    whose lines end in LF or CRLF: at a newline outside double quotes (quote parity; a doubled
+    quote inside a quoted field counts twice). The first one is the header; the last one may have
+    no line end. Streams in chunks: memory holds one chunk and the record being read."""
     pending: list[bytes] = []  # the current record's bytes from earlier chunks
     quotes = 0  # double quotes in the current record so far
     while chunk := handle.read(chunk_size):
@@ -62,14 +62,22 @@ def split(handle: BinaryIO, chunk_size: int = files.CHUNK) -> Iterator[bytes]:
             quotes += chunk.count(b'"', position, end)
             position = end + 1
             if quotes % 2 == 0:
-                record = b"".join([*pending, chunk[start:end]]) if pending else chunk[start:end]
-                yield record[:-1] if record.endswith(b"\r") else record
+                yield b"".join([*pending, chunk[start:position]]) if pending else chunk[start:position]
                 pending, quotes, start = [], 0, position
         quotes += chunk.count(b'"', position)
         pending.append(chunk[start:])
     last = b"".join(pending)
     if last:
-        yield last[:-1] if last.endswith(b"\r") else last
+        yield last
+
+
+def body(record: bytes) -> tuple[bytes, bytes]:
+    """(the record without its line end, the line end: CRLF, LF or nothing)."""
+    if record.endswith(b"\r\n"):
+        return record[:-2], b"\r\n"
+    if record.endswith(b"\n"):
+        return record[:-1], b"\n"
+    return record, b""
 
 
 def context(f: FileImport, header: bytes) -> bytes:
@@ -105,11 +113,19 @@ def digest_records(f: FileImport) -> None:
     number = 0
     with f.source.open() as handle, conn.cursor() as cur:
         records = split(handle)
-        header = next(records, b"").removeprefix(files.UTF8_BOM)
+        header, line_end = body(next(records, b"").removeprefix(files.UTF8_BOM))
+        if b"\r" in header:
+            raise GiveWay("a carriage return in the header (lines that end in CR alone)")
         key = context(f, header)
         lines: list[str] = []
         with cur.copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(DIGESTS))) as copy:
-            for record in records:
+            for raw in records:
+                record, end = body(raw)
+                # COPY takes a file whose lines all end alike, and a CR only inside quotes; the
+                # careful path (Python's CSV reader) ends a line at any of them: where the two
+                # could read a record differently, the whole file is staged as before
+                if end not in (line_end, b"") or b"\r" in record:
+                    raise GiveWay("a carriage return inside a record, or lines that end differently")
                 if not record.strip():
                     raise GiveWay("a blank record")
                 number += 1
@@ -226,7 +242,7 @@ def copy_records(f: FileImport, numbers: list[int]) -> int:
                 if next_wanted is None:
                     break
                 if number == next_wanted:
-                    copy.write(record + b"," + str(number).encode() + b"\n")
+                    copy.write(body(record)[0] + b"," + str(number).encode() + b"\n")
                     next_wanted = next(wanted, None)
         return cur.rowcount
 

@@ -95,8 +95,10 @@ def _run(f: FileImport) -> None:
             stage.stage(f)
         if f.unchanged + f.staged + f.quarantined == f.scanned.data_lines:
             result.data_rows = f.scanned.data_lines
-        elif f.records is not None and f.unchanged + f.staged + f.quarantined == f.records:
-            result.data_rows = f.records  # a quoted field spans lines: the records the prefilter split
+        elif result.path == "prefilter":
+            # a quoted field spans lines: the records the prefilter split, each of them either
+            # staged by COPY now or unchanged since COPY staged it (one row each)
+            result.data_rows = f.records
         else:
             result.data_rows = reader.count_records(f.source, result.encoding)
     validate.validate(f)

@@ -38,18 +38,17 @@ def write(f: FileImport) -> None:
             f.quarantined += bad
             validate.check_counts(f)
             result.inserted = f.good
-            if not prefilter.numbered(f):
-                # with the record digests stored, a refresh stages only the changed records and
-                # compares them with the live rows: the fingerprints (1.3 s for 76,000 rows of
-                # F_5500_SF) would only be read by a refresh that stages the whole file
-                fingerprints.remember(conn, dataset, table, mapping, STAGE)
+            # stored with the record digests too: a record whose bytes changed but whose values
+            # did not (quoted otherwise, another form year's file) is then not compared with a
+            # live row the owner changed since (the digest alone would rewrite it)
+            fingerprints.remember(conn, dataset, table, mapping, STAGE)
         else:
             result.writer = "upsert"
             # only the rows whose content changed since the import last wrote them are compared
             # with the live table and rewritten: a refresh costs what changed, not the whole file
             for name in (live.name, table):
                 planner_statistics(conn, name, dataset.natural_key, f.staged)
-            fingerprints.changed(conn, dataset, table, mapping)
+            fingerprints.changed(conn, dataset, table, mapping, live.name, f.superseded.name)
             conn.execute(
                 sql.SQL("ANALYZE {} ({})").format(
                     sql.Identifier(CHANGED), sql.SQL(", ").join(map(sql.Identifier, dataset.natural_key))
