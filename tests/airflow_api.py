@@ -40,7 +40,15 @@ def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command
     # run that logs more than a pipe holds (a long plan) would block on its own log.
     with tempfile.TemporaryFile("w+") as log:
         run = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+            [
+                sys.executable,
+                str(Path(__file__).with_name("airflow_dags_test.py")),
+                "dags",
+                "test",
+                dag_id,
+                "-c",
+                json.dumps(conf),
+            ],
             env=run_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -34,6 +34,10 @@ def clone_fixture(pg_server, name: str | None = None, template: str = TEMPLATE_D
     return embedded_pg.create_database(pg_server, name or f"ple_test_{os.getpid()}_{next(_db_counter)}", template)
 
 
+# `airflow dags test`, its run loop polling every 0.1 s instead of every second (tests/airflow_dags_test.py)
+AIRFLOW_DAGS_TEST = [sys.executable, str(REPO / "tests" / "airflow_dags_test.py"), "dags", "test"]
+
+
 def run_dag(
     airflow_env: dict, dag_id: str, conf: dict | None = None, dsn: str | None = None, extra_env: dict | None = None
 ):
@@ -42,7 +46,7 @@ def run_dag(
     if dsn:
         env["AIRFLOW_CONN_CTB_POSTGRES"] = dsn
     env.update(extra_env or {})
-    args = [sys.executable, "-m", "airflow", "dags", "test", dag_id]
+    args = [*AIRFLOW_DAGS_TEST, dag_id]
     if conf is not None:
         args += ["-c", json.dumps(conf)]
     return subprocess.run(args, check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, task
+from airflow.sdk import DAG, Param, TaskGroup, chain, get_current_context, get_parsing_context, task
 
 from ple.orchestration import pending_questions
 from ple.orchestration.approval_gate import approval_gate
@@ -338,9 +338,14 @@ PENDING_PARAMS = {
 
 
 def build_phase_dags(doc_md: str, plan: Plan | None = None) -> list[DAG]:
+    """One DAG per phase; only the one Airflow is parsing for when it says so (a task of
+    ctb_phase_1a runs in a process that builds ctb_phase_1a, not all twelve)."""
     plan = plan or load()
+    wanted = get_parsing_context().dag_id
     dags = []
     for phase in plan.phases:
+        if wanted is not None and wanted != f"ctb_phase_{phase.phase}":
+            continue
         with _dag(
             f"ctb_phase_{phase.phase}",
             _phase_doc(doc_md, phase),

@@ -4,14 +4,13 @@ another process sharing the metadata database, as it would from the UI."""
 
 import re
 import subprocess
-import sys
 
 import psycopg
 import pytest
 
 from ple.ui import pages
 from tests import airflow_api
-from tests.helpers import dag_run_state
+from tests.helpers import AIRFLOW_DAGS_TEST, dag_run_state
 from tests.reorg_helpers import end_state
 
 pytestmark = pytest.mark.slow
@@ -56,7 +55,7 @@ def test_a_recorded_approval_is_honoured_without_asking(airflow_env, fresh_db):
         approval.approve(conn, approval.reorganization(load().sha256), "Ada Lovelace", via="cli")
     env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=fresh_db)
     run = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", "ctb_phase_1b", "-c", '{"mode": "apply"}'],
+        [*AIRFLOW_DAGS_TEST, "ctb_phase_1b", "-c", '{"mode": "apply"}'],
         env=env,
         capture_output=True,
         text=True,
