@@ -1,30 +1,40 @@
-"""`airflow dags test` as the suite runs it: Airflow's own command, with its run loop polling faster.
+"""`airflow dags test` as the suite runs it: Airflow's own command, started faster and polling faster.
 
-`DAG.test()` drives a run without a scheduler: each round it updates the run's state, runs what is
-scheduled and, when nothing is, sleeps one second before looking again. Two things wait there:
-a Human-in-the-loop task waiting for its answer, and a failure propagating downstream, which
-marks one layer of tasks `upstream_failed` per round. A plan run of `ctb_reorganization` whose
-preflight fails (85 tasks in a chain) spent 80 seconds sleeping before it finished red.
+1. **Its run loop polls faster.** `DAG.test()` drives a run without a scheduler: each round it
+   updates the run's state, runs what is scheduled and, when nothing is, sleeps one second before
+   looking again. Two things wait there: a Human-in-the-loop task waiting for its answer, and a
+   failure propagating downstream, which marks one layer of tasks `upstream_failed` per round. A
+   plan run of `ctb_reorganization` whose preflight fails (85 tasks in a chain) spent 80 seconds
+   sleeping before it finished red. Here that one sleep lasts POLL_SECONDS; every other sleep in
+   the process (the engine's backoff on lock timeouts, task retries) is Airflow's and the engine's.
+2. **It parses only the DAG's own file**, as Airflow's DAG processor parses each file on its own:
+   `dags test` fills its DagBag twice from the whole DAG folder and serializes every DAG both
+   times, for the one it runs. Its DAG folder is a folder holding that one file (a link).
+3. **It starts from a process that has Airflow imported** (`Server`): a command is a child forked
+   from it (Airflow's LocalExecutor and DAG processor fork the same way), so a run does not pay
+   for importing Airflow, its CLI and its execution API again. The server imports nothing of
+   `ple`: the engine reads its settings from the environment when imported, and each command
+   runs in the environment of its request. A request whose Airflow settings differ from the
+   server's runs as a new process instead.
 
-Here that one sleep lasts POLL_SECONDS instead; every other sleep in the process (the engine's
-backoff on lock timeouts, task retries, HTTP retries) is Airflow's and the engine's own.
-
-And the command parses only the DAG file that defines the DAG, as Airflow's DAG processor parses
-each file on its own: `dags test` fills its DagBag twice from the whole DAG folder and serializes
-every DAG both times (four seconds a run), for the one it runs. The DAG folder it is given is a
-folder holding that one file (ONE_FILE_FOLDERS under the Airflow home).
-
-Usage, as `python -m airflow`: `python tests/airflow_dags_test.py dags test <dag_id> [-c <conf>]`.
+As a command (like `python -m airflow`): `python tests/airflow_dags_test.py dags test <dag_id> ...`;
+`python tests/airflow_dags_test.py serve` is the server, reading one JSON request per line.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 POLL_SECONDS = 0.1  # the run loop's pause when nothing is scheduled (Airflow's: 1 second)
+ONE_FILE_FOLDERS = "one_dag_file_folders"
+COMMAND = [sys.executable, str(Path(__file__).resolve())]
 
 _sleep = time.sleep
 
@@ -38,9 +48,6 @@ def _sleep_in_run_loop_briefly(seconds: float) -> None:
     _sleep(min(seconds, POLL_SECONDS) if in_run_loop else seconds)
 
 
-ONE_FILE_FOLDERS = "one_dag_file_folders"
-
-
 def dag_file(dags_folder: Path, dag_id: str) -> Path | None:
     """The file that defines `dag_id`: `<dag_id>.py`, or ctb_phases.py for the twelve phases."""
     path = dags_folder / ("ctb_phases.py" if dag_id.startswith("ctb_phase_1") else f"{dag_id}.py")
@@ -49,8 +56,7 @@ def dag_file(dags_folder: Path, dag_id: str) -> Path | None:
 
 def one_file_folder(dag_id: str) -> Path | None:
     """A folder under the Airflow home holding only the file that defines `dag_id` (a link)."""
-    dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    source = dag_file(dags_folder, dag_id)
+    source = dag_file(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]), dag_id)
     if source is None:
         return None
     folder = Path(os.environ["AIRFLOW_HOME"]) / ONE_FILE_FOLDERS / source.stem
@@ -61,11 +67,104 @@ def one_file_folder(dag_id: str) -> Path | None:
     return folder
 
 
-if __name__ == "__main__":
+def airflow_main(argv: list[str]) -> int:
+    """Airflow's command line on `argv` (after `airflow`), with the two changes above."""
     time.sleep = _sleep_in_run_loop_briefly  # DAG.test imports `time` inside the function: patch the module
-    if sys.argv[1:3] == ["dags", "test"] and (folder := one_file_folder(sys.argv[3])):
+    if argv[:2] == ["dags", "test"] and (folder := one_file_folder(argv[2])):
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
+        if "airflow.settings" in sys.modules:  # imported by the server: its folder, read when imported
+            sys.modules["airflow.settings"].configure_vars()
     from airflow.__main__ import main
 
-    sys.argv[0] = "airflow"
-    sys.exit(main())
+    sys.argv = ["airflow", *argv]
+    try:
+        main()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
+
+
+def _settings(env: dict) -> dict:
+    """What a process fixes when it imports Airflow: its home, its settings, its module path."""
+    return {
+        k: v
+        for k, v in env.items()
+        if (k.startswith("AIRFLOW") and not k.startswith("AIRFLOW_CONN_") and k != "AIRFLOW__CORE__DAGS_FOLDER")
+        or k == "PYTHONPATH"
+    }
+
+
+def serve() -> None:
+    replies = os.fdopen(os.dup(1), "w")  # the answers' own channel: what Airflow logs goes to stderr
+    os.dup2(2, 1)
+    import airflow.__main__  # noqa: F401  (what every command imports first: settings, ORM, logging)
+    from airflow.api_fastapi.execution_api import app  # noqa: F401  (dag.test runs tasks against it)
+    from airflow.cli.commands import dag_command  # noqa: F401
+    from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            replies.close()
+            _child(request)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), file=replies, flush=True)
+
+
+def _child(request: dict) -> None:
+    """Run one command in this forked child, its output to the request's file; never returns."""
+    code = 1
+    try:
+        output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        code = airflow_main(request["argv"])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+class Server:
+    """A running `serve` process for one Airflow home; `run` is subprocess.run for one command."""
+
+    def __init__(self, env: dict) -> None:
+        self.settings = _settings(env)
+        self.process = subprocess.Popen(
+            [*COMMAND, "serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def run(self, argv: list[str], env: dict) -> subprocess.CompletedProcess:
+        if _settings(env) != self.settings or self.process.poll() is not None:
+            return subprocess.run(
+                [*COMMAND, *argv], check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        with tempfile.NamedTemporaryFile("r", suffix=".log") as output:
+            self.process.stdin.write(json.dumps({"argv": argv, "env": env, "output": output.name}) + "\n")
+            self.process.stdin.flush()
+            reply = self.process.stdout.readline()
+            if not reply:
+                raise RuntimeError(f"the dags test server stopped (exit {self.process.wait()}) running {argv}")
+            return subprocess.CompletedProcess(argv, json.loads(reply)["returncode"], output.read(), None)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        sys.exit(airflow_main(sys.argv[1:]))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from ple_dev import embedded_pg
+from tests import airflow_dags_test
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SCALE = float(os.environ.get("PLE_TEST_SCALE", "0.01"))
@@ -35,21 +35,27 @@ def clone_fixture(pg_server, name: str | None = None, template: str = TEMPLATE_D
 
 
 # `airflow dags test`, its run loop polling every 0.1 s instead of every second (tests/airflow_dags_test.py)
-AIRFLOW_DAGS_TEST = [sys.executable, str(REPO / "tests" / "airflow_dags_test.py"), "dags", "test"]
+AIRFLOW_DAGS_TEST = [*airflow_dags_test.COMMAND, "dags", "test"]
+_DAGS_TEST_SERVERS: dict[str, airflow_dags_test.Server] = {}  # Airflow home -> its server
 
 
 def run_dag(
     airflow_env: dict, dag_id: str, conf: dict | None = None, dsn: str | None = None, extra_env: dict | None = None
 ):
-    """`airflow dags test` in a subprocess; returns the CompletedProcess (stdout+stderr merged)."""
+    """`airflow dags test` in a child process of this Airflow home's server (tests/airflow_dags_test.py);
+    returns the CompletedProcess (stdout and stderr merged)."""
     env = dict(airflow_env)
     if dsn:
         env["AIRFLOW_CONN_CTB_POSTGRES"] = dsn
     env.update(extra_env or {})
-    args = [*AIRFLOW_DAGS_TEST, dag_id]
+    args = ["dags", "test", dag_id]
     if conf is not None:
         args += ["-c", json.dumps(conf)]
-    return subprocess.run(args, check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    home = airflow_env["AIRFLOW_HOME"]
+    if home not in _DAGS_TEST_SERVERS:
+        _DAGS_TEST_SERVERS[home] = server = airflow_dags_test.Server(airflow_env)
+        atexit.register(server.close)
+    return _DAGS_TEST_SERVERS[home].run(args, env)
 
 
 def dag_run_state(output: str) -> str | None:
