@@ -78,14 +78,36 @@ def _tables(conn: psycopg.Connection) -> dict[int, _Table]:
 
 def _hashes(conn: psycopg.Connection, table: _Table, columns, jsonb_column: str | None = None) -> Counter:
     """Row hashes over `columns`, of the table's rows or (jsonb_column) of the objects in that column
-    that carry every one of `columns`."""
-    document = sql.SQL("t.{}").format(sql.Identifier(jsonb_column)) if jsonb_column else sql.SQL("to_jsonb(t)")
-    query = sql.SQL(
-        "SELECT md5(coalesce((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each({doc}) AS e "
-        "WHERE e.key = ANY(%(columns)s)), '{{}}'::jsonb)::text), count(*) "
-        "FROM {table} AS t WHERE jsonb_typeof({doc}) = 'object' AND {doc} ?& %(columns)s GROUP BY 1"
-    ).format(doc=document, table=sql.Identifier(table.schema, table.name))
-    return Counter(dict(conn.execute(query, {"columns": list(columns)}).fetchall()))
+    that carry every one of `columns`.
+
+    A row's object is `to_jsonb` of the row without the table's other columns; an object in a JSONB
+    column is rebuilt from just those keys (`jsonb_build_object`, at most 50 keys a call, joined
+    with `||`). Both give the JSONB a filter over `jsonb_each` and `jsonb_object_agg` would, at a
+    fraction of its cost."""
+    columns = list(columns)
+    if jsonb_column is None:
+        others = [c for c in table.columns if c not in set(columns)]
+        query = sql.SQL(
+            "SELECT md5((to_jsonb(t) - %(others)s::text[])::text), count(*) FROM {table} AS t GROUP BY 1"
+        ).format(table=sql.Identifier(table.schema, table.name))
+        parameters = {"others": others}
+    else:
+        doc = sql.SQL("t.{}").format(sql.Identifier(jsonb_column))
+        chunks = [columns[i : i + 50] for i in range(0, len(columns), 50)] or [[]]
+        built = sql.SQL(" || ").join(
+            sql.SQL("jsonb_build_object({})").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{}::text, {} -> {}").format(sql.Literal(c), doc, sql.Literal(c)) for c in chunk
+                )
+            )
+            for chunk in chunks
+        )
+        query = sql.SQL(
+            "SELECT md5(({built})::text), count(*) FROM {table} AS t "
+            "WHERE jsonb_typeof({doc}) = 'object' AND {doc} ?& %(columns)s GROUP BY 1"
+        ).format(built=built, doc=doc, table=sql.Identifier(table.schema, table.name))
+        parameters = {"columns": columns}
+    return Counter(dict(conn.execute(query, parameters).fetchall()))
 
 
 def take(conn: psycopg.Connection) -> dict[int, TableRows]:

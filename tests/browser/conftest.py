@@ -80,7 +80,7 @@ class Api:
             parked = [d for d in pending if d["task_instance"]["state"] in ("awaiting_input", "deferred")]
             if parked:
                 return parked[0]
-            time.sleep(2)
+            time.sleep(0.5)
         raise TimeoutError(f"{dag_id} asked nothing within {timeout}s")
 
     def wait_for_run(self, dag_id: str, run_id: str, states=("success", "failed"), timeout: float = 400) -> dict:
@@ -89,7 +89,7 @@ class Api:
             run = self.call("GET", f"/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
             if run["state"] in states:
                 return run
-            time.sleep(2)
+            time.sleep(0.5)
         raise TimeoutError(f"{dag_id} {run_id} not in {states} after {timeout}s: {self.where(dag_id, run_id)}")
 
     def where(self, dag_id: str, run_id: str) -> str:
@@ -121,8 +121,15 @@ def airflow(pg_server, ctb_dsn, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("airflow_local")
     deployment = local_airflow.Deployment(home, "127.0.0.1", free_port(), pg_server, ctb_dsn)
-    saved = {name: os.environ.get(name) for name in ("PLE_GX_DATA_DOCS", "PLE_GX_DIR")}
-    os.environ.update(PLE_GX_DATA_DOCS="true", PLE_GX_DIR=str(home / "gx"))  # as deployed: Data Docs on
+    settings = {
+        "PLE_GX_DATA_DOCS": "true",  # as deployed: Data Docs on
+        "PLE_GX_DIR": str(home / "gx"),
+        # The DAG files do not change while the tests run: each is parsed once, not again every 30 s
+        # (Airflow's default), which took CPU from the runs the tests wait for.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         local_airflow.start(deployment)
         yield deployment
