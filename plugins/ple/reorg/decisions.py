@@ -56,7 +56,7 @@ from ple.reorg.decision_store import (  # noqa: F401 (re-exported: the decisions
     path_for,
     stored,
 )
-from ple.reorg.plan import Action, MergeTarget, Plan, Step
+from ple.reorg.plan import SAFE_LOADER, Action, MergeTarget, Plan, Step
 
 SCHEMA_FILE = INCLUDE_DIR / "plan" / "decisions.schema.json"
 
@@ -126,7 +126,7 @@ def validate(raw: dict, where: str) -> None:
 def parse(text: bytes, where: str, database: str) -> dict:
     """Decisions YAML, validated, for this database."""
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         raise DecisionsRejected(f"{where} is not valid YAML: {exc}") from exc
     validate(raw, where)

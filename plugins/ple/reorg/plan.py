@@ -18,6 +18,8 @@ import yaml
 from ple.config import PLAN_FILE, PLAN_SCHEMA_FILE
 from ple.errors import PlanRejected
 
+# libyaml's safe loader where PyYAML was built with it (the wheels are): the same documents, 7x faster
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # The document's execution order. Stage names are also the task groups of each phase DAG.
 STAGES = ("archive", "merge", "move", "add_pk", "reclassify")
 STAGE_OF = {
@@ -227,7 +229,7 @@ def load(path: Path = PLAN_FILE) -> Plan:
     path = Path(path)
     text = path.read_bytes()
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise PlanRejected(f"{path.name} is not valid YAML: {exc}") from exc
     return parse(raw, path, hashlib.sha256(text).hexdigest())
