@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,39 +34,25 @@ def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command
     metadata database, answers its Human-in-the-loop requests (`command`: `answer`, every answer to
     the first request, or `answer-each`, one answer per request as they appear): returns (the run's
     output, the JSON lines the responder printed)."""
+    from tests.helpers import dags_test_server  # this module is also a script, run outside the tests package
+
     run_env = dict(env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
-    # The run's output goes to a file, not a pipe: nobody reads a pipe while a request waits, and a
-    # run that logs more than a pipe holds (a long plan) would block on its own log.
-    with tempfile.TemporaryFile("w+") as log:
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).with_name("airflow_dags_test.py")),
-                "dags",
-                "test",
-                dag_id,
-                "-c",
-                json.dumps(conf),
-            ],
+    run = dags_test_server(airflow_env).start(["dags", "test", dag_id, "-c", json.dumps(conf)], run_env)
+    try:
+        responder = subprocess.run(
+            [sys.executable, str(Path(__file__)), command, dag_id, json.dumps(answers)],
             env=run_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            capture_output=True,
             text=True,
+            timeout=1000,
+            check=False,
         )
-        try:
-            responder = subprocess.run(
-                [sys.executable, str(Path(__file__)), command, dag_id, json.dumps(answers)],
-                env=run_env,
-                capture_output=True,
-                text=True,
-                timeout=1000,
-                check=False,
-            )
-            run.wait(timeout=1200)
-        finally:
-            run.kill()
-        log.seek(0)
-        output = log.read()
+    except BaseException:
+        run.kill()
+        raise
+    if responder.returncode:
+        run.kill()  # a request nobody answered would keep the run waiting
+    output = run.wait().stdout
     assert responder.returncode == 0, responder.stderr[-3000:]
     return output, [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
 

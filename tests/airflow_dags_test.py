@@ -23,8 +23,10 @@ As a command (like `python -m airflow`): `python tests/airflow_dags_test.py dags
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,11 +87,15 @@ def airflow_main(argv: list[str]) -> int:
 
 
 def _settings(env: dict) -> dict:
-    """What a process fixes when it imports Airflow: its home, its settings, its module path."""
+    """What a process fixes when it imports Airflow: its home, its settings, its module path (not
+    connections and variables, which Airflow reads from the environment when it looks them up)."""
     return {
         k: v
         for k, v in env.items()
-        if (k.startswith("AIRFLOW") and not k.startswith("AIRFLOW_CONN_") and k != "AIRFLOW__CORE__DAGS_FOLDER")
+        if (
+            (k.startswith("AIRFLOW") and not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")))
+            and k != "AIRFLOW__CORE__DAGS_FOLDER"
+        )
         or k == "PYTHONPATH"
     }
 
@@ -108,6 +114,7 @@ def serve() -> None:
         if pid == 0:
             replies.close()
             _child(request)
+        print(json.dumps({"pid": pid}), file=replies, flush=True)
         _, status = os.waitpid(pid, 0)
         print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), file=replies, flush=True)
 
@@ -136,8 +143,35 @@ def _child(request: dict) -> None:
             os._exit(code)
 
 
+class Command:
+    """One command started by `Server.start`: `wait` for its CompletedProcess (stdout and stderr
+    merged, in a file while it runs: nobody has to read a pipe), or `kill` it."""
+
+    def __init__(self, server: Server | None, argv: list[str], env: dict) -> None:
+        self.argv, self.server = argv, server
+        self.output = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 - closed in wait
+        if server is None:
+            self.process = subprocess.Popen([*COMMAND, *argv], env=env, stdout=self.output, stderr=subprocess.STDOUT)
+            self.pid = self.process.pid
+            return
+        server.process.stdin.write(json.dumps({"argv": argv, "env": env, "output": self.output.name}) + "\n")
+        server.process.stdin.flush()
+        self.pid = server.reply()["pid"]
+
+    def wait(self) -> subprocess.CompletedProcess:
+        returncode = self.process.wait() if self.server is None else self.server.reply()["returncode"]
+        with self.output:
+            self.output.seek(0)
+            return subprocess.CompletedProcess(self.argv, returncode, self.output.read(), None)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class Server:
-    """A running `serve` process for one Airflow home; `run` is subprocess.run for one command."""
+    """A running `serve` process for one Airflow home: `start` a command in a child of it; `run`
+    is subprocess.run for one command. One command at a time."""
 
     def __init__(self, env: dict) -> None:
         self.settings = _settings(env)
@@ -145,18 +179,18 @@ class Server:
             [*COMMAND, "serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
 
+    def start(self, argv: list[str], env: dict) -> Command:
+        usable = _settings(env) == self.settings and self.process.poll() is None
+        return Command(self if usable else None, argv, env)
+
     def run(self, argv: list[str], env: dict) -> subprocess.CompletedProcess:
-        if _settings(env) != self.settings or self.process.poll() is not None:
-            return subprocess.run(
-                [*COMMAND, *argv], check=False, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        with tempfile.NamedTemporaryFile("r", suffix=".log") as output:
-            self.process.stdin.write(json.dumps({"argv": argv, "env": env, "output": output.name}) + "\n")
-            self.process.stdin.flush()
-            reply = self.process.stdout.readline()
-            if not reply:
-                raise RuntimeError(f"the dags test server stopped (exit {self.process.wait()}) running {argv}")
-            return subprocess.CompletedProcess(argv, json.loads(reply)["returncode"], output.read(), None)
+        return self.start(argv, env).wait()
+
+    def reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the dags test server stopped (exit {self.process.wait()})")
+        return json.loads(line)
 
     def close(self) -> None:
         self.process.stdin.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests import airflow_api
 from tests.helpers import (
     PRODUCTION_2026_03_TEMPLATE_DB,
     PRODUCTION_TEMPLATE_DB,
@@ -172,6 +173,10 @@ def airflow_env(tmp_path_factory):
         "PLE_TASK_RETRY_DELAY_SECONDS": "1",
         "PLE_TASK_MAX_RETRY_DELAY_SECONDS": "2",
         "GX_ANALYTICS_ENABLED": "False",
+        # The users and JWT secret tests/airflow_api.py signs in with: every run of this home has
+        # the same Airflow settings, so each starts from the one dags test server.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": airflow_api.USERS,
+        "AIRFLOW__API_AUTH__JWT_SECRET": airflow_api.JWT_SECRET,
     }
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     return env

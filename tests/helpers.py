@@ -34,8 +34,6 @@ def clone_fixture(pg_server, name: str | None = None, template: str = TEMPLATE_D
     return embedded_pg.create_database(pg_server, name or f"ple_test_{os.getpid()}_{next(_db_counter)}", template)
 
 
-# `airflow dags test`, its run loop polling every 0.1 s instead of every second (tests/airflow_dags_test.py)
-AIRFLOW_DAGS_TEST = [*airflow_dags_test.COMMAND, "dags", "test"]
 _DAGS_TEST_SERVERS: dict[str, airflow_dags_test.Server] = {}  # Airflow home -> its server
 
 
@@ -51,11 +49,16 @@ def run_dag(
     args = ["dags", "test", dag_id]
     if conf is not None:
         args += ["-c", json.dumps(conf)]
+    return dags_test_server(airflow_env).run(args, env)
+
+
+def dags_test_server(airflow_env: dict) -> airflow_dags_test.Server:
+    """The `airflow dags test` server of this Airflow home, started on first use."""
     home = airflow_env["AIRFLOW_HOME"]
     if home not in _DAGS_TEST_SERVERS:
         _DAGS_TEST_SERVERS[home] = server = airflow_dags_test.Server(airflow_env)
         atexit.register(server.close)
-    return _DAGS_TEST_SERVERS[home].run(args, env)
+    return _DAGS_TEST_SERVERS[home]
 
 
 def dag_run_state(output: str) -> str | None:

@@ -2,8 +2,6 @@
 server (aiosmtpd) for the mail relay; the nightly audit runs through `airflow dags test`."""
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from email import message_from_bytes
@@ -13,7 +11,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.helpers import dag_run_state, free_port, run_dag
+from tests.helpers import dag_run_state, dags_test_server, free_port, run_dag
 
 pytestmark = pytest.mark.slow
 # No Required Action on a breach (it would wait for an answer): these tests are about the alerts.
@@ -97,21 +95,8 @@ def test_a_transient_error_is_retried_and_alerts_nobody(airflow_env, fresh_db, a
         blocker.execute(
             "LOCK TABLE outreach.outreach IN ACCESS EXCLUSIVE MODE"
         )  # the audit's first try times out on it
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airflow",
-                "dags",
-                "test",
-                "ctb_nightly_audit",
-                "-c",
-                json.dumps({"lock_timeout": "300ms"}),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        run = dags_test_server(airflow_env).start(
+            ["dags", "test", "ctb_nightly_audit", "-c", json.dumps({"lock_timeout": "300ms"})], env
         )
         waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'outreach.outreach'::regclass AND NOT granted"
         deadline = time.monotonic() + 300  # Airflow's start-up is slow on a loaded machine
@@ -121,7 +106,7 @@ def test_a_transient_error_is_retried_and_alerts_nobody(airflow_env, fresh_db, a
         while watcher.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
             time.sleep(0.05)  # the first try gave up on its lock timeout
         blocker.rollback()
-        output, _ = run.communicate(timeout=300)
+        output = run.wait().stdout
     assert dag_run_state(output) == "success", output[-3000:]
     assert "LockNotAvailable" in output  # the first try failed ...
     assert "Task failed with exception" not in output.split("LockNotAvailable", 1)[1]  # ... the retry did not

@@ -3,14 +3,13 @@ Required Actions; the answer comes from Airflow's REST API (in-process, as a log
 another process sharing the metadata database, as it would from the UI."""
 
 import re
-import subprocess
 
 import psycopg
 import pytest
 
 from ple.ui import pages
 from tests import airflow_api
-from tests.helpers import AIRFLOW_DAGS_TEST, dag_run_state
+from tests.helpers import dag_run_state, run_dag
 from tests.reorg_helpers import end_state
 
 pytestmark = pytest.mark.slow
@@ -53,17 +52,9 @@ def test_a_recorded_approval_is_honoured_without_asking(airflow_env, fresh_db):
 
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         approval.approve(conn, approval.reorganization(load().sha256), "Ada Lovelace", via="cli")
-    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=fresh_db)
-    run = subprocess.run(
-        [*AIRFLOW_DAGS_TEST, "ctb_phase_1b", "-c", '{"mode": "apply"}'],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert dag_run_state(run.stdout + run.stderr) == "success", (run.stdout + run.stderr)[-4000:]
-    assert "not asking again" in run.stdout + run.stderr
+    run = run_dag(airflow_api.env(airflow_env), "ctb_phase_1b", {"mode": "apply"}, fresh_db)
+    assert dag_run_state(run.stdout) == "success", run.stdout[-4000:]
+    assert "not asking again" in run.stdout
 
 
 def test_reject_runs_nothing(airflow_env, fresh_db):
