@@ -56,8 +56,8 @@ class TableRows:
     name: str  # schema.table when the rows were taken
     columns: tuple[str, ...]
     rows: Counter  # row hash -> number of rows with it
-    types: tuple[str, ...]  # each column's type and collation
-    texts: Counter  # md5 of the row's text -> number of rows with it
+    types: tuple[str, ...] | None = None  # each column's type and collation (take: all of them)
+    texts: Counter | None = None  # md5 of the row's text -> number of rows with it (take: every row)
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,11 @@ def missing(before: dict[int, TableRows], conn: psycopg.Connection) -> list[Miss
     left: dict[int, Counter] = {}
     for oid, table in before.items():
         rest = Counter(table.rows)
-        unchanged = oid in now and (now[oid].columns, now[oid].types) == (table.columns, table.types)
+        unchanged = (
+            table.texts is not None
+            and oid in now
+            and (now[oid].columns, now[oid].types) == (table.columns, table.types)
+        )
         if unchanged and _texts(conn, now[oid]) == table.texts:
             rest.clear()  # the very same rows, still here: each one found in its own table,
             pools[(oid, None, frozenset(table.columns))] = Counter()  # which has none left for another
