@@ -12,9 +12,9 @@
    times, for the one it runs. Its DAG folder is a folder holding that one file (a link).
 3. **It starts from a process that has Airflow imported** (`Server`): a command is a child forked
    from it (Airflow's LocalExecutor and DAG processor fork the same way), so a run does not pay
-   for importing Airflow, its CLI and its execution API again. The server imports nothing of
-   `ple`: the engine reads its settings from the environment when imported, and each command
-   runs in the environment of its request. A request whose Airflow settings differ from the
+   for importing Airflow, its CLI, its execution API and Great Expectations again. The server
+   imports nothing of `ple`: the engine reads its settings from the environment when imported,
+   and each command runs in the environment of its request. A request whose Airflow settings differ from the
    server's runs as a new process instead.
 
 As a command (like `python -m airflow`): `python tests/airflow_dags_test.py dags test <dag_id> ...`;
@@ -104,6 +104,7 @@ def serve() -> None:
     replies = os.fdopen(os.dup(1), "w")  # the answers' own channel: what Airflow logs goes to stderr
     os.dup2(2, 1)
     import airflow.__main__  # noqa: F401  (what every command imports first: settings, ORM, logging)
+    import great_expectations  # noqa: F401  (the DOL import's proof and the audit validate with it: 2-3 s)
     from airflow.api_fastapi.execution_api import app  # noqa: F401  (dag.test runs tasks against it)
     from airflow.cli.commands import dag_command  # noqa: F401
     from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401

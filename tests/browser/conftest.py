@@ -127,6 +127,10 @@ def airflow(pg_server, ctb_dsn, tmp_path_factory):
         # The DAG files do not change while the tests run: each is parsed once, not again every 30 s
         # (Airflow's default), which took CPU from the runs the tests wait for.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+        # A rejected or failed run of ctb_reorganization ends when `upstream_failed` has reached its
+        # last task, one layer of its chain per scheduler loop; an idle loop sleeps 1 s (the
+        # default), 85 seconds for the whole plan. The tests wait for that end.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
     }
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
