@@ -49,10 +49,11 @@ def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command
         )
     except BaseException:
         run.kill()
+        run.wait()  # the server reports the killed run: it is ready for the next one
         raise
     if responder.returncode:
         run.kill()  # a request nobody answered would keep the run waiting
-    output = run.wait().stdout
+    output = run.wait(timeout=1200).stdout
     assert responder.returncode == 0, responder.stderr[-3000:]
     return output, [json.loads(line) for line in responder.stdout.splitlines() if line.startswith("{")]
 

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -82,7 +83,10 @@ def airflow_main(argv: list[str]) -> int:
     try:
         main()
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if isinstance(exit_.code, int) or exit_.code is None:
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)  # as the interpreter does: `SystemExit("DagRun failed")`
+        return 1
     return 0
 
 
@@ -149,7 +153,7 @@ class Command:
     merged, in a file while it runs: nobody has to read a pipe), or `kill` it."""
 
     def __init__(self, server: Server | None, argv: list[str], env: dict) -> None:
-        self.argv, self.server = argv, server
+        self.argv, self.server, self.returncode = argv, server, None
         self.output = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 - closed in wait
         if server is None:
             self.process = subprocess.Popen([*COMMAND, *argv], env=env, stdout=self.output, stderr=subprocess.STDOUT)
@@ -159,15 +163,39 @@ class Command:
         server.process.stdin.flush()
         self.pid = server.reply()["pid"]
 
-    def wait(self) -> subprocess.CompletedProcess:
-        returncode = self.process.wait() if self.server is None else self.server.reply()["returncode"]
+    def wait(self, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """The command's result once it ended; after `timeout` seconds it is killed (its result
+        then has returncode -9). Whatever interrupts the wait (a test's own timeout) kills it too
+        and still reads its end from the server, which stays ready for the next command."""
+        timer = threading.Timer(timeout, self.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            returncode = self._ended()
+        except BaseException:
+            self.kill()
+            self._ended()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
         with self.output:
             self.output.seek(0)
             return subprocess.CompletedProcess(self.argv, returncode, self.output.read(), None)
 
+    def _ended(self) -> int:
+        if self.returncode is None:
+            if self.server is None:
+                self.returncode = self.process.wait()
+            else:
+                self.returncode = self.server.reply()["returncode"]
+                self.server.pending = None
+        return self.returncode
+
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self.returncode is None:  # not reaped yet: the pid is still this command's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
 
 class Server:
@@ -176,16 +204,23 @@ class Server:
 
     def __init__(self, env: dict) -> None:
         self.settings = _settings(env)
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        self.pending: Command | None = None  # the command whose end the server has yet to report
+        with open(Path(env["AIRFLOW_HOME"]) / "dags_test_server.log", "a") as log:  # what its imports log
+            self.process = subprocess.Popen(
+                [*COMMAND, "serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+            )
 
     def start(self, argv: list[str], env: dict) -> Command:
+        if self.pending is not None:  # a command its caller left without waiting for it
+            self.pending.kill()
+            self.pending.wait()
         usable = _settings(env) == self.settings and self.process.poll() is None
-        return Command(self if usable else None, argv, env)
+        command = Command(self if usable else None, argv, env)
+        self.pending = command if usable else None
+        return command
 
-    def run(self, argv: list[str], env: dict) -> subprocess.CompletedProcess:
-        return self.start(argv, env).wait()
+    def run(self, argv: list[str], env: dict, timeout: float | None = None) -> subprocess.CompletedProcess:
+        return self.start(argv, env).wait(timeout)
 
     def reply(self) -> dict:
         line = self.process.stdout.readline()
@@ -194,8 +229,13 @@ class Server:
         return json.loads(line)
 
     def close(self) -> None:
+        if self.pending is not None:
+            self.pending.kill()
         self.process.stdin.close()
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 if __name__ == "__main__":

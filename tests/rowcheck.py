@@ -83,7 +83,7 @@ def _tables(conn: psycopg.Connection) -> dict[int, _Table]:
 def _texts(conn: psycopg.Connection, table: _Table) -> Counter:
     """The multiset of the md5 of each row's text: equal again over the same columns of the same
     types means the very same rows, at a fraction of the cost of their JSONB hashes."""
-    query = sql.SQL("SELECT md5(t::text), count(*) FROM {} AS t GROUP BY 1").format(
+    query = sql.SQL("SELECT md5(ROW(t.*)::text), count(*) FROM {} AS t GROUP BY 1").format(
         sql.Identifier(table.schema, table.name)
     )
     return Counter(dict(conn.execute(query).fetchall()))
@@ -93,17 +93,16 @@ def _hashes(conn: psycopg.Connection, table: _Table, columns, jsonb_column: str 
     """Row hashes over `columns`, of the table's rows or (jsonb_column) of the objects in that column
     that carry every one of `columns`.
 
-    A row's object is `to_jsonb` of the row without the table's other columns; an object in a JSONB
-    column is rebuilt from just those keys (`jsonb_build_object`, at most 50 keys a call, joined
-    with `||`). Both give the JSONB a filter over `jsonb_each` and `jsonb_object_agg` would, at a
-    fraction of its cost."""
+    A row's object is `to_jsonb` of the row without the table's other columns (`t.*`, not `t`: a
+    column named `t` would be taken for the row); an object in a JSONB column is rebuilt from just
+    those keys (`jsonb_build_object`, at most 50 keys a call, joined with `||`). Both give the JSONB
+    a filter over `jsonb_each` and `jsonb_object_agg` would, at a fraction of its cost."""
     columns = list(columns)
+    table_name = sql.Identifier(table.schema, table.name)
     if jsonb_column is None:
         others = [c for c in table.columns if c not in set(columns)]
-        query = sql.SQL(
-            "SELECT md5((to_jsonb(t) - %(others)s::text[])::text), count(*) FROM {table} AS t GROUP BY 1"
-        ).format(table=sql.Identifier(table.schema, table.name))
-        parameters = {"others": others}
+        query = sql.SQL("SELECT md5((to_jsonb(t.*) - {others}::text[])::text), count(*) FROM {table} AS t GROUP BY 1")
+        query = query.format(others=sql.Literal(others), table=table_name)
     else:
         doc = sql.SQL("t.{}").format(sql.Identifier(jsonb_column))
         chunks = [columns[i : i + 50] for i in range(0, len(columns), 50)] or [[]]
@@ -117,10 +116,10 @@ def _hashes(conn: psycopg.Connection, table: _Table, columns, jsonb_column: str 
         )
         query = sql.SQL(
             "SELECT md5(({built})::text), count(*) FROM {table} AS t "
-            "WHERE jsonb_typeof({doc}) = 'object' AND {doc} ?& %(columns)s GROUP BY 1"
-        ).format(built=built, doc=doc, table=sql.Identifier(table.schema, table.name))
-        parameters = {"columns": columns}
-    return Counter(dict(conn.execute(query, parameters).fetchall()))
+            "WHERE jsonb_typeof({doc}) = 'object' AND {doc} ?& {columns}::text[] GROUP BY 1"
+        ).format(built=built, doc=doc, table=table_name, columns=sql.Literal(columns))
+    # No parameters: a column name is a literal in the query, and a `%` in it is just a character.
+    return Counter(dict(conn.execute(query).fetchall()))
 
 
 def take(conn: psycopg.Connection) -> dict[int, TableRows]:

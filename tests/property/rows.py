@@ -36,7 +36,7 @@ GROUP BY c.oid, n.nspname, c.relname
 
 # The same hash as tests/rowcheck.py's (the row as JSONB without the columns not taken), so that
 # rowcheck.missing finds these rows.
-_HASHES = "SELECT md5((to_jsonb(t) - %(others)s::text[])::text), count(*) FROM {table} AS t {where} GROUP BY 1"
+_HASHES = "SELECT md5((to_jsonb(t.*) - {others}::text[])::text), count(*) FROM {table} AS t {where} GROUP BY 1"
 # A merge's copies (provenance set) are the tool's: their source rows are checked where they are
 # (source, archive); a revert takes the copies out. Values the application writes into copies are
 # checked on their own (app_values).
@@ -73,9 +73,9 @@ def take(conn: psycopg.Connection, phases: list[str], extra=()) -> dict[int, row
     ).fetchall():
         columns = [c for c in all_columns if (oid, c) not in created]
         where = sql.SQL(_NOT_A_COPY if "ctb_source_table" in columns else "")
-        query = sql.SQL(_HASHES).format(table=sql.Identifier(schema, name), where=where)
         others = [c for c in all_columns if c not in columns]
-        hashes = Counter(dict(conn.execute(query, {"others": others}).fetchall()))
+        query = sql.SQL(_HASHES).format(table=sql.Identifier(schema, name), where=where, others=sql.Literal(others))
+        hashes = Counter(dict(conn.execute(query).fetchall()))
         result[oid] = rowcheck.TableRows(oid, f"{schema}.{name}", tuple(columns), hashes)
     return result
 

@@ -106,7 +106,7 @@ def test_a_transient_error_is_retried_and_alerts_nobody(airflow_env, fresh_db, a
         while watcher.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
             time.sleep(0.05)  # the first try gave up on its lock timeout
         blocker.rollback()
-        output = run.wait().stdout
+        output = run.wait(timeout=300).stdout
     assert dag_run_state(output) == "success", output[-3000:]
     assert "LockNotAvailable" in output  # the first try failed ...
     assert "Task failed with exception" not in output.split("LockNotAvailable", 1)[1]  # ... the retry did not

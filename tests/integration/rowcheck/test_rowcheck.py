@@ -124,3 +124,22 @@ def test_a_jsonb_copy_with_a_changed_value_is_not_accepted(db):
         "DROP TABLE sales.note"
     )
     assert _lost(before, db) == {"sales.note": 1}
+
+
+def test_a_column_named_t_or_with_a_percent_sign_is_a_column(db):
+    """The queries alias each table `t` and carry column names as literals: a column named `t` is
+    not the row, and a `%` in a name is not a placeholder (rows moved into JSONB included)."""
+    db.execute(
+        'CREATE TABLE sales.odd (id int, t text, "disc%" int, "a%%b" text);'
+        "INSERT INTO sales.odd VALUES (1, 'x', 10, 'y'), (2, 'x', 20, 'y')"
+    )
+    before = rowcheck.take(db)
+    db.execute("UPDATE sales.odd SET id = 3 WHERE id = 2")  # the `t` column is the same on both rows
+    assert _lost(before, db) == {"sales.odd": 1}
+    db.execute(
+        "CREATE TABLE sales.kept (ctb_source_row jsonb);"
+        "INSERT INTO sales.kept SELECT to_jsonb(o) FROM sales.odd o;"
+        "UPDATE sales.kept SET ctb_source_row = jsonb_set(ctb_source_row, '{id}', '2') WHERE ctb_source_row ->> 'id' = '3';"
+        "DROP TABLE sales.odd"
+    )
+    assert rowcheck.missing(before, db) == []
