@@ -4,10 +4,12 @@ an owner, retries, tags from the vocabulary and documentation."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ple.config import TAGS
+from tests.airflow_dags_test import dag_file
 from tests.helpers import REPO
 
 CONTRACT_DAG_IDS = {
@@ -23,17 +25,36 @@ CONTRACT_DAG_IDS = {
 PENDING_DAG_IDS: set[str] = set()
 
 
-@pytest.fixture(scope="module")
-def parsed(airflow_env):
-    env = dict(airflow_env, AIRFLOW_CONN_CTB_POSTGRES="postgresql://nobody@192.0.2.1:1/none")
+def _parse(airflow_env, folder=REPO / "dags", **env) -> dict:
+    env = dict(airflow_env, AIRFLOW_CONN_CTB_POSTGRES="postgresql://nobody@192.0.2.1:1/none", **env)
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "dags" / "parse_dags.py"), str(REPO / "dags")],
+        [sys.executable, str(REPO / "tests" / "dags" / "parse_dags.py"), str(folder)],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def parsed(airflow_env):
+    return _parse(airflow_env)
+
+
+def test_a_task_process_builds_only_its_own_phase_dag(airflow_env):
+    """Airflow sets the parsing context to the DAG whose task it runs: ctb_phases.py then builds
+    that phase's DAG, not all twelve, and nothing for another DAG's task."""
+    phases = REPO / "dags" / "ctb_phases.py"
+    assert set(_parse(airflow_env, phases, _AIRFLOW_PARSING_CONTEXT_DAG_ID="ctb_phase_1c")["dags"]) == {"ctb_phase_1c"}
+    assert _parse(airflow_env, phases, _AIRFLOW_PARSING_CONTEXT_DAG_ID="ctb_reorganization")["dags"] == {}
+
+
+def test_the_suites_dags_test_parses_each_dags_own_file(parsed):
+    """tests/airflow_dags_test.py gives `airflow dags test` a folder with just the DAG's file,
+    found by name: every DAG is where that rule looks (else a run parses the whole folder)."""
+    for dag_id, dag in parsed["dags"].items():
+        assert dag_file(REPO / "dags", dag_id) == Path(dag["fileloc"]), dag_id
 
 
 def test_no_import_errors(parsed):
