@@ -75,8 +75,8 @@ def airflow_main(argv: list[str]) -> int:
     time.sleep = _sleep_in_run_loop_briefly  # DAG.test imports `time` inside the function: patch the module
     if argv[:2] == ["dags", "test"] and (folder := one_file_folder(argv[2])):
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
-        if "airflow.settings" in sys.modules:  # imported by the server: its folder, read when imported
-            sys.modules["airflow.settings"].configure_vars()
+    if "airflow.settings" in sys.modules:  # imported by the server: the DAG folder is read when imported
+        sys.modules["airflow.settings"].configure_vars()
     from airflow.__main__ import main
 
     sys.argv = ["airflow", *argv]
@@ -128,6 +128,7 @@ def _child(request: dict) -> None:
     """Run one command in this forked child, its output to the request's file; never returns."""
     code = 1
     try:
+        os.setpgid(0, 0)  # its own process group: a kill reaches whatever it started
         output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(output, 1)
         os.dup2(output, 2)
@@ -156,7 +157,9 @@ class Command:
         self.argv, self.server, self.returncode = argv, server, None
         self.output = tempfile.NamedTemporaryFile("w+", suffix=".log")  # noqa: SIM115 - closed in wait
         if server is None:
-            self.process = subprocess.Popen([*COMMAND, *argv], env=env, stdout=self.output, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [*COMMAND, *argv], env=env, stdout=self.output, stderr=subprocess.STDOUT, process_group=0
+            )
             self.pid = self.process.pid
             return
         server.process.stdin.write(json.dumps({"argv": argv, "env": env, "output": self.output.name}) + "\n")
@@ -194,8 +197,9 @@ class Command:
 
     def kill(self) -> None:
         if self.returncode is None:  # not reaped yet: the pid is still this command's
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            for kill in (os.killpg, os.kill):  # its group, and itself should it have left the group
+                with contextlib.suppress(ProcessLookupError):
+                    kill(self.pid, signal.SIGKILL)
 
 
 class Server:
