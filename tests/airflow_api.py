@@ -16,17 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+# Every worker's Airflow home has these (tests/conftest.py airflow_env): the users and the JWT
+# secret these tests sign in with.
 USERS = "ada:admin,viewer:viewer"
 JWT_SECRET = "ple-tests-only-jwt-secret-0123456789abcdef"
-
-
-def env(airflow_env: dict) -> dict:
-    """The Airflow environment plus the users and the shared JWT secret of these tests."""
-    return {
-        **airflow_env,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
-        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
-    }
 
 
 def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command: str, answers: list[list[str]]):
@@ -36,7 +29,7 @@ def run_responding(airflow_env: dict, dsn: str, dag_id: str, conf: dict, command
     output, the JSON lines the responder printed)."""
     from tests.helpers import dags_test_server  # this module is also a script, run outside the tests package
 
-    run_env = dict(env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn)
+    run_env = dict(airflow_env, AIRFLOW_CONN_CTB_POSTGRES=dsn)
     run = dags_test_server(airflow_env).start(["dags", "test", dag_id, "-c", json.dumps(conf)], run_env)
     try:
         responder = subprocess.run(
@@ -76,7 +69,7 @@ def run_note(airflow_env: dict, dag_id: str, output: str) -> str | None:
             json.dumps(["ada", "admin"]),
             json.dumps([f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"]),
         ],
-        env=env(airflow_env),
+        env=airflow_env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -52,7 +52,7 @@ def test_a_recorded_approval_is_honoured_without_asking(airflow_env, fresh_db):
 
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         approval.approve(conn, approval.reorganization(load().sha256), "Ada Lovelace", via="cli")
-    run = run_dag(airflow_api.env(airflow_env), "ctb_phase_1b", {"mode": "apply"}, fresh_db)
+    run = run_dag(airflow_env, "ctb_phase_1b", {"mode": "apply"}, fresh_db)
     assert dag_run_state(run.stdout) == "success", run.stdout[-4000:]
     assert "not asking again" in run.stdout
 

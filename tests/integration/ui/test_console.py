@@ -15,7 +15,6 @@ from ple.cli import main as cli
 from ple.config import DOL_SAMPLE_DIR
 from ple.dol import files, importer
 from ple.reorg.plan import load
-from tests import airflow_api
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,7 @@ PAGES = ["/ple/", "/ple/reorganization", "/ple/data-quality", "/ple/dol-imports"
 
 
 def _api(airflow_env, dsn, *args, extra_env=None):
-    env = dict(airflow_api.env(airflow_env), AIRFLOW_CONN_CTB_POSTGRES=dsn, **(extra_env or {}))
+    env = dict(airflow_env, AIRFLOW_CONN_CTB_POSTGRES=dsn, **(extra_env or {}))
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "airflow_api.py"), *args],
         env=env,
