@@ -18,11 +18,12 @@ records are still accounted (probed in the live and superseded tables) by `prove
 The prefilter gives way to staging the whole file (the results are the same; only the cost
 differs) whenever it cannot be sure: the file name has no form year, a record is blank, a
 record holds a carriage return or the lines end differently (COPY refuses such a file and the
-careful path's reader splits it its own way), two unchanged records are the same bytes (a repeated key: the validation must see both), a changed
-record's key is also an unchanged record's key (the same), more than a fifth of the records
-changed, or COPY refuses the changed records. Whatever way the rows were staged, the store is
-brought up to date in the import's transaction: the staged good rows' digests are stored, or,
-when their digests are not known (the careful path), their keys' stored digests are removed.
+careful path's reader splits it its own way), two unchanged records are the same bytes (a
+repeated key: the validation must see both), a changed record's key is also an unchanged
+record's key (the same), more than a fifth of the records changed, or COPY refuses the changed
+records. Whatever way the rows were staged, the store is brought up to date in the import's
+transaction: the staged good rows' digests are stored, or, when their digests are not known (the
+careful path), their keys' stored digests are removed.
 """
 
 from __future__ import annotations
